@@ -1,0 +1,203 @@
+# shellcheck shell=bash
+# Shared helpers for the Kizuna local-stack scripts. Source it, don't run it:
+#   . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+KIZUNA_LOCAL_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+KIZUNA_STATE_DIR="${KIZUNA_STATE_DIR:-/var/lib/kizuna-local}"
+KIZUNA_CACHE_DIR="${KIZUNA_CACHE_DIR:-/var/cache/kizuna}"
+KIZUNA_BROKER_HOST=127.0.0.1
+KIZUNA_BROKER_PORT=9092
+# Seconds a broker gets to answer Metadata after start, and to exit after SIGTERM.
+KIZUNA_BROKER_READY_TIMEOUT="${KIZUNA_BROKER_READY_TIMEOUT:-90}"
+KIZUNA_STOP_TIMEOUT="${KIZUNA_STOP_TIMEOUT:-30}"
+export KIZUNA_STATE_DIR KIZUNA_CACHE_DIR
+
+log() { printf '[kizuna-stack] %s\n' "$*" >&2; }
+warn() { printf '[kizuna-stack] WARNING: %s\n' "$*" >&2; }
+die() {
+  printf '[kizuna-stack] ERROR: %s\n' "$*" >&2
+  exit 1
+}
+
+ensure_dirs() {
+  mkdir -p "$KIZUNA_STATE_DIR" "$KIZUNA_CACHE_DIR"
+}
+
+# Serialise the stack scripts (up/down/restart and the per-service scripts) on
+# fd 9. Nested calls (up.sh -> kafka.sh) see KIZUNA_LOCK_HELD and skip it.
+# Daemons must be started with 9>&- so they do not inherit the lock.
+acquire_lock() {
+  [[ -n "${KIZUNA_LOCK_HELD:-}" ]] && return 0
+  ensure_dirs
+  exec 9>"$KIZUNA_STATE_DIR/.lock"
+  if ! flock -w 600 9; then
+    die "another kizuna-stack script holds $KIZUNA_STATE_DIR/.lock for more than 600s"
+  fi
+  export KIZUNA_LOCK_HELD=1
+}
+
+# ---- pid files --------------------------------------------------------------
+# A pid file $KIZUNA_STATE_DIR/NAME.pid holds one pid. A pid only counts as
+# ours while /proc/PID/cmdline still contains the expected marker, so a
+# recycled pid never gets signalled.
+
+pid_file() { printf '%s/%s.pid\n' "$KIZUNA_STATE_DIR" "$1"; }
+
+# read_pid NAME -> prints the pid or nothing
+read_pid() {
+  local f
+  f="$(pid_file "$1")"
+  [[ -r "$f" ]] || return 0
+  local pid
+  pid="$(tr -dc '0-9' <"$f")"
+  [[ -n "$pid" ]] && printf '%s\n' "$pid"
+  return 0
+}
+
+# pid_matches PID MARKER: process alive and its command line contains MARKER
+pid_matches() {
+  local pid="$1" marker="$2" cmdline
+  [[ -n "$pid" && -r "/proc/$pid/cmdline" ]] || return 1
+  cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+  [[ "$cmdline" == *"$marker"* ]]
+}
+
+# running_pid NAME MARKER -> prints the pid if the recorded process is alive,
+# removes a stale pid file otherwise (returns 1).
+running_pid() {
+  local name="$1" marker="$2" pid
+  pid="$(read_pid "$name")"
+  if [[ -n "$pid" ]] && pid_matches "$pid" "$marker"; then
+    printf '%s\n' "$pid"
+    return 0
+  fi
+  if [[ -e "$(pid_file "$name")" ]]; then
+    log "removing stale pid file $(pid_file "$name")${pid:+ (pid $pid is gone)}"
+    rm -f "$(pid_file "$name")"
+  fi
+  return 1
+}
+
+write_pid() { printf '%s\n' "$2" >"$(pid_file "$1")"; }
+
+# stop_pid NAME MARKER [TIMEOUT]: SIGTERM the recorded process, SIGKILL after
+# TIMEOUT seconds, remove the pid file. Harmless when nothing runs.
+stop_pid() {
+  local name="$1" marker="$2" timeout="${3:-$KIZUNA_STOP_TIMEOUT}" pid
+  if ! pid="$(running_pid "$name" "$marker")"; then
+    log "$name: not running (nothing to stop)"
+    return 0
+  fi
+  log "$name: stopping pid $pid (SIGTERM, SIGKILL after ${timeout}s)"
+  kill -TERM "$pid" 2>/dev/null || true
+  if wait_until "$timeout" 0.5 not_pid_matches "$pid" "$marker"; then
+    log "$name: stopped"
+  else
+    warn "$name: pid $pid still alive after ${timeout}s, sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    wait_until 10 0.2 not_pid_matches "$pid" "$marker" ||
+      die "$name: pid $pid survived SIGKILL"
+  fi
+  rm -f "$(pid_file "$name")"
+}
+
+not_pid_matches() { ! pid_matches "$@"; }
+
+# ---- waiting ----------------------------------------------------------------
+
+# wait_until TIMEOUT INTERVAL CMD [ARGS...]: run CMD until it succeeds;
+# returns 1 if it has not succeeded within TIMEOUT seconds.
+wait_until() {
+  local timeout="$1" interval="$2"
+  shift 2
+  local deadline=$((SECONDS + timeout))
+  while true; do
+    if "$@"; then return 0; fi
+    ((SECONDS >= deadline)) && return 1
+    sleep "$interval"
+  done
+}
+
+# port_open HOST PORT: something accepts TCP connections there.
+port_open() {
+  timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$1" "$2" 2>/dev/null
+}
+
+# broker_ready [TIMEOUT]: a Kafka Metadata request on 127.0.0.1:9092 lists a broker.
+broker_ready() {
+  python3 "$KIZUNA_LOCAL_DIR/broker-ready.py" "$KIZUNA_BROKER_HOST:$KIZUNA_BROKER_PORT" \
+    --timeout "${1:-$KIZUNA_BROKER_READY_TIMEOUT}" "${@:2}"
+}
+
+# show_log_tail FILE [LINES]: print the end of a log for a failure message.
+show_log_tail() {
+  local f="$1" n="${2:-40}"
+  if [[ -s "$f" ]]; then
+    printf '[kizuna-stack] ---- last %s lines of %s ----\n' "$n" "$f" >&2
+    tail -n "$n" "$f" >&2
+    printf '[kizuna-stack] ---- end of %s ----\n' "$f" >&2
+  else
+    printf '[kizuna-stack] (log %s is empty or missing)\n' "$f" >&2
+  fi
+}
+
+# ---- brokers ----------------------------------------------------------------
+# Both brokers use 127.0.0.1:9092; only one runs at a time. Their pid files are
+# kafka.pid and tansu.pid; the markers below identify the processes.
+KAFKA_MARKER="kafka.Kafka"
+TANSU_MARKER="tansu"
+
+broker_marker() {
+  case "$1" in
+    kafka) printf '%s\n' "$KAFKA_MARKER" ;;
+    tansu) printf '%s\n' "$TANSU_MARKER" ;;
+    *) die "unknown broker '$1' (expected kafka or tansu)" ;;
+  esac
+}
+
+# running_broker -> prints "kafka" or "tansu" if one of ours runs.
+running_broker() {
+  local b
+  for b in kafka tansu; do
+    if running_pid "$b" "$(broker_marker "$b")" >/dev/null; then
+      printf '%s\n' "$b"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# free_broker_port_for NAME: before starting broker NAME, stop our other broker
+# if it runs; fail clearly if a foreign process holds 127.0.0.1:9092.
+free_broker_port_for() {
+  local want="$1" other
+  for other in kafka tansu; do
+    [[ "$other" == "$want" ]] && continue
+    if running_pid "$other" "$(broker_marker "$other")" >/dev/null; then
+      log "our $other broker is running on port $KIZUNA_BROKER_PORT; stopping it to start $want"
+      stop_pid "$other" "$(broker_marker "$other")"
+      rm -f "$KIZUNA_STATE_DIR/broker"
+    fi
+  done
+  if port_open "$KIZUNA_BROKER_HOST" "$KIZUNA_BROKER_PORT"; then
+    local holder
+    holder="$(ss -Hltnp "sport = :$KIZUNA_BROKER_PORT" 2>/dev/null | sed -n 's/.*users:((\(.*\)))/\1/p' | head -n1)"
+    die "port $KIZUNA_BROKER_HOST:$KIZUNA_BROKER_PORT is already in use by a process these scripts did not start${holder:+ ($holder)}; stop it (or run deploy/local/down.sh if it is ours from another state dir) and retry"
+  fi
+}
+
+require_cmd() {
+  command -v "$1" >/dev/null 2>&1 || die "'$1' is required but not installed${2:+ ($2)}"
+}
+
+# apt_install PKG...: install Debian packages (apt-get update first if needed).
+apt_install() {
+  [[ "$(id -u)" -eq 0 ]] || die "need root to apt-get install $*"
+  log "installing Debian packages: $*"
+  export DEBIAN_FRONTEND=noninteractive
+  if ! apt-get install -y -q "$@" >&2; then
+    log "apt-get install failed; running apt-get update and retrying"
+    apt-get update -q >&2
+    apt-get install -y -q "$@" >&2 || die "apt-get install $* failed"
+  fi
+}

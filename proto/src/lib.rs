@@ -1,0 +1,32 @@
+//! Kizuna's event contracts, package `kizuna.v1`.
+//!
+//! The `.proto` files next to this crate are the single source of truth. This crate holds the
+//! prost types generated from them, with serde impls that follow the protobuf JSON mapping
+//! (pbjson), so `serde_json` reads and writes exactly what other protobuf runtimes do.
+
+#![allow(clippy::all, missing_debug_implementations)]
+
+/// Generated types of package `kizuna.v1`.
+pub mod v1 {
+    include!(concat!(env!("OUT_DIR"), "/kizuna.v1.rs"));
+    include!(concat!(env!("OUT_DIR"), "/kizuna.v1.serde.rs"));
+}
+
+pub use pbjson_types::Timestamp;
+
+/// The schema version carried by every Kizuna message (`ce_type` prefix, `ce_dataschema`).
+pub const SCHEMA_VERSION: &str = "kizuna.v1";
+
+/// `content-type` of the default wire format: the protobuf JSON mapping.
+pub const CONTENT_TYPE_JSON: &str = "application/json";
+
+/// `content-type` of binary protobuf payloads.
+pub const CONTENT_TYPE_PROTOBUF: &str = "application/x-protobuf";
+
+/// CloudEvents `ce_type` values of the outputs.
+pub mod ce_type {
+    pub const TIER_CHANGED: &str = "kizuna.v1.TierChanged";
+    pub const TIER_WILL_DOWNGRADE: &str = "kizuna.v1.TierWillDowngrade";
+    pub const CHURN_RISK_CHANGED: &str = "kizuna.v1.ChurnRiskChanged";
+    pub const SEGMENT_CHANGED: &str = "kizuna.v1.SegmentChanged";
+}
