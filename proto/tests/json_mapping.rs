@@ -39,7 +39,8 @@ fn unknown_enum_names_are_rejected() {
 
 #[test]
 fn input_event_is_a_oneof() {
-    let json = r#"{"surveyResponse":{"eventId":"e","customerId":"c","kind":"SURVEY_KIND_NPS","score":9}}"#;
+    let json =
+        r#"{"surveyResponse":{"eventId":"e","customerId":"c","kind":"SURVEY_KIND_NPS","score":9}}"#;
     let e: InputEvent = serde_json::from_str(json).expect("valid input event");
     match e.event {
         Some(input_event::Event::SurveyResponse(s)) => assert_eq!(s.score, 9),

@@ -1,0 +1,288 @@
+//! Configuration in layers: built-in defaults, then an optional TOML file, then `KIZUNA_…`
+//! environment variables (`KIZUNA_KAFKA__BROKERS`, `KIZUNA_DATABASE__URL`, …; a double
+//! underscore separates section and key). Impossible combinations are refused at start-up.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub kafka: KafkaSettings,
+    pub database: DatabaseSettings,
+    pub ingest: IngestSettings,
+    pub relay: RelaySettings,
+    pub http: HttpSettings,
+    pub log: LogSettings,
+    /// Path of the tier programme file (TOML). Unset: the built-in example programme
+    /// (`services/loyalty-engine/config/programme.toml`).
+    #[serde(default)]
+    pub programme_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct KafkaSettings {
+    /// Bootstrap servers, comma separated.
+    pub brokers: String,
+    pub group_id: String,
+    pub client_id: String,
+    pub session_timeout_ms: u64,
+    pub topics: Topics,
+    /// Partitions per topic when `kizuna topics create` creates them.
+    pub partitions: i32,
+    pub replication_factor: i32,
+    /// Extra librdkafka properties passed through unchanged, e.g. `security.protocol`,
+    /// `sasl.mechanism`, `ssl.ca.location`. Secrets among them belong in `secret_properties`.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    /// librdkafka properties that hold secrets (e.g. `sasl.password`). Never printed.
+    #[serde(default)]
+    pub secret_properties: BTreeMap<String, SecretString>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Topics {
+    pub purchases: String,
+    pub support_tickets: String,
+    pub surveys: String,
+    pub tier_changed: String,
+    pub churn_risk: String,
+    pub segment_changed: String,
+    pub dead_letter: String,
+}
+
+impl Topics {
+    pub fn inputs(&self) -> [&str; 3] {
+        [&self.purchases, &self.support_tickets, &self.surveys]
+    }
+
+    pub fn outputs(&self) -> [&str; 4] {
+        [
+            &self.tier_changed,
+            &self.churn_risk,
+            &self.segment_changed,
+            &self.dead_letter,
+        ]
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    /// e.g. `postgres://kizuna:kizuna@127.0.0.1:5432/kizuna`. Secret: it may hold a password.
+    pub url: SecretString,
+    pub max_connections: u32,
+    /// Apply pending migrations when the engine starts.
+    pub migrate_on_start: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct IngestSettings {
+    /// A batch closes at this many messages…
+    pub batch_max_events: usize,
+    /// …or this long after its first message, whichever comes first.
+    pub batch_linger_ms: u64,
+    /// Messages larger than this go to the dead-letter topic.
+    pub max_message_bytes: usize,
+    pub max_id_len: usize,
+    /// Largest accepted single amount, minor units.
+    pub max_amount_minor: i64,
+    /// Events dated further than this into the future are refused.
+    pub max_future_skew_secs: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RelaySettings {
+    /// Rows published per round trip.
+    pub batch_size: i64,
+    /// Fallback poll interval; new rows are normally announced with LISTEN/NOTIFY.
+    pub poll_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct HttpSettings {
+    /// Address of `/metrics`, the health probes and the customer API. Port 0 picks a free port.
+    pub bind: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// An `EnvFilter` directive, e.g. `info,kizuna=debug`. `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+impl Settings {
+    /// Loads defaults, then `file` if given, then the environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        if let Some(path) = file {
+            if !path.exists() {
+                bail!("config file {} does not exist", path.display());
+            }
+            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("KIZUNA")
+                .prefix_separator("_")
+                .separator("__"),
+        );
+        let settings: Settings = builder
+            .build()
+            .context("reading configuration")?
+            .try_deserialize()
+            .context("configuration is not valid")?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// Refuses combinations that cannot work.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.ingest.batch_max_events == 0 {
+            bail!("ingest.batch_max_events must be at least 1");
+        }
+        let session = self.kafka.session_timeout_ms;
+        if self.ingest.batch_linger_ms * 2 >= session {
+            bail!(
+                "ingest.batch_linger_ms ({}) must stay well under kafka.session_timeout_ms ({session}) so a rebalance can finish the in-flight batch in time",
+                self.ingest.batch_linger_ms
+            );
+        }
+        let inputs = self.kafka.topics.inputs();
+        for out in self.kafka.topics.outputs() {
+            if inputs.contains(&out) {
+                bail!("topic {out:?} is configured as both an input and an output");
+            }
+        }
+        if self.kafka.partitions < 1 {
+            bail!("kafka.partitions must be at least 1");
+        }
+        if self.relay.batch_size < 1 {
+            bail!("relay.batch_size must be at least 1");
+        }
+        Ok(())
+    }
+
+    pub fn database_url(&self) -> &str {
+        self.database.url.expose_secret()
+    }
+
+    /// The configuration as TOML, with every secret replaced by `<redacted>`.
+    pub fn redacted_dump(&self) -> String {
+        let mut out = String::new();
+        let k = &self.kafka;
+        out.push_str(&format!(
+            "[kafka]\nbrokers = {:?}\ngroup_id = {:?}\nclient_id = {:?}\nsession_timeout_ms = {}\npartitions = {}\nreplication_factor = {}\n",
+            k.brokers, k.group_id, k.client_id, k.session_timeout_ms, k.partitions, k.replication_factor
+        ));
+        for (key, value) in &k.properties {
+            out.push_str(&format!("properties.{key:?} = {value:?}\n"));
+        }
+        for key in k.secret_properties.keys() {
+            out.push_str(&format!("secret_properties.{key:?} = \"<redacted>\"\n"));
+        }
+        let t = &k.topics;
+        out.push_str(&format!(
+            "\n[kafka.topics]\npurchases = {:?}\nsupport_tickets = {:?}\nsurveys = {:?}\ntier_changed = {:?}\nchurn_risk = {:?}\nsegment_changed = {:?}\ndead_letter = {:?}\n",
+            t.purchases, t.support_tickets, t.surveys, t.tier_changed, t.churn_risk, t.segment_changed, t.dead_letter
+        ));
+        out.push_str(&format!(
+            "\n[database]\nurl = {:?}\nmax_connections = {}\nmigrate_on_start = {}\n",
+            redact_url(self.database.url.expose_secret()),
+            self.database.max_connections,
+            self.database.migrate_on_start
+        ));
+        let i = &self.ingest;
+        out.push_str(&format!(
+            "\n[ingest]\nbatch_max_events = {}\nbatch_linger_ms = {}\nmax_message_bytes = {}\nmax_id_len = {}\nmax_amount_minor = {}\nmax_future_skew_secs = {}\n",
+            i.batch_max_events, i.batch_linger_ms, i.max_message_bytes, i.max_id_len, i.max_amount_minor, i.max_future_skew_secs
+        ));
+        out.push_str(&format!(
+            "\n[relay]\nbatch_size = {}\npoll_interval_ms = {}\n\n[http]\nbind = \"{}\"\n\n[log]\nformat = {:?}\nlevel = {:?}\n\nprogramme_file = {:?}\n",
+            self.relay.batch_size,
+            self.relay.poll_interval_ms,
+            self.http.bind,
+            match self.log.format {
+                LogFormat::Pretty => "pretty",
+                LogFormat::Json => "json",
+            },
+            self.log.level,
+            self.programme_file
+                .as_ref()
+                .map_or_else(|| "<built-in>".to_owned(), |p| p.display().to_string())
+        ));
+        out
+    }
+}
+
+/// Replaces the password of a `scheme://user:password@host/…` URL.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<redacted>".into();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:<redacted>@{host}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_load_and_pass_their_own_checks() {
+        let s = Settings::load(None).expect("defaults are valid");
+        assert_eq!(s.kafka.topics.purchases, "purchases");
+        assert!(s.ingest.batch_max_events > 1);
+    }
+
+    #[test]
+    fn dump_redacts_secrets() {
+        let mut s = Settings::load(None).expect("defaults are valid");
+        s.database.url = SecretString::from("postgres://kizuna:hunter2@db:5432/kizuna");
+        s.kafka
+            .secret_properties
+            .insert("sasl.password".into(), SecretString::from("s3cr3t"));
+        let dump = s.redacted_dump();
+        assert!(!dump.contains("hunter2"), "{dump}");
+        assert!(!dump.contains("s3cr3t"), "{dump}");
+        assert!(
+            dump.contains("postgres://kizuna:<redacted>@db:5432/kizuna"),
+            "{dump}"
+        );
+        assert!(dump.contains("sasl.password"), "{dump}");
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn linger_longer_than_the_session_is_refused() {
+        let mut s = Settings::load(None).expect("defaults are valid");
+        s.ingest.batch_linger_ms = s.kafka.session_timeout_ms;
+        let err = s.check().expect_err("must be refused").to_string();
+        assert!(err.contains("session_timeout_ms"), "{err}");
+    }
+
+    #[test]
+    fn an_input_topic_cannot_be_an_output() {
+        let mut s = Settings::load(None).expect("defaults are valid");
+        s.kafka.topics.dead_letter = s.kafka.topics.purchases.clone();
+        assert!(s.check().is_err());
+    }
+}

@@ -1,0 +1,153 @@
+//! Validated input events. Built once from the wire types by `ingest::validate`; the domain
+//! only ever sees these.
+
+use chrono::{DateTime, Utc};
+
+use super::ids::{CustomerId, EventId};
+use super::money::{Currency, Minor};
+
+/// What every input event carries.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EventMeta {
+    pub event_id: EventId,
+    pub customer_id: CustomerId,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// A validated input event.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DomainEvent {
+    pub meta: EventMeta,
+    pub body: EventBody,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventBody {
+    Purchase(Purchase),
+    Refund(Refund),
+    Ticket(TicketUpdate),
+    Survey(SurveyAnswer),
+}
+
+impl EventBody {
+    /// A short, PII-free name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EventBody::Purchase(_) => "purchase",
+            EventBody::Refund(_) => "refund",
+            EventBody::Ticket(_) => "ticket",
+            EventBody::Survey(_) => "survey",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LineItem {
+    pub sku: String,
+    pub category: String,
+    pub quantity: u32,
+    pub unit_price: Minor,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Purchase {
+    pub order_id: String,
+    pub amount: Minor,
+    pub currency: Currency,
+    pub discount: Minor,
+    pub coupon_code: Option<String>,
+    pub channel: String,
+    pub line_items: Vec<LineItem>,
+    pub referred_by: Option<CustomerId>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Refund {
+    /// The order this refund reverses (in part or in full).
+    pub order_id: String,
+    pub amount: Minor,
+    pub currency: Currency,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketStatus {
+    Opened,
+    Updated,
+    Resolved,
+    Reopened,
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketPriority {
+    Unspecified,
+    Low,
+    Normal,
+    High,
+    Urgent,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TicketUpdate {
+    pub ticket_id: String,
+    pub status: TicketStatus,
+    pub priority: TicketPriority,
+    pub channel: String,
+    pub category: String,
+    pub escalated: bool,
+    pub sla_breached: bool,
+    /// Post-ticket satisfaction, 1..=5.
+    pub csat: Option<u8>,
+    /// Conversation sentiment, -1..=1.
+    pub sentiment: Option<f64>,
+}
+
+/// A survey score, range-checked for its kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", content = "score", rename_all = "snake_case")]
+pub enum SurveyScore {
+    /// 0..=10
+    Nps(u8),
+    /// 1..=5
+    Csat(u8),
+    /// 1..=7, lower is better
+    Ces(u8),
+}
+
+#[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SurveyAnswer {
+    pub survey_id: String,
+    pub score: SurveyScore,
+    /// Free text from the customer: stored for the timeline, never logged.
+    pub comment: Option<String>,
+}
+
+impl std::fmt::Debug for SurveyAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SurveyAnswer")
+            .field("survey_id", &self.survey_id)
+            .field("score", &self.score)
+            .field("comment", &self.comment.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn survey_comments_never_show_in_debug_output() {
+        let answer = SurveyAnswer {
+            survey_id: "s".into(),
+            score: SurveyScore::Nps(3),
+            comment: Some("my address is 1-2-3 Shibuya".into()),
+        };
+        let printed = format!("{answer:?}");
+        assert!(!printed.contains("Shibuya"), "{printed}");
+        assert!(printed.contains("<redacted>"));
+    }
+}

@@ -1,0 +1,108 @@
+//! The consumer context: on every assignment, seek each partition to the next offset stored in
+//! PostgreSQL; on revocation, record that the partitions are gone.
+
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::Connection;
+
+use super::ownership::Ownership;
+use crate::metrics::Metrics;
+use crate::store::offsets::{self, Positions};
+
+/// How long an assignment waits for PostgreSQL before falling back to Kafka's committed
+/// offsets (which never run ahead of the stored ones).
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+pub struct IngestContext {
+    pub ownership: Ownership,
+    pub database_url: SecretString,
+    pub group_id: String,
+    pub topics: Vec<String>,
+    pub metrics: Metrics,
+}
+
+impl ClientContext for IngestContext {}
+
+fn pairs(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect()
+}
+
+impl IngestContext {
+    /// Reads the stored offsets on a connection of its own. The rebalance callback is
+    /// synchronous and may run on a runtime thread, so the lookup runs on a scoped thread with
+    /// a small runtime of its own.
+    fn stored_positions(&self) -> anyhow::Result<Positions> {
+        let url = self.database_url.expose_secret().to_owned();
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    rt.block_on(async {
+                        tokio::time::timeout(LOOKUP_TIMEOUT, async {
+                            let mut conn = sqlx::PgConnection::connect(&url).await?;
+                            let positions =
+                                offsets::load(&mut conn, &self.group_id, &self.topics).await?;
+                            conn.close().await.ok();
+                            anyhow::Ok(positions)
+                        })
+                        .await?
+                    })
+                })
+                .join()
+                .map_err(|_| anyhow::anyhow!("offset lookup thread panicked"))?
+        })
+    }
+}
+
+impl ConsumerContext for IngestContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let assigned = pairs(tpl);
+                match self.stored_positions() {
+                    Ok(positions) => {
+                        for mut elem in tpl.elements() {
+                            let key = (elem.topic().to_owned(), elem.partition());
+                            // Nothing stored: nothing of this partition was ever applied.
+                            let offset = positions
+                                .get(&key)
+                                .map_or(Offset::Beginning, |o| Offset::Offset(*o));
+                            if let Err(e) = elem.set_offset(offset) {
+                                tracing::warn!(topic = %key.0, partition = key.1, error = %e, "could not set the start offset");
+                            }
+                        }
+                        tracing::info!(partitions = ?assigned, "partitions assigned; seeking to stored offsets");
+                    }
+                    Err(e) => {
+                        // Kafka's committed offsets trail the stored ones, and anything at or
+                        // below a stored offset is skipped inside the batch transaction.
+                        tracing::warn!(error = %e, "stored offsets unavailable; starting from Kafka's committed offsets");
+                        for mut elem in tpl.elements() {
+                            elem.set_offset(Offset::Stored).ok();
+                        }
+                    }
+                }
+                self.ownership.assign(assigned);
+            }
+            Rebalance::Revoke(tpl) => {
+                let revoked = pairs(tpl);
+                tracing::info!(partitions = ?revoked, "partitions revoked");
+                self.ownership.revoke(revoked);
+            }
+            Rebalance::Error(e) => {
+                tracing::warn!(error = %e, "rebalance error");
+                self.ownership.revoke_all();
+            }
+        }
+        self.metrics.assigned_partitions(self.ownership.count());
+    }
+}

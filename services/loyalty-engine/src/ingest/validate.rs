@@ -1,0 +1,609 @@
+//! From a decoded wire message to a domain event: parse, don't validate. Every field is checked
+//! here, once; the domain receives only values that make sense.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use kizuna_proto::v1;
+
+use super::decode::WireEvent;
+use super::reject::{RejectReason, Rejection};
+use crate::domain::event::{
+    DomainEvent, EventBody, EventMeta, LineItem, Purchase, Refund, SurveyAnswer, SurveyScore,
+    TicketPriority, TicketStatus, TicketUpdate,
+};
+use crate::domain::ids::{CustomerId, EventId, IdError};
+use crate::domain::money::{Currency, Minor};
+
+/// The bounds an input must respect. Built from `[ingest]` settings.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_id_len: usize,
+    pub max_amount_minor: i64,
+    pub max_future_skew: Duration,
+    /// The programme currency; purchases in another currency are refused.
+    pub currency: Currency,
+    /// Longest free text (survey comment, coupon, sku) kept.
+    pub max_text_len: usize,
+    pub max_line_items: usize,
+}
+
+/// Events dated before this are refused as nonsense (unset timestamps decode to 1970).
+fn earliest() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+fn id_rejection(err: IdError, reason: RejectReason) -> Rejection {
+    let reason = match err {
+        IdError::Empty(_) => RejectReason::MissingField,
+        _ => reason,
+    };
+    Rejection::new(reason, err.to_string())
+}
+
+fn meta(
+    event_id: &str,
+    customer_id: &str,
+    occurred_at: Option<&kizuna_proto::Timestamp>,
+    key: Option<&[u8]>,
+    limits: &Limits,
+    now: DateTime<Utc>,
+) -> Result<EventMeta, Rejection> {
+    let event_id = EventId::parse(event_id, limits.max_id_len)
+        .map_err(|e| id_rejection(e, RejectReason::InvalidId))?;
+    let customer_id = CustomerId::parse(customer_id, limits.max_id_len)
+        .map_err(|e| id_rejection(e, RejectReason::InvalidCustomerId))?;
+    if let Some(key) = key
+        && key != customer_id.as_str().as_bytes()
+    {
+        return Err(Rejection::new(
+            RejectReason::KeyMismatch,
+            "the message key is not the event's customer_id",
+        ));
+    }
+    let ts = occurred_at
+        .ok_or_else(|| Rejection::new(RejectReason::MissingField, "occurred_at is missing"))?;
+    let nanos = u32::try_from(ts.nanos).map_err(|_| {
+        Rejection::new(
+            RejectReason::InvalidTimestamp,
+            "occurred_at has negative nanos",
+        )
+    })?;
+    let occurred_at = DateTime::<Utc>::from_timestamp(ts.seconds, nanos).ok_or_else(|| {
+        Rejection::new(
+            RejectReason::InvalidTimestamp,
+            "occurred_at is out of range",
+        )
+    })?;
+    if occurred_at > now + limits.max_future_skew {
+        return Err(Rejection::new(
+            RejectReason::FutureTimestamp,
+            format!(
+                "occurred_at {occurred_at} is more than {}s in the future",
+                limits.max_future_skew.num_seconds()
+            ),
+        ));
+    }
+    if occurred_at < earliest() {
+        return Err(Rejection::new(
+            RejectReason::InvalidTimestamp,
+            format!("occurred_at {occurred_at} is before 2000-01-01"),
+        ));
+    }
+    Ok(EventMeta {
+        event_id,
+        customer_id,
+        occurred_at,
+    })
+}
+
+fn amount(value: i64, field: &str, limits: &Limits) -> Result<Minor, Rejection> {
+    Minor::parse(value, limits.max_amount_minor)
+        .map_err(|e| Rejection::new(RejectReason::AmountOutOfRange, format!("{field}: {e}")))
+}
+
+fn text(value: &str, field: &str, limits: &Limits) -> Result<String, Rejection> {
+    if value.len() > limits.max_text_len {
+        return Err(Rejection::new(
+            RejectReason::InvalidField,
+            format!(
+                "{field} is {} bytes long, the limit is {}",
+                value.len(),
+                limits.max_text_len
+            ),
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+fn non_empty(value: &str, field: &str, limits: &Limits) -> Result<String, Rejection> {
+    if value.trim().is_empty() {
+        return Err(Rejection::new(
+            RejectReason::MissingField,
+            format!("{field} is missing"),
+        ));
+    }
+    text(value, field, limits)
+}
+
+fn currency(raw: &str, limits: &Limits) -> Result<Currency, Rejection> {
+    let c = Currency::parse(raw)
+        .map_err(|e| Rejection::new(RejectReason::InvalidCurrency, e.to_string()))?;
+    if c != limits.currency {
+        return Err(Rejection::new(
+            RejectReason::CurrencyMismatch,
+            format!(
+                "currency {c} is not the programme currency {}",
+                limits.currency
+            ),
+        ));
+    }
+    Ok(c)
+}
+
+fn enum_value<E: TryFrom<i32>>(raw: i32, field: &str) -> Result<E, Rejection> {
+    E::try_from(raw).map_err(|_| {
+        Rejection::new(
+            RejectReason::UnknownEnum,
+            format!("{field} {raw} is not a known value"),
+        )
+    })
+}
+
+fn purchase(
+    p: &v1::Purchase,
+    key: Option<&[u8]>,
+    limits: &Limits,
+    now: DateTime<Utc>,
+) -> Result<DomainEvent, Rejection> {
+    let meta = meta(
+        &p.event_id,
+        &p.customer_id,
+        p.occurred_at.as_ref(),
+        key,
+        limits,
+        now,
+    )?;
+    let order_id = non_empty(&p.order_id, "order_id", limits)?;
+    let amount_minor = amount(p.amount_minor, "amount_minor", limits)?;
+    let currency = currency(&p.currency, limits)?;
+    let kind: v1::PurchaseKind = enum_value(p.kind, "kind")?;
+    let body = match kind {
+        v1::PurchaseKind::Unspecified => {
+            return Err(Rejection::new(
+                RejectReason::MissingField,
+                "kind is missing",
+            ));
+        }
+        v1::PurchaseKind::Refund => EventBody::Refund(Refund {
+            order_id,
+            amount: amount_minor,
+            currency,
+        }),
+        v1::PurchaseKind::Purchase => {
+            if p.line_items.len() > limits.max_line_items {
+                return Err(Rejection::new(
+                    RejectReason::InvalidField,
+                    format!(
+                        "{} line items, the limit is {}",
+                        p.line_items.len(),
+                        limits.max_line_items
+                    ),
+                ));
+            }
+            let line_items = p
+                .line_items
+                .iter()
+                .map(|li| {
+                    Ok(LineItem {
+                        sku: text(&li.sku, "line_items.sku", limits)?,
+                        category: text(&li.category, "line_items.category", limits)?,
+                        quantity: li.quantity,
+                        unit_price: amount(
+                            li.unit_price_minor,
+                            "line_items.unit_price_minor",
+                            limits,
+                        )?,
+                    })
+                })
+                .collect::<Result<Vec<_>, Rejection>>()?;
+            let referred_by = if p.referred_by.is_empty() {
+                None
+            } else {
+                let referrer =
+                    CustomerId::parse(&p.referred_by, limits.max_id_len).map_err(|e| {
+                        Rejection::new(RejectReason::InvalidCustomerId, format!("referred_by: {e}"))
+                    })?;
+                (referrer != meta.customer_id).then_some(referrer)
+            };
+            EventBody::Purchase(Purchase {
+                order_id,
+                amount: amount_minor,
+                currency,
+                discount: amount(p.discount_minor, "discount_minor", limits)?,
+                coupon_code: (!p.coupon_code.is_empty())
+                    .then(|| text(&p.coupon_code, "coupon_code", limits))
+                    .transpose()?,
+                channel: text(&p.channel, "channel", limits)?,
+                line_items,
+                referred_by,
+            })
+        }
+    };
+    Ok(DomainEvent { meta, body })
+}
+
+fn ticket(
+    t: &v1::SupportTicket,
+    key: Option<&[u8]>,
+    limits: &Limits,
+    now: DateTime<Utc>,
+) -> Result<DomainEvent, Rejection> {
+    let meta = meta(
+        &t.event_id,
+        &t.customer_id,
+        t.occurred_at.as_ref(),
+        key,
+        limits,
+        now,
+    )?;
+    let status = match enum_value::<v1::TicketStatus>(t.status, "status")? {
+        v1::TicketStatus::Unspecified => {
+            return Err(Rejection::new(
+                RejectReason::MissingField,
+                "status is missing",
+            ));
+        }
+        v1::TicketStatus::Opened => TicketStatus::Opened,
+        v1::TicketStatus::Updated => TicketStatus::Updated,
+        v1::TicketStatus::Resolved => TicketStatus::Resolved,
+        v1::TicketStatus::Reopened => TicketStatus::Reopened,
+        v1::TicketStatus::Closed => TicketStatus::Closed,
+    };
+    let priority = match enum_value::<v1::TicketPriority>(t.priority, "priority")? {
+        v1::TicketPriority::Unspecified => TicketPriority::Unspecified,
+        v1::TicketPriority::Low => TicketPriority::Low,
+        v1::TicketPriority::Normal => TicketPriority::Normal,
+        v1::TicketPriority::High => TicketPriority::High,
+        v1::TicketPriority::Urgent => TicketPriority::Urgent,
+    };
+    let csat = match t.csat {
+        None => None,
+        Some(v @ 1..=5) => Some(v as u8),
+        Some(v) => {
+            return Err(Rejection::new(
+                RejectReason::ScoreOutOfRange,
+                format!("csat {v} is not in 1..=5"),
+            ));
+        }
+    };
+    let sentiment = match t.sentiment {
+        None => None,
+        Some(v) if v.is_finite() && (-1.0..=1.0).contains(&v) => Some(v),
+        Some(v) => {
+            return Err(Rejection::new(
+                RejectReason::ScoreOutOfRange,
+                format!("sentiment {v} is not in -1..=1"),
+            ));
+        }
+    };
+    Ok(DomainEvent {
+        meta,
+        body: EventBody::Ticket(TicketUpdate {
+            ticket_id: non_empty(&t.ticket_id, "ticket_id", limits)?,
+            status,
+            priority,
+            channel: text(&t.channel, "channel", limits)?,
+            category: text(&t.category, "category", limits)?,
+            escalated: t.escalated,
+            sla_breached: t.sla_breached,
+            csat,
+            sentiment,
+        }),
+    })
+}
+
+fn survey(
+    s: &v1::SurveyResponse,
+    key: Option<&[u8]>,
+    limits: &Limits,
+    now: DateTime<Utc>,
+) -> Result<DomainEvent, Rejection> {
+    let meta = meta(
+        &s.event_id,
+        &s.customer_id,
+        s.occurred_at.as_ref(),
+        key,
+        limits,
+        now,
+    )?;
+    let (score, range) = match enum_value::<v1::SurveyKind>(s.kind, "kind")? {
+        v1::SurveyKind::Unspecified => {
+            return Err(Rejection::new(
+                RejectReason::MissingField,
+                "kind is missing",
+            ));
+        }
+        v1::SurveyKind::Nps => (SurveyScore::Nps as fn(u8) -> SurveyScore, 0..=10),
+        v1::SurveyKind::Csat => (SurveyScore::Csat as fn(u8) -> SurveyScore, 1..=5),
+        v1::SurveyKind::Ces => (SurveyScore::Ces as fn(u8) -> SurveyScore, 1..=7),
+    };
+    if !range.contains(&s.score) {
+        return Err(Rejection::new(
+            RejectReason::ScoreOutOfRange,
+            format!(
+                "score {} is not in {}..={}",
+                s.score,
+                range.start(),
+                range.end()
+            ),
+        ));
+    }
+    let comment = match &s.comment {
+        Some(c) if c.len() > limits.max_text_len * 16 => {
+            return Err(Rejection::new(
+                RejectReason::InvalidField,
+                "comment is too long",
+            ));
+        }
+        other => other.clone(),
+    };
+    Ok(DomainEvent {
+        meta,
+        body: EventBody::Survey(SurveyAnswer {
+            survey_id: non_empty(&s.survey_id, "survey_id", limits)?,
+            score: score(s.score as u8),
+            comment,
+        }),
+    })
+}
+
+/// Validates a wire event. `key` is the Kafka message key when there is one; it must equal the
+/// customer id.
+pub fn validate(
+    event: &WireEvent,
+    key: Option<&[u8]>,
+    limits: &Limits,
+    now: DateTime<Utc>,
+) -> Result<DomainEvent, Rejection> {
+    match event {
+        WireEvent::Purchase(p) => purchase(p, key, limits, now),
+        WireEvent::SupportTicket(t) => ticket(t, key, limits, now),
+        WireEvent::Survey(s) => survey(s, key, limits, now),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            max_id_len: 16,
+            max_amount_minor: 1_000_000,
+            max_future_skew: Duration::hours(1),
+            currency: Currency::parse("JPY").expect("jpy"),
+            max_text_len: 64,
+            max_line_items: 3,
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0)
+            .single()
+            .expect("date")
+    }
+
+    fn ts(dt: DateTime<Utc>) -> Option<kizuna_proto::Timestamp> {
+        Some(kizuna_proto::Timestamp {
+            seconds: dt.timestamp(),
+            nanos: 0,
+        })
+    }
+
+    fn good_purchase() -> v1::Purchase {
+        v1::Purchase {
+            event_id: "e1".into(),
+            customer_id: "c1".into(),
+            occurred_at: ts(now() - Duration::days(1)),
+            order_id: "o1".into(),
+            kind: v1::PurchaseKind::Purchase as i32,
+            amount_minor: 5_000,
+            currency: "JPY".into(),
+            ..Default::default()
+        }
+    }
+
+    fn reason(p: v1::Purchase, key: Option<&[u8]>) -> RejectReason {
+        validate(&WireEvent::Purchase(p), key, &limits(), now())
+            .expect_err("must refuse")
+            .reason
+    }
+
+    #[test]
+    fn a_good_purchase_passes() {
+        let e = validate(
+            &WireEvent::Purchase(good_purchase()),
+            Some(b"c1"),
+            &limits(),
+            now(),
+        )
+        .expect("valid");
+        assert_eq!(e.meta.customer_id.as_str(), "c1");
+        assert!(matches!(e.body, EventBody::Purchase(ref p) if p.amount.get() == 5_000));
+    }
+
+    #[test]
+    fn hostile_purchases_are_refused_with_their_reason() {
+        let base = good_purchase;
+        assert_eq!(
+            reason(
+                v1::Purchase {
+                    event_id: "".into(),
+                    ..base()
+                },
+                None
+            ),
+            RejectReason::MissingField
+        );
+        assert_eq!(
+            reason(
+                v1::Purchase {
+                    customer_id: "".into(),
+                    ..base()
+                },
+                None
+            ),
+            RejectReason::MissingField
+        );
+        assert_eq!(
+            reason(
+                v1::Purchase {
+                    customer_id: "x".repeat(17),
+                    ..base()
+                },
+                None
+            ),
+            RejectReason::InvalidCustomerId
+        );
+        assert_eq!(
+            reason(base(), Some(b"someone-else")),
+            RejectReason::KeyMismatch
+        );
+        assert_eq!(
+            reason(
+                v1::Purchase {
+                    amount_minor: i64::MAX,
+                    ..base()
+                },
+                None
+            ),
+            RejectReason::AmountOutOfRange
+        );
+        assert_eq!(
+            reason(
+                v1::Purchase {
+                    amount_minor: -5,
+                    ..base()
+                },
+                None
+            ),
+            RejectReason::AmountOutOfRange
+        );
+        assert_eq!(
+            reason(
+                v1::Purchase {
+                    currency: "USD".into(),
+                    ..base()
+                },
+                None
+            ),
+            RejectReason::CurrencyMismatch
+        );
+        assert_eq!(
+            reason(
+                v1::Purchase {
+                    currency: "yen".into(),
+                    ..base()
+                },
+                None
+            ),
+            RejectReason::InvalidCurrency
+        );
+        assert_eq!(
+            reason(
+                v1::Purchase {
+                    occurred_at: ts(now() + Duration::days(2)),
+                    ..base()
+                },
+                None
+            ),
+            RejectReason::FutureTimestamp
+        );
+        assert_eq!(
+            reason(
+                v1::Purchase {
+                    occurred_at: None,
+                    ..base()
+                },
+                None
+            ),
+            RejectReason::MissingField
+        );
+        assert_eq!(
+            reason(
+                v1::Purchase {
+                    occurred_at: Some(kizuna_proto::Timestamp {
+                        seconds: 0,
+                        nanos: 0
+                    }),
+                    ..base()
+                },
+                None
+            ),
+            RejectReason::InvalidTimestamp
+        );
+        assert_eq!(
+            reason(v1::Purchase { kind: 0, ..base() }, None),
+            RejectReason::MissingField
+        );
+        assert_eq!(
+            reason(v1::Purchase { kind: 42, ..base() }, None),
+            RejectReason::UnknownEnum
+        );
+        assert_eq!(
+            reason(
+                v1::Purchase {
+                    line_items: vec![v1::LineItem::default(); 4],
+                    ..base()
+                },
+                None
+            ),
+            RejectReason::InvalidField
+        );
+    }
+
+    #[test]
+    fn survey_scores_are_checked_per_kind() {
+        let survey = |kind: v1::SurveyKind, score: u32| v1::SurveyResponse {
+            event_id: "e".into(),
+            customer_id: "c".into(),
+            occurred_at: ts(now()),
+            survey_id: "s".into(),
+            kind: kind as i32,
+            score,
+            comment: None,
+        };
+        let ok = |k, s| validate(&WireEvent::Survey(survey(k, s)), None, &limits(), now()).is_ok();
+        assert!(
+            ok(v1::SurveyKind::Nps, 0)
+                && ok(v1::SurveyKind::Nps, 10)
+                && !ok(v1::SurveyKind::Nps, 11)
+        );
+        assert!(
+            !ok(v1::SurveyKind::Csat, 0)
+                && ok(v1::SurveyKind::Csat, 5)
+                && !ok(v1::SurveyKind::Csat, 6)
+        );
+        assert!(ok(v1::SurveyKind::Ces, 7) && !ok(v1::SurveyKind::Ces, 8));
+    }
+
+    #[test]
+    fn ticket_scores_are_bounded() {
+        let t = |csat: Option<u32>, sentiment: Option<f64>| v1::SupportTicket {
+            event_id: "e".into(),
+            customer_id: "c".into(),
+            occurred_at: ts(now()),
+            ticket_id: "t".into(),
+            status: v1::TicketStatus::Resolved as i32,
+            csat,
+            sentiment,
+            ..Default::default()
+        };
+        let ok = |x| validate(&WireEvent::SupportTicket(x), None, &limits(), now()).is_ok();
+        assert!(ok(t(Some(1), Some(-1.0))));
+        assert!(!ok(t(Some(0), None)));
+        assert!(!ok(t(None, Some(1.5))));
+        assert!(!ok(t(None, Some(f64::NAN))));
+    }
+}

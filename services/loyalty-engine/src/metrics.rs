@@ -1,0 +1,345 @@
+//! One place per fact: the Prometheus metrics, behind methods named after what happened.
+//! Labels have low cardinality only: never a customer id.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::ingest::reject::RejectReason;
+
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    events: IntCounterVec,
+    dead_letters: IntCounterVec,
+    batch_size: Histogram,
+    batch_seconds: Histogram,
+    batch_failures: IntCounter,
+    event_lag_seconds: Histogram,
+    tier_transitions: IntCounterVec,
+    outputs: IntCounterVec,
+    outbox_published: IntCounterVec,
+    outbox_publish_seconds: Histogram,
+    outbox_backlog: IntGauge,
+    outbox_oldest_seconds: prometheus::Gauge,
+    assigned_partitions: IntGauge,
+    ready: IntGauge,
+    http_requests: HistogramVec,
+    build_info: IntGaugeVec,
+}
+
+/// What became of one consumed message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    Duplicate,
+    DeadLettered,
+    /// At or below the stored offset: already applied by an earlier transaction.
+    Replayed,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Duplicate => "duplicate",
+            Outcome::DeadLettered => "dead_lettered",
+            Outcome::Replayed => "replayed",
+        }
+    }
+}
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
+    // Registration only fails for duplicate names, which is a programming error caught by tests.
+    if let Err(e) = registry.register(Box::new(metric.clone())) {
+        tracing::error!(error = %e, "metric registration failed");
+    }
+    metric
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let r = &registry;
+        let latency_buckets = vec![
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            3600.0,
+        ];
+        let m = Self {
+            events: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "kizuna_events_consumed_total",
+                        "Input messages consumed, by topic and outcome.",
+                    ),
+                    &["topic", "outcome"],
+                )
+                .expect("valid metric"),
+            ),
+            dead_letters: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "kizuna_dead_letters_total",
+                        "Input messages sent to the dead-letter topic, by reason.",
+                    ),
+                    &["topic", "reason"],
+                )
+                .expect("valid metric"),
+            ),
+            batch_size: register(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new("kizuna_batch_events", "Messages per ingest batch.")
+                        .buckets(vec![
+                            1.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+                        ]),
+                )
+                .expect("valid metric"),
+            ),
+            batch_seconds: register(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "kizuna_batch_duration_seconds",
+                        "Time to apply and commit one batch.",
+                    )
+                    .buckets(latency_buckets.clone()),
+                )
+                .expect("valid metric"),
+            ),
+            batch_failures: register(
+                r,
+                IntCounter::new(
+                    "kizuna_batch_failures_total",
+                    "Batches whose transaction failed and was retried.",
+                )
+                .expect("valid metric"),
+            ),
+            event_lag_seconds: register(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "kizuna_event_processing_lag_seconds",
+                        "From an event's occurred_at to its commit.",
+                    )
+                    .buckets(latency_buckets.clone()),
+                )
+                .expect("valid metric"),
+            ),
+            tier_transitions: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "kizuna_tier_transitions_total",
+                        "Tier changes, by previous and new tier.",
+                    ),
+                    &["from", "to"],
+                )
+                .expect("valid metric"),
+            ),
+            outputs: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "kizuna_outputs_total",
+                        "Output events written to the outbox, by kind.",
+                    ),
+                    &["kind"],
+                )
+                .expect("valid metric"),
+            ),
+            outbox_published: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "kizuna_outbox_published_total",
+                        "Outbox rows published to Kafka, by topic.",
+                    ),
+                    &["topic"],
+                )
+                .expect("valid metric"),
+            ),
+            outbox_publish_seconds: register(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "kizuna_outbox_publish_latency_seconds",
+                        "From an outbox row's creation to its delivery acknowledgement.",
+                    )
+                    .buckets(latency_buckets),
+                )
+                .expect("valid metric"),
+            ),
+            outbox_backlog: register(
+                r,
+                IntGauge::new(
+                    "kizuna_outbox_backlog_rows",
+                    "Outbox rows waiting to be published.",
+                )
+                .expect("valid metric"),
+            ),
+            outbox_oldest_seconds: register(
+                r,
+                prometheus::Gauge::new(
+                    "kizuna_outbox_oldest_age_seconds",
+                    "Age of the oldest unpublished outbox row.",
+                )
+                .expect("valid metric"),
+            ),
+            assigned_partitions: register(
+                r,
+                IntGauge::new(
+                    "kizuna_assigned_partitions",
+                    "Input partitions assigned to this instance.",
+                )
+                .expect("valid metric"),
+            ),
+            ready: register(
+                r,
+                IntGauge::new(
+                    "kizuna_ready",
+                    "1 when the instance is ready (database reachable, ingest healthy).",
+                )
+                .expect("valid metric"),
+            ),
+            http_requests: register(
+                r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "kizuna_http_request_duration_seconds",
+                        "HTTP API requests, by route.",
+                    ),
+                    &["route", "status"],
+                )
+                .expect("valid metric"),
+            ),
+            build_info: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "kizuna_build_info",
+                        "Build information; the value is always 1.",
+                    ),
+                    &["version"],
+                )
+                .expect("valid metric"),
+            ),
+            registry,
+        };
+        m.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        #[cfg(target_os = "linux")]
+        if let Err(e) = m.registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        )) {
+            tracing::error!(error = %e, "process metrics registration failed");
+        }
+        m
+    }
+
+    pub fn consumed(&self, topic: &str, outcome: Outcome, n: u64) {
+        if n > 0 {
+            self.events
+                .with_label_values(&[topic, outcome.as_str()])
+                .inc_by(n);
+        }
+    }
+
+    pub fn dead_lettered(&self, topic: &str, reason: RejectReason) {
+        self.dead_letters
+            .with_label_values(&[topic, reason.as_str()])
+            .inc();
+    }
+
+    pub fn batch_committed(&self, events: usize, seconds: f64) {
+        self.batch_size.observe(events as f64);
+        self.batch_seconds.observe(seconds);
+    }
+
+    pub fn batch_failed(&self) {
+        self.batch_failures.inc();
+    }
+
+    pub fn event_lag(&self, seconds: f64) {
+        self.event_lag_seconds.observe(seconds.max(0.0));
+    }
+
+    pub fn tier_changed(&self, from: &str, to: &str) {
+        self.tier_transitions.with_label_values(&[from, to]).inc();
+    }
+
+    pub fn output_written(&self, kind: &str) {
+        self.outputs.with_label_values(&[kind]).inc();
+    }
+
+    pub fn published(&self, topic: &str, age_seconds: f64) {
+        self.outbox_published.with_label_values(&[topic]).inc();
+        self.outbox_publish_seconds.observe(age_seconds.max(0.0));
+    }
+
+    pub fn outbox_backlog(&self, rows: i64, oldest_seconds: f64) {
+        self.outbox_backlog.set(rows);
+        self.outbox_oldest_seconds.set(oldest_seconds);
+    }
+
+    pub fn assigned_partitions(&self, n: usize) {
+        self.assigned_partitions
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    pub fn readiness(&self, ready: bool) {
+        self.ready.set(i64::from(ready));
+    }
+
+    pub fn http_request(&self, route: &str, status: u16, seconds: f64) {
+        self.http_requests
+            .with_label_values(&[route, &status.to_string()])
+            .observe(seconds);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn facts_show_up_under_their_names() {
+        let m = Metrics::new();
+        m.consumed("purchases", Outcome::Applied, 3);
+        m.dead_lettered("purchases", RejectReason::Unparseable);
+        m.tier_changed("member", "silver");
+        let text = m.render();
+        assert!(
+            text.contains(r#"kizuna_events_consumed_total{outcome="applied",topic="purchases"} 3"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"kizuna_dead_letters_total{reason="unparseable",topic="purchases"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"kizuna_tier_transitions_total{from="member",to="silver"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("kizuna_build_info{version="), "{text}");
+    }
+}

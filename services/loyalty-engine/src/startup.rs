@@ -1,0 +1,204 @@
+//! Builds and runs the whole application: ingest loop, outbox relay and HTTP server. Tests use
+//! the same builder with port 0 and read back the port it got.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use rdkafka::consumer::Consumer;
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::domain::programme::Programme;
+use crate::health::Health;
+use crate::http::{AppState, router};
+use crate::ingest::batch::Processor;
+use crate::ingest::consumer::{IngestConsumer, IngestLoop};
+use crate::ingest::ownership::Ownership;
+use crate::ingest::rebalance::IngestContext;
+use crate::ingest::validate::Limits;
+use crate::metrics::Metrics;
+use crate::relay::Relay;
+use crate::{kafka, store};
+
+/// A running Kizuna instance.
+#[derive(Debug)]
+pub struct Application {
+    port: u16,
+    stop: CancellationToken,
+    ingest: JoinHandle<anyhow::Result<()>>,
+    relay: JoinHandle<anyhow::Result<()>>,
+    http: JoinHandle<anyhow::Result<()>>,
+    background: CancellationToken,
+}
+
+/// Loads the programme named in the settings, or the built-in example programme.
+pub fn load_programme(settings: &Settings) -> anyhow::Result<Programme> {
+    match &settings.programme_file {
+        Some(path) => Ok(Programme::load(path)?),
+        None => Programme::parse(include_str!("../config/programme.toml"))
+            .map_err(|e| anyhow::anyhow!("built-in programme: {e}")),
+    }
+}
+
+/// Waits for the database at start-up, so a stack that is still starting is not an error.
+async fn migrate_with_retry(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match store::migrate(pool).await {
+            Ok(()) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "database not ready; retrying migrations"
+                );
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let programme = Arc::new(load_programme(&settings)?);
+        let metrics = Metrics::new();
+        let health = Health::default();
+        let pool = store::pool(settings.database_url(), settings.database.max_connections)?;
+        if settings.database.migrate_on_start {
+            migrate_with_retry(&pool).await?;
+        }
+
+        let kafka_settings = settings.kafka.clone();
+        tokio::task::spawn_blocking(move || kafka::check_input_partitions(&kafka_settings))
+            .await
+            .context("partition check panicked")??;
+
+        let ownership = Ownership::default();
+        let inputs: Vec<String> = settings
+            .kafka
+            .topics
+            .inputs()
+            .iter()
+            .map(|t| (*t).to_owned())
+            .collect();
+        let context = IngestContext {
+            ownership: ownership.clone(),
+            database_url: SecretString::from(settings.database_url().to_owned()),
+            group_id: settings.kafka.group_id.clone(),
+            topics: inputs.clone(),
+            metrics: metrics.clone(),
+        };
+        let consumer: IngestConsumer = kafka::base_config(&settings.kafka)
+            .set("group.id", &settings.kafka.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set(
+                "session.timeout.ms",
+                settings.kafka.session_timeout_ms.to_string(),
+            )
+            .set("partition.assignment.strategy", "range")
+            .create_with_context(context)
+            .context("creating the Kafka consumer")?;
+        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&refs)
+            .context("subscribing to the input topics")?;
+
+        let limits = Limits {
+            max_id_len: settings.ingest.max_id_len,
+            max_amount_minor: settings.ingest.max_amount_minor,
+            max_future_skew: chrono::Duration::seconds(settings.ingest.max_future_skew_secs),
+            currency: programme.currency,
+            max_text_len: 256,
+            max_line_items: 1000,
+        };
+        let processor = Processor {
+            pool: pool.clone(),
+            group_id: settings.kafka.group_id.clone(),
+            topics: settings.kafka.topics.clone(),
+            programme: programme.clone(),
+            metrics: metrics.clone(),
+        };
+        let ingest = IngestLoop {
+            consumer: Arc::new(consumer),
+            processor,
+            settings: settings.ingest.clone(),
+            limits,
+            kinds: IngestLoop::kinds(&settings.kafka.topics),
+            health: health.clone(),
+        };
+        let relay = Relay {
+            pool: pool.clone(),
+            producer: kafka::producer(&settings.kafka)?,
+            ownership,
+            settings: settings.relay.clone(),
+            metrics: metrics.clone(),
+        };
+
+        let listener = TcpListener::bind(settings.http.bind)
+            .await
+            .with_context(|| format!("binding the HTTP server to {}", settings.http.bind))?;
+        let port = listener.local_addr()?.port();
+        let app = router(AppState {
+            pool,
+            metrics,
+            health,
+            programme,
+        });
+
+        let stop = CancellationToken::new();
+        let background = CancellationToken::new();
+        let http_stop = background.clone();
+        let http = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { http_stop.cancelled().await })
+                .await
+                .context("HTTP server failed")
+        });
+        let ingest = tokio::spawn(ingest.run(stop.clone()));
+        let relay = tokio::spawn(relay.run(background.clone()));
+        tracing::info!(port, "kizuna started");
+        Ok(Self {
+            port,
+            stop,
+            ingest,
+            relay,
+            http,
+            background,
+        })
+    }
+
+    /// The port the HTTP server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Cancelling this token stops the application gracefully.
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Runs until stopped: ingest finishes or abandons its batch, then the relay flushes, then
+    /// the HTTP server stops.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Self {
+            stop,
+            ingest,
+            relay,
+            http,
+            background,
+            ..
+        } = self;
+        let ingest_result = ingest.await.context("ingest task panicked")?;
+        stop.cancel();
+        background.cancel();
+        let relay_result = relay.await.context("relay task panicked")?;
+        let http_result = http.await.context("HTTP task panicked")?;
+        ingest_result.and(relay_result).and(http_result)
+    }
+}

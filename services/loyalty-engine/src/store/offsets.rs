@@ -1,0 +1,89 @@
+//! `consumer_offsets`: where each input partition stands, stored with the state it produced.
+
+use std::collections::HashMap;
+
+use sqlx::PgConnection;
+
+/// (topic, partition) → next offset to consume.
+pub type Positions = HashMap<(String, i32), i64>;
+
+/// Locks the rows of the given partitions for this transaction (creating them at -1 when new)
+/// and returns their next offsets. Everything below a partition's next offset was applied by
+/// an earlier transaction, possibly by another instance, and must be skipped.
+pub async fn lock(
+    conn: &mut PgConnection,
+    group_id: &str,
+    partitions: &[(String, i32)],
+) -> sqlx::Result<Positions> {
+    let mut sorted: Vec<&(String, i32)> = partitions.iter().collect();
+    sorted.sort();
+    sorted.dedup();
+    let topics: Vec<&str> = sorted.iter().map(|(t, _)| t.as_str()).collect();
+    let parts: Vec<i32> = sorted.iter().map(|(_, p)| *p).collect();
+    sqlx::query(
+        "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)
+         SELECT $1, t, p, 0 FROM unnest($2::text[], $3::int[]) AS x(t, p)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(group_id)
+    .bind(&topics)
+    .bind(&parts)
+    .execute(&mut *conn)
+    .await?;
+    let rows: Vec<(String, i32, i64)> = sqlx::query_as(
+        "SELECT topic, partition, next_offset FROM consumer_offsets
+         WHERE group_id = $1 AND (topic, partition) IN (SELECT * FROM unnest($2::text[], $3::int[]))
+         ORDER BY topic, partition
+         FOR UPDATE",
+    )
+    .bind(group_id)
+    .bind(&topics)
+    .bind(&parts)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().map(|(t, p, o)| ((t, p), o)).collect())
+}
+
+/// Stores new next offsets (only ever forwards).
+pub async fn advance(
+    conn: &mut PgConnection,
+    group_id: &str,
+    positions: &Positions,
+) -> sqlx::Result<()> {
+    let mut topics = Vec::with_capacity(positions.len());
+    let mut parts = Vec::with_capacity(positions.len());
+    let mut offsets = Vec::with_capacity(positions.len());
+    for ((t, p), o) in positions {
+        topics.push(t.as_str());
+        parts.push(*p);
+        offsets.push(*o);
+    }
+    sqlx::query(
+        "UPDATE consumer_offsets c SET next_offset = GREATEST(c.next_offset, x.o), updated_at = now()
+         FROM unnest($2::text[], $3::int[], $4::bigint[]) AS x(t, p, o)
+         WHERE c.group_id = $1 AND c.topic = x.t AND c.partition = x.p",
+    )
+    .bind(group_id)
+    .bind(&topics)
+    .bind(&parts)
+    .bind(&offsets)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The stored next offsets of a consumer group, for the topics given.
+pub async fn load<'e, E: sqlx::PgExecutor<'e>>(
+    executor: E,
+    group_id: &str,
+    topics: &[String],
+) -> sqlx::Result<Positions> {
+    let rows: Vec<(String, i32, i64)> = sqlx::query_as(
+        "SELECT topic, partition, next_offset FROM consumer_offsets WHERE group_id = $1 AND topic = ANY($2)",
+    )
+    .bind(group_id)
+    .bind(topics)
+    .fetch_all(executor)
+    .await?;
+    Ok(rows.into_iter().map(|(t, p, o)| ((t, p), o)).collect())
+}

@@ -1,0 +1,147 @@
+//! `outbox`: output events and dead letters waiting for the relay, written in the same
+//! transaction as the state change that caused them.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+
+/// Channel notified when rows are added, so the relay wakes at once.
+pub const NOTIFY_CHANNEL: &str = "kizuna_outbox";
+
+/// A message to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMessage {
+    /// Input partition that produced it: its owner publishes it.
+    pub partition: i32,
+    pub customer_id: Option<String>,
+    pub topic: String,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// A stored row, ready to publish.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub created_at: DateTime<Utc>,
+    pub message: OutboxMessage,
+}
+
+fn encode_headers(headers: &[(String, Vec<u8>)]) -> serde_json::Value {
+    serde_json::Value::Array(
+        headers
+            .iter()
+            .map(|(k, v)| serde_json::json!([k, String::from_utf8_lossy(v)]))
+            .collect(),
+    )
+}
+
+fn decode_headers(value: &serde_json::Value) -> Vec<(String, Vec<u8>)> {
+    value
+        .as_array()
+        .map(|pairs| {
+            pairs
+                .iter()
+                .filter_map(|pair| {
+                    let k = pair.get(0)?.as_str()?;
+                    let v = pair.get(1)?.as_str()?;
+                    Some((k.to_owned(), v.as_bytes().to_vec()))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Appends messages and notifies the relay (delivered when the transaction commits).
+pub async fn insert(conn: &mut PgConnection, messages: &[OutboxMessage]) -> sqlx::Result<()> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let partitions: Vec<i32> = messages.iter().map(|m| m.partition).collect();
+    let customers: Vec<Option<&str>> = messages.iter().map(|m| m.customer_id.as_deref()).collect();
+    let topics: Vec<&str> = messages.iter().map(|m| m.topic.as_str()).collect();
+    let keys: Vec<Option<&[u8]>> = messages.iter().map(|m| m.key.as_deref()).collect();
+    let payloads: Vec<&[u8]> = messages.iter().map(|m| m.payload.as_slice()).collect();
+    let headers: Vec<serde_json::Value> = messages
+        .iter()
+        .map(|m| encode_headers(&m.headers))
+        .collect();
+    sqlx::query(
+        "INSERT INTO outbox (partition, customer_id, topic, key, payload, headers)
+         SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::bytea[], $5::bytea[], $6::jsonb[])",
+    )
+    .bind(&partitions)
+    .bind(&customers)
+    .bind(&topics)
+    .bind(&keys)
+    .bind(&payloads)
+    .bind(&headers)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(NOTIFY_CHANNEL)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// The oldest rows of the given partitions, in insertion order.
+pub async fn next_batch(
+    pool: &PgPool,
+    partitions: &[i32],
+    limit: i64,
+) -> sqlx::Result<Vec<OutboxRow>> {
+    type Row = (
+        i64,
+        DateTime<Utc>,
+        i32,
+        Option<String>,
+        String,
+        Option<Vec<u8>>,
+        Vec<u8>,
+        serde_json::Value,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, created_at, partition, customer_id, topic, key, payload, headers FROM outbox
+         WHERE partition = ANY($1) ORDER BY id LIMIT $2",
+    )
+    .bind(partitions)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, created_at, partition, customer_id, topic, key, payload, headers)| OutboxRow {
+                id,
+                created_at,
+                message: OutboxMessage {
+                    partition,
+                    customer_id,
+                    topic,
+                    key,
+                    payload,
+                    headers: decode_headers(&headers),
+                },
+            },
+        )
+        .collect())
+}
+
+/// Removes published rows.
+pub async fn delete(pool: &PgPool, ids: &[i64]) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
+        .bind(ids)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Rows waiting and the age of the oldest, in seconds.
+pub async fn backlog(pool: &PgPool) -> sqlx::Result<(i64, f64)> {
+    sqlx::query_as(
+        "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0) FROM outbox",
+    )
+    .fetch_one(pool)
+    .await
+}
