@@ -1,1 +1,407 @@
+//! Helpers for Kizuna's end-to-end tests. Every test gets a fresh database, fresh topics and a
+//! fresh consumer group on the real broker and the real PostgreSQL started by
+//! `deploy/local/up.sh`, and waits on conditions with timeouts, never on fixed sleeps.
+//!
+//! Environment:
+//! - `KIZUNA_TEST_BROKERS` (default `127.0.0.1:9092`)
+//! - `KIZUNA_TEST_DATABASE_URL`: a database the test role can connect to in order to create
+//!   others (default `postgres://kizuna:kizuna@127.0.0.1:5432/kizuna`).
 
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use kizuna::config::Settings;
+use kizuna::startup::Application;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use secrecy::SecretString;
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub fn brokers() -> String {
+    std::env::var("KIZUNA_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+pub fn admin_database_url() -> String {
+    std::env::var("KIZUNA_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://kizuna:kizuna@127.0.0.1:5432/kizuna".into())
+}
+
+/// Polls `check` until it returns Some, or fails after `timeout` with `what` in the message.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last_error = None;
+    loop {
+        match check().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last_error = Some(e),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            match last_error {
+                Some(e) => {
+                    bail!("timed out after {timeout:?} waiting for {what}; last error: {e:#}")
+                }
+                None => bail!("timed out after {timeout:?} waiting for {what}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A fresh database, fresh topics and a fresh consumer group for one test.
+#[derive(Debug)]
+pub struct TestEnv {
+    pub id: String,
+    pub database: String,
+    pub database_url: String,
+    pub settings: Settings,
+}
+
+impl TestEnv {
+    pub async fn new() -> anyhow::Result<Self> {
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let database = format!("kizuna_test_{id}");
+        let admin_url = admin_database_url();
+        let mut admin = PgConnection::connect(&admin_url)
+            .await
+            .with_context(|| "connecting to PostgreSQL; is the stack up (deploy/local/up.sh)?")?;
+        sqlx::query(&format!("CREATE DATABASE {database}"))
+            .execute(&mut admin)
+            .await?;
+        let (base, _) = admin_url
+            .rsplit_once('/')
+            .context("database url without a database name")?;
+        let database_url = format!("{base}/{database}");
+
+        let mut settings = Settings::load(None)?;
+        settings.kafka.brokers = brokers();
+        settings.kafka.group_id = format!("kizuna-test-{id}");
+        settings.kafka.partitions = 3;
+        let t = &mut settings.kafka.topics;
+        for topic in [
+            &mut t.purchases,
+            &mut t.support_tickets,
+            &mut t.surveys,
+            &mut t.tier_changed,
+            &mut t.churn_risk,
+            &mut t.segment_changed,
+            &mut t.dead_letter,
+        ] {
+            *topic = format!("test-{id}.{topic}");
+        }
+        settings.database.url = SecretString::from(database_url.clone());
+        settings.database.max_connections = 5;
+        settings.http.bind = "127.0.0.1:0".parse()?;
+        settings.ingest.batch_linger_ms = 10;
+        settings.relay.poll_interval_ms = 200;
+        kizuna::kafka::create_topics(&settings.kafka).await?;
+        Ok(Self {
+            id,
+            database,
+            database_url,
+            settings,
+        })
+    }
+
+    pub async fn pool(&self) -> anyhow::Result<PgPool> {
+        Ok(PgPool::connect(&self.database_url).await?)
+    }
+
+    /// Starts the engine in-process with this environment's settings.
+    pub async fn start(&self) -> anyhow::Result<TestApp> {
+        let app = Application::build(self.settings.clone()).await?;
+        let port = app.port();
+        let stop = app.stop_token();
+        let handle = tokio::spawn(app.run_until_stopped());
+        Ok(TestApp {
+            port,
+            stop,
+            handle,
+            http: reqwest::Client::new(),
+        })
+    }
+
+    pub fn producer(&self) -> anyhow::Result<TestProducer> {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &self.settings.kafka.brokers)
+            .set("partitioner", "murmur2_random")
+            .set("enable.idempotence", "true")
+            .create()?;
+        Ok(TestProducer { producer })
+    }
+
+    /// A consumer reading every partition of `topic` from the beginning.
+    pub fn reader(&self, topic: &str) -> anyhow::Result<TopicReader> {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.settings.kafka.brokers)
+            .set(
+                "group.id",
+                format!("reader-{}-{}", self.id, uuid::Uuid::new_v4()),
+            )
+            .set("enable.auto.commit", "false")
+            .create()?;
+        let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        let mut tpl = TopicPartitionList::new();
+        let mut partitions = Vec::new();
+        for t in md.topics() {
+            for p in t.partitions() {
+                tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
+                partitions.push(p.id());
+            }
+        }
+        if partitions.is_empty() {
+            bail!("topic {topic} has no partitions");
+        }
+        consumer.assign(&tpl)?;
+        Ok(TopicReader {
+            consumer,
+            topic: topic.to_owned(),
+            partitions,
+        })
+    }
+
+    /// Drops the database and deletes the topics.
+    pub async fn cleanup(self) -> anyhow::Result<()> {
+        let mut admin = PgConnection::connect(&admin_database_url()).await?;
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.database
+        ))
+        .execute(&mut admin)
+        .await?;
+        let client: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.settings.kafka.brokers)
+            .create()?;
+        let t = &self.settings.kafka.topics;
+        let names: Vec<&str> = t.inputs().into_iter().chain(t.outputs()).collect();
+        // Best effort: brokers without topic deletion keep them; names are unique anyway.
+        client
+            .delete_topics(&names, &AdminOptions::new())
+            .await
+            .ok();
+        Ok(())
+    }
+}
+
+/// A running engine.
+#[derive(Debug)]
+pub struct TestApp {
+    pub port: u16,
+    pub stop: CancellationToken,
+    pub handle: JoinHandle<anyhow::Result<()>>,
+    pub http: reqwest::Client,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// `GET path`: status and JSON body (Null when the body is not JSON).
+    pub async fn get(&self, path: &str) -> anyhow::Result<(u16, serde_json::Value)> {
+        let resp = self.http.get(self.url(path)).send().await?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await?;
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        ))
+    }
+
+    pub async fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        Ok(self.http.get(self.url(path)).send().await?.text().await?)
+    }
+
+    /// Waits until the customer's state satisfies `check`.
+    pub async fn wait_for_customer(
+        &self,
+        id: &str,
+        what: &str,
+        check: impl Fn(&serde_json::Value) -> bool,
+    ) -> anyhow::Result<serde_json::Value> {
+        wait_for(what, Duration::from_secs(60), || async {
+            let (status, body) = self.get(&format!("/v1/customers/{id}")).await?;
+            Ok((status == 200 && check(&body)).then_some(body))
+        })
+        .await
+    }
+
+    /// Graceful stop; returns the application's result.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.handle)
+            .await
+            .context("the engine did not stop within 30 s")??
+    }
+}
+
+#[derive(Clone)]
+pub struct TestProducer {
+    producer: FutureProducer,
+}
+
+impl std::fmt::Debug for TestProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TestProducer")
+    }
+}
+
+impl TestProducer {
+    /// Produces one message and waits for the broker's acknowledgement.
+    pub async fn send(
+        &self,
+        topic: &str,
+        key: Option<&str>,
+        payload: &[u8],
+        headers: &[(&str, &[u8])],
+    ) -> anyhow::Result<()> {
+        let mut h = OwnedHeaders::new();
+        for (k, v) in headers {
+            h = h.insert(Header {
+                key: k,
+                value: Some(*v),
+            });
+        }
+        let mut record = FutureRecord::<str, [u8]>::to(topic)
+            .payload(payload)
+            .headers(h);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        self.producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map_err(|(e, _)| anyhow::anyhow!("produce to {topic}: {e}"))?;
+        Ok(())
+    }
+
+    /// Produces a JSON input event keyed by its customer id.
+    pub async fn send_json(
+        &self,
+        topic: &str,
+        customer: &str,
+        event: &impl serde::Serialize,
+    ) -> anyhow::Result<()> {
+        let payload = serde_json::to_vec(event)?;
+        self.send(
+            topic,
+            Some(customer),
+            &payload,
+            &[("content-type", b"application/json")],
+        )
+        .await
+    }
+}
+
+/// A message read back from a topic.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub key: Option<String>,
+    pub payload: Vec<u8>,
+    pub headers: HashMap<String, String>,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl Received {
+    pub fn json(&self) -> anyhow::Result<serde_json::Value> {
+        Ok(serde_json::from_slice(&self.payload)?)
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+}
+
+pub struct TopicReader {
+    consumer: StreamConsumer,
+    topic: String,
+    partitions: Vec<i32>,
+}
+
+impl std::fmt::Debug for TopicReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TopicReader({})", self.topic)
+    }
+}
+
+fn received(msg: &rdkafka::message::BorrowedMessage<'_>) -> Received {
+    let headers = msg
+        .headers()
+        .map(|hs| {
+            hs.iter()
+                .map(|h| {
+                    (
+                        h.key.to_owned(),
+                        String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Received {
+        key: msg.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+        payload: msg.payload().unwrap_or_default().to_vec(),
+        headers,
+        partition: msg.partition(),
+        offset: msg.offset(),
+    }
+}
+
+impl TopicReader {
+    /// Reads messages until `done` says the collection is complete, or fails after `timeout`.
+    pub async fn collect_until(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&[Received]) -> bool,
+    ) -> anyhow::Result<Vec<Received>> {
+        let mut got = Vec::new();
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !done(&got) {
+            let msg = tokio::time::timeout_at(deadline, self.consumer.recv())
+                .await
+                .with_context(|| {
+                    format!(
+                        "timed out after {timeout:?} on {}; received {} messages",
+                        self.topic,
+                        got.len()
+                    )
+                })??;
+            got.push(received(&msg));
+        }
+        Ok(got)
+    }
+
+    /// Reads everything the topic holds right now: up to each partition's high watermark.
+    pub async fn read_to_end(&self, timeout: Duration) -> anyhow::Result<Vec<Received>> {
+        let mut ends = HashMap::new();
+        for p in &self.partitions {
+            let (low, high) =
+                self.consumer
+                    .fetch_watermarks(&self.topic, *p, Duration::from_secs(10))?;
+            if high > low {
+                ends.insert(*p, high);
+            }
+        }
+        self.collect_until(timeout, |got| {
+            ends.iter().all(|(p, high)| {
+                got.iter()
+                    .any(|m| m.partition == *p && m.offset + 1 >= *high)
+            })
+        })
+        .await
+    }
+}

@@ -37,6 +37,18 @@ enum Command {
     Config,
     /// Check the tier programme file and print it.
     CheckProgramme,
+    /// Follow the output topics and print each event as one line.
+    Watch {
+        /// Start from the oldest retained event instead of now.
+        #[arg(long)]
+        from_beginning: bool,
+        /// Also show the dead-letter topic.
+        #[arg(long)]
+        dead_letters: bool,
+        /// Write this file once positioned (for scripts).
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,6 +103,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config => {
             print!("{}", settings.redacted_dump());
             Ok(())
+        }
+        Command::Watch {
+            from_beginning,
+            dead_letters,
+            ready_file,
+        } => {
+            let stop = tokio_util::sync::CancellationToken::new();
+            let on_signal = stop.clone();
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                on_signal.cancel();
+            });
+            let options = kizuna::watch::WatchOptions {
+                from_beginning,
+                dead_letters,
+                ready_file,
+            };
+            kizuna::watch::watch(&settings.kafka, options, stop).await
         }
         Command::CheckProgramme => {
             let programme = load_programme(&settings)?;
