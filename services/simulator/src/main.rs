@@ -37,6 +37,10 @@ struct Args {
     /// Seed for the random generator (same seed, same events).
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Part of every event id; a new random one per run unless given, so separate runs never
+    /// collide in Kizuna's event-id deduplication.
+    #[arg(long)]
+    run_id: Option<String>,
     /// Prefix of the customer ids.
     #[arg(long, default_value = "cust-")]
     customer_prefix: String,
@@ -76,7 +80,11 @@ async fn main() -> anyhow::Result<()> {
     let mut rng = StdRng::seed_from_u64(args.seed);
     let now = Utc::now();
     let start = now - chrono::Duration::days(args.history_days);
-    let mut world = model::World::new(args.customers, &args.customer_prefix, start, &mut rng);
+    let run = args
+        .run_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..8].to_owned());
+    let mut world = model::World::new(args.customers, &args.customer_prefix, &run, start, &mut rng);
     let interval = (args.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / args.rate));
     let started = Instant::now();
     let mut in_flight = Vec::new();

@@ -28,6 +28,8 @@ struct Customer {
 pub struct World {
     customers: Vec<Customer>,
     seq: u64,
+    /// Distinguishes the event ids of separate runs.
+    run: String,
 }
 
 fn ts(t: DateTime<Utc>) -> Option<Timestamp> {
@@ -38,7 +40,7 @@ fn ts(t: DateTime<Utc>) -> Option<Timestamp> {
 }
 
 impl World {
-    pub fn new(n: u32, prefix: &str, start: DateTime<Utc>, rng: &mut StdRng) -> Self {
+    pub fn new(n: u32, prefix: &str, run: &str, start: DateTime<Utc>, rng: &mut StdRng) -> Self {
         let customers = (0..n)
             .map(|i| {
                 let category = rng.random_range(0..CATEGORIES.len());
@@ -53,7 +55,11 @@ impl World {
                 }
             })
             .collect();
-        Self { customers, seq: 0 }
+        Self {
+            customers,
+            seq: 0,
+            run: run.to_owned(),
+        }
     }
 
     /// The next event: mostly purchases in each customer's own rhythm, sometimes a support
@@ -66,7 +72,7 @@ impl World {
         let at = c.next_at.min(now);
         let gap_hours = (c.rhythm_days * 24.0 * rng.random_range(0.5..1.5)).max(1.0) as i64;
         c.next_at = (c.next_at + Duration::hours(gap_hours)).min(now);
-        let event_id = format!("sim-{}-{seq}", c.id);
+        let event_id = format!("sim-{}-{seq}", self.run);
         let roll: f64 = rng.random();
         if roll < 0.8 {
             c.orders += 1;
@@ -80,7 +86,7 @@ impl World {
                 event_id,
                 customer_id: c.id.clone(),
                 occurred_at: ts(at),
-                order_id: format!("ord-{}-{}", c.id, c.orders),
+                order_id: format!("ord-{}-{}-{}", self.run, c.id, c.orders),
                 kind: v1::PurchaseKind::Purchase as i32,
                 amount_minor: gross - discount,
                 currency: "JPY".into(),
@@ -105,7 +111,7 @@ impl World {
                 event_id,
                 customer_id: c.id.clone(),
                 occurred_at: ts(at),
-                ticket_id: format!("tkt-{}-{seq}", c.id),
+                ticket_id: format!("tkt-{}-{seq}", self.run),
                 status: if bad {
                     v1::TicketStatus::Reopened
                 } else {

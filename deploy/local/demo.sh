@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The demo: install what is missing, start PostgreSQL and a broker (KIZUNA_BROKER=kafka|tansu,
+# default kafka), build Kizuna, create the topics, start the engine, let the simulator send a
+# few customers' purchases, and show the output events live. Ctrl-C ends it; the stack keeps
+# running (deploy/local/down.sh stops it).
+#
+#   KIZUNA_DEMO_CUSTOMERS   simulated customers (default 12)
+#   KIZUNA_DEMO_EVENTS      events to send (default 300)
+#   KIZUNA_DEMO_RATE        events per second (default 20)
+#   KIZUNA_DEMO_SECONDS     stop by itself after this many seconds (default: run until Ctrl-C)
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+repo="$(cd "$KIZUNA_LOCAL_DIR/../.." && pwd)"
+
+"$KIZUNA_LOCAL_DIR/prereqs.sh"
+# shellcheck disable=SC1091
+[[ -f "$HOME/.cargo/env" ]] && . "$HOME/.cargo/env"
+"$KIZUNA_LOCAL_DIR/up.sh" >/dev/null
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$KIZUNA_CACHE_DIR/target}"
+log "building kizuna and kizuna-sim (target dir $CARGO_TARGET_DIR; the first build takes a few minutes)"
+(cd "$repo" && cargo build --locked --bin kizuna --bin kizuna-sim >&2)
+bin="$CARGO_TARGET_DIR/debug"
+
+export KIZUNA_KAFKA__BROKERS="$KIZUNA_BROKER_HOST:$KIZUNA_BROKER_PORT"
+export KIZUNA_DATABASE__URL="postgres://kizuna:kizuna@127.0.0.1:5432/kizuna"
+export KIZUNA_HTTP__BIND="${KIZUNA_HTTP__BIND:-127.0.0.1:8080}"
+"$bin/kizuna" topics create
+
+engine_log="$KIZUNA_STATE_DIR/kizuna-demo.log"
+if pid="$(running_pid kizuna-demo "kizuna")"; then
+  log "stopping the previous demo engine (pid $pid)"
+  kill "$pid" 2>/dev/null || true
+  wait_until 30 0.2 bash -c "! kill -0 $pid 2>/dev/null" || kill -9 "$pid" 2>/dev/null || true
+fi
+log "starting the engine; log $engine_log"
+setsid "$bin/kizuna" run >>"$engine_log" 2>&1 </dev/null 9>&- &
+engine=$!
+write_pid kizuna-demo "$engine"
+watcher=""
+sim=""
+cleanup() {
+  [[ -n "$sim" ]] && kill "$sim" 2>/dev/null
+  [[ -n "$watcher" ]] && kill "$watcher" 2>/dev/null
+  kill "$engine" 2>/dev/null && wait "$engine" 2>/dev/null
+  rm -f "$(pid_file kizuna-demo)"
+  log "engine stopped; the stack keeps running (stop it with deploy/local/down.sh)"
+}
+trap cleanup EXIT
+trap 'exit 0' INT TERM
+
+api="http://$KIZUNA_HTTP__BIND"
+if ! wait_until 120 0.5 curl -fsS -o /dev/null "$api/readyz"; then
+  tail -n 30 "$engine_log" >&2
+  die "the engine did not become ready within 120 s; see $engine_log"
+fi
+
+ready="$KIZUNA_STATE_DIR/watch.ready"
+rm -f "$ready"
+"$bin/kizuna" watch --ready-file "$ready" &
+watcher=$!
+wait_until 30 0.2 test -f "$ready" || die "kizuna watch did not start"
+
+cat >&2 <<INFO
+
+  Kizuna is running.
+    metrics       $api/metrics
+    readiness     $api/readyz
+    customer API  $api/v1/customers/cust-00003
+    engine log    $engine_log
+  The simulator now sends ${KIZUNA_DEMO_EVENTS:-300} events for ${KIZUNA_DEMO_CUSTOMERS:-12} customers; output events appear below.
+  Ctrl-C to stop.
+
+INFO
+"$bin/kizuna-sim" --customers "${KIZUNA_DEMO_CUSTOMERS:-12}" --events "${KIZUNA_DEMO_EVENTS:-300}" \
+  --rate "${KIZUNA_DEMO_RATE:-20}" --seed "$RANDOM" --customer-prefix "cust-" &
+sim=$!
+if [[ -n "${KIZUNA_DEMO_SECONDS:-}" ]]; then
+  sleep "$KIZUNA_DEMO_SECONDS"
+  log "KIZUNA_DEMO_SECONDS reached"
+else
+  wait "$watcher"
+fi
