@@ -30,8 +30,10 @@ acquire_lock() {
   [[ -n "${KIZUNA_LOCK_HELD:-}" ]] && return 0
   ensure_dirs
   exec 9>"$KIZUNA_STATE_DIR/.lock"
-  if ! flock -w 600 9; then
-    die "another kizuna-stack script holds $KIZUNA_STATE_DIR/.lock for more than 600s"
+  if ! flock -n 9; then
+    log "waiting for another kizuna-stack script to finish (lock $KIZUNA_STATE_DIR/.lock)"
+    flock -w 300 9 ||
+      die "another process holds $KIZUNA_STATE_DIR/.lock for more than 300s (a daemon started with fd 9 still open? see: fuser -v $KIZUNA_STATE_DIR/.lock)"
   fi
   export KIZUNA_LOCK_HELD=1
 }
@@ -72,7 +74,7 @@ running_pid() {
     return 0
   fi
   if [[ -e "$(pid_file "$name")" ]]; then
-    log "removing stale pid file $(pid_file "$name")${pid:+ (pid $pid is gone)}"
+    log "removing stale pid file $(pid_file "$name")${pid:+ (pid $pid is gone or is not ours)}"
     rm -f "$(pid_file "$name")"
   fi
   return 1
@@ -120,13 +122,34 @@ wait_until() {
 
 # port_open HOST PORT: something accepts TCP connections there.
 port_open() {
+  # shellcheck disable=SC2016 # $1/$2 expand in the inner bash
   timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$1" "$2" 2>/dev/null
 }
 
-# broker_ready [TIMEOUT]: a Kafka Metadata request on 127.0.0.1:9092 lists a broker.
+# broker_ready [TIMEOUT [ARGS...]]: a Kafka Metadata request on 127.0.0.1:9092
+# lists a broker (see broker-ready.py). Output goes to stderr like all logs.
 broker_ready() {
   python3 "$KIZUNA_LOCAL_DIR/broker-ready.py" "$KIZUNA_BROKER_HOST:$KIZUNA_BROKER_PORT" \
-    --timeout "${1:-$KIZUNA_BROKER_READY_TIMEOUT}" "${@:2}"
+    --timeout "${1:-$KIZUNA_BROKER_READY_TIMEOUT}" "${@:2}" >&2
+}
+
+# wait_broker_ready NAME MARKER TIMEOUT: wait until the broker answers
+# Metadata; fails early if the recorded process exits meanwhile.
+wait_broker_ready() {
+  local name="$1" marker="$2" timeout="$3"
+  local deadline=$((SECONDS + timeout))
+  while ((SECONDS < deadline)); do
+    if ! running_pid "$name" "$marker" >/dev/null; then
+      log "$name process exited before it became ready"
+      return 1
+    fi
+    if broker_ready 2 --quiet 2>/dev/null; then
+      broker_ready 5
+      return 0
+    fi
+    sleep 0.5
+  done
+  broker_ready 2 # last try; prints why it is not ready
 }
 
 # show_log_tail FILE [LINES]: print the end of a log for a failure message.
@@ -143,9 +166,10 @@ show_log_tail() {
 
 # ---- brokers ----------------------------------------------------------------
 # Both brokers use 127.0.0.1:9092; only one runs at a time. Their pid files are
-# kafka.pid and tansu.pid; the markers below identify the processes.
-KAFKA_MARKER="kafka.Kafka"
-TANSU_MARKER="tansu"
+# kafka.pid and tansu.pid; the markers below must appear in the process's
+# command line for a recorded pid to count as ours.
+KAFKA_MARKER="kafka.Kafka $KIZUNA_STATE_DIR/kafka/server.properties"
+TANSU_MARKER="broker --listener-url tcp://$KIZUNA_BROKER_HOST:$KIZUNA_BROKER_PORT"
 
 broker_marker() {
   case "$1" in
@@ -182,7 +206,7 @@ free_broker_port_for() {
   if port_open "$KIZUNA_BROKER_HOST" "$KIZUNA_BROKER_PORT"; then
     local holder
     holder="$(ss -Hltnp "sport = :$KIZUNA_BROKER_PORT" 2>/dev/null | sed -n 's/.*users:((\(.*\)))/\1/p' | head -n1)"
-    die "port $KIZUNA_BROKER_HOST:$KIZUNA_BROKER_PORT is already in use by a process these scripts did not start${holder:+ ($holder)}; stop it (or run deploy/local/down.sh if it is ours from another state dir) and retry"
+    die "port $KIZUNA_BROKER_HOST:$KIZUNA_BROKER_PORT is already in use by a process these scripts did not start${holder:+ ($holder)}; stop that process and retry"
   fi
 }
 

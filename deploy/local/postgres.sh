@@ -4,7 +4,7 @@
 # otherwise starts (creating if needed) the Debian cluster and records that we
 # started it in $KIZUNA_STATE_DIR/postgres.started, so down.sh stops only that.
 set -euo pipefail
-# shellcheck source=deploy/local/lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PG_HOST=127.0.0.1
@@ -40,7 +40,7 @@ fi
 # psql as the postgres superuser over the local unix socket of the server on
 # port 5432 (peer auth, the Debian default).
 psql_super() {
-  (cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p "$PG_PORT" -d postgres "$@")
+  (cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p "$PG_PORT" -d postgres)
 }
 
 # ---- start -----------------------------------------------------------------
@@ -84,7 +84,7 @@ listen_addresses = 'localhost'"
     fi
   fi
   log "starting PostgreSQL cluster $PG_VERSION/$PG_CLUSTER (pg_ctlcluster)"
-  if ! pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" start >&2; then
+  if ! pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" start >&2 9>&-; then
     show_log_tail "/var/log/postgresql/postgresql-$PG_VERSION-$PG_CLUSTER.log"
     die "pg_ctlcluster $PG_VERSION $PG_CLUSTER start failed"
   fi
@@ -117,6 +117,7 @@ SQL
 }
 
 if id postgres >/dev/null 2>&1 && provision 2>"$KIZUNA_STATE_DIR/postgres-provision.err"; then
+  rm -f "$KIZUNA_STATE_DIR/postgres-provision.err"
   log "role kizuna (LOGIN CREATEDB) and database kizuna are in place"
 else
   # A reused server we cannot administer: fine if kizuna can already log in.

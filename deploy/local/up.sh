@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Start the local stack: PostgreSQL, then one broker on 127.0.0.1:9092
+# (KIZUNA_BROKER=kafka|tansu, default kafka). Idempotent. Logs go to stderr;
+# the connection settings are printed on stdout at the end.
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+broker="${KIZUNA_BROKER:-kafka}"
+case "$broker" in
+  kafka | tansu) ;;
+  *) die "KIZUNA_BROKER must be kafka or tansu, not '$broker'" ;;
+esac
+
+acquire_lock
+ensure_dirs
+started=$SECONDS
+"$KIZUNA_LOCAL_DIR/postgres.sh"
+"$KIZUNA_LOCAL_DIR/$broker.sh" start
+printf '%s\n' "$broker" >"$KIZUNA_STATE_DIR/broker"
+log "stack up in $((SECONDS - started))s (broker: $broker; state: $KIZUNA_STATE_DIR; cache: $KIZUNA_CACHE_DIR)"
+cat <<SETTINGS
+DATABASE_URL=postgres://kizuna:kizuna@127.0.0.1:5432/kizuna
+KAFKA_BROKERS=$KIZUNA_BROKER_HOST:$KIZUNA_BROKER_PORT
+KIZUNA_BROKER=$broker
+SETTINGS
