@@ -11,9 +11,14 @@ CREATE TABLE customers (
     -- customer's outbox rows and sweeps the customer.
     home_partition       integer NOT NULL,
     state                jsonb NOT NULL,
+    segment              text,
+    -- When the sweeper should re-evaluate this customer (grace expiry, windows sliding, ...).
+    next_check_at        timestamptz,
     updated_at           timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX customers_tier ON customers (tier);
+CREATE INDEX customers_segment ON customers (segment);
+CREATE INDEX customers_due ON customers (home_partition, next_check_at) WHERE next_check_at IS NOT NULL;
 
 -- Every applied input event, once. The primary key is the event-id deduplication.
 CREATE TABLE event_ledger (
@@ -53,3 +58,35 @@ CREATE TABLE outbox (
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX outbox_partition_id ON outbox (partition, id);
+
+-- Every output event, kept for the customer timeline (the outbox forgets published rows).
+CREATE TABLE output_log (
+    customer_id  text NOT NULL,
+    ce_id        uuid NOT NULL,
+    ce_type      text NOT NULL,
+    caused_by    text NOT NULL,
+    effective_at timestamptz NOT NULL,
+    payload      jsonb NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (customer_id, ce_id)
+);
+CREATE INDEX output_log_cause ON output_log (customer_id, caused_by);
+
+-- Audit trail of manual tier overrides.
+CREATE TABLE tier_overrides (
+    id            bigserial PRIMARY KEY,
+    customer_id   text NOT NULL,
+    previous_tier text NOT NULL,
+    tier          text NOT NULL,
+    reason        text NOT NULL,
+    set_by        text NOT NULL,
+    set_at        timestamptz NOT NULL,
+    expires_at    timestamptz NOT NULL
+);
+CREATE INDEX tier_overrides_customer ON tier_overrides (customer_id, set_at DESC);
+
+-- The event-time clock (`--clock event-time`): the largest event time seen per consumer group.
+CREATE TABLE engine_clock (
+    group_id       text PRIMARY KEY,
+    max_event_time timestamptz NOT NULL
+);

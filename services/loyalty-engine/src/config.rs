@@ -16,12 +16,16 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub ingest: IngestSettings,
     pub relay: RelaySettings,
+    pub sweep: SweepSettings,
     pub http: HttpSettings,
     pub log: LogSettings,
     /// Path of the tier programme file (TOML). Unset: the built-in example programme
     /// (`services/loyalty-engine/config/programme.toml`).
     #[serde(default)]
     pub programme_file: Option<PathBuf>,
+    /// "wall" (production) or "event-time" (backfills, simulations: the largest event time
+    /// seen is "now").
+    pub clock: crate::ingest::clock::Clock,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -103,9 +107,20 @@ pub struct RelaySettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+pub struct SweepSettings {
+    /// How often the sweeper looks for customers whose next check is due.
+    pub interval_ms: u64,
+    /// Customers re-evaluated per transaction.
+    pub batch_size: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
 pub struct HttpSettings {
     /// Address of `/metrics`, the health probes and the customer API. Port 0 picks a free port.
     pub bind: SocketAddr,
+    /// Bearer token of the admin endpoints (manual tier override). Unset: they are disabled.
+    #[serde(default)]
+    pub admin_token: Option<SecretString>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -170,6 +185,9 @@ impl Settings {
         if self.kafka.partitions < 1 {
             bail!("kafka.partitions must be at least 1");
         }
+        if self.sweep.batch_size < 1 || self.sweep.interval_ms == 0 {
+            bail!("sweep.batch_size and sweep.interval_ms must be positive");
+        }
         if self.relay.batch_size < 1 {
             bail!("relay.batch_size must be at least 1");
         }
@@ -211,10 +229,13 @@ impl Settings {
             i.batch_max_events, i.batch_linger_ms, i.max_message_bytes, i.max_id_len, i.max_amount_minor, i.max_future_skew_secs
         ));
         out.push_str(&format!(
-            "\n[relay]\nbatch_size = {}\npoll_interval_ms = {}\n\n[http]\nbind = \"{}\"\n\n[log]\nformat = {:?}\nlevel = {:?}\n\nprogramme_file = {:?}\n",
+            "\n[relay]\nbatch_size = {}\npoll_interval_ms = {}\n\n[sweep]\ninterval_ms = {}\nbatch_size = {}\n\n[http]\nbind = \"{}\"\nadmin_token = {}\n\n[log]\nformat = {:?}\nlevel = {:?}\n\nprogramme_file = {:?}\nclock = {:?}\n",
             self.relay.batch_size,
             self.relay.poll_interval_ms,
+            self.sweep.interval_ms,
+            self.sweep.batch_size,
             self.http.bind,
+            if self.http.admin_token.is_some() { "\"<redacted>\"" } else { "\"<unset>\"" },
             match self.log.format {
                 LogFormat::Pretty => "pretty",
                 LogFormat::Json => "json",
@@ -222,7 +243,11 @@ impl Settings {
             self.log.level,
             self.programme_file
                 .as_ref()
-                .map_or_else(|| "<built-in>".to_owned(), |p| p.display().to_string())
+                .map_or_else(|| "<built-in>".to_owned(), |p| p.display().to_string()),
+            match self.clock {
+                crate::ingest::clock::Clock::Wall => "wall",
+                crate::ingest::clock::Clock::EventTime => "event-time",
+            }
         ));
         out
     }

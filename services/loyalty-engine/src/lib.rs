@@ -21,5 +21,6 @@ pub mod outputs;
 pub mod relay;
 pub mod startup;
 pub mod store;
+pub mod sweeper;
 pub mod telemetry;
 pub mod watch;

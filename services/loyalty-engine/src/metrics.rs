@@ -6,6 +6,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use crate::domain::output::{Output, OutputKind};
 use crate::ingest::reject::RejectReason;
 
 #[derive(Debug, Clone)]
@@ -18,8 +19,10 @@ pub struct Metrics {
     batch_failures: IntCounter,
     event_lag_seconds: Histogram,
     tier_transitions: IntCounterVec,
+    segment_changes: IntCounterVec,
     outputs: IntCounterVec,
     outbox_published: IntCounterVec,
+    swept: IntCounter,
     outbox_publish_seconds: Histogram,
     outbox_backlog: IntGauge,
     outbox_oldest_seconds: prometheus::Gauge,
@@ -140,6 +143,17 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            segment_changes: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "kizuna_segment_changes_total",
+                        "Customer-grid segment changes, by previous and new segment.",
+                    ),
+                    &["from", "to"],
+                )
+                .expect("valid metric"),
+            ),
             outputs: register(
                 r,
                 IntCounterVec::new(
@@ -148,6 +162,14 @@ impl Metrics {
                         "Output events written to the outbox, by kind.",
                     ),
                     &["kind"],
+                )
+                .expect("valid metric"),
+            ),
+            swept: register(
+                r,
+                IntCounter::new(
+                    "kizuna_swept_customers_total",
+                    "Customers re-evaluated by the sweeper.",
                 )
                 .expect("valid metric"),
             ),
@@ -268,17 +290,32 @@ impl Metrics {
         self.event_lag_seconds.observe(seconds.max(0.0));
     }
 
-    pub fn tier_changed(&self, from: &str, to: &str) {
-        self.tier_transitions.with_label_values(&[from, to]).inc();
-    }
-
-    pub fn output_written(&self, kind: &str) {
-        self.outputs.with_label_values(&[kind]).inc();
+    /// An output event was committed to the outbox.
+    pub fn output(&self, output: &Output) {
+        self.outputs.with_label_values(&[output.kind.name()]).inc();
+        match &output.kind {
+            OutputKind::TierChanged { previous, new, .. } => {
+                self.tier_transitions
+                    .with_label_values(&[previous, new])
+                    .inc();
+            }
+            OutputKind::SegmentChanged { previous, new, .. } => {
+                let from = previous.map_or("none", |s| s.as_str());
+                self.segment_changes
+                    .with_label_values(&[from, new.as_str()])
+                    .inc();
+            }
+            OutputKind::TierWillDowngrade { .. } => {}
+        }
     }
 
     pub fn published(&self, topic: &str, age_seconds: f64) {
         self.outbox_published.with_label_values(&[topic]).inc();
         self.outbox_publish_seconds.observe(age_seconds.max(0.0));
+    }
+
+    pub fn swept(&self, customers: usize) {
+        self.swept.inc_by(customers as u64);
     }
 
     pub fn outbox_backlog(&self, rows: i64, oldest_seconds: f64) {
@@ -326,7 +363,9 @@ mod tests {
         let m = Metrics::new();
         m.consumed("purchases", Outcome::Applied, 3);
         m.dead_lettered("purchases", RejectReason::Unparseable);
-        m.tier_changed("member", "silver");
+        m.tier_transitions
+            .with_label_values(&["member", "silver"])
+            .inc();
         let text = m.render();
         assert!(
             text.contains(r#"kizuna_events_consumed_total{outcome="applied",topic="purchases"} 3"#),

@@ -5,9 +5,11 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use kizuna_proto::{CONTENT_TYPE_JSON, Timestamp, ce_type, v1};
 
 use crate::config::Topics;
-use crate::domain::output::{Output, OutputKind, TierChangeKind};
+use crate::domain::metrics::Metrics;
+use crate::domain::output::{Output, OutputKind};
 use crate::domain::programme::Programme;
-use crate::domain::state::CustomerState;
+use crate::domain::segment::Segment;
+use crate::domain::tier::TierChangeKind;
 use crate::ingest::reject::Rejection;
 use crate::store::outbox::OutboxMessage;
 
@@ -27,23 +29,58 @@ pub fn timestamp(t: DateTime<Utc>) -> Timestamp {
 }
 
 /// The metrics snapshot carried by every output.
-pub fn snapshot(
-    state: &CustomerState,
-    programme: &Programme,
-    now: DateTime<Utc>,
-) -> v1::MetricsSnapshot {
+pub fn snapshot(m: &Metrics, programme: &Programme) -> v1::MetricsSnapshot {
     v1::MetricsSnapshot {
-        lifetime_spend_minor: state.lifetime_spend_minor,
-        qualifying_spend_minor: state.lifetime_spend_minor,
+        lifetime_spend_minor: m.lifetime_spend_minor,
+        qualifying_spend_minor: m.qualifying_spend_minor,
         currency: programme.currency.to_string(),
-        orders: state.orders,
-        qualifying_orders: state.orders,
-        tenure_days: state.tenure_days(now),
-        first_purchase_at: state.first_purchase_at.map(timestamp),
-        last_purchase_at: state.last_purchase_at.map(timestamp),
-        nps_category: "none".into(),
-        ..Default::default()
+        orders: m.orders,
+        qualifying_orders: m.qualifying_orders,
+        tenure_days: m.tenure_days,
+        first_purchase_at: m.first_purchase_at.map(timestamp),
+        last_purchase_at: m.last_purchase_at.map(timestamp),
+        nps: m.nps.map(u32::from),
+        nps_category: m.nps_category.as_str().to_owned(),
+        csat_avg: m.csat_avg,
+        ces_avg: m.ces_avg,
+        bad_experiences: m.bad_experiences,
+        open_tickets: m.open_tickets,
+        p_alive: None,
+        churn_risk: None,
+        spend_trend: m.spend_trend,
+        discount_share: m.discount_share,
+        referrals: m.referrals,
     }
+}
+
+fn segment(s: Option<Segment>) -> v1::Segment {
+    match s {
+        None => v1::Segment::Unspecified,
+        Some(Segment::Neutral) => v1::Segment::Neutral,
+        Some(Segment::Loyal) => v1::Segment::Loyal,
+        Some(Segment::Angel) => v1::Segment::Angel,
+        Some(Segment::Hostage) => v1::Segment::Hostage,
+        Some(Segment::Rebel) => v1::Segment::Rebel,
+        Some(Segment::HighValueNotLoyal) => v1::Segment::HighValueNotLoyal,
+    }
+}
+
+fn change_kind(k: TierChangeKind) -> v1::TierChangeKind {
+    match k {
+        TierChangeKind::Upgrade => v1::TierChangeKind::Upgrade,
+        TierChangeKind::Downgrade => v1::TierChangeKind::Downgrade,
+        TierChangeKind::Override => v1::TierChangeKind::Override,
+        TierChangeKind::OverrideExpired => v1::TierChangeKind::OverrideExpired,
+    }
+}
+
+/// An output encoded for Kafka, plus what the audit log keeps of it.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    pub message: OutboxMessage,
+    pub ce_id: String,
+    pub ce_type: &'static str,
+    pub json: serde_json::Value,
 }
 
 fn headers(
@@ -73,10 +110,12 @@ pub fn encode(
     partition: i32,
     topics: &Topics,
     programme: &Programme,
-) -> anyhow::Result<OutboxMessage> {
+) -> anyhow::Result<Encoded> {
     let customer_id = output.customer_id.as_str().to_owned();
-    let metrics = Some(snapshot(&output.snapshot, programme, output.effective_at));
-    let (topic, ty, payload, new_value) = match &output.kind {
+    let metrics = Some(snapshot(&output.metrics, programme));
+    let caused_by = output.cause.as_str().to_owned();
+    let effective_at = Some(timestamp(output.effective_at));
+    let (topic, ty, json, new_value) = match &output.kind {
         OutputKind::TierChanged {
             previous,
             new,
@@ -87,20 +126,63 @@ pub fn encode(
                 customer_id: customer_id.clone(),
                 previous_tier: previous.clone(),
                 new_tier: new.clone(),
-                kind: match change {
-                    TierChangeKind::Upgrade => v1::TierChangeKind::Upgrade,
-                    TierChangeKind::Downgrade => v1::TierChangeKind::Downgrade,
-                } as i32,
+                kind: change_kind(*change) as i32,
                 reason: reason.clone(),
                 metrics,
-                caused_by: output.cause.as_str().to_owned(),
-                effective_at: Some(timestamp(output.effective_at)),
+                caused_by,
+                effective_at,
             };
             (
                 &topics.tier_changed,
                 ce_type::TIER_CHANGED,
-                serde_json::to_vec(&msg)?,
+                serde_json::to_value(&msg)?,
                 new.clone(),
+            )
+        }
+        OutputKind::TierWillDowngrade {
+            current,
+            to,
+            downgrade_at,
+            to_keep,
+            reason,
+        } => {
+            let msg = v1::TierWillDowngrade {
+                customer_id: customer_id.clone(),
+                previous_tier: current.clone(),
+                new_tier: to.clone(),
+                downgrade_at: Some(timestamp(*downgrade_at)),
+                to_keep_tier: to_keep.clone(),
+                reason: reason.clone(),
+                metrics,
+                caused_by,
+                effective_at,
+            };
+            (
+                &topics.tier_changed,
+                ce_type::TIER_WILL_DOWNGRADE,
+                serde_json::to_value(&msg)?,
+                format!("{to}@{}", downgrade_at.timestamp()),
+            )
+        }
+        OutputKind::SegmentChanged {
+            previous,
+            new,
+            reason,
+        } => {
+            let msg = v1::SegmentChanged {
+                customer_id: customer_id.clone(),
+                previous_segment: segment(*previous) as i32,
+                new_segment: segment(Some(*new)) as i32,
+                reason: reason.clone(),
+                metrics,
+                caused_by,
+                effective_at,
+            };
+            (
+                &topics.segment_changed,
+                ce_type::SEGMENT_CHANGED,
+                serde_json::to_value(&msg)?,
+                new.as_str().to_owned(),
             )
         }
     };
@@ -111,13 +193,18 @@ pub fn encode(
     );
     let ce_id = uuid::Uuid::new_v5(&CE_ID_NAMESPACE, name.as_bytes()).to_string();
     let headers = headers(&ce_id, ty, output.effective_at, &customer_id);
-    Ok(OutboxMessage {
-        partition,
-        customer_id: Some(customer_id.clone()),
-        topic: topic.clone(),
-        key: Some(customer_id.into_bytes()),
-        payload,
-        headers,
+    Ok(Encoded {
+        message: OutboxMessage {
+            partition,
+            customer_id: Some(customer_id.clone()),
+            topic: topic.clone(),
+            key: Some(customer_id.into_bytes()),
+            payload: serde_json::to_vec(&json)?,
+            headers,
+        },
+        ce_id,
+        ce_type: ty,
+        json,
     })
 }
 

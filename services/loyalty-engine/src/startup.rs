@@ -22,6 +22,7 @@ use crate::ingest::rebalance::IngestContext;
 use crate::ingest::validate::Limits;
 use crate::metrics::Metrics;
 use crate::relay::Relay;
+use crate::sweeper::Sweeper;
 use crate::{kafka, store};
 
 /// A running Kizuna instance.
@@ -31,6 +32,7 @@ pub struct Application {
     stop: CancellationToken,
     ingest: JoinHandle<anyhow::Result<()>>,
     relay: JoinHandle<anyhow::Result<()>>,
+    sweeper: JoinHandle<anyhow::Result<()>>,
     http: JoinHandle<anyhow::Result<()>>,
     background: CancellationToken,
 }
@@ -123,14 +125,25 @@ impl Application {
             topics: settings.kafka.topics.clone(),
             programme: programme.clone(),
             metrics: metrics.clone(),
+            clock: settings.clock,
         };
         let ingest = IngestLoop {
             consumer: Arc::new(consumer),
             processor,
             settings: settings.ingest.clone(),
-            limits,
+            limits: limits.clone(),
             kinds: IngestLoop::kinds(&settings.kafka.topics),
             health: health.clone(),
+        };
+        let sweeper = Sweeper {
+            pool: pool.clone(),
+            ownership: ownership.clone(),
+            programme: programme.clone(),
+            topics: settings.kafka.topics.clone(),
+            group_id: settings.kafka.group_id.clone(),
+            clock: settings.clock,
+            metrics: metrics.clone(),
+            settings: settings.sweep.clone(),
         };
         let relay = Relay {
             pool: pool.clone(),
@@ -145,10 +158,15 @@ impl Application {
             .with_context(|| format!("binding the HTTP server to {}", settings.http.bind))?;
         let port = listener.local_addr()?.port();
         let app = router(AppState {
-            pool,
-            metrics,
+            pool: pool.clone(),
+            metrics: metrics.clone(),
             health,
-            programme,
+            programme: programme.clone(),
+            topics: settings.kafka.topics.clone(),
+            group_id: settings.kafka.group_id.clone(),
+            clock: settings.clock,
+            limits: limits.clone(),
+            admin_token: settings.http.admin_token.clone(),
         });
 
         let stop = CancellationToken::new();
@@ -162,12 +180,14 @@ impl Application {
         });
         let ingest = tokio::spawn(ingest.run(stop.clone()));
         let relay = tokio::spawn(relay.run(background.clone()));
+        let sweeper = tokio::spawn(sweeper.run(stop.clone()));
         tracing::info!(port, "kizuna started");
         Ok(Self {
             port,
             stop,
             ingest,
             relay,
+            sweeper,
             http,
             background,
         })
@@ -190,15 +210,20 @@ impl Application {
             stop,
             ingest,
             relay,
+            sweeper,
             http,
             background,
             ..
         } = self;
         let ingest_result = ingest.await.context("ingest task panicked")?;
         stop.cancel();
+        let sweeper_result = sweeper.await.context("sweeper task panicked")?;
         background.cancel();
         let relay_result = relay.await.context("relay task panicked")?;
         let http_result = http.await.context("HTTP task panicked")?;
-        ingest_result.and(relay_result).and(http_result)
+        ingest_result
+            .and(sweeper_result)
+            .and(relay_result)
+            .and(http_result)
     }
 }

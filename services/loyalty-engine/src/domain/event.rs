@@ -117,6 +117,17 @@ pub enum SurveyScore {
     Ces(u8),
 }
 
+impl SurveyScore {
+    /// 0 for NPS, 1 for CSAT, 2 for CES.
+    pub fn kind_index(&self) -> usize {
+        match self {
+            SurveyScore::Nps(_) => 0,
+            SurveyScore::Csat(_) => 1,
+            SurveyScore::Ces(_) => 2,
+        }
+    }
+}
+
 #[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SurveyAnswer {
     pub survey_id: String,

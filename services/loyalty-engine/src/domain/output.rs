@@ -3,13 +3,16 @@
 use chrono::{DateTime, Utc};
 
 use super::ids::{CustomerId, EventId};
-use super::state::CustomerState;
+use super::metrics::Metrics;
+use super::segment::Segment;
+use super::tier::TierChangeKind;
 
-/// What caused an output: an input event, or the passing of time.
+/// What caused an output: an input event, an operator, or the passing of time.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Cause {
     Event(EventId),
     Sweep,
+    Operator(String),
 }
 
 impl Cause {
@@ -17,24 +20,18 @@ impl Cause {
         match self {
             Cause::Event(id) => id.as_str(),
             Cause::Sweep => "sweep",
+            Cause::Operator(who) => who.as_str(),
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TierChangeKind {
-    Upgrade,
-    Downgrade,
-}
-
-/// An output event of the domain, with the state snapshot that decided it.
+/// An output event of the domain, with the metrics that decided it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Output {
     pub customer_id: CustomerId,
     pub cause: Cause,
     pub effective_at: DateTime<Utc>,
-    pub snapshot: CustomerState,
+    pub metrics: Box<Metrics>,
     pub kind: OutputKind,
 }
 
@@ -46,6 +43,18 @@ pub enum OutputKind {
         change: TierChangeKind,
         reason: String,
     },
+    TierWillDowngrade {
+        current: String,
+        to: String,
+        downgrade_at: DateTime<Utc>,
+        to_keep: Vec<String>,
+        reason: String,
+    },
+    SegmentChanged {
+        previous: Option<Segment>,
+        new: Segment,
+        reason: String,
+    },
 }
 
 impl OutputKind {
@@ -53,6 +62,8 @@ impl OutputKind {
     pub fn name(&self) -> &'static str {
         match self {
             OutputKind::TierChanged { .. } => "tier_changed",
+            OutputKind::TierWillDowngrade { .. } => "tier_will_downgrade",
+            OutputKind::SegmentChanged { .. } => "segment_changed",
         }
     }
 }

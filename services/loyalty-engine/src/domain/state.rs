@@ -1,46 +1,60 @@
-//! A customer's loyalty state, as stored (JSON) in the `customers` table.
+//! A customer's loyalty state, as stored (JSON) in the `customers` table: the facts their
+//! events established, and the status the rules gave them.
 
 use chrono::{DateTime, Utc};
 
+use super::facts::Facts;
 use super::ids::CustomerId;
+use super::motive::Motive;
+use super::programme::Programme;
+use super::segment::Segment;
+use super::tier::TierStatus;
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Status {
+    pub tier: TierStatus,
+    #[serde(default)]
+    pub segment: Option<Segment>,
+    #[serde(default)]
+    pub segment_reason: Option<String>,
+    #[serde(default)]
+    pub motive: Option<Motive>,
+    #[serde(default)]
+    pub motive_signals: Vec<String>,
+    /// When the sweeper should look at this customer again.
+    #[serde(default)]
+    pub next_check_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub evaluated_at: Option<DateTime<Utc>>,
+}
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CustomerState {
     pub customer_id: CustomerId,
-    /// Current tier name from the programme.
-    pub tier: String,
-    /// Lifetime spend net of refunds, minor units of the programme currency.
-    pub lifetime_spend_minor: i64,
-    /// Orders net of refunds; a partial refund takes away the refunded fraction of an order.
-    pub orders: f64,
-    pub first_purchase_at: Option<DateTime<Utc>>,
-    pub last_purchase_at: Option<DateTime<Utc>>,
-    /// Largest event time applied to this customer.
-    pub last_event_at: Option<DateTime<Utc>>,
-    /// Refunds whose order was never seen.
     #[serde(default)]
-    pub unmatched_refunds: u32,
+    pub facts: Facts,
+    pub status: Status,
 }
 
 impl CustomerState {
     /// The state of a customer Kizuna has not seen before.
-    pub fn new(customer_id: CustomerId, entry_tier: &str) -> Self {
+    pub fn new(customer_id: CustomerId, programme: &Programme) -> Self {
         Self {
             customer_id,
-            tier: entry_tier.to_owned(),
-            lifetime_spend_minor: 0,
-            orders: 0.0,
-            first_purchase_at: None,
-            last_purchase_at: None,
-            last_event_at: None,
-            unmatched_refunds: 0,
+            facts: Facts::default(),
+            status: Status {
+                tier: TierStatus::entry(programme),
+                segment: None,
+                segment_reason: None,
+                motive: None,
+                motive_signals: Vec::new(),
+                next_check_at: None,
+                evaluated_at: None,
+            },
         }
     }
 
-    /// Days between the first purchase and `now`.
-    pub fn tenure_days(&self, now: DateTime<Utc>) -> f64 {
-        self.first_purchase_at
-            .map(|first| (now - first).num_seconds().max(0) as f64 / 86_400.0)
-            .unwrap_or(0.0)
+    pub fn tier(&self) -> &str {
+        &self.status.tier.tier
     }
 }

@@ -1,39 +1,40 @@
-//! `GET /v1/customers/{id}`: a customer's loyalty state.
+//! `GET /v1/customers/{id}[?as_of=TIME]`: a customer's loyalty state, with the metrics as of
+//! now (the engine's clock) or the time asked.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 
-use super::AppState;
+use super::{AppState, error, view};
+use crate::domain::metrics::Metrics;
 use crate::store::customers;
 
-fn error(status: StatusCode, message: &str) -> Response {
-    (status, Json(serde_json::json!({ "error": message }))).into_response()
+#[derive(Debug, serde::Deserialize)]
+pub struct AsOf {
+    pub as_of: Option<DateTime<Utc>>,
 }
 
-pub async fn get_customer(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+pub async fn get_customer(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<AsOf>,
+) -> Response {
     if id.is_empty() || id.len() > 1024 {
         return error(StatusCode::BAD_REQUEST, "invalid customer id");
     }
+    let as_of = match q.as_of {
+        Some(t) => t,
+        None => match state.now().await {
+            Ok(t) => t,
+            Err(e) => return e,
+        },
+    };
     match customers::get(&state.pool, &id).await {
         Ok(Some(customer)) => {
-            let mut body = match serde_json::to_value(&customer) {
-                Ok(v) => v,
-                Err(_) => {
-                    return error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "could not encode the state",
-                    );
-                }
-            };
-            if let Some(obj) = body.as_object_mut() {
-                obj.insert(
-                    "currency".into(),
-                    state.programme.currency.to_string().into(),
-                );
-            }
-            Json(body).into_response()
+            let metrics = Metrics::derive(&customer.facts, &state.programme, as_of);
+            Json(view::customer(&customer, &metrics, &state.programme, as_of)).into_response()
         }
         Ok(None) => error(StatusCode::NOT_FOUND, "unknown customer"),
         Err(e) => {

@@ -1,21 +1,32 @@
-//! The HTTP server: `/metrics`, `/healthz`, `/readyz` and the customer API.
+//! The HTTP server: `/metrics`, `/healthz`, `/readyz`, the customer API and the admin API.
 
+mod admin;
 mod customers;
+mod evaluate;
 mod probes;
+mod timeline;
+mod view;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
-use axum::response::Response;
-use axum::routing::get;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
 use sqlx::PgPool;
 
+use crate::config::Topics;
 use crate::domain::programme::Programme;
 use crate::health::Health;
+use crate::ingest::clock::Clock;
+use crate::ingest::validate::Limits;
 use crate::metrics::Metrics;
+use crate::store;
 
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -23,6 +34,34 @@ pub struct AppState {
     pub metrics: Metrics,
     pub health: Health,
     pub programme: Arc<Programme>,
+    pub topics: Topics,
+    pub group_id: String,
+    pub clock: Clock,
+    pub limits: Limits,
+    pub admin_token: Option<SecretString>,
+}
+
+impl AppState {
+    /// The engine's "now": wall time, or the event-time clock.
+    async fn now(&self) -> Result<DateTime<Utc>, Response> {
+        match self.clock {
+            Clock::Wall => Ok(Utc::now()),
+            Clock::EventTime => store::clock::read(&self.pool, &self.group_id)
+                .await
+                .map(|t| t.unwrap_or_else(Utc::now))
+                .map_err(|_| {
+                    error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the database is unavailable",
+                    )
+                }),
+        }
+    }
+}
+
+/// A JSON error body.
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(serde_json::json!({ "error": message }))).into_response()
 }
 
 pub fn router(state: AppState) -> Router {
@@ -31,6 +70,12 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(probes::healthz))
         .route("/readyz", get(probes::readyz))
         .route("/v1/customers/{id}", get(customers::get_customer))
+        .route("/v1/customers/{id}/timeline", get(timeline::timeline))
+        .route(
+            "/v1/customers/{id}/tier-override",
+            post(admin::set_tier_override),
+        )
+        .route("/v1/evaluate", post(evaluate::evaluate))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }

@@ -8,17 +8,19 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use crate::config::Topics;
-use crate::domain::apply::apply;
-use crate::domain::event::DomainEvent;
+use crate::domain::apply::{Changes, apply};
+use crate::domain::event::{DomainEvent, EventBody};
 use crate::domain::ids::CustomerId;
-use crate::domain::output::{Output, OutputKind};
+use crate::domain::output::Output;
 use crate::domain::programme::Programme;
 use crate::metrics::{Metrics, Outcome};
 use crate::outputs::{self, Origin};
+use crate::store::changes::{self, Evaluated};
 use crate::store::ledger::LedgerRow;
 use crate::store::offsets::Positions;
-use crate::store::{customers, ledger, offsets, outbox};
+use crate::store::{customers, ledger, offsets};
 
+use super::clock::Clock;
 use super::reject::Rejection;
 
 /// A consumed message after decoding.
@@ -61,6 +63,7 @@ pub struct Processor {
     pub topics: Topics,
     pub programme: Arc<Programme>,
     pub metrics: Metrics,
+    pub clock: Clock,
 }
 
 impl Processor {
@@ -146,67 +149,92 @@ impl Processor {
             })
             .collect::<Result<_, serde_json::Error>>()?;
         let is_new = ledger::insert_new(&mut tx, &rows).await?;
-        let mut by_customer: BTreeMap<&CustomerId, Vec<(&Incoming, &DomainEvent)>> =
-            BTreeMap::new();
+        let mut fresh: Vec<(&Incoming, &DomainEvent)> = Vec::with_capacity(events.len());
         for ((m, e), new) in events.iter().zip(is_new) {
             if new {
-                by_customer
-                    .entry(&e.meta.customer_id)
-                    .or_default()
-                    .push((m, e));
+                fresh.push((m, e));
+                report.applied += 1;
+                self.metrics.consumed(&m.topic, Outcome::Applied, 1);
             } else {
                 report.duplicates += 1;
                 self.metrics.consumed(&m.topic, Outcome::Duplicate, 1);
             }
         }
 
-        // 4. Load, apply in event-time order, write back.
-        let ids: Vec<&CustomerId> = by_customer.keys().copied().collect();
-        let mut states = customers::load_for_update(&mut tx, &ids).await?;
-        let mut written = Vec::with_capacity(by_customer.len());
-        for (id, mut list) in by_customer {
-            list.sort_by(|a, b| {
-                (a.1.meta.occurred_at, a.1.meta.event_id.as_str())
-                    .cmp(&(b.1.meta.occurred_at, b.1.meta.event_id.as_str()))
-            });
-            let mut state = states.remove(id);
-            let mut home = 0;
-            for (m, e) in list {
-                let (next_state, outs) = apply(state, e, &self.programme);
-                state = Some(next_state);
-                home = m.partition;
-                report.applied += 1;
-                self.metrics.consumed(&m.topic, Outcome::Applied, 1);
-                self.metrics
-                    .event_lag((now - e.meta.occurred_at).num_milliseconds() as f64 / 1000.0);
-                for out in outs {
-                    messages.push(outputs::encode(
-                        &out,
-                        m.partition,
-                        &self.topics,
-                        &self.programme,
-                    )?);
-                    report.outputs.push(out);
-                }
-            }
-            if let Some(state) = state {
-                written.push((state, home));
-            }
+        // 4. Load, apply in event-time order, evaluate once per customer, write back.
+        let seen = fresh.iter().map(|(_, e)| e.meta.occurred_at).max();
+        let now = self.clock.now(&mut tx, &self.group_id, seen).await?;
+        let evaluated = evaluate_batch(&mut tx, &fresh, &self.programme, now).await?;
+        for (_, e) in &fresh {
+            self.metrics
+                .event_lag((Utc::now() - e.meta.occurred_at).num_milliseconds() as f64 / 1000.0);
         }
-        let refs: Vec<_> = written.iter().map(|(s, p)| (s, *p)).collect();
-        customers::upsert(&mut tx, &refs).await?;
-        outbox::insert(&mut tx, &messages).await?;
+        changes::write(&mut tx, &evaluated, messages, &self.topics, &self.programme).await?;
         offsets::advance(&mut tx, &self.group_id, &next).await?;
         tx.commit().await?;
 
-        for out in &report.outputs {
-            self.metrics.output_written(out.kind.name());
-            let OutputKind::TierChanged { previous, new, .. } = &out.kind;
-            self.metrics.tier_changed(previous, new);
+        for e in evaluated {
+            for out in e.outputs {
+                self.metrics.output(&out);
+                report.outputs.push(out);
+            }
         }
         report.positions = next;
         Ok(report)
     }
+}
+
+/// Applies fresh events (and the referral credits they carry) to their customers inside the
+/// transaction, evaluating each customer once at `now`.
+pub async fn evaluate_batch(
+    conn: &mut sqlx::PgConnection,
+    fresh: &[(&Incoming, &DomainEvent)],
+    programme: &Programme,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<Evaluated>> {
+    let mut by_customer: BTreeMap<&CustomerId, (Changes<'_>, i32)> = BTreeMap::new();
+    let mut sorted: Vec<&(&Incoming, &DomainEvent)> = fresh.iter().collect();
+    sorted.sort_by(|a, b| {
+        (a.1.meta.occurred_at, a.1.meta.event_id.as_str())
+            .cmp(&(b.1.meta.occurred_at, b.1.meta.event_id.as_str()))
+    });
+    for (m, e) in sorted {
+        let entry = by_customer
+            .entry(&e.meta.customer_id)
+            .or_insert_with(|| (Changes::default(), m.partition));
+        entry.0.events.push(e);
+        entry.1 = m.partition;
+        if let EventBody::Purchase(p) = &e.body
+            && let Some(referrer) = &p.referred_by
+        {
+            by_customer
+                .entry(referrer)
+                .or_insert_with(|| (Changes::default(), m.partition))
+                .0
+                .referred
+                .push((e.meta.customer_id.clone(), e));
+        }
+    }
+    let ids: Vec<&CustomerId> = by_customer.keys().copied().collect();
+    let mut states = customers::load_for_update(conn, &ids).await?;
+    let mut evaluated = Vec::with_capacity(by_customer.len());
+    for (id, (changes, partition)) in by_customer {
+        let (state, home) = match states.remove(id) {
+            // A customer keeps the partition their own events arrive on; a referrer seen only
+            // through a referral keeps the one they had.
+            Some((s, home)) if changes.events.is_empty() => (Some(s), home),
+            Some((s, _)) => (Some(s), partition),
+            None => (None, partition),
+        };
+        let (state, metrics, outputs) = apply(id, state, &changes, programme, now);
+        evaluated.push(Evaluated {
+            state,
+            home_partition: home,
+            metrics,
+            outputs,
+        });
+    }
+    Ok(evaluated)
 }
 
 /// Offsets to mirror to Kafka: only the partitions a batch touched.

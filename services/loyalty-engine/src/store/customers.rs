@@ -5,27 +5,28 @@ use std::collections::HashMap;
 use sqlx::PgConnection;
 
 use crate::domain::ids::CustomerId;
+use crate::domain::metrics::Metrics;
 use crate::domain::state::CustomerState;
 
-/// Loads and locks the given customers' rows for this transaction. Ids are locked in sorted
-/// order, so concurrent batches cannot deadlock.
+/// Loads and locks the given customers' rows for this transaction, with their home
+/// partitions. Ids are locked in sorted order, so concurrent batches cannot deadlock.
 pub async fn load_for_update(
     conn: &mut PgConnection,
     ids: &[&CustomerId],
-) -> anyhow::Result<HashMap<CustomerId, CustomerState>> {
+) -> anyhow::Result<HashMap<CustomerId, (CustomerState, i32)>> {
     let mut keys: Vec<&str> = ids.iter().map(|id| id.as_str()).collect();
     keys.sort_unstable();
     keys.dedup();
-    let rows: Vec<(serde_json::Value,)> = sqlx::query_as(
-        "SELECT state FROM customers WHERE customer_id = ANY($1) ORDER BY customer_id FOR UPDATE",
+    let rows: Vec<(serde_json::Value, i32)> = sqlx::query_as(
+        "SELECT state, home_partition FROM customers WHERE customer_id = ANY($1) ORDER BY customer_id FOR UPDATE",
     )
     .bind(&keys)
     .fetch_all(&mut *conn)
     .await?;
     let mut out = HashMap::with_capacity(rows.len());
-    for (state,) in rows {
+    for (state, partition) in rows {
         let state: CustomerState = serde_json::from_value(state)?;
-        out.insert(state.customer_id.clone(), state);
+        out.insert(state.customer_id.clone(), (state, partition));
     }
     Ok(out)
 }
@@ -43,11 +44,16 @@ pub async fn get<'e, E: sqlx::PgExecutor<'e>>(
     Ok(row.map(|(s,)| serde_json::from_value(s)).transpose()?)
 }
 
+/// A state to write, with the projections kept in columns for queries.
+#[derive(Debug)]
+pub struct Row<'a> {
+    pub state: &'a CustomerState,
+    pub home_partition: i32,
+    pub metrics: &'a Metrics,
+}
+
 /// Writes states with one set-based statement.
-pub async fn upsert(
-    conn: &mut PgConnection,
-    states: &[(&CustomerState, i32)],
-) -> anyhow::Result<()> {
+pub async fn upsert(conn: &mut PgConnection, states: &[Row<'_>]) -> anyhow::Result<()> {
     if states.is_empty() {
         return Ok(());
     }
@@ -57,23 +63,32 @@ pub async fn upsert(
     let mut orders = Vec::with_capacity(states.len());
     let mut partitions = Vec::with_capacity(states.len());
     let mut docs = Vec::with_capacity(states.len());
-    for (state, partition) in states {
+    let mut segments = Vec::with_capacity(states.len());
+    let mut next_checks = Vec::with_capacity(states.len());
+    for row in states {
+        let state = row.state;
         ids.push(state.customer_id.as_str());
-        tiers.push(state.tier.as_str());
-        spend.push(state.lifetime_spend_minor);
-        orders.push(state.orders);
-        partitions.push(*partition);
+        tiers.push(state.tier());
+        spend.push(row.metrics.lifetime_spend_minor);
+        orders.push(row.metrics.orders);
+        partitions.push(row.home_partition);
         docs.push(serde_json::to_value(state)?);
+        segments.push(state.status.segment.map(|s| s.as_str()));
+        next_checks.push(state.status.next_check_at);
     }
     sqlx::query(
-        "INSERT INTO customers (customer_id, tier, lifetime_spend_minor, orders, home_partition, state, updated_at)
-         SELECT *, now() FROM unnest($1::text[], $2::text[], $3::bigint[], $4::float8[], $5::int[], $6::jsonb[])
+        "INSERT INTO customers (customer_id, tier, lifetime_spend_minor, orders, home_partition, state,
+                                segment, next_check_at, updated_at)
+         SELECT *, now() FROM unnest($1::text[], $2::text[], $3::bigint[], $4::float8[], $5::int[], $6::jsonb[],
+                                     $7::text[], $8::timestamptz[])
          ON CONFLICT (customer_id) DO UPDATE SET
              tier = EXCLUDED.tier,
              lifetime_spend_minor = EXCLUDED.lifetime_spend_minor,
              orders = EXCLUDED.orders,
              home_partition = EXCLUDED.home_partition,
              state = EXCLUDED.state,
+             segment = EXCLUDED.segment,
+             next_check_at = EXCLUDED.next_check_at,
              updated_at = now()",
     )
     .bind(&ids)
@@ -82,7 +97,34 @@ pub async fn upsert(
     .bind(&orders)
     .bind(&partitions)
     .bind(&docs)
+    .bind(&segments)
+    .bind(&next_checks)
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// Locks up to `limit` customers of the given partitions whose next check is due at `now`.
+/// Rows locked by another transaction are skipped, not waited for.
+pub async fn lock_due(
+    conn: &mut PgConnection,
+    partitions: &[i32],
+    now: chrono::DateTime<chrono::Utc>,
+    limit: i64,
+) -> anyhow::Result<Vec<(CustomerState, i32)>> {
+    let rows: Vec<(serde_json::Value, i32)> = sqlx::query_as(
+        "SELECT state, home_partition FROM customers
+         WHERE home_partition = ANY($1) AND next_check_at <= $2
+         ORDER BY next_check_at
+         LIMIT $3
+         FOR UPDATE SKIP LOCKED",
+    )
+    .bind(partitions)
+    .bind(now)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter()
+        .map(|(state, partition)| Ok((serde_json::from_value(state)?, partition)))
+        .collect()
 }

@@ -1,9 +1,13 @@
 //! PostgreSQL: the system of record. Each submodule owns one table and its queries.
 
+pub mod audit;
+pub mod changes;
+pub mod clock;
 pub mod customers;
 pub mod ledger;
 pub mod offsets;
 pub mod outbox;
+pub mod timeline;
 
 use std::time::Duration;
 

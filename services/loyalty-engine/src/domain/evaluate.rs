@@ -1,0 +1,101 @@
+//! Re-evaluating a customer at a moment: tier, segment, motive, and when to look again.
+
+use chrono::{DateTime, Utc};
+
+use super::metrics::Metrics;
+use super::motive::motive;
+use super::output::{Cause, Output, OutputKind};
+use super::programme::Programme;
+use super::segment::{Segment, segment};
+use super::state::CustomerState;
+use super::tier::{self, TierEvent};
+
+/// Re-evaluates `state` at `now`; returns the metrics used and the outputs of the changes.
+pub fn evaluate(
+    state: &mut CustomerState,
+    programme: &Programme,
+    now: DateTime<Utc>,
+    cause: &Cause,
+) -> (Metrics, Vec<Output>) {
+    state.facts.forget_old_tickets(now, &programme.retention);
+    let m = Metrics::derive(&state.facts, programme, now);
+    let mut kinds = Vec::new();
+
+    for event in tier::evaluate(&mut state.status.tier, &m, programme) {
+        kinds.push(match event {
+            TierEvent::Changed {
+                previous,
+                new,
+                kind,
+                reason,
+                at,
+            } => (
+                at,
+                OutputKind::TierChanged {
+                    previous,
+                    new,
+                    change: kind,
+                    reason,
+                },
+            ),
+            TierEvent::WillDowngrade {
+                current,
+                to,
+                at,
+                to_keep,
+                reason,
+            } => (
+                now,
+                OutputKind::TierWillDowngrade {
+                    current,
+                    to,
+                    downgrade_at: at,
+                    to_keep,
+                    reason,
+                },
+            ),
+        });
+    }
+
+    let (seg, reason) = segment(&m, &programme.segments);
+    let previous = state.status.segment;
+    if previous.unwrap_or(Segment::Neutral) != seg {
+        kinds.push((
+            now,
+            OutputKind::SegmentChanged {
+                previous,
+                new: seg,
+                reason: reason.clone(),
+            },
+        ));
+    }
+    state.status.segment = Some(seg);
+    state.status.segment_reason = Some(reason);
+
+    let (mot, signals) = motive(&m, &programme.motives);
+    state.status.motive = Some(mot);
+    state.status.motive_signals = signals;
+
+    let t = &state.status.tier;
+    state.status.next_check_at = [
+        t.pending.as_ref().map(|p| p.at),
+        t.manual.as_ref().map(|o| o.expires_at),
+        m.next_change(&state.facts, programme),
+    ]
+    .into_iter()
+    .flatten()
+    .min();
+    state.status.evaluated_at = Some(now);
+
+    let outputs = kinds
+        .into_iter()
+        .map(|(at, kind)| Output {
+            customer_id: state.customer_id.clone(),
+            cause: cause.clone(),
+            effective_at: at,
+            metrics: Box::new(m.clone()),
+            kind,
+        })
+        .collect();
+    (m, outputs)
+}

@@ -1,0 +1,161 @@
+//! Admin endpoints, behind a bearer token (`http.admin_token`).
+//!
+//! `POST /v1/customers/{id}/tier-override` `{"tier", "reason", "expires_at", "set_by"}` sets a
+//! manual tier until `expires_at`; it is audited (`tier_overrides`), published as a
+//! `TierChanged` of kind OVERRIDE, and the customer returns to the rules when it expires.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
+use serde_json::json;
+
+use super::{AppState, error, view};
+use crate::domain::apply::override_tier;
+use crate::domain::ids::CustomerId;
+use crate::domain::tier::TierOverride;
+use crate::store::changes::{self, Evaluated};
+use crate::store::{audit, customers};
+
+/// Checks the bearer token in constant time.
+pub fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), Box<Response>> {
+    let Some(expected) = &state.admin_token else {
+        return Err(Box::new(error(
+            StatusCode::FORBIDDEN,
+            "the admin API is disabled: set http.admin_token",
+        )));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let expected = expected.expose_secret().as_bytes();
+    let same = given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same && !expected.is_empty() {
+        Ok(())
+    } else {
+        Err(Box::new(error(
+            StatusCode::UNAUTHORIZED,
+            "a valid bearer token is required",
+        )))
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct OverrideRequest {
+    pub tier: String,
+    pub reason: String,
+    pub expires_at: DateTime<Utc>,
+    /// Who sets it (an operator's name or email, for the audit trail).
+    pub set_by: String,
+}
+
+pub async fn set_tier_override(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(req): Json<OverrideRequest>,
+) -> Response {
+    if let Err(denied) = authorized(&state, &headers) {
+        return *denied;
+    }
+    let Ok(customer) = CustomerId::parse(&id, state.limits.max_id_len) else {
+        return error(StatusCode::BAD_REQUEST, "invalid customer id");
+    };
+    if state.programme.tier_named(&req.tier).is_none() {
+        return error(StatusCode::BAD_REQUEST, "unknown tier");
+    }
+    if req.reason.trim().is_empty() || req.set_by.trim().is_empty() {
+        return error(StatusCode::BAD_REQUEST, "reason and set_by are required");
+    }
+    match apply_override(&state, &customer, req).await {
+        Ok(Some(body)) => Json(body).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, "unknown customer"),
+        Err(OverrideError::InThePast) => {
+            error(StatusCode::BAD_REQUEST, "expires_at must be in the future")
+        }
+        Err(OverrideError::Store(e)) => {
+            tracing::warn!(error = format!("{e:#}"), "tier override failed");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the database is unavailable",
+            )
+        }
+    }
+}
+
+enum OverrideError {
+    InThePast,
+    Store(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for OverrideError {
+    fn from(e: E) -> Self {
+        OverrideError::Store(e.into())
+    }
+}
+
+async fn apply_override(
+    state: &AppState,
+    customer: &CustomerId,
+    req: OverrideRequest,
+) -> Result<Option<serde_json::Value>, OverrideError> {
+    let mut tx = state.pool.begin().await?;
+    let now = state.clock.now(&mut tx, &state.group_id, None).await?;
+    if req.expires_at <= now {
+        return Err(OverrideError::InThePast);
+    }
+    let mut loaded = customers::load_for_update(&mut tx, &[customer]).await?;
+    let Some((current, home)) = loaded.remove(customer) else {
+        return Ok(None);
+    };
+    let previous_tier = current.tier().to_owned();
+    let manual = TierOverride {
+        tier: req.tier.clone(),
+        reason: req.reason.clone(),
+        expires_at: req.expires_at,
+        set_at: now,
+        set_by: req.set_by.clone(),
+    };
+    let (next, metrics, outputs) = override_tier(current, manual, &state.programme, now);
+    let body = view::customer(&next, &metrics, &state.programme, now);
+    let evaluated = [Evaluated {
+        state: next,
+        home_partition: home,
+        metrics,
+        outputs,
+    }];
+    changes::write(
+        &mut tx,
+        &evaluated,
+        Vec::new(),
+        &state.topics,
+        &state.programme,
+    )
+    .await?;
+    audit::record_override(
+        &mut tx,
+        customer.as_str(),
+        &previous_tier,
+        &req.tier,
+        &req.reason,
+        &req.set_by,
+        now,
+        req.expires_at,
+    )
+    .await?;
+    tx.commit().await?;
+    for out in &evaluated[0].outputs {
+        state.metrics.output(out);
+    }
+    tracing::info!(tier = %req.tier, "manual tier override set");
+    Ok(Some(json!({ "customer": body })))
+}

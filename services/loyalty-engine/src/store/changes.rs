@@ -1,0 +1,67 @@
+//! Writing evaluated customers: their rows, their outputs to the outbox and the output log, in
+//! the caller's transaction. Shared by ingest, the sweeper, overrides and recompute.
+
+use sqlx::PgConnection;
+
+use crate::config::Topics;
+use crate::domain::metrics::Metrics;
+use crate::domain::output::Output;
+use crate::domain::programme::Programme;
+use crate::domain::state::CustomerState;
+use crate::outputs::{self, Encoded};
+
+use super::audit::{self, LoggedOutput};
+use super::customers::{self, Row};
+use super::outbox::{self, OutboxMessage};
+
+/// A customer after evaluation.
+#[derive(Debug)]
+pub struct Evaluated {
+    pub state: CustomerState,
+    pub home_partition: i32,
+    pub metrics: Metrics,
+    pub outputs: Vec<Output>,
+}
+
+/// Writes the customers, then queues their outputs (after `extra`, e.g. dead letters) in the
+/// outbox and the output log. Returns the encoded outputs.
+pub async fn write(
+    conn: &mut PgConnection,
+    evaluated: &[Evaluated],
+    mut extra: Vec<OutboxMessage>,
+    topics: &Topics,
+    programme: &Programme,
+) -> anyhow::Result<Vec<Encoded>> {
+    let rows: Vec<Row<'_>> = evaluated
+        .iter()
+        .map(|e| Row {
+            state: &e.state,
+            home_partition: e.home_partition,
+            metrics: &e.metrics,
+        })
+        .collect();
+    customers::upsert(conn, &rows).await?;
+    let mut encoded = Vec::new();
+    for e in evaluated {
+        for out in &e.outputs {
+            encoded.push(outputs::encode(out, e.home_partition, topics, programme)?);
+        }
+    }
+    extra.extend(encoded.iter().map(|e| e.message.clone()));
+    outbox::insert(conn, &extra).await?;
+    let logged: Vec<LoggedOutput<'_>> = evaluated
+        .iter()
+        .flat_map(|e| e.outputs.iter())
+        .zip(&encoded)
+        .map(|(out, enc)| LoggedOutput {
+            customer_id: out.customer_id.as_str(),
+            ce_id: uuid::Uuid::parse_str(&enc.ce_id).unwrap_or_default(),
+            ce_type: enc.ce_type,
+            caused_by: out.cause.as_str(),
+            effective_at: out.effective_at,
+            payload: &enc.json,
+        })
+        .collect();
+    audit::log_outputs(conn, &logged).await?;
+    Ok(encoded)
+}
