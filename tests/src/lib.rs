@@ -90,6 +90,8 @@ impl TestEnv {
         settings.kafka.brokers = brokers();
         settings.kafka.group_id = format!("kizuna-test-{id}");
         settings.kafka.partitions = 3;
+        // Group joins take about half the session timeout on tansu; keep it short in tests.
+        settings.kafka.session_timeout_ms = 6_000;
         let t = &mut settings.kafka.topics;
         for topic in [
             &mut t.purchases,
@@ -107,6 +109,8 @@ impl TestEnv {
         settings.http.bind = "127.0.0.1:0".parse()?;
         settings.ingest.batch_linger_ms = 10;
         settings.relay.poll_interval_ms = 200;
+        settings.sweep.interval_ms = 200;
+        settings.http.admin_token = Some(SecretString::from(format!("admin-{id}")));
         kizuna::kafka::create_topics(&settings.kafka).await?;
         Ok(Self {
             id,
@@ -232,11 +236,22 @@ impl TestApp {
         what: &str,
         check: impl Fn(&serde_json::Value) -> bool,
     ) -> anyhow::Result<serde_json::Value> {
-        wait_for(what, Duration::from_secs(60), || async {
+        let last = std::sync::Mutex::new(None);
+        let result = wait_for(what, Duration::from_secs(60), || async {
             let (status, body) = self.get(&format!("/v1/customers/{id}")).await?;
-            Ok((status == 200 && check(&body)).then_some(body))
+            let done = status == 200 && check(&body);
+            if let Ok(mut l) = last.lock() {
+                *l = Some((status, body.clone()));
+            }
+            Ok(done.then_some(body))
         })
-        .await
+        .await;
+        result.with_context(|| {
+            format!(
+                "last answer for {id}: {:?}",
+                last.lock().ok().and_then(|l| l.clone())
+            )
+        })
     }
 
     /// Graceful stop; returns the application's result.

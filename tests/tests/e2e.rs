@@ -10,10 +10,20 @@ use serde_json::json;
 const WAIT: Duration = Duration::from_secs(60);
 
 fn purchase(event_id: &str, customer: &str, order: &str, amount_minor: i64) -> serde_json::Value {
+    purchase_at(event_id, customer, order, amount_minor, chrono::Utc::now())
+}
+
+fn purchase_at(
+    event_id: &str,
+    customer: &str,
+    order: &str,
+    amount_minor: i64,
+    at: chrono::DateTime<chrono::Utc>,
+) -> serde_json::Value {
     json!({
         "eventId": event_id,
         "customerId": customer,
-        "occurredAt": chrono::Utc::now().to_rfc3339(),
+        "occurredAt": at.to_rfc3339(),
         "orderId": order,
         "kind": "PURCHASE_KIND_PURCHASE",
         "amountMinor": amount_minor.to_string(),
@@ -48,10 +58,10 @@ async fn purchases_carry_a_customer_across_a_tier_threshold() -> anyhow::Result<
 
     let state = app
         .wait_for_customer("cust-a", "both purchases applied", |s| {
-            s["orders"] == json!(2.0)
+            s["metrics"]["orders"] == json!(2.0)
         })
         .await?;
-    assert_eq!(state["lifetime_spend_minor"], json!(35_000));
+    assert_eq!(state["metrics"]["lifetime_spend_minor"], json!(35_000));
     assert_eq!(state["tier"], json!("silver"));
     assert_eq!(state["currency"], json!("JPY"));
 
@@ -149,10 +159,10 @@ async fn a_malformed_message_is_dead_lettered_and_the_next_one_is_processed() ->
 
     let state = app
         .wait_for_customer("cust-b", "the valid purchase behind the bad one", |s| {
-            s["lifetime_spend_minor"] == json!(1_200)
+            s["metrics"]["lifetime_spend_minor"] == json!(1_200)
         })
         .await?;
-    assert_eq!(state["orders"], json!(1.0));
+    assert_eq!(state["metrics"]["orders"], json!(1.0));
 
     let dlq = env
         .reader(&topics.dead_letter)?
@@ -172,6 +182,329 @@ async fn a_malformed_message_is_dead_lettered_and_the_next_one_is_processed() ->
         text.contains("kizuna_dead_letters_total{reason=\"unparseable\""),
         "{text}"
     );
+
+    app.stop().await?;
+    env.cleanup().await
+}
+
+fn refund_at(
+    event_id: &str,
+    customer: &str,
+    order: &str,
+    amount_minor: i64,
+    at: chrono::DateTime<chrono::Utc>,
+) -> serde_json::Value {
+    json!({
+        "eventId": event_id,
+        "customerId": customer,
+        "occurredAt": at.to_rfc3339(),
+        "orderId": order,
+        "kind": "PURCHASE_KIND_REFUND",
+        "amountMinor": amount_minor.to_string(),
+        "currency": "JPY"
+    })
+}
+
+fn nps(event_id: &str, customer: &str, score: u32) -> serde_json::Value {
+    json!({
+        "eventId": event_id,
+        "customerId": customer,
+        "occurredAt": chrono::Utc::now().to_rfc3339(),
+        "surveyId": "nps-2026q4",
+        "kind": "SURVEY_KIND_NPS",
+        "score": score,
+        "comment": "the delivery was late again"
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostage_appears_when_a_big_spender_answers_nps_3() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let app = env.start().await?;
+    let topics = env.settings.kafka.topics.clone();
+    let producer = env.producer()?;
+
+    producer
+        .send_json(
+            &topics.purchases,
+            "cust-h",
+            &purchase("evt-h1", "cust-h", "ord-h1", 150_000),
+        )
+        .await?;
+    app.wait_for_customer("cust-h", "the purchase", |s| {
+        s["segment"] == json!("high_value_not_loyal")
+    })
+    .await?;
+    producer
+        .send_json(&topics.surveys, "cust-h", &nps("evt-h2", "cust-h", 3))
+        .await?;
+    let state = app
+        .wait_for_customer("cust-h", "the detractor answer", |s| {
+            s["segment"] == json!("hostage")
+        })
+        .await?;
+    assert_eq!(state["metrics"]["nps_category"], json!("detractor"));
+
+    let changes = env
+        .reader(&topics.segment_changed)?
+        .collect_until(WAIT, |got| {
+            got.iter().any(|m| {
+                m.json()
+                    .is_ok_and(|v| v["newSegment"] == json!("SEGMENT_HOSTAGE"))
+            })
+        })
+        .await?;
+    let hostage = changes
+        .iter()
+        .find(|m| {
+            m.json()
+                .is_ok_and(|v| v["newSegment"] == json!("SEGMENT_HOSTAGE"))
+        })
+        .expect("found above");
+    assert_eq!(hostage.header("ce_type"), Some("kizuna.v1.SegmentChanged"));
+    assert_eq!(hostage.key.as_deref(), Some("cust-h"));
+    let event: v1::SegmentChanged = serde_json::from_slice(&hostage.payload)?;
+    assert_eq!(event.previous_segment(), v1::Segment::HighValueNotLoyal);
+    assert_eq!(event.caused_by, "evt-h2");
+    assert!(event.reason.contains("NPS 3"), "{}", event.reason);
+    assert_eq!(
+        event.metrics.map(|m| m.nps_category),
+        Some("detractor".to_owned())
+    );
+
+    app.stop().await?;
+    env.cleanup().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_below_the_threshold_warns_now_and_downgrades_after_the_grace_period()
+-> anyhow::Result<()> {
+    let mut env = TestEnv::new().await?;
+    // The as-of clock: "now" is the largest event time seen, so 30 days of grace pass as soon
+    // as an event 40 days later arrives, without a real wait.
+    env.settings.clock = kizuna::ingest::clock::Clock::EventTime;
+    let app = env.start().await?;
+    let topics = env.settings.kafka.topics.clone();
+    let producer = env.producer()?;
+    let t0 = chrono::Utc::now() - chrono::Duration::days(100);
+
+    for (i, at) in [t0, t0 + chrono::Duration::hours(1)]
+        .into_iter()
+        .enumerate()
+    {
+        let id = format!("evt-r{i}");
+        producer
+            .send_json(
+                &topics.purchases,
+                "cust-r",
+                &purchase_at(&id, "cust-r", &format!("ord-r{i}"), 20_000, at),
+            )
+            .await?;
+    }
+    app.wait_for_customer("cust-r", "silver", |s| s["tier"] == json!("silver"))
+        .await?;
+
+    let refund_time = t0 + chrono::Duration::days(1);
+    producer
+        .send_json(
+            &topics.purchases,
+            "cust-r",
+            &refund_at("evt-r9", "cust-r", "ord-r1", 20_000, refund_time),
+        )
+        .await?;
+    let state = app
+        .wait_for_customer("cust-r", "the pending downgrade", |s| {
+            !s["pending_downgrade"].is_null()
+        })
+        .await?;
+    assert_eq!(
+        state["tier"],
+        json!("silver"),
+        "no drop during the grace period"
+    );
+
+    // Time passes: another customer's purchase 40 days later moves the clock.
+    producer
+        .send_json(
+            &topics.purchases,
+            "cust-other",
+            &purchase_at(
+                "evt-o1",
+                "cust-other",
+                "ord-o1",
+                1_000,
+                t0 + chrono::Duration::days(40),
+            ),
+        )
+        .await?;
+    app.wait_for_customer("cust-r", "the downgrade by the sweeper", |s| {
+        s["tier"] == json!("member")
+    })
+    .await?;
+
+    let is_r = |m: &kizuna_e2e::Received| m.key.as_deref() == Some("cust-r");
+    let out = env
+        .reader(&topics.tier_changed)?
+        .collect_until(WAIT, |got| got.iter().filter(|m| is_r(m)).count() >= 3)
+        .await?;
+    let mine: Vec<_> = out.iter().filter(|m| is_r(m)).collect();
+    let types: Vec<_> = mine
+        .iter()
+        .map(|m| m.header("ce_type").unwrap_or_default())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "kizuna.v1.TierChanged",
+            "kizuna.v1.TierWillDowngrade",
+            "kizuna.v1.TierChanged"
+        ],
+        "upgrade, warning, drop, in order"
+    );
+    let warning: v1::TierWillDowngrade = serde_json::from_slice(&mine[1].payload)?;
+    assert_eq!(
+        (warning.previous_tier.as_str(), warning.new_tier.as_str()),
+        ("silver", "member")
+    );
+    assert_eq!(warning.caused_by, "evt-r9");
+    let due = warning.downgrade_at.expect("a downgrade date");
+    assert_eq!(
+        due.seconds,
+        (refund_time + chrono::Duration::days(30)).timestamp()
+    );
+    assert!(
+        warning
+            .to_keep_tier
+            .iter()
+            .any(|k| k.contains("spend 10000 JPY more")),
+        "{:?}",
+        warning.to_keep_tier
+    );
+    let drop: v1::TierChanged = serde_json::from_slice(&mine[2].payload)?;
+    assert_eq!(drop.kind(), v1::TierChangeKind::Downgrade);
+    assert_eq!(
+        (drop.previous_tier.as_str(), drop.new_tier.as_str()),
+        ("silver", "member")
+    );
+    assert_eq!(drop.caused_by, "sweep");
+    assert_eq!(drop.effective_at.map(|t| t.seconds), Some(due.seconds));
+
+    app.stop().await?;
+    env.cleanup().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_timeline_and_audited_override() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let app = env.start().await?;
+    let topics = env.settings.kafka.topics.clone();
+    let producer = env.producer()?;
+    producer
+        .send_json(
+            &topics.purchases,
+            "cust-d",
+            &purchase("evt-d1", "cust-d", "ord-d1", 20_000),
+        )
+        .await?;
+    app.wait_for_customer("cust-d", "the first purchase", |s| {
+        s["metrics"]["orders"] == json!(1.0)
+    })
+    .await?;
+
+    // Dry run: what would one more purchase do? Nothing is written.
+    let body = json!({ "customer_id": "cust-d", "event": { "purchase": purchase("evt-d2", "cust-d", "ord-d2", 15_000) } });
+    let resp = app
+        .http
+        .post(app.url("/v1/evaluate"))
+        .json(&body)
+        .send()
+        .await?;
+    assert_eq!(resp.status().as_u16(), 200);
+    let dry: serde_json::Value = resp.json().await?;
+    assert_eq!(dry["state"]["tier"], json!("silver"));
+    assert_eq!(dry["outputs"][0]["ce_type"], json!("kizuna.v1.TierChanged"));
+    assert_eq!(dry["outputs"][0]["data"]["newTier"], json!("silver"));
+    let (_, stored) = app.get("/v1/customers/cust-d").await?;
+    assert_eq!(stored["tier"], json!("member"), "the dry run wrote nothing");
+    let bad = json!({ "customer_id": "cust-d", "event": { "purchase": { "eventId": "x", "customerId": "cust-d" } } });
+    let resp = app
+        .http
+        .post(app.url("/v1/evaluate"))
+        .json(&bad)
+        .send()
+        .await?;
+    assert_eq!(resp.status().as_u16(), 422);
+
+    // The admin override needs the bearer token.
+    let req = json!({ "tier": "gold", "reason": "goodwill after a lost parcel", "expires_at": (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339(), "set_by": "ops-lead" });
+    let path = app.url("/v1/customers/cust-d/tier-override");
+    let resp = app.http.post(&path).json(&req).send().await?;
+    assert_eq!(resp.status().as_u16(), 401);
+    let resp = app
+        .http
+        .post(&path)
+        .bearer_auth("wrong")
+        .json(&req)
+        .send()
+        .await?;
+    assert_eq!(resp.status().as_u16(), 401);
+    let token = format!("admin-{}", env.id);
+    let resp = app
+        .http
+        .post(&path)
+        .bearer_auth(&token)
+        .json(&req)
+        .send()
+        .await?;
+    assert_eq!(resp.status().as_u16(), 200, "{}", resp.text().await?);
+    let (_, state) = app.get("/v1/customers/cust-d").await?;
+    assert_eq!(state["tier"], json!("gold"));
+    assert_eq!(state["override"]["set_by"], json!("ops-lead"));
+    let pool = env.pool().await?;
+    let (audited,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM tier_overrides WHERE customer_id = 'cust-d' AND tier = 'gold'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(audited, 1);
+    let out = env
+        .reader(&topics.tier_changed)?
+        .collect_until(WAIT, |got| !got.is_empty())
+        .await?;
+    let changed: v1::TierChanged = serde_json::from_slice(&out[0].payload)?;
+    assert_eq!(changed.kind(), v1::TierChangeKind::Override);
+    assert_eq!(changed.caused_by, "operator:ops-lead");
+
+    // A second purchase, then the timeline: newest first, with the outputs each event caused.
+    producer
+        .send_json(
+            &topics.purchases,
+            "cust-d",
+            &purchase("evt-d3", "cust-d", "ord-d3", 1_000),
+        )
+        .await?;
+    app.wait_for_customer("cust-d", "the second purchase", |s| {
+        s["metrics"]["orders"] == json!(2.0)
+    })
+    .await?;
+    let (status, page) = app.get("/v1/customers/cust-d/timeline?limit=2").await?;
+    assert_eq!(status, 200);
+    let items = page["items"].as_array().expect("items");
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0]["event_id"], json!("evt-d3"));
+    assert_eq!(
+        items[1]["type"],
+        json!("output"),
+        "the override, caused by an operator"
+    );
+    let next = page["next"].as_str().expect("a next page").to_owned();
+    let (_, page2) = app
+        .get(&format!(
+            "/v1/customers/cust-d/timeline?limit=2&before={next}"
+        ))
+        .await?;
+    assert_eq!(page2["items"][0]["event_id"], json!("evt-d1"));
+    assert!(page2["next"].is_null());
 
     app.stop().await?;
     env.cleanup().await
