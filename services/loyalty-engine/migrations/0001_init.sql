@@ -47,6 +47,9 @@ CREATE TABLE consumer_offsets (
 -- Transactional outbox: output events and dead letters, published by the relay.
 CREATE TABLE outbox (
     id          bigserial PRIMARY KEY,
+    -- The message's deterministic ce_id: after a crash the relay skips rows whose ce_id is
+    -- already on the output topic.
+    ce_id       text NOT NULL,
     -- Input partition that produced the row; only the instance owning it publishes the row.
     partition   integer NOT NULL,
     customer_id text,

@@ -195,6 +195,7 @@ pub fn encode(
     let headers = headers(&ce_id, ty, output.effective_at, &customer_id);
     Ok(Encoded {
         message: OutboxMessage {
+            ce_id: ce_id.clone(),
             partition,
             customer_id: Some(customer_id.clone()),
             topic: topic.clone(),
@@ -259,7 +260,14 @@ pub fn dead_letter(
     if let Some(ct) = origin.content_type {
         headers.push(("content-type".to_owned(), ct.to_vec()));
     }
+    let name = format!(
+        "dead-letter|{}|{}|{}",
+        origin.topic, origin.partition, origin.offset
+    );
+    let ce_id = uuid::Uuid::new_v5(&CE_ID_NAMESPACE, name.as_bytes()).to_string();
+    headers.push(("ce_id".to_owned(), ce_id.as_bytes().to_vec()));
     OutboxMessage {
+        ce_id,
         partition: origin.partition,
         customer_id: None,
         topic: dead_letter_topic.to_owned(),

@@ -148,6 +148,7 @@ impl Application {
         let relay = Relay {
             pool: pool.clone(),
             producer: kafka::producer(&settings.kafka)?,
+            kafka: settings.kafka.clone(),
             ownership,
             settings: settings.relay.clone(),
             metrics: metrics.clone(),

@@ -10,6 +10,10 @@ pub const NOTIFY_CHANNEL: &str = "kizuna_outbox";
 /// A message to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxMessage {
+    /// Deterministic id (the `ce_id` header, also on dead letters): the same output of the
+    /// same cause always has the same id, which is how the relay recognises what it already
+    /// published before a crash.
+    pub ce_id: String,
     /// Input partition that produced it: its owner publishes it.
     pub partition: i32,
     pub customer_id: Option<String>,
@@ -57,6 +61,7 @@ pub async fn insert(conn: &mut PgConnection, messages: &[OutboxMessage]) -> sqlx
     if messages.is_empty() {
         return Ok(());
     }
+    let ce_ids: Vec<&str> = messages.iter().map(|m| m.ce_id.as_str()).collect();
     let partitions: Vec<i32> = messages.iter().map(|m| m.partition).collect();
     let customers: Vec<Option<&str>> = messages.iter().map(|m| m.customer_id.as_deref()).collect();
     let topics: Vec<&str> = messages.iter().map(|m| m.topic.as_str()).collect();
@@ -67,9 +72,10 @@ pub async fn insert(conn: &mut PgConnection, messages: &[OutboxMessage]) -> sqlx
         .map(|m| encode_headers(&m.headers))
         .collect();
     sqlx::query(
-        "INSERT INTO outbox (partition, customer_id, topic, key, payload, headers)
-         SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::bytea[], $5::bytea[], $6::jsonb[])",
+        "INSERT INTO outbox (ce_id, partition, customer_id, topic, key, payload, headers)
+         SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::bytea[], $6::bytea[], $7::jsonb[])",
     )
+    .bind(&ce_ids)
     .bind(&partitions)
     .bind(&customers)
     .bind(&topics)
@@ -85,15 +91,17 @@ pub async fn insert(conn: &mut PgConnection, messages: &[OutboxMessage]) -> sqlx
     Ok(())
 }
 
-/// The oldest rows of the given partitions, in insertion order.
-pub async fn next_batch(
-    pool: &PgPool,
+/// Locks the oldest rows of the given partitions, in insertion order, for this transaction.
+/// Rows another relay holds are skipped, so two relays never publish the same row at once.
+pub async fn lock_batch(
+    conn: &mut PgConnection,
     partitions: &[i32],
     limit: i64,
 ) -> sqlx::Result<Vec<OutboxRow>> {
     type Row = (
         i64,
         DateTime<Utc>,
+        String,
         i32,
         Option<String>,
         String,
@@ -102,37 +110,41 @@ pub async fn next_batch(
         serde_json::Value,
     );
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT id, created_at, partition, customer_id, topic, key, payload, headers FROM outbox
-         WHERE partition = ANY($1) ORDER BY id LIMIT $2",
+        "SELECT id, created_at, ce_id, partition, customer_id, topic, key, payload, headers FROM outbox
+         WHERE partition = ANY($1) ORDER BY id LIMIT $2
+         FOR UPDATE SKIP LOCKED",
     )
     .bind(partitions)
     .bind(limit)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     Ok(rows
         .into_iter()
         .map(
-            |(id, created_at, partition, customer_id, topic, key, payload, headers)| OutboxRow {
-                id,
-                created_at,
-                message: OutboxMessage {
-                    partition,
-                    customer_id,
-                    topic,
-                    key,
-                    payload,
-                    headers: decode_headers(&headers),
-                },
+            |(id, created_at, ce_id, partition, customer_id, topic, key, payload, headers)| {
+                OutboxRow {
+                    id,
+                    created_at,
+                    message: OutboxMessage {
+                        ce_id,
+                        partition,
+                        customer_id,
+                        topic,
+                        key,
+                        payload,
+                        headers: decode_headers(&headers),
+                    },
+                }
             },
         )
         .collect())
 }
 
 /// Removes published rows.
-pub async fn delete(pool: &PgPool, ids: &[i64]) -> sqlx::Result<()> {
+pub async fn delete(conn: &mut PgConnection, ids: &[i64]) -> sqlx::Result<()> {
     sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
         .bind(ids)
-        .execute(pool)
+        .execute(conn)
         .await?;
     Ok(())
 }
