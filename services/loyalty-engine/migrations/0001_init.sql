@@ -93,3 +93,23 @@ CREATE TABLE engine_clock (
     group_id       text PRIMARY KEY,
     max_event_time timestamptz NOT NULL
 );
+
+-- Fitted BG/NBD and Gamma-Gamma population parameters (`kizuna fit-model`). The engine uses
+-- the highest version and picks up new ones without a restart.
+CREATE TABLE churn_models (
+    version           bigserial PRIMARY KEY,
+    fitted_at         timestamptz NOT NULL DEFAULT now(),
+    as_of             timestamptz NOT NULL,
+    r                 double precision NOT NULL,
+    alpha             double precision NOT NULL,
+    a                 double precision NOT NULL,
+    b                 double precision NOT NULL,
+    log_likelihood    double precision NOT NULL,
+    customers         double precision NOT NULL,
+    gg_p              double precision,
+    gg_q              double precision,
+    gg_gamma          double precision,
+    gg_log_likelihood double precision,
+    gg_customers      double precision,
+    report            text NOT NULL
+);

@@ -17,6 +17,7 @@ pub mod http;
 pub mod ingest;
 pub mod kafka;
 pub mod metrics;
+pub mod model_cache;
 pub mod outputs;
 pub mod relay;
 pub mod startup;

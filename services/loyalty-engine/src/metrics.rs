@@ -20,9 +20,12 @@ pub struct Metrics {
     event_lag_seconds: Histogram,
     tier_transitions: IntCounterVec,
     segment_changes: IntCounterVec,
+    churn_changes: IntCounterVec,
     outputs: IntCounterVec,
     outbox_published: IntCounterVec,
     swept: IntCounter,
+    model_version: IntGauge,
+    model_fitted_at: prometheus::Gauge,
     outbox_publish_seconds: Histogram,
     outbox_backlog: IntGauge,
     outbox_oldest_seconds: prometheus::Gauge,
@@ -154,6 +157,17 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            churn_changes: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "kizuna_churn_risk_changes_total",
+                        "Churn-risk level changes, by new level and play.",
+                    ),
+                    &["level", "play"],
+                )
+                .expect("valid metric"),
+            ),
             outputs: register(
                 r,
                 IntCounterVec::new(
@@ -162,6 +176,22 @@ impl Metrics {
                         "Output events written to the outbox, by kind.",
                     ),
                     &["kind"],
+                )
+                .expect("valid metric"),
+            ),
+            model_version: register(
+                r,
+                IntGauge::new(
+                    "kizuna_model_version",
+                    "Version of the churn model in use (0: none fitted).",
+                )
+                .expect("valid metric"),
+            ),
+            model_fitted_at: register(
+                r,
+                prometheus::Gauge::new(
+                    "kizuna_model_fitted_timestamp_seconds",
+                    "When the churn model in use was fitted (Unix time); fit age = time() - this.",
                 )
                 .expect("valid metric"),
             ),
@@ -305,6 +335,11 @@ impl Metrics {
                     .with_label_values(&[from, new.as_str()])
                     .inc();
             }
+            OutputKind::ChurnRiskChanged { new, play, .. } => {
+                self.churn_changes
+                    .with_label_values(&[new.as_str(), play.as_str()])
+                    .inc();
+            }
             OutputKind::TierWillDowngrade { .. } => {}
         }
     }
@@ -312,6 +347,12 @@ impl Metrics {
     pub fn published(&self, topic: &str, age_seconds: f64) {
         self.outbox_published.with_label_values(&[topic]).inc();
         self.outbox_publish_seconds.observe(age_seconds.max(0.0));
+    }
+
+    /// The churn model in use.
+    pub fn model(&self, version: i64, fitted_at: chrono::DateTime<chrono::Utc>) {
+        self.model_version.set(version);
+        self.model_fitted_at.set(fitted_at.timestamp() as f64);
     }
 
     pub fn swept(&self, customers: usize) {

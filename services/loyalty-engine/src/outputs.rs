@@ -5,6 +5,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use kizuna_proto::{CONTENT_TYPE_JSON, Timestamp, ce_type, v1};
 
 use crate::config::Topics;
+use crate::domain::churn::{Assessment, Level, Play};
 use crate::domain::metrics::Metrics;
 use crate::domain::output::{Output, OutputKind};
 use crate::domain::programme::Programme;
@@ -29,7 +30,11 @@ pub fn timestamp(t: DateTime<Utc>) -> Timestamp {
 }
 
 /// The metrics snapshot carried by every output.
-pub fn snapshot(m: &Metrics, programme: &Programme) -> v1::MetricsSnapshot {
+pub fn snapshot(
+    m: &Metrics,
+    churn: Option<&Assessment>,
+    programme: &Programme,
+) -> v1::MetricsSnapshot {
     v1::MetricsSnapshot {
         lifetime_spend_minor: m.lifetime_spend_minor,
         qualifying_spend_minor: m.qualifying_spend_minor,
@@ -45,8 +50,8 @@ pub fn snapshot(m: &Metrics, programme: &Programme) -> v1::MetricsSnapshot {
         ces_avg: m.ces_avg,
         bad_experiences: m.bad_experiences,
         open_tickets: m.open_tickets,
-        p_alive: None,
-        churn_risk: None,
+        p_alive: churn.and_then(|c| c.p_alive),
+        churn_risk: churn.map(|c| c.score),
         spend_trend: m.spend_trend,
         discount_share: m.discount_share,
         referrals: m.referrals,
@@ -62,6 +67,24 @@ fn segment(s: Option<Segment>) -> v1::Segment {
         Some(Segment::Hostage) => v1::Segment::Hostage,
         Some(Segment::Rebel) => v1::Segment::Rebel,
         Some(Segment::HighValueNotLoyal) => v1::Segment::HighValueNotLoyal,
+    }
+}
+
+fn level(l: Level) -> v1::ChurnLevel {
+    match l {
+        Level::Low => v1::ChurnLevel::Low,
+        Level::Medium => v1::ChurnLevel::Medium,
+        Level::High => v1::ChurnLevel::High,
+    }
+}
+
+fn play_of(p: Play) -> v1::Play {
+    match p {
+        Play::ServiceRecovery => v1::Play::ServiceRecovery,
+        Play::WinBackOffer => v1::Play::WinBackOffer,
+        Play::VipOutreach => v1::Play::VipOutreach,
+        Play::Playbook => v1::Play::Playbook,
+        Play::None => v1::Play::None,
     }
 }
 
@@ -112,7 +135,11 @@ pub fn encode(
     programme: &Programme,
 ) -> anyhow::Result<Encoded> {
     let customer_id = output.customer_id.as_str().to_owned();
-    let metrics = Some(snapshot(&output.metrics, programme));
+    let metrics = Some(snapshot(
+        &output.metrics,
+        output.churn.as_deref(),
+        programme,
+    ));
     let caused_by = output.cause.as_str().to_owned();
     let effective_at = Some(timestamp(output.effective_at));
     let (topic, ty, json, new_value) = match &output.kind {
@@ -162,6 +189,44 @@ pub fn encode(
                 ce_type::TIER_WILL_DOWNGRADE,
                 serde_json::to_value(&msg)?,
                 format!("{to}@{}", downgrade_at.timestamp()),
+            )
+        }
+        OutputKind::ChurnRiskChanged {
+            previous,
+            new,
+            play,
+            reason,
+        } => {
+            let assessment = output.churn.as_deref();
+            let msg = v1::ChurnRiskChanged {
+                customer_id: customer_id.clone(),
+                previous_level: previous.map_or(v1::ChurnLevel::Unspecified, level) as i32,
+                new_level: level(*new) as i32,
+                score: assessment.map_or(0.0, |a| a.score),
+                p_alive: assessment.and_then(|a| a.p_alive),
+                drivers: assessment
+                    .map(|a| {
+                        a.drivers
+                            .iter()
+                            .map(|d| v1::ChurnDriver {
+                                name: d.name.clone(),
+                                contribution: d.contribution,
+                                detail: d.detail.clone(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                play: play_of(*play) as i32,
+                reason: reason.clone(),
+                metrics,
+                caused_by,
+                effective_at,
+            };
+            (
+                &topics.churn_risk,
+                ce_type::CHURN_RISK_CHANGED,
+                serde_json::to_value(&msg)?,
+                new.as_str().to_owned(),
             )
         }
         OutputKind::SegmentChanged {

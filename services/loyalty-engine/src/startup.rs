@@ -21,6 +21,7 @@ use crate::ingest::ownership::Ownership;
 use crate::ingest::rebalance::IngestContext;
 use crate::ingest::validate::Limits;
 use crate::metrics::Metrics;
+use crate::model_cache::ModelCache;
 use crate::relay::Relay;
 use crate::sweeper::Sweeper;
 use crate::{kafka, store};
@@ -68,6 +69,7 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let programme = Arc::new(load_programme(&settings)?);
         let metrics = Metrics::new();
+        let model = ModelCache::default();
         let health = Health::default();
         let pool = store::pool(settings.database_url(), settings.database.max_connections)?;
         if settings.database.migrate_on_start {
@@ -126,6 +128,7 @@ impl Application {
             programme: programme.clone(),
             metrics: metrics.clone(),
             clock: settings.clock,
+            model: model.clone(),
         };
         let ingest = IngestLoop {
             consumer: Arc::new(consumer),
@@ -144,6 +147,7 @@ impl Application {
             clock: settings.clock,
             metrics: metrics.clone(),
             settings: settings.sweep.clone(),
+            model: model.clone(),
         };
         let relay = Relay {
             pool: pool.clone(),
@@ -168,6 +172,7 @@ impl Application {
             clock: settings.clock,
             limits: limits.clone(),
             admin_token: settings.http.admin_token.clone(),
+            model: model.clone(),
         });
 
         let stop = CancellationToken::new();
@@ -182,6 +187,15 @@ impl Application {
         let ingest = tokio::spawn(ingest.run(stop.clone()));
         let relay = tokio::spawn(relay.run(background.clone()));
         let sweeper = tokio::spawn(sweeper.run(stop.clone()));
+        if let Err(e) = model.refresh(&pool, &metrics).await {
+            tracing::warn!(error = format!("{e:#}"), "no churn model loaded yet");
+        }
+        tokio::spawn(model.run(
+            pool.clone(),
+            metrics.clone(),
+            Duration::from_secs(30),
+            background.clone(),
+        ));
         tracing::info!(port, "kizuna started");
         Ok(Self {
             port,

@@ -15,6 +15,7 @@ use crate::domain::programme::Programme;
 use crate::ingest::clock::Clock;
 use crate::ingest::ownership::Ownership;
 use crate::metrics::Metrics;
+use crate::model_cache::ModelCache;
 use crate::store::changes::{self, Evaluated};
 use crate::store::customers;
 
@@ -28,6 +29,7 @@ pub struct Sweeper {
     pub clock: Clock,
     pub metrics: Metrics,
     pub settings: SweepSettings,
+    pub model: ModelCache,
 }
 
 impl Sweeper {
@@ -66,10 +68,12 @@ impl Sweeper {
         if due.is_empty() {
             return Ok(0);
         }
+        let model = self.model.get();
         let evaluated: Vec<Evaluated> = due
             .into_iter()
             .map(|(state, home)| {
-                let (state, metrics, outputs) = sweep(state, &self.programme, now);
+                let (state, metrics, outputs) =
+                    sweep(state, &self.programme, model.as_deref(), now);
                 Evaluated {
                     state,
                     home_partition: home,

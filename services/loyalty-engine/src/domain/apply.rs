@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::churn::Model;
 use super::evaluate::evaluate;
 use super::event::DomainEvent;
 use super::ids::CustomerId;
@@ -42,6 +43,7 @@ pub fn apply(
     state: Option<CustomerState>,
     changes: &Changes<'_>,
     programme: &Programme,
+    model: Option<&Model>,
     now: DateTime<Utc>,
 ) -> (CustomerState, Metrics, Vec<Output>) {
     let mut state = state.unwrap_or_else(|| CustomerState::new(id.clone(), programme));
@@ -52,7 +54,7 @@ pub fn apply(
         state.facts.credit_referral(referred);
     }
     let cause = changes.cause().unwrap_or(Cause::Sweep);
-    let (metrics, outputs) = evaluate(&mut state, programme, now, &cause);
+    let (metrics, outputs) = evaluate(&mut state, programme, model, now, &cause);
     (state, metrics, outputs)
 }
 
@@ -60,9 +62,10 @@ pub fn apply(
 pub fn sweep(
     mut state: CustomerState,
     programme: &Programme,
+    model: Option<&Model>,
     now: DateTime<Utc>,
 ) -> (CustomerState, Metrics, Vec<Output>) {
-    let (metrics, outputs) = evaluate(&mut state, programme, now, &Cause::Sweep);
+    let (metrics, outputs) = evaluate(&mut state, programme, model, now, &Cause::Sweep);
     (state, metrics, outputs)
 }
 
@@ -71,11 +74,12 @@ pub fn override_tier(
     mut state: CustomerState,
     manual: TierOverride,
     programme: &Programme,
+    model: Option<&Model>,
     now: DateTime<Utc>,
 ) -> (CustomerState, Metrics, Vec<Output>) {
     let who = Cause::Operator(format!("operator:{}", manual.set_by));
     let changed = tier::set_override(&mut state.status.tier, manual);
-    let (metrics, mut outputs) = evaluate(&mut state, programme, now, &who);
+    let (metrics, mut outputs) = evaluate(&mut state, programme, model, now, &who);
     if let tier::TierEvent::Changed {
         previous,
         new,
@@ -91,6 +95,7 @@ pub fn override_tier(
                 cause: who,
                 effective_at: at,
                 metrics: Box::new(metrics.clone()),
+                churn: None,
                 kind: super::output::OutputKind::TierChanged {
                     previous,
                     new,

@@ -1,6 +1,8 @@
 //! Re-evaluating a customer at a moment: tier, segment, motive, and when to look again.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
+
+use super::churn::{self, ChurnStatus, Level, Model};
 
 use super::metrics::Metrics;
 use super::motive::motive;
@@ -14,6 +16,7 @@ use super::tier::{self, TierEvent};
 pub fn evaluate(
     state: &mut CustomerState,
     programme: &Programme,
+    model: Option<&Model>,
     now: DateTime<Utc>,
     cause: &Cause,
 ) -> (Metrics, Vec<Output>) {
@@ -72,6 +75,32 @@ pub fn evaluate(
     state.status.segment = Some(seg);
     state.status.segment_reason = Some(reason);
 
+    let assessment = churn::assess(&m, &programme.churn, model);
+    let previous_level = state.status.churn.as_ref().map(|c| c.level);
+    let level = churn::level(assessment.score, previous_level, &programme.churn);
+    let play = churn::play(level, &assessment, state.status.segment, &m);
+    if previous_level.unwrap_or(Level::Low) != level {
+        kinds.push((
+            now,
+            OutputKind::ChurnRiskChanged {
+                previous: previous_level,
+                new: level,
+                play,
+                reason: churn::reason(previous_level, level, &assessment, play),
+            },
+        ));
+    }
+    let since = match &state.status.churn {
+        Some(c) if c.level == level => c.since,
+        _ => now,
+    };
+    state.status.churn = Some(ChurnStatus {
+        level,
+        score: assessment.score,
+        play,
+        since,
+    });
+
     let (mot, signals) = motive(&m, &programme.motives);
     state.status.motive = Some(mot);
     state.status.motive_signals = signals;
@@ -81,6 +110,10 @@ pub fn evaluate(
         t.pending.as_ref().map(|p| p.at),
         t.manual.as_ref().map(|o| o.expires_at),
         m.next_change(&state.facts, programme),
+        // Silence raises churn risk: look again while it grows.
+        (level != Level::High && m.last_purchase_at.is_some()).then(|| {
+            now + Duration::seconds((m.expected_interval_days.clamp(1.0, 30.0) * 43_200.0) as i64)
+        }),
     ]
     .into_iter()
     .flatten()
@@ -94,6 +127,7 @@ pub fn evaluate(
             cause: cause.clone(),
             effective_at: at,
             metrics: Box::new(m.clone()),
+            churn: Some(Box::new(assessment.clone())),
             kind,
         })
         .collect();

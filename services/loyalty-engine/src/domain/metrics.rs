@@ -69,6 +69,8 @@ pub struct Metrics {
     pub repeat_purchases: u32,
     /// Days from the first to the last purchase day (BG/NBD `t_x`).
     pub recency_days: f64,
+    /// Mean net spend per purchase day after the first (Gamma-Gamma `m_x`).
+    pub repeat_mean_spend_minor: Option<f64>,
     /// The customer's own mean days between purchase days.
     pub own_rhythm_days: Option<f64>,
     /// The category's expected days between purchases.
@@ -224,6 +226,20 @@ impl Metrics {
             _ => 0.0,
         };
         let tenure_days = first_purchase_at.map_or(0.0, |f| days(now - f).max(0.0));
+        let repeat_mean_spend_minor = (repeat_purchases > 0).then(|| {
+            let first_day = first_purchase_at.map(|f| f.date_naive());
+            let later: i64 = if archive.days == 0 {
+                orders
+                    .iter()
+                    .filter(|o| Some(o.at.date_naive()) != first_day)
+                    .map(|o| o.net.max(0))
+                    .sum()
+            } else {
+                // Approximation once old orders are folded: the average over all purchase days.
+                lifetime_spend_minor * i64::from(repeat_purchases) / i64::from(distinct_days.max(1))
+            };
+            later as f64 / f64::from(repeat_purchases)
+        });
         let own_rhythm_days =
             (repeat_purchases > 0).then(|| recency_days / f64::from(repeat_purchases));
 
@@ -397,6 +413,7 @@ impl Metrics {
             tenure_days,
             repeat_purchases,
             recency_days,
+            repeat_mean_spend_minor,
             own_rhythm_days,
             category_cadence_days,
             main_category,

@@ -7,6 +7,7 @@
 //! - [`evaluate`] and [`apply`]: put together, producing [`output`]s.
 
 pub mod apply;
+pub mod churn;
 pub mod evaluate;
 pub mod event;
 pub mod facts;

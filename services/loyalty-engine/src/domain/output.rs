@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::churn::{Assessment, Level, Play};
 use super::ids::{CustomerId, EventId};
 use super::metrics::Metrics;
 use super::segment::Segment;
@@ -32,6 +33,8 @@ pub struct Output {
     pub cause: Cause,
     pub effective_at: DateTime<Utc>,
     pub metrics: Box<Metrics>,
+    /// The churn assessment at the same moment.
+    pub churn: Option<Box<Assessment>>,
     pub kind: OutputKind,
 }
 
@@ -55,6 +58,12 @@ pub enum OutputKind {
         new: Segment,
         reason: String,
     },
+    ChurnRiskChanged {
+        previous: Option<Level>,
+        new: Level,
+        play: Play,
+        reason: String,
+    },
 }
 
 impl OutputKind {
@@ -64,6 +73,7 @@ impl OutputKind {
             OutputKind::TierChanged { .. } => "tier_changed",
             OutputKind::TierWillDowngrade { .. } => "tier_will_downgrade",
             OutputKind::SegmentChanged { .. } => "segment_changed",
+            OutputKind::ChurnRiskChanged { .. } => "churn_risk_changed",
         }
     }
 }

@@ -268,6 +268,8 @@ pub struct Programme {
     pub trend: Trend,
     #[serde(default)]
     pub retention: Retention,
+    #[serde(default)]
+    pub churn: super::churn::ChurnRules,
 }
 
 /// Why a programme file was refused. The message names the file, and the line where it can.
@@ -418,6 +420,9 @@ impl Programme {
                 "{}segments.profit_window_days must be positive",
                 line_of("profit_window_days")
             ));
+        }
+        if let Err(e) = self.churn.check() {
+            return Err(format!("{}{e}", line_of("[churn]")));
         }
         if self.retention.max_orders < 10 || self.retention.max_surveys < 1 {
             return Err(

@@ -24,7 +24,7 @@ fn run(
         events: events.iter().collect(),
         referred: vec![],
     };
-    apply(&cid("c"), state, &changes, p, now)
+    apply(&cid("c"), state, &changes, p, None, now)
 }
 
 fn tier_changes(outputs: &[Output]) -> Vec<(String, String, TierChangeKind)> {
@@ -151,11 +151,14 @@ fn upgrade_is_immediate_then_grace_then_soft_landing() {
     );
     assert!(keep.iter().any(|k| k.contains("2 more orders")), "{keep:?}");
 
-    let (state, _, out) = sweep(state, &p, day(39));
-    assert!(out.is_empty(), "still in grace: {out:?}");
+    let (state, _, out) = sweep(state, &p, None, day(39));
+    assert!(
+        tier_changes(&out).is_empty() && will_downgrade(&out).is_none(),
+        "still in grace: {out:?}"
+    );
     assert_eq!(state.status.next_check_at.map(|t| t <= day(40)), Some(true));
 
-    let (state, _, out) = sweep(state, &p, day(41));
+    let (state, _, out) = sweep(state, &p, None, day(41));
     assert_eq!(state.tier(), "silver");
     assert_eq!(
         tier_changes(&out),
@@ -173,7 +176,7 @@ fn upgrade_is_immediate_then_grace_then_soft_landing() {
     let (_, to, at, _) = will_downgrade(&out).expect("the next step is announced");
     assert_eq!((to.as_str(), at), ("member", day(70)));
 
-    let (state, _, out) = sweep(state, &p, day(71));
+    let (state, _, out) = sweep(state, &p, None, day(71));
     assert_eq!(state.tier(), "member");
     assert_eq!(
         tier_changes(&out),
@@ -208,7 +211,7 @@ fn requalifying_during_grace_cancels_the_downgrade() {
             .all(|o| !matches!(o.kind, OutputKind::TierChanged { .. }))
     );
     assert!(state.status.tier.pending.is_none());
-    let (state, _, out) = sweep(state, &p, day(60));
+    let (state, _, out) = sweep(state, &p, None, day(60));
     assert_eq!(state.tier(), "silver");
     assert!(tier_changes(&out).is_empty());
 }
@@ -226,7 +229,7 @@ fn without_soft_landing_the_drop_goes_straight_to_the_qualifying_tier() {
         .collect();
     let (state, _, out) = run(Some(state), &refunds, &p, day(5));
     assert_eq!(will_downgrade(&out).map(|w| w.1), Some("member".to_owned()));
-    let (state, _, _) = sweep(state, &p, day(36));
+    let (state, _, _) = sweep(state, &p, None, day(36));
     assert_eq!(state.tier(), "member");
 }
 
@@ -243,7 +246,7 @@ fn purchases_leaving_the_rolling_window_start_a_downgrade() {
         next <= day(365),
         "the sweeper must look when the first order leaves the window: {next}"
     );
-    let (_, m, out) = sweep(state, &p, day(367));
+    let (_, m, out) = sweep(state, &p, None, day(367));
     assert_eq!(m.qualifying_spend_minor, 0);
     assert_eq!(m.lifetime_spend_minor, 40_000);
     assert!(will_downgrade(&out).is_some(), "{out:?}");
@@ -284,16 +287,16 @@ fn a_manual_override_holds_until_it_expires_then_the_rules_apply() {
         set_at: day(1),
         set_by: "ops@example".into(),
     };
-    let (state, _, out) = override_tier(state, manual, &p, day(1));
+    let (state, _, out) = override_tier(state, manual, &p, None, day(1));
     assert_eq!(state.tier(), "gold");
     assert_eq!(
         tier_changes(&out),
         vec![("member".into(), "gold".into(), TierChangeKind::Override)]
     );
-    let (state, _, out) = sweep(state, &p, day(5));
-    assert!(out.is_empty(), "{out:?}");
-    assert_eq!(state.status.next_check_at, Some(day(10)));
-    let (state, _, out) = sweep(state, &p, day(11));
+    let (state, _, out) = sweep(state, &p, None, day(5));
+    assert!(tier_changes(&out).is_empty(), "{out:?}");
+    assert!(state.status.next_check_at.is_some_and(|t| t <= day(10)));
+    let (state, _, out) = sweep(state, &p, None, day(11));
     assert_eq!(
         tier_changes(&out),
         vec![(
@@ -484,7 +487,7 @@ fn truly_loyal_needs_frequency_promotion_and_referrals() {
         events: vec![],
         referred: vec![(cid("friend"), &events[0])],
     };
-    let (_, m, _) = apply(&cid("c"), Some(state), &changes, &p, day(42));
+    let (_, m, _) = apply(&cid("c"), Some(state), &changes, &p, None, day(42));
     assert_eq!(m.referrals, 1);
     assert_eq!(motive(&m, &p.motives).0, Motive::TrulyLoyal);
 }
@@ -530,14 +533,14 @@ fn bad_experiences_count_each_ticket_once_in_a_sliding_window() {
     let (state, m, _) = run(None, &events, &p, day(52));
     assert_eq!(m.bad_experiences, 1, "T1 once, T2 not yet aged");
     assert_eq!(m.open_tickets, 1);
-    let (state, m, _) = sweep(state, &p, day(58));
+    let (state, m, _) = sweep(state, &p, None, day(58));
     assert_eq!(m.bad_experiences, 2, "T2 is now an aging open ticket");
     assert!(
         m.bad_experience_kinds
             .contains(&BadExperience::AgingOpenTicket)
     );
     assert!((m.oldest_open_ticket_days.unwrap_or(0.0) - 8.0).abs() < 1e-9);
-    let (_, m, _) = sweep(state, &p, day(95));
+    let (_, m, _) = sweep(state, &p, None, day(95));
     assert_eq!(
         m.bad_experiences, 1,
         "T1 left the window; T2 still open and aging"
@@ -681,4 +684,207 @@ fn evaluation_as_of_the_past_ignores_later_events() {
     assert_eq!(m.lifetime_spend_minor, 20_000);
     assert_eq!(m.orders, 1.0);
     let _ = Duration::days(1);
+}
+
+// ---- churn ------------------------------------------------------------------------------
+
+mod churn_risk {
+    use super::*;
+    use crate::domain::churn::{self, ChurnRules, Level, Model, Play};
+    use crate::domain::model::BgNbdParams;
+
+    fn cdnow() -> Model {
+        Model {
+            version: 1,
+            purchases: BgNbdParams::new(0.243, 4.414, 0.793, 2.426).expect("valid params"),
+            spend: None,
+        }
+    }
+
+    fn churn_outputs(out: &[Output]) -> Vec<(Option<Level>, Level, Play)> {
+        out.iter()
+            .filter_map(|o| match &o.kind {
+                OutputKind::ChurnRiskChanged {
+                    previous,
+                    new,
+                    play,
+                    ..
+                } => Some((*previous, *new, *play)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn levels_have_hysteresis() {
+        let r = ChurnRules::default(); // medium 0.4, high 0.7, band 0.05
+        assert_eq!(churn::level(0.39, None, &r), Level::Low);
+        assert_eq!(churn::level(0.40, None, &r), Level::Medium);
+        assert_eq!(churn::level(0.70, Some(Level::Low), &r), Level::High);
+        // Falling just under a threshold keeps the level…
+        assert_eq!(churn::level(0.68, Some(Level::High), &r), Level::High);
+        assert_eq!(churn::level(0.37, Some(Level::Medium), &r), Level::Medium);
+        // …clearing the band leaves it.
+        assert_eq!(churn::level(0.64, Some(Level::High), &r), Level::Medium);
+        assert_eq!(churn::level(0.34, Some(Level::Medium), &r), Level::Low);
+        assert_eq!(churn::level(0.10, Some(Level::High), &r), Level::Low);
+    }
+
+    #[test]
+    fn the_base_is_one_minus_p_alive_and_drivers_add_up() {
+        let p = sample();
+        // x = 2 repeat purchase days, then silence.
+        let events: Vec<DomainEvent> = (0..3)
+            .map(|i| purchase(&format!("e{i}"), "c", 5_000, day(i * 14)))
+            .collect();
+        let (_, m, _) = run(None, &events, &p, day(28 + 200));
+        let model = cdnow();
+        let a = churn::assess(&m, &p.churn, Some(&model));
+        let s = churn::summary(&m).expect("a summary");
+        let p_alive = model.purchases.p_alive(&s);
+        assert_eq!(a.p_alive, Some(p_alive));
+        assert!((a.base - (1.0 - p_alive)).abs() < 1e-12);
+        let total: f64 = a.drivers.iter().map(|d| d.contribution).sum();
+        assert!(
+            (total - a.score).abs() < 1e-9,
+            "contributions sum to the score"
+        );
+        assert_eq!(a.drivers[0].name, "inactivity");
+    }
+
+    #[test]
+    fn service_drivers_raise_the_score_and_call_for_service_recovery() {
+        let p = sample();
+        let mut events: Vec<DomainEvent> = (0..4)
+            .map(|i| purchase(&format!("e{i}"), "c", 5_000, day(i * 7)))
+            .collect();
+        let (calm, m_calm, _) = run(None, &events, &p, day(22));
+        let calm_score = calm.status.churn.as_ref().map(|c| c.score).unwrap_or(1.0);
+        events.push(ticket(
+            "t1",
+            "c",
+            "T1",
+            TicketStatus::Reopened,
+            day(22),
+            TicketSpec::default(),
+        ));
+        events.push(ticket(
+            "t2",
+            "c",
+            "T2",
+            TicketStatus::Resolved,
+            day(22),
+            TicketSpec {
+                escalated: true,
+                ..Default::default()
+            },
+        ));
+        events.push(survey("s", "c", SurveyScore::Nps(2), day(22)));
+        let (angry, m, out) = run(None, &events, &p, day(22));
+        let a = churn::assess(&m, &p.churn, None);
+        assert!(a.score > calm_score + 0.5, "{} vs {}", a.score, calm_score);
+        assert!(m_calm.bad_experiences == 0 && m.bad_experiences == 2);
+        let names: Vec<&str> = a.drivers.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(
+            names[..2],
+            ["bad_experiences", "detractor_nps"],
+            "{:?}",
+            a.drivers
+        );
+        let status = angry.status.churn.expect("assessed");
+        assert_eq!(status.level, Level::High);
+        // Low spend and a detractor: a rebel, so the playbook.
+        assert_eq!(angry.status.segment, Some(Segment::Rebel));
+        assert_eq!(
+            churn_outputs(&out),
+            vec![(None, Level::High, Play::Playbook)]
+        );
+    }
+
+    #[test]
+    fn plays_follow_segment_and_drivers() {
+        let p = sample();
+        // A big spender with bad service and a detractor answer: a hostage, VIP outreach.
+        let mut events = vec![purchase("e1", "c", 150_000, day(0))];
+        events.push(ticket(
+            "t1",
+            "c",
+            "T1",
+            TicketStatus::Reopened,
+            day(1),
+            TicketSpec {
+                sla_breached: true,
+                ..Default::default()
+            },
+        ));
+        events.push(ticket(
+            "t2",
+            "c",
+            "T2",
+            TicketStatus::Reopened,
+            day(1),
+            TicketSpec::default(),
+        ));
+        events.push(survey("s", "c", SurveyScore::Nps(4), day(1)));
+        let (state, _, _) = run(None, &events, &p, day(2));
+        assert_eq!(state.status.segment, Some(Segment::Hostage));
+        assert_eq!(state.status.churn.map(|c| c.play), Some(Play::VipOutreach));
+
+        // A happy weekly buyer gone quiet: a lapse with good sentiment, win-back.
+        let mut events: Vec<DomainEvent> = (0..6)
+            .map(|i| purchase(&format!("w{i}"), "c", 3_000, day(i * 7)))
+            .collect();
+        events.push(survey("s", "c", SurveyScore::Nps(9), day(30)));
+        let (state, _, _) = run(None, &events, &p, day(35 + 40));
+        let c = state.status.churn.expect("assessed");
+        assert_eq!(c.level, Level::High, "{c:?}");
+        assert_eq!(c.play, Play::WinBackOffer);
+    }
+
+    #[test]
+    fn the_sweeper_raises_risk_as_silence_grows() {
+        let p = sample();
+        let events: Vec<DomainEvent> = (0..6)
+            .map(|i| purchase(&format!("e{i}"), "c", 3_000, day(i * 7)))
+            .collect();
+        let model = cdnow();
+        let changes = Changes {
+            events: events.iter().collect(),
+            referred: vec![],
+        };
+        let (mut state, _, _) = apply(&cid("c"), None, &changes, &p, Some(&model), day(35));
+        assert_eq!(
+            state.status.churn.as_ref().map(|c| c.level),
+            Some(Level::Low)
+        );
+        let mut levels = vec![];
+        let mut now = day(35);
+        // Follow the sweeper's own schedule, with no new event.
+        for _ in 0..40 {
+            now = state
+                .status
+                .next_check_at
+                .expect("a next check while risk can still grow");
+            let (next, _, out) = sweep(state, &p, Some(&model), now);
+            state = next;
+            levels.extend(churn_outputs(&out).into_iter().map(|(_, l, _)| l));
+            if state
+                .status
+                .churn
+                .as_ref()
+                .is_some_and(|c| c.level == Level::High)
+            {
+                break;
+            }
+        }
+        assert_eq!(
+            levels,
+            vec![Level::Medium, Level::High],
+            "escalation through the sweeper alone"
+        );
+        assert!(
+            now < day(35 + 120),
+            "a weekly buyer is high risk within months of silence: {now}"
+        );
+    }
 }

@@ -21,6 +21,8 @@ pub struct Status {
     pub motive: Option<Motive>,
     #[serde(default)]
     pub motive_signals: Vec<String>,
+    #[serde(default)]
+    pub churn: Option<super::churn::ChurnStatus>,
     /// When the sweeper should look at this customer again.
     #[serde(default)]
     pub next_check_at: Option<DateTime<Utc>>,
@@ -48,6 +50,7 @@ impl CustomerState {
                 segment_reason: None,
                 motive: None,
                 motive_signals: Vec::new(),
+                churn: None,
                 next_check_at: None,
                 evaluated_at: None,
             },

@@ -125,8 +125,20 @@ async fn apply_override(
         set_at: now,
         set_by: req.set_by.clone(),
     };
-    let (next, metrics, outputs) = override_tier(current, manual, &state.programme, now);
-    let body = view::customer(&next, &metrics, &state.programme, now);
+    let (next, metrics, outputs) = override_tier(
+        current,
+        manual,
+        &state.programme,
+        state.model.get().as_deref(),
+        now,
+    );
+    let body = view::customer(
+        &next,
+        &metrics,
+        &state.programme,
+        state.model.get().as_deref(),
+        now,
+    );
     let evaluated = [Evaluated {
         state: next,
         home_partition: home,

@@ -34,7 +34,14 @@ pub async fn get_customer(
     match customers::get(&state.pool, &id).await {
         Ok(Some(customer)) => {
             let metrics = Metrics::derive(&customer.facts, &state.programme, as_of);
-            Json(view::customer(&customer, &metrics, &state.programme, as_of)).into_response()
+            Json(view::customer(
+                &customer,
+                &metrics,
+                &state.programme,
+                state.model.get().as_deref(),
+                as_of,
+            ))
+            .into_response()
         }
         Ok(None) => error(StatusCode::NOT_FOUND, "unknown customer"),
         Err(e) => {

@@ -62,7 +62,14 @@ pub async fn evaluate(State(state): State<AppState>, Json(req): Json<DryRun>) ->
         events: vec![&event],
         referred: vec![],
     };
-    let (next, metrics, outs) = apply(&customer, existing, &changes, &state.programme, now);
+    let (next, metrics, outs) = apply(
+        &customer,
+        existing,
+        &changes,
+        &state.programme,
+        state.model.get().as_deref(),
+        now,
+    );
     let mut encoded = Vec::new();
     for out in &outs {
         match outputs::encode(out, 0, &state.topics, &state.programme) {
@@ -78,7 +85,7 @@ pub async fn evaluate(State(state): State<AppState>, Json(req): Json<DryRun>) ->
     }
     Json(json!({
         "dry_run": true,
-        "state": view::customer(&next, &metrics, &state.programme, now),
+        "state": view::customer(&next, &metrics, &state.programme, state.model.get().as_deref(), now),
         "outputs": encoded,
     }))
     .into_response()

@@ -26,6 +26,7 @@ use crate::health::Health;
 use crate::ingest::clock::Clock;
 use crate::ingest::validate::Limits;
 use crate::metrics::Metrics;
+use crate::model_cache::ModelCache;
 use crate::store;
 
 #[derive(Debug, Clone)]
@@ -39,6 +40,7 @@ pub struct AppState {
     pub clock: Clock,
     pub limits: Limits,
     pub admin_token: Option<SecretString>,
+    pub model: ModelCache,
 }
 
 impl AppState {

@@ -9,11 +9,13 @@ use sqlx::PgPool;
 
 use crate::config::Topics;
 use crate::domain::apply::{Changes, apply};
+use crate::domain::churn::Model;
 use crate::domain::event::{DomainEvent, EventBody};
 use crate::domain::ids::CustomerId;
 use crate::domain::output::Output;
 use crate::domain::programme::Programme;
 use crate::metrics::{Metrics, Outcome};
+use crate::model_cache::ModelCache;
 use crate::outputs::{self, Origin};
 use crate::store::changes::{self, Evaluated};
 use crate::store::ledger::LedgerRow;
@@ -64,6 +66,7 @@ pub struct Processor {
     pub programme: Arc<Programme>,
     pub metrics: Metrics,
     pub clock: Clock,
+    pub model: ModelCache,
 }
 
 impl Processor {
@@ -164,7 +167,9 @@ impl Processor {
         // 4. Load, apply in event-time order, evaluate once per customer, write back.
         let seen = fresh.iter().map(|(_, e)| e.meta.occurred_at).max();
         let now = self.clock.now(&mut tx, &self.group_id, seen).await?;
-        let evaluated = evaluate_batch(&mut tx, &fresh, &self.programme, now).await?;
+        let model = self.model.get();
+        let evaluated =
+            evaluate_batch(&mut tx, &fresh, &self.programme, model.as_deref(), now).await?;
         for (_, e) in &fresh {
             self.metrics
                 .event_lag((Utc::now() - e.meta.occurred_at).num_milliseconds() as f64 / 1000.0);
@@ -190,6 +195,7 @@ pub async fn evaluate_batch(
     conn: &mut sqlx::PgConnection,
     fresh: &[(&Incoming, &DomainEvent)],
     programme: &Programme,
+    model: Option<&Model>,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Vec<Evaluated>> {
     let mut by_customer: BTreeMap<&CustomerId, (Changes<'_>, i32)> = BTreeMap::new();
@@ -226,7 +232,7 @@ pub async fn evaluate_batch(
             Some((s, _)) => (Some(s), partition),
             None => (None, partition),
         };
-        let (state, metrics, outputs) = apply(id, state, &changes, programme, now);
+        let (state, metrics, outputs) = apply(id, state, &changes, programme, model, now);
         evaluated.push(Evaluated {
             state,
             home_partition: home,

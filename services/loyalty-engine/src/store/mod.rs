@@ -5,6 +5,7 @@ pub mod changes;
 pub mod clock;
 pub mod customers;
 pub mod ledger;
+pub mod models;
 pub mod offsets;
 pub mod outbox;
 pub mod timeline;

@@ -1,0 +1,442 @@
+//! Churn risk that says why: a behavioural base from BG/NBD (1 − P(alive)), raised by
+//! attitudinal and service drivers, each with its contribution, a level with hysteresis, and
+//! the play marketing should run.
+//!
+//! The score combines the base and the drivers as independent risks (a "noisy OR"):
+//! `score = 1 − (1 − base) · Π (1 − wᵢ)` over the drivers present. The score is shared out
+//! in proportion to each term's `−ln(1 − wᵢ)` (its share of the combined log-survival), so
+//! contributions sum to the score and do not depend on the order drivers are listed in.
+
+use chrono::{DateTime, Utc};
+
+use super::metrics::{Metrics, NpsCategory};
+use super::model::{BgNbdParams, ClvHorizon, CustomerSummary, GammaGammaParams, clv};
+use super::segment::Segment;
+
+/// Churn settings from the programme's `[churn]` section.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChurnRules {
+    /// Scores at or above this are medium…
+    pub medium_at: f64,
+    /// …and at or above this, high.
+    pub high_at: f64,
+    /// A level is left downwards only when the score falls this far below its threshold.
+    pub hysteresis: f64,
+    /// Risk added by a detractor NPS answer (0–6).
+    pub detractor: f64,
+    /// Risk added by a CSAT average at or below `low_csat_max`.
+    pub low_csat: f64,
+    pub low_csat_max: f64,
+    /// Risk added by a CES average (1–7, lower is better) at or above `high_ces_min`.
+    pub high_ces: f64,
+    pub high_ces_min: f64,
+    /// Risk added by one bad service experience in the window, and by two or more. The seeds
+    /// cite 61% of customers switching after one bad experience and 76% after two; those are
+    /// stated intentions, which overstate behaviour, so the defaults take about three quarters.
+    pub bad_experience: [f64; 2],
+    /// Risk added by an open ticket older than the service's aging threshold.
+    pub aging_ticket: f64,
+    /// Risk added by a spend trend below `falling_trend_below` (recent period over previous).
+    pub falling_trend: f64,
+    pub falling_trend_below: f64,
+    /// Horizon of expected purchases and CLV.
+    pub horizon_days: u32,
+}
+
+impl Default for ChurnRules {
+    fn default() -> Self {
+        Self {
+            medium_at: 0.4,
+            high_at: 0.7,
+            hysteresis: 0.05,
+            detractor: 0.35,
+            low_csat: 0.2,
+            low_csat_max: 2.5,
+            high_ces: 0.15,
+            high_ces_min: 5.0,
+            bad_experience: [0.45, 0.6],
+            aging_ticket: 0.15,
+            falling_trend: 0.15,
+            falling_trend_below: 0.6,
+            horizon_days: 365,
+        }
+    }
+}
+
+impl ChurnRules {
+    /// Checks ranges; the message names the key.
+    pub fn check(&self) -> Result<(), String> {
+        let weights = [
+            ("detractor", self.detractor),
+            ("low_csat", self.low_csat),
+            ("high_ces", self.high_ces),
+            ("bad_experience[0]", self.bad_experience[0]),
+            ("bad_experience[1]", self.bad_experience[1]),
+            ("aging_ticket", self.aging_ticket),
+            ("falling_trend", self.falling_trend),
+            ("hysteresis", self.hysteresis),
+        ];
+        for (name, w) in weights {
+            if !(0.0..1.0).contains(&w) {
+                return Err(format!("churn.{name} must be in 0..1, not {w}"));
+            }
+        }
+        if !(0.0 < self.medium_at && self.medium_at < self.high_at && self.high_at < 1.0) {
+            return Err("churn thresholds must satisfy 0 < medium_at < high_at < 1".into());
+        }
+        if self.horizon_days == 0 {
+            return Err("churn.horizon_days must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    Low,
+    Medium,
+    High,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Low => "low",
+            Level::Medium => "medium",
+            Level::High => "high",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Play {
+    /// Dissatisfaction or service drives the risk: fix the experience, no promotion.
+    ServiceRecovery,
+    /// A lapse with good sentiment: a win-back offer is welcome.
+    WinBackOffer,
+    /// A high-value hostage: personal, fast outreach.
+    VipOutreach,
+    /// A rebel: the standard playbook.
+    Playbook,
+    /// Risk went down: nothing to do.
+    None,
+}
+
+impl Play {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Play::ServiceRecovery => "service_recovery",
+            Play::WinBackOffer => "win_back_offer",
+            Play::VipOutreach => "vip_outreach",
+            Play::Playbook => "playbook",
+            Play::None => "none",
+        }
+    }
+}
+
+/// One reason for the score and its share.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Driver {
+    pub name: String,
+    pub contribution: f64,
+    pub detail: String,
+}
+
+/// Whether a driver is about satisfaction or service (as opposed to plain inactivity).
+fn is_dissatisfaction(name: &str) -> bool {
+    matches!(
+        name,
+        "detractor_nps" | "low_csat" | "high_ces" | "bad_experiences" | "aging_ticket"
+    )
+}
+
+/// The fitted population models.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    pub version: i64,
+    pub purchases: BgNbdParams,
+    pub spend: Option<GammaGammaParams>,
+}
+
+/// A churn assessment at one moment.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Assessment {
+    pub score: f64,
+    /// BG/NBD P(alive), when a model is fitted and the customer has bought.
+    pub p_alive: Option<f64>,
+    /// 1 − P(alive), or the rhythm fallback.
+    pub base: f64,
+    /// Ranked, largest first (the base appears as "inactivity").
+    pub drivers: Vec<Driver>,
+    pub expected_purchases: Option<f64>,
+    pub clv_minor: Option<f64>,
+    pub model_version: Option<i64>,
+}
+
+/// The BG/NBD statistics of a customer in weeks: (x, t_x, T).
+pub fn summary(m: &Metrics) -> Option<CustomerSummary> {
+    let first = m.first_purchase_at?;
+    let age_weeks = ((m.as_of - first).num_seconds() as f64 / 86_400.0 / 7.0).max(0.0);
+    let t_x = (m.recency_days / 7.0).min(age_weeks);
+    CustomerSummary::new(m.repeat_purchases, t_x, age_weeks).ok()
+}
+
+/// Probability of having lapsed from the customer's own rhythm alone: zero until the expected
+/// interval has passed, then `1 − e^−(d/E − 1)`; used without a fitted model, and for
+/// customers with a single purchase day (for whom BG/NBD's P(alive) is 1 by construction).
+pub fn rhythm_lapse(m: &Metrics) -> f64 {
+    match m.days_since_last_purchase {
+        Some(d) => {
+            let over = d / m.expected_interval_days.max(1.0) - 1.0;
+            if over > 0.0 { 1.0 - (-over).exp() } else { 0.0 }
+        }
+        None => 0.0,
+    }
+}
+
+/// Assesses churn risk from the metrics (and the model, when one is fitted).
+pub fn assess(m: &Metrics, rules: &ChurnRules, model: Option<&Model>) -> Assessment {
+    let summary = summary(m);
+    let p_alive = match (model, &summary) {
+        (Some(model), Some(s)) if s.x() > 0 => Some(model.purchases.p_alive(s)),
+        _ => None,
+    };
+    let base = match p_alive {
+        Some(p) => (1.0 - p).clamp(0.0, 1.0),
+        None => rhythm_lapse(m),
+    };
+    let horizon_weeks = f64::from(rules.horizon_days) / 7.0;
+    let (expected_purchases, clv_minor) = match (model, &summary) {
+        (Some(model), Some(s)) => {
+            let purchases = model
+                .purchases
+                .expected_purchases_conditional(horizon_weeks, s)
+                .ok();
+            let value = model.spend.as_ref().and_then(|gg| {
+                let m_x = m.repeat_mean_spend_minor.unwrap_or(0.0);
+                clv(
+                    &model.purchases,
+                    gg,
+                    s,
+                    m_x,
+                    &ClvHorizon::undiscounted(horizon_weeks),
+                )
+                .ok()
+            });
+            (purchases, value)
+        }
+        _ => (None, None),
+    };
+
+    let mut candidates: Vec<(String, f64, String)> = Vec::new();
+    if m.nps_category == NpsCategory::Detractor {
+        candidates.push((
+            "detractor_nps".into(),
+            rules.detractor,
+            format!("NPS {} (detractor)", m.nps.unwrap_or(0)),
+        ));
+    }
+    if let Some(avg) = m.csat_avg.filter(|v| *v <= rules.low_csat_max) {
+        candidates.push((
+            "low_csat".into(),
+            rules.low_csat,
+            format!("CSAT average {avg:.1}"),
+        ));
+    }
+    if let Some(avg) = m.ces_avg.filter(|v| *v >= rules.high_ces_min) {
+        candidates.push((
+            "high_ces".into(),
+            rules.high_ces,
+            format!("CES average {avg:.1} (high effort)"),
+        ));
+    }
+    if m.bad_experiences > 0 {
+        let w = if m.bad_experiences >= 2 {
+            rules.bad_experience[1]
+        } else {
+            rules.bad_experience[0]
+        };
+        let kinds: Vec<&str> = m
+            .bad_experience_kinds
+            .iter()
+            .map(|k| match k {
+                super::metrics::BadExperience::Reopened => "reopened",
+                super::metrics::BadExperience::SlaBreached => "SLA breached",
+                super::metrics::BadExperience::Escalated => "escalated",
+                super::metrics::BadExperience::LowCsat => "low post-ticket CSAT",
+                super::metrics::BadExperience::NegativeSentiment => "negative sentiment",
+                super::metrics::BadExperience::AgingOpenTicket => "aging open ticket",
+            })
+            .collect();
+        candidates.push((
+            "bad_experiences".into(),
+            w,
+            format!(
+                "{} bad service experiences ({})",
+                m.bad_experiences,
+                kinds.join(", ")
+            ),
+        ));
+    }
+    if m.bad_experience_kinds
+        .contains(&super::metrics::BadExperience::AgingOpenTicket)
+        && let Some(days) = m.oldest_open_ticket_days
+    {
+        candidates.push((
+            "aging_ticket".into(),
+            rules.aging_ticket,
+            format!("a ticket open for {days:.0} days"),
+        ));
+    }
+    if let Some(trend) = m.spend_trend.filter(|t| *t < rules.falling_trend_below) {
+        candidates.push((
+            "falling_spend".into(),
+            rules.falling_trend,
+            format!("spend down to {:.0}% of the previous period", trend * 100.0),
+        ));
+    }
+
+    let inactivity_detail = match (p_alive, m.days_since_last_purchase) {
+        (Some(p), Some(d)) => format!(
+            "P(alive) {:.2}: {d:.0} days since the last purchase, usually every {:.0} days",
+            p, m.expected_interval_days
+        ),
+        (None, Some(d)) => format!(
+            "{d:.0} days since the last purchase, usually every {:.0} days",
+            m.expected_interval_days
+        ),
+        (_, None) => "no purchase yet".to_owned(),
+    };
+    let mut terms = vec![(
+        "inactivity".to_owned(),
+        base.min(0.999_999),
+        inactivity_detail,
+    )];
+    terms.extend(candidates);
+    let logs: Vec<f64> = terms.iter().map(|(_, w, _)| -(1.0 - w).ln()).collect();
+    let total_log: f64 = logs.iter().sum();
+    let score = 1.0 - (-total_log).exp();
+    let mut drivers: Vec<Driver> = terms
+        .into_iter()
+        .zip(&logs)
+        .map(|((name, _, detail), l)| Driver {
+            name,
+            contribution: if total_log > 0.0 {
+                score * l / total_log
+            } else {
+                0.0
+            },
+            detail,
+        })
+        .collect();
+    drivers.retain(|d| d.contribution > 1e-9);
+    drivers.sort_by(|a, b| {
+        b.contribution
+            .total_cmp(&a.contribution)
+            .then(a.name.cmp(&b.name))
+    });
+    Assessment {
+        score: score.clamp(0.0, 1.0),
+        p_alive,
+        base,
+        drivers,
+        expected_purchases,
+        clv_minor,
+        model_version: model.map(|m| m.version),
+    }
+}
+
+/// The level for `score`, moving away from `previous` only past the hysteresis band.
+pub fn level(score: f64, previous: Option<Level>, rules: &ChurnRules) -> Level {
+    let raw = if score >= rules.high_at {
+        Level::High
+    } else if score >= rules.medium_at {
+        Level::Medium
+    } else {
+        Level::Low
+    };
+    let Some(previous) = previous else { return raw };
+    if raw >= previous {
+        return raw;
+    }
+    // Going down: the score must clear the band below the current level's threshold.
+    let threshold = match previous {
+        Level::High => rules.high_at,
+        Level::Medium => rules.medium_at,
+        Level::Low => return raw,
+    };
+    if score < threshold - rules.hysteresis {
+        // Step down to where the score is, with the same band for the level below.
+        if previous == Level::High && score >= rules.medium_at - rules.hysteresis {
+            Level::Medium
+        } else {
+            raw
+        }
+    } else {
+        previous
+    }
+}
+
+/// The play for a customer at `level`.
+pub fn play(level: Level, assessment: &Assessment, segment: Option<Segment>, m: &Metrics) -> Play {
+    if level == Level::Low {
+        return Play::None;
+    }
+    match segment {
+        Some(Segment::Hostage) => return Play::VipOutreach,
+        Some(Segment::Rebel) => return Play::Playbook,
+        _ => {}
+    }
+    let service: f64 = assessment
+        .drivers
+        .iter()
+        .filter(|d| is_dissatisfaction(&d.name))
+        .map(|d| d.contribution)
+        .sum();
+    let good_sentiment = m.nps_category != NpsCategory::Detractor
+        && m.bad_experiences == 0
+        && m.csat_avg.is_none_or(|v| v >= 3.0);
+    if service > 0.0 && (service >= assessment.base || !good_sentiment) {
+        Play::ServiceRecovery
+    } else if good_sentiment {
+        Play::WinBackOffer
+    } else {
+        Play::ServiceRecovery
+    }
+}
+
+/// The churn status kept in the customer state.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChurnStatus {
+    pub level: Level,
+    pub score: f64,
+    pub play: Play,
+    pub since: DateTime<Utc>,
+}
+
+/// One sentence for a churn change.
+pub fn reason(previous: Option<Level>, new: Level, a: &Assessment, play: Play) -> String {
+    let top: Vec<String> = a
+        .drivers
+        .iter()
+        .take(3)
+        .map(|d| format!("{} (+{:.2})", d.detail, d.contribution))
+        .collect();
+    format!(
+        "churn risk {} → {} at {:.2}: {}; play: {}",
+        previous.map_or("none", Level::as_str),
+        new.as_str(),
+        a.score,
+        if top.is_empty() {
+            "no driver".to_owned()
+        } else {
+            top.join("; ")
+        },
+        play.as_str()
+    )
+}
