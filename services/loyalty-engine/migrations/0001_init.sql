@@ -32,6 +32,9 @@ CREATE TABLE event_ledger (
     PRIMARY KEY (customer_id, event_id)
 );
 CREATE INDEX event_ledger_customer_time ON event_ledger (customer_id, occurred_at DESC);
+-- Referral credits, for `kizuna recompute`.
+CREATE INDEX event_ledger_referrer ON event_ledger ((body->'body'->>'referred_by'))
+    WHERE kind = 'purchase' AND body->'body'->>'referred_by' IS NOT NULL;
 
 -- Consumer positions, written in the same transaction as the state they produced. Kafka's own
 -- committed offsets are for lag monitoring only.

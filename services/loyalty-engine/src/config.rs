@@ -96,6 +96,10 @@ pub struct IngestSettings {
     pub max_amount_minor: i64,
     /// Events dated further than this into the future are refused.
     pub max_future_skew_secs: i64,
+    /// Longest free-text field (sku, category, coupon, channel); survey comments may be 16×.
+    pub max_text_len: usize,
+    /// Most line items in one purchase.
+    pub max_line_items: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -225,8 +229,8 @@ impl Settings {
         ));
         let i = &self.ingest;
         out.push_str(&format!(
-            "\n[ingest]\nbatch_max_events = {}\nbatch_linger_ms = {}\nmax_message_bytes = {}\nmax_id_len = {}\nmax_amount_minor = {}\nmax_future_skew_secs = {}\n",
-            i.batch_max_events, i.batch_linger_ms, i.max_message_bytes, i.max_id_len, i.max_amount_minor, i.max_future_skew_secs
+            "\n[ingest]\nbatch_max_events = {}\nbatch_linger_ms = {}\nmax_message_bytes = {}\nmax_id_len = {}\nmax_amount_minor = {}\nmax_future_skew_secs = {}\nmax_text_len = {}\nmax_line_items = {}\n",
+            i.batch_max_events, i.batch_linger_ms, i.max_message_bytes, i.max_id_len, i.max_amount_minor, i.max_future_skew_secs, i.max_text_len, i.max_line_items
         ));
         out.push_str(&format!(
             "\n[relay]\nbatch_size = {}\npoll_interval_ms = {}\n\n[sweep]\ninterval_ms = {}\nbatch_size = {}\n\n[http]\nbind = \"{}\"\nadmin_token = {}\n\n[log]\nformat = {:?}\nlevel = {:?}\n\nprogramme_file = {:?}\nclock = {:?}\n",

@@ -10,6 +10,7 @@
 //! - [`relay`]: outbox to Kafka.
 //! - [`http`]: metrics, probes, the customer API.
 
+pub mod commands;
 pub mod config;
 pub mod domain;
 pub mod health;
@@ -19,6 +20,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod model_cache;
 pub mod outputs;
+pub mod partitioner;
 pub mod relay;
 pub mod startup;
 pub mod store;

@@ -4,8 +4,17 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use std::io::{BufRead, BufReader};
+
+use chrono::{DateTime, Utc};
+use kizuna::commands;
 use kizuna::config::Settings;
-use kizuna::startup::{Application, load_programme};
+use kizuna::domain::programme::Programme;
+use kizuna::ingest::batch::Processor;
+use kizuna::ingest::clock::Clock;
+use kizuna::model_cache::ModelCache;
+use kizuna::startup::{Application, limits, load_programme};
+use kizuna::store::models;
 use kizuna::{kafka, store, telemetry};
 
 #[derive(Debug, Parser)]
@@ -18,6 +27,10 @@ struct Cli {
     /// Configuration file (TOML), layered over the defaults and under KIZUNA_* variables.
     #[arg(long, short, env = "KIZUNA_CONFIG", global = true)]
     config: Option<PathBuf>,
+    /// Which "now" to evaluate at: wall (production) or event-time (backfills, simulations:
+    /// the largest event time seen). Overrides `clock` in the configuration.
+    #[arg(long, global = true, value_enum)]
+    clock: Option<Clock>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -37,6 +50,42 @@ enum Command {
     Config,
     /// Check the tier programme file and print it.
     CheckProgramme,
+    /// Fit the churn model (BG/NBD and Gamma-Gamma) over all customers and store it as a new
+    /// version; refuses to store a fit that did not converge.
+    FitModel {
+        /// Fit as of this time (RFC 3339); default: the engine's clock.
+        #[arg(long)]
+        as_of: Option<DateTime<Utc>>,
+    },
+    /// Ingest InputEvent JSON lines (a file, or - for stdin) through the same pipeline.
+    Backfill {
+        /// The file, or - for standard input.
+        file: String,
+        /// Name of this source for resuming (default: the file name).
+        #[arg(long)]
+        source: Option<String>,
+        /// Events per transaction.
+        #[arg(long, default_value_t = 5000)]
+        batch: usize,
+        /// Update states only; publish no output events.
+        #[arg(long)]
+        no_outputs: bool,
+    },
+    /// Write one CSV row of scores per customer to stdout.
+    ExportScores {
+        /// Score as of this time (RFC 3339); default: the engine's clock.
+        #[arg(long)]
+        as_of: Option<DateTime<Utc>>,
+        /// Horizon of expected purchases and CLV (default: the programme's churn.horizon_days).
+        #[arg(long)]
+        horizon_days: Option<u32>,
+    },
+    /// Rebuild every customer from the event ledger under the current programme.
+    Recompute {
+        /// Customers per transaction.
+        #[arg(long, default_value_t = 500)]
+        batch: i64,
+    },
     /// Follow the output topics and print each event as one line.
     Watch {
         /// Start from the oldest retained event instead of now.
@@ -70,7 +119,10 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let settings = Settings::load(cli.config.as_deref())?;
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    if let Some(clock) = cli.clock {
+        settings.clock = clock;
+    }
     telemetry::init(settings.log.format, &settings.log.level, std::io::stderr);
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => {
@@ -104,6 +156,68 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", settings.redacted_dump());
             Ok(())
         }
+        Command::FitModel { as_of } => {
+            let (pool, programme) = open(&settings).await?;
+            let as_of =
+                commands::now(&pool, settings.clock, &settings.kafka.group_id, as_of).await?;
+            let outcome = commands::fit_model::run(&pool, &programme, as_of).await?;
+            eprintln!(
+                "{}\nstored as model version {}",
+                outcome.report, outcome.version
+            );
+            Ok(())
+        }
+        Command::Backfill {
+            file,
+            source,
+            batch,
+            no_outputs,
+        } => backfill(&settings, &file, source, batch, !no_outputs).await,
+        Command::ExportScores {
+            as_of,
+            horizon_days,
+        } => {
+            let (pool, programme) = open(&settings).await?;
+            let model = models::latest(&pool).await?.map(|(m, _)| m);
+            if model.is_none() {
+                eprintln!(
+                    "no churn model fitted yet (kizuna fit-model): p_alive, expected_purchases and clv stay empty"
+                );
+            }
+            let as_of =
+                commands::now(&pool, settings.clock, &settings.kafka.group_id, as_of).await?;
+            let stdout = std::io::stdout().lock();
+            let rows = commands::export_scores::run(
+                &pool,
+                &programme,
+                model.as_ref(),
+                as_of,
+                horizon_days,
+                stdout,
+            )
+            .await?;
+            eprintln!("exported {rows} customers as of {as_of}");
+            Ok(())
+        }
+        Command::Recompute { batch } => {
+            let (pool, programme) = open(&settings).await?;
+            let model = models::latest(&pool).await?.map(|(m, _)| m);
+            let now = commands::now(&pool, settings.clock, &settings.kafka.group_id, None).await?;
+            let report = commands::recompute::run(
+                &pool,
+                &programme,
+                model.as_ref(),
+                &settings.kafka.topics,
+                now,
+                batch,
+            )
+            .await?;
+            eprintln!(
+                "recomputed {} customers: {} tier changes, {} output events queued (the running engine publishes them)",
+                report.customers, report.changed_tiers, report.outputs
+            );
+            Ok(())
+        }
         Command::Watch {
             from_beginning,
             dead_letters,
@@ -131,6 +245,77 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The database (migrated) and the programme, for commands.
+async fn open(settings: &Settings) -> anyhow::Result<(sqlx::PgPool, Programme)> {
+    let programme = load_programme(settings)?;
+    let pool = store::pool(settings.database_url(), 4)?;
+    store::migrate(&pool).await?;
+    Ok((pool, programme))
+}
+
+async fn backfill(
+    settings: &Settings,
+    file: &str,
+    source: Option<String>,
+    batch: usize,
+    publish: bool,
+) -> anyhow::Result<()> {
+    let (pool, programme) = open(settings).await?;
+    let programme = std::sync::Arc::new(programme);
+    let model = ModelCache::default();
+    let metrics = kizuna::metrics::Metrics::new();
+    model.refresh(&pool, &metrics).await?;
+    let processor = Processor {
+        pool,
+        group_id: settings.kafka.group_id.clone(),
+        topics: settings.kafka.topics.clone(),
+        programme: programme.clone(),
+        metrics,
+        clock: settings.clock,
+        model,
+        publish,
+    };
+    let limits = limits(settings, &programme);
+    let (reader, total, name): (Box<dyn BufRead>, Option<u64>, String) = if file == "-" {
+        (
+            Box::new(BufReader::new(std::io::stdin())),
+            None,
+            "stdin".to_owned(),
+        )
+    } else {
+        let f = std::fs::File::open(file).with_context(|| format!("opening {file}"))?;
+        let total = f.metadata().ok().map(|m| m.len());
+        let name = std::path::Path::new(file)
+            .file_name()
+            .map_or_else(|| file.to_owned(), |n| n.to_string_lossy().into_owned());
+        (Box::new(BufReader::new(f)), total, name)
+    };
+    let options = commands::backfill::BackfillOptions {
+        source: source.unwrap_or(name),
+        batch: batch.max(1),
+        partitions: settings.kafka.partitions,
+    };
+    let report = commands::backfill::run(&processor, &limits, reader, total, &options).await?;
+    for (line, rejection) in report.bad.iter().take(50) {
+        let detail: String = rejection.detail.chars().take(160).collect();
+        eprintln!("line {line}: {}: {detail}", rejection.reason);
+    }
+    if report.bad.len() > 50 {
+        eprintln!("… and {} more bad lines", report.bad.len() - 50);
+    }
+    eprintln!(
+        "backfill {}: {} lines, {} events applied, {} duplicates, {} already applied by an earlier run, {} bad lines skipped, {} output events",
+        options.source,
+        report.lines,
+        report.applied,
+        report.duplicates,
+        report.already_done,
+        report.bad.len(),
+        report.outputs
+    );
+    Ok(())
 }
 
 async fn wait_for_signal() {

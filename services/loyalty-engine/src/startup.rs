@@ -47,6 +47,18 @@ pub fn load_programme(settings: &Settings) -> anyhow::Result<Programme> {
     }
 }
 
+/// The input bounds from the settings and the programme currency.
+pub fn limits(settings: &Settings, programme: &Programme) -> Limits {
+    Limits {
+        max_id_len: settings.ingest.max_id_len,
+        max_amount_minor: settings.ingest.max_amount_minor,
+        max_future_skew: chrono::Duration::seconds(settings.ingest.max_future_skew_secs),
+        currency: programme.currency,
+        max_text_len: settings.ingest.max_text_len,
+        max_line_items: settings.ingest.max_line_items,
+    }
+}
+
 /// Waits for the database at start-up, so a stack that is still starting is not an error.
 async fn migrate_with_retry(pool: &sqlx::PgPool) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -113,14 +125,7 @@ impl Application {
             .subscribe(&refs)
             .context("subscribing to the input topics")?;
 
-        let limits = Limits {
-            max_id_len: settings.ingest.max_id_len,
-            max_amount_minor: settings.ingest.max_amount_minor,
-            max_future_skew: chrono::Duration::seconds(settings.ingest.max_future_skew_secs),
-            currency: programme.currency,
-            max_text_len: 256,
-            max_line_items: 1000,
-        };
+        let limits = limits(&settings, &programme);
         let processor = Processor {
             pool: pool.clone(),
             group_id: settings.kafka.group_id.clone(),
@@ -129,6 +134,7 @@ impl Application {
             metrics: metrics.clone(),
             clock: settings.clock,
             model: model.clone(),
+            publish: true,
         };
         let ingest = IngestLoop {
             consumer: Arc::new(consumer),

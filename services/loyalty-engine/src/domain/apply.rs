@@ -107,3 +107,71 @@ pub fn override_tier(
     }
     (state, metrics, outputs)
 }
+
+/// Rebuilds a customer from their recorded events under the current programme (after a rule
+/// change). The tier goes straight to what the rules give, downgrades included (an active
+/// manual override stays); outputs are produced only for real differences from `old`.
+pub fn recompute(
+    old: &CustomerState,
+    events: &[&DomainEvent],
+    referred: &[CustomerId],
+    programme: &Programme,
+    model: Option<&Model>,
+    now: DateTime<Utc>,
+) -> (CustomerState, Metrics, Vec<Output>) {
+    use super::metrics::Metrics as M;
+    use super::output::OutputKind;
+    use super::tier::{TierChangeKind, qualifying_rank};
+
+    let mut fresh = CustomerState::new(old.customer_id.clone(), programme);
+    for e in events {
+        fresh.facts.record(e, &programme.retention);
+    }
+    for r in referred {
+        fresh.facts.credit_referral(r);
+    }
+    fresh.status = old.status.clone();
+    fresh.status.tier.pending = None;
+    let metrics_now = M::derive(&fresh.facts, programme, now);
+    let manual_active = fresh
+        .status
+        .tier
+        .manual
+        .as_ref()
+        .is_some_and(|o| o.expires_at > now);
+    let mut outputs = Vec::new();
+    let cause = Cause::Operator("recompute".to_owned());
+    if !manual_active {
+        let q = qualifying_rank(&metrics_now, programme);
+        let rule = &programme.tiers[q];
+        let held = old.tier().to_owned();
+        if rule.name != held {
+            let change = if q > programme.rank(&held) {
+                TierChangeKind::Upgrade
+            } else {
+                TierChangeKind::Downgrade
+            };
+            outputs.push(Output {
+                customer_id: old.customer_id.clone(),
+                cause: cause.clone(),
+                effective_at: now,
+                metrics: Box::new(metrics_now.clone()),
+                churn: None,
+                kind: OutputKind::TierChanged {
+                    previous: held,
+                    new: rule.name.clone(),
+                    change,
+                    reason: format!(
+                        "recomputed under the current programme: qualifying spend {} {} over {} orders meets {}",
+                        metrics_now.qualifying_spend_minor, programme.currency, metrics_now.qualifying_orders, rule.name
+                    ),
+                },
+            });
+            fresh.status.tier.tier = rule.name.clone();
+            fresh.status.tier.since = Some(now);
+        }
+    }
+    let (metrics, more) = evaluate(&mut fresh, programme, model, now, &cause);
+    outputs.extend(more);
+    (fresh, metrics, outputs)
+}

@@ -67,6 +67,8 @@ pub struct Processor {
     pub metrics: Metrics,
     pub clock: Clock,
     pub model: ModelCache,
+    /// False for a quiet backfill: states are updated, no output event is published.
+    pub publish: bool,
 }
 
 impl Processor {

@@ -128,3 +128,30 @@ pub async fn lock_due(
         .map(|(state, partition)| Ok((serde_json::from_value(state)?, partition)))
         .collect()
 }
+
+/// Customers after `after` (by id), `limit` at a time, for whole-population jobs.
+pub async fn page<'e, E: sqlx::PgExecutor<'e>>(
+    executor: E,
+    after: Option<&str>,
+    limit: i64,
+) -> anyhow::Result<Vec<(CustomerState, i32)>> {
+    let rows: Vec<(serde_json::Value, i32)> = sqlx::query_as(
+        "SELECT state, home_partition FROM customers
+         WHERE $1::text IS NULL OR customer_id > $1
+         ORDER BY customer_id LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(executor)
+    .await?;
+    rows.into_iter()
+        .map(|(state, partition)| Ok((serde_json::from_value(state)?, partition)))
+        .collect()
+}
+
+/// Number of customers.
+pub async fn count(pool: &sqlx::PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM customers")
+        .fetch_one(pool)
+        .await
+}

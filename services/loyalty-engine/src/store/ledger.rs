@@ -6,6 +6,8 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
+use crate::domain::event::DomainEvent;
+
 /// One event to record.
 #[derive(Debug)]
 pub struct LedgerRow<'a> {
@@ -53,4 +55,37 @@ pub async fn insert_new(
         // `remove` marks only the first occurrence of an id inside the batch as new.
         .map(|r| new.remove(&(r.customer_id.to_owned(), r.event_id.to_owned())))
         .collect())
+}
+
+/// Every recorded event of the given customers.
+pub async fn events_of(
+    conn: &mut PgConnection,
+    customers: &[&str],
+) -> anyhow::Result<Vec<DomainEvent>> {
+    let rows: Vec<(serde_json::Value,)> = sqlx::query_as(
+        "SELECT body FROM event_ledger WHERE customer_id = ANY($1) ORDER BY occurred_at, event_id",
+    )
+    .bind(customers)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter()
+        .map(|(b,)| Ok(serde_json::from_value(b)?))
+        .collect()
+}
+
+/// Purchases that name one of `referrers` as their referrer: (referrer, the purchase).
+pub async fn referrals_of(
+    conn: &mut PgConnection,
+    referrers: &[&str],
+) -> anyhow::Result<Vec<(String, DomainEvent)>> {
+    let rows: Vec<(String, serde_json::Value)> = sqlx::query_as(
+        "SELECT body->'body'->>'referred_by', body FROM event_ledger
+         WHERE kind = 'purchase' AND body->'body'->>'referred_by' = ANY($1)",
+    )
+    .bind(referrers)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter()
+        .map(|(r, b)| Ok((r, serde_json::from_value(b)?)))
+        .collect()
 }
