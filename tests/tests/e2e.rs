@@ -509,3 +509,365 @@ async fn dry_run_timeline_and_audited_override() -> anyhow::Result<()> {
     app.stop().await?;
     env.cleanup().await
 }
+
+fn ticket_at(
+    event_id: &str,
+    customer: &str,
+    ticket: &str,
+    status: &str,
+    escalated: bool,
+    at: chrono::DateTime<chrono::Utc>,
+) -> serde_json::Value {
+    json!({
+        "eventId": event_id,
+        "customerId": customer,
+        "occurredAt": at.to_rfc3339(),
+        "ticketId": ticket,
+        "status": status,
+        "priority": "TICKET_PRIORITY_HIGH",
+        "channel": "chat",
+        "category": "delivery",
+        "escalated": escalated,
+        "slaBreached": escalated,
+        "csat": 1,
+        "sentiment": -0.8
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_churn_alert_says_why_and_what_to_do() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let app = env.start().await?;
+    let topics = env.settings.kafka.topics.clone();
+    let producer = env.producer()?;
+    let now = chrono::Utc::now();
+
+    // A big spender, buying today…
+    for i in 0..3 {
+        let at = now - chrono::Duration::hours(3 - i);
+        producer
+            .send_json(
+                &topics.purchases,
+                "cust-c",
+                &purchase_at(
+                    &format!("evt-c{i}"),
+                    "cust-c",
+                    &format!("ord-c{i}"),
+                    60_000,
+                    at,
+                ),
+            )
+            .await?;
+    }
+    app.wait_for_customer("cust-c", "the purchases", |s| {
+        s["metrics"]["orders"] == json!(3.0)
+    })
+    .await?;
+    // …has two bad support experiences and answers NPS 2.
+    producer
+        .send_json(
+            &topics.support_tickets,
+            "cust-c",
+            &ticket_at(
+                "evt-c5",
+                "cust-c",
+                "T-1",
+                "TICKET_STATUS_REOPENED",
+                true,
+                now,
+            ),
+        )
+        .await?;
+    producer
+        .send_json(
+            &topics.support_tickets,
+            "cust-c",
+            &ticket_at(
+                "evt-c6",
+                "cust-c",
+                "T-2",
+                "TICKET_STATUS_RESOLVED",
+                false,
+                now,
+            ),
+        )
+        .await?;
+    producer
+        .send_json(&topics.surveys, "cust-c", &nps("evt-c7", "cust-c", 2))
+        .await?;
+    let state = app
+        .wait_for_customer("cust-c", "high churn risk", |s| {
+            s["churn"]["level"] == json!("high")
+        })
+        .await?;
+    assert_eq!(state["segment"], json!("hostage"));
+
+    let alerts = env
+        .reader(&topics.churn_risk)?
+        .collect_until(WAIT, |got| {
+            got.iter().any(|m| {
+                m.json()
+                    .is_ok_and(|v| v["newLevel"] == json!("CHURN_LEVEL_HIGH"))
+            })
+        })
+        .await?;
+    let alert = alerts
+        .iter()
+        .find(|m| {
+            m.json()
+                .is_ok_and(|v| v["newLevel"] == json!("CHURN_LEVEL_HIGH"))
+        })
+        .expect("found above");
+    assert_eq!(alert.header("ce_type"), Some("kizuna.v1.ChurnRiskChanged"));
+    let event: v1::ChurnRiskChanged = serde_json::from_slice(&alert.payload)?;
+    assert_eq!(
+        event.play(),
+        v1::Play::VipOutreach,
+        "a high-value hostage gets personal outreach"
+    );
+    assert!(event.score >= 0.7, "{}", event.score);
+    let names: Vec<&str> = event.drivers.iter().map(|d| d.name.as_str()).collect();
+    assert!(
+        names.contains(&"bad_experiences") && names.contains(&"detractor_nps"),
+        "{names:?}"
+    );
+    let sum: f64 = event.drivers.iter().map(|d| d.contribution).sum();
+    assert!(
+        (sum - event.score).abs() < 1e-6,
+        "contributions add up to the score"
+    );
+    assert!(
+        event
+            .drivers
+            .windows(2)
+            .all(|w| w[0].contribution >= w[1].contribution),
+        "drivers are ranked"
+    );
+    assert_eq!(
+        event.metrics.as_ref().and_then(|m| m.churn_risk),
+        Some(event.score)
+    );
+
+    let text = app.get_text("/metrics").await?;
+    assert!(
+        text.contains("kizuna_churn_risk_changes_total{level=\"high\",play=\"vip_outreach\"}"),
+        "{text}"
+    );
+    app.stop().await?;
+    env.cleanup().await
+}
+
+/// The `kizuna` binary next to this test binary (tests/run.sh builds it first).
+fn kizuna_bin() -> anyhow::Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .ok_or_else(|| anyhow::anyhow!("unexpected test binary location {}", exe.display()))?;
+    let bin = dir.join("kizuna");
+    anyhow::ensure!(
+        bin.exists(),
+        "{} is missing: run `cargo build --bin kizuna` first",
+        bin.display()
+    );
+    Ok(bin)
+}
+
+/// Runs `kizuna ARGS` against the test environment; returns (success, stdout, stderr).
+fn kizuna_cli(
+    env: &TestEnv,
+    args: &[&str],
+    stdin: Option<&[u8]>,
+) -> anyhow::Result<(bool, String, String)> {
+    use std::io::Write;
+    let mut cmd = std::process::Command::new(kizuna_bin()?);
+    cmd.args(args)
+        .env("KIZUNA_DATABASE__URL", &env.database_url)
+        .env("KIZUNA_KAFKA__BROKERS", &env.settings.kafka.brokers)
+        .env("KIZUNA_KAFKA__GROUP_ID", &env.settings.kafka.group_id)
+        .env(
+            "KIZUNA_KAFKA__TOPICS__TIER_CHANGED",
+            &env.settings.kafka.topics.tier_changed,
+        )
+        .env(
+            "KIZUNA_KAFKA__TOPICS__CHURN_RISK",
+            &env.settings.kafka.topics.churn_risk,
+        )
+        .env(
+            "KIZUNA_KAFKA__TOPICS__SEGMENT_CHANGED",
+            &env.settings.kafka.topics.segment_changed,
+        )
+        .env(
+            "KIZUNA_KAFKA__PARTITIONS",
+            env.settings.kafka.partitions.to_string(),
+        )
+        .env_remove("KIZUNA_CONFIG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn()?;
+    if let Some(mut pipe) = child.stdin.take() {
+        pipe.write_all(stdin.unwrap_or_default())?;
+    }
+    let out = child.wait_with_output()?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// A year of purchases for `customers` customers, as InputEvent JSON lines: each buys on
+/// their own rhythm; every fifth stops after a few months.
+fn history(customers: usize, end: chrono::DateTime<chrono::Utc>) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut seed: u64 = 0x5eed;
+    let mut next = || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) as f64 / (1u64 << 31) as f64
+    };
+    for c in 0..customers {
+        let id = format!("hist-{c:04}");
+        let rhythm = 5.0 + next() * 40.0;
+        let stop = if c % 5 == 0 {
+            60.0 + next() * 120.0
+        } else {
+            365.0
+        };
+        let mut day = next() * 30.0;
+        let mut n = 0;
+        while day < stop.min(364.0) {
+            let at = end - chrono::Duration::days(365)
+                + chrono::Duration::minutes((day * 1440.0) as i64);
+            let amount = 1_000 + (next() * 9_000.0) as i64;
+            let purchase = purchase_at(
+                &format!("{id}-e{n}"),
+                &id,
+                &format!("{id}-o{n}"),
+                amount,
+                at,
+            );
+            lines.push(json!({ "purchase": purchase }).to_string());
+            n += 1;
+            day += rhythm * (0.5 + next());
+        }
+    }
+    lines
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_fit_model_export_scores_and_recompute_from_the_cli() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let end = chrono::Utc::now() - chrono::Duration::days(1);
+    let mut lines = history(300, end);
+    let valid = lines.len();
+    lines.insert(10, "{\"purchase\": {\"eventId\": \"broken\"".to_owned());
+    lines.insert(20, String::new());
+    lines.insert(30, json!({ "surveyResponse": { "eventId": "s", "customerId": "hist-0001", "occurredAt": end.to_rfc3339(), "surveyId": "x", "kind": "SURVEY_KIND_NPS", "score": 11 } }).to_string());
+    let file = std::env::temp_dir().join(format!("kizuna-backfill-{}.jsonl", env.id));
+    std::fs::write(&file, lines.join("\n"))?;
+    let path = file.to_string_lossy().into_owned();
+
+    let (ok, _, err) = kizuna_cli(
+        &env,
+        &["backfill", &path, "--clock", "event-time", "--no-outputs"],
+        None,
+    )?;
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("line 11: unparseable"),
+        "bad lines are reported by number: {err}"
+    );
+    assert!(err.contains("line 31: score_out_of_range"), "{err}");
+    assert!(err.contains(&format!("{valid} events applied")), "{err}");
+    assert!(err.contains("2 bad lines skipped"), "{err}");
+    // Running it again applies nothing twice.
+    let (ok, _, err) = kizuna_cli(&env, &["backfill", &path, "--clock", "event-time"], None)?;
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("0 events applied") && err.contains(&format!("{valid} already applied")),
+        "{err}"
+    );
+    // The same events from stdin, under another source name: deduplicated by event id.
+    let (ok, _, err) = kizuna_cli(
+        &env,
+        &["backfill", "-", "--clock", "event-time"],
+        Some(lines.join("\n").as_bytes()),
+    )?;
+    assert!(ok, "{err}");
+    assert!(err.contains(&format!("{valid} duplicates")), "{err}");
+
+    let pool = env.pool().await?;
+    let (customers,): (i64,) = sqlx::query_as("SELECT count(*) FROM customers")
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(customers, 300);
+
+    let (ok, _, err) = kizuna_cli(&env, &["fit-model", "--clock", "event-time"], None)?;
+    assert!(ok, "{err}");
+    assert!(err.contains("stored as model version 1"), "{err}");
+    let (r, converged_customers): (f64, f64) =
+        sqlx::query_as("SELECT r, customers FROM churn_models WHERE version = 1")
+            .fetch_one(&pool)
+            .await?;
+    assert!(
+        r > 0.0 && converged_customers >= 299.0,
+        "r {r}, customers {converged_customers}"
+    );
+
+    let as_of = end.to_rfc3339();
+    let (ok, csv, err) = kizuna_cli(
+        &env,
+        &["export-scores", "--as-of", &as_of, "--horizon-days", "90"],
+        None,
+    )?;
+    assert!(ok, "{err}");
+    let mut rows = csv.lines();
+    assert_eq!(
+        rows.next(),
+        Some("customer_id,p_alive,expected_purchases,clv,churn_risk,churn_level,tier,segment")
+    );
+    let rows: Vec<Vec<&str>> = rows.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 300);
+    let risk = |id: &str| -> f64 {
+        rows.iter()
+            .find(|r| r[0] == id)
+            .and_then(|r| r[4].parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    // Customers who stopped months ago rank above those who kept buying.
+    let stopped: Vec<f64> = (0..300)
+        .step_by(5)
+        .map(|c| risk(&format!("hist-{c:04}")))
+        .collect();
+    let active: Vec<f64> = (1..300)
+        .step_by(5)
+        .map(|c| risk(&format!("hist-{c:04}")))
+        .collect();
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    assert!(
+        mean(&stopped) > mean(&active) + 0.3,
+        "stopped {} vs active {}",
+        mean(&stopped),
+        mean(&active)
+    );
+    for r in &rows {
+        let p_alive: f64 = r[1].parse()?;
+        assert!((0.0..=1.0).contains(&p_alive), "{r:?}");
+    }
+
+    let (ok, _, err) = kizuna_cli(&env, &["recompute", "--clock", "event-time"], None)?;
+    assert!(ok, "{err}");
+    assert!(err.contains("recomputed 300 customers"), "{err}");
+    let (ok, _, err) = kizuna_cli(&env, &["recompute", "--clock", "event-time"], None)?;
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("0 tier changes, 0 output events"),
+        "a second recompute finds no difference: {err}"
+    );
+
+    std::fs::remove_file(&file).ok();
+    env.cleanup().await
+}
