@@ -163,7 +163,10 @@ pub fn recompute(
                     change,
                     reason: format!(
                         "recomputed under the current programme: qualifying spend {} {} over {} orders meets {}",
-                        metrics_now.qualifying_spend_minor, programme.currency, metrics_now.qualifying_orders, rule.name
+                        metrics_now.qualifying_spend_minor,
+                        programme.currency,
+                        tier::orders_words(metrics_now.qualifying_orders),
+                        rule.name
                     ),
                 },
             });

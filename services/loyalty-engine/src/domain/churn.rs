@@ -186,21 +186,29 @@ pub fn summary(m: &Metrics) -> Option<CustomerSummary> {
     CustomerSummary::new(m.repeat_purchases, t_x, age_weeks).ok()
 }
 
-/// Probability of having lapsed from the customer's own rhythm alone: zero until the expected
-/// interval has passed, then `1 − e^−(d/E − 1)`; used without a fitted model, and for
-/// customers with a single purchase day (for whom BG/NBD's P(alive) is 1 by construction).
-pub fn rhythm_lapse(m: &Metrics) -> f64 {
+/// Probability of having lapsed from the customer's own rhythm alone, used without a fitted
+/// model and for customers with a single purchase day (for whom BG/NBD's P(alive) is 1 by
+/// construction): zero until the expected interval `E` has passed, then
+/// `1 − e^−((d − E) / (E·(f − 1)))²` for `d` days of silence and the overdue factor `f`, which
+/// reaches 0.63 when the customer becomes overdue (`d = f·E`).
+pub fn rhythm_lapse(m: &Metrics, overdue_factor: f64) -> f64 {
     match m.days_since_last_purchase {
         Some(d) => {
-            let over = d / m.expected_interval_days.max(1.0) - 1.0;
-            if over > 0.0 { 1.0 - (-over).exp() } else { 0.0 }
+            let e = m.expected_interval_days.max(1.0);
+            let over = (d - e).max(0.0) / (e * (overdue_factor - 1.0).max(0.1));
+            1.0 - (-over * over).exp()
         }
         None => 0.0,
     }
 }
 
 /// Assesses churn risk from the metrics (and the model, when one is fitted).
-pub fn assess(m: &Metrics, rules: &ChurnRules, model: Option<&Model>) -> Assessment {
+pub fn assess(
+    m: &Metrics,
+    rules: &ChurnRules,
+    overdue_factor: f64,
+    model: Option<&Model>,
+) -> Assessment {
     let summary = summary(m);
     let p_alive = match (model, &summary) {
         (Some(model), Some(s)) if s.x() > 0 => Some(model.purchases.p_alive(s)),
@@ -208,7 +216,7 @@ pub fn assess(m: &Metrics, rules: &ChurnRules, model: Option<&Model>) -> Assessm
     };
     let base = match p_alive {
         Some(p) => (1.0 - p).clamp(0.0, 1.0),
-        None => rhythm_lapse(m),
+        None => rhythm_lapse(m, overdue_factor),
     };
     let horizon_weeks = f64::from(rules.horizon_days) / 7.0;
     let (expected_purchases, clv_minor) = match (model, &summary) {

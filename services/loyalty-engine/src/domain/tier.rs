@@ -125,12 +125,21 @@ pub fn qualifying_rank(m: &Metrics, programme: &Programme) -> usize {
         .unwrap_or(0)
 }
 
+/// Orders net of partial refunds, without spurious decimals.
+pub fn orders_words(orders: f64) -> String {
+    if (orders - orders.round()).abs() < 0.05 {
+        format!("{:.0}", orders)
+    } else {
+        format!("{orders:.1}")
+    }
+}
+
 fn describe(m: &Metrics, programme: &Programme) -> String {
     format!(
         "qualifying spend {} {} over {} orders {}",
         m.qualifying_spend_minor,
         programme.currency,
-        m.qualifying_orders,
+        orders_words(m.qualifying_orders),
         window_words(programme)
     )
 }
