@@ -12,12 +12,14 @@ CREATE TABLE customers (
     home_partition       integer NOT NULL,
     state                jsonb NOT NULL,
     segment              text,
+    churn_level          text,
     -- When the sweeper should re-evaluate this customer (grace expiry, windows sliding, ...).
     next_check_at        timestamptz,
     updated_at           timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX customers_tier ON customers (tier);
 CREATE INDEX customers_segment ON customers (segment);
+CREATE INDEX customers_churn_level ON customers (churn_level);
 CREATE INDEX customers_due ON customers (home_partition, next_check_at) WHERE next_check_at IS NOT NULL;
 
 -- Every applied input event, once. The primary key is the event-id deduplication.

@@ -13,6 +13,7 @@
 pub mod commands;
 pub mod config;
 pub mod domain;
+pub mod gauges;
 pub mod health;
 pub mod http;
 pub mod ingest;

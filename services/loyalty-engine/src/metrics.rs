@@ -24,6 +24,12 @@ pub struct Metrics {
     outputs: IntCounterVec,
     outbox_published: IntCounterVec,
     swept: IntCounter,
+    customers_by_tier: IntGaugeVec,
+    customers_by_segment: IntGaugeVec,
+    customers_by_churn: IntGaugeVec,
+    consumer_lag: IntGaugeVec,
+    db_pool: IntGaugeVec,
+    db_pool_max: IntGauge,
     model_version: IntGauge,
     model_fitted_at: prometheus::Gauge,
     outbox_publish_seconds: Histogram,
@@ -195,6 +201,44 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            customers_by_tier: register(
+                r,
+                IntGaugeVec::new(Opts::new("kizuna_customers", "Customers by tier (whole population)."), &["tier"])
+                    .expect("valid metric"),
+            ),
+            customers_by_segment: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new("kizuna_customers_by_segment", "Customers by customer-grid segment (whole population)."),
+                    &["segment"],
+                )
+                .expect("valid metric"),
+            ),
+            customers_by_churn: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new("kizuna_customers_by_churn_level", "Customers by churn-risk level (whole population)."),
+                    &["level"],
+                )
+                .expect("valid metric"),
+            ),
+            consumer_lag: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new("kizuna_consumer_lag_messages", "Messages between the stored position and the end of each owned input partition."),
+                    &["topic", "partition"],
+                )
+                .expect("valid metric"),
+            ),
+            db_pool: register(
+                r,
+                IntGaugeVec::new(Opts::new("kizuna_db_pool_connections", "Database pool connections by state."), &["state"])
+                    .expect("valid metric"),
+            ),
+            db_pool_max: register(
+                r,
+                IntGauge::new("kizuna_db_pool_max_connections", "Database pool size limit.").expect("valid metric"),
+            ),
             swept: register(
                 r,
                 IntCounter::new(
@@ -353,6 +397,39 @@ impl Metrics {
     pub fn model(&self, version: i64, fitted_at: chrono::DateTime<chrono::Utc>) {
         self.model_version.set(version);
         self.model_fitted_at.set(fitted_at.timestamp() as f64);
+    }
+
+    /// Population counts by a projected column (the previous values are replaced).
+    pub fn customers(&self, by: crate::store::customers::Projection, counts: &[(String, i64)]) {
+        use crate::store::customers::Projection;
+        let gauge = match by {
+            Projection::Tier => &self.customers_by_tier,
+            Projection::Segment => &self.customers_by_segment,
+            Projection::ChurnLevel => &self.customers_by_churn,
+        };
+        gauge.reset();
+        for (value, n) in counts {
+            gauge.with_label_values(&[value]).set(*n);
+        }
+    }
+
+    /// Messages behind the end of each owned partition (replaces the previous set).
+    pub fn consumer_lag(&self, lags: &[((String, i32), i64)]) {
+        self.consumer_lag.reset();
+        for ((topic, partition), lag) in lags {
+            self.consumer_lag
+                .with_label_values(&[topic, &partition.to_string()])
+                .set(*lag);
+        }
+    }
+
+    pub fn db_pool(&self, size: u32, idle: usize, max: u32) {
+        let idle = i64::try_from(idle).unwrap_or(0);
+        self.db_pool.with_label_values(&["idle"]).set(idle);
+        self.db_pool
+            .with_label_values(&["in_use"])
+            .set(i64::from(size) - idle);
+        self.db_pool_max.set(i64::from(max));
     }
 
     pub fn swept(&self, customers: usize) {

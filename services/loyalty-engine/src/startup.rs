@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::domain::programme::Programme;
+use crate::gauges::Gauges;
 use crate::health::Health;
 use crate::http::{AppState, router};
 use crate::ingest::batch::Processor;
@@ -136,8 +137,18 @@ impl Application {
             model: model.clone(),
             publish: true,
         };
+        let stop = CancellationToken::new();
+        let background = CancellationToken::new();
+        let consumer = Arc::new(consumer);
+        let gauges = Gauges {
+            pool: pool.clone(),
+            metrics: metrics.clone(),
+            group_id: settings.kafka.group_id.clone(),
+            every: Duration::from_secs(30),
+        };
+        tokio::spawn(gauges.run(consumer.clone(), background.clone()));
         let ingest = IngestLoop {
-            consumer: Arc::new(consumer),
+            consumer,
             processor,
             settings: settings.ingest.clone(),
             limits: limits.clone(),
@@ -181,8 +192,6 @@ impl Application {
             model: model.clone(),
         });
 
-        let stop = CancellationToken::new();
-        let background = CancellationToken::new();
         let http_stop = background.clone();
         let http = tokio::spawn(async move {
             axum::serve(listener, app)

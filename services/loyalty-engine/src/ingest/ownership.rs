@@ -63,6 +63,15 @@ impl Ownership {
         set.into_iter().collect()
     }
 
+    /// The owned (topic, partition) pairs.
+    pub fn owned(&self) -> Vec<(String, i32)> {
+        self.inner
+            .owned
+            .read()
+            .map(|o| o.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     pub fn count(&self) -> usize {
         self.inner.owned.read().map(|o| o.len()).unwrap_or(0)
     }

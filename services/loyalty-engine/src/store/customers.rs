@@ -65,6 +65,7 @@ pub async fn upsert(conn: &mut PgConnection, states: &[Row<'_>]) -> anyhow::Resu
     let mut docs = Vec::with_capacity(states.len());
     let mut segments = Vec::with_capacity(states.len());
     let mut next_checks = Vec::with_capacity(states.len());
+    let mut churn_levels = Vec::with_capacity(states.len());
     for row in states {
         let state = row.state;
         ids.push(state.customer_id.as_str());
@@ -75,12 +76,13 @@ pub async fn upsert(conn: &mut PgConnection, states: &[Row<'_>]) -> anyhow::Resu
         docs.push(serde_json::to_value(state)?);
         segments.push(state.status.segment.map(|s| s.as_str()));
         next_checks.push(state.status.next_check_at);
+        churn_levels.push(state.status.churn.as_ref().map(|c| c.level.as_str()));
     }
     sqlx::query(
         "INSERT INTO customers (customer_id, tier, lifetime_spend_minor, orders, home_partition, state,
-                                segment, next_check_at, updated_at)
+                                segment, next_check_at, churn_level, updated_at)
          SELECT *, now() FROM unnest($1::text[], $2::text[], $3::bigint[], $4::float8[], $5::int[], $6::jsonb[],
-                                     $7::text[], $8::timestamptz[])
+                                     $7::text[], $8::timestamptz[], $9::text[])
          ON CONFLICT (customer_id) DO UPDATE SET
              tier = EXCLUDED.tier,
              lifetime_spend_minor = EXCLUDED.lifetime_spend_minor,
@@ -89,6 +91,7 @@ pub async fn upsert(conn: &mut PgConnection, states: &[Row<'_>]) -> anyhow::Resu
              state = EXCLUDED.state,
              segment = EXCLUDED.segment,
              next_check_at = EXCLUDED.next_check_at,
+             churn_level = EXCLUDED.churn_level,
              updated_at = now()",
     )
     .bind(&ids)
@@ -99,6 +102,7 @@ pub async fn upsert(conn: &mut PgConnection, states: &[Row<'_>]) -> anyhow::Resu
     .bind(&docs)
     .bind(&segments)
     .bind(&next_checks)
+    .bind(&churn_levels)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -154,4 +158,29 @@ pub async fn count(pool: &sqlx::PgPool) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT count(*) FROM customers")
         .fetch_one(pool)
         .await
+}
+
+/// Customers per value of a projected column (`tier`, `segment`, `churn_level`).
+pub async fn counts_by(
+    pool: &sqlx::PgPool,
+    column: Projection,
+) -> sqlx::Result<Vec<(String, i64)>> {
+    let sql = match column {
+        Projection::Tier => "SELECT tier, count(*) FROM customers GROUP BY 1",
+        Projection::Segment => {
+            "SELECT COALESCE(segment, 'none'), count(*) FROM customers GROUP BY 1"
+        }
+        Projection::ChurnLevel => {
+            "SELECT COALESCE(churn_level, 'none'), count(*) FROM customers GROUP BY 1"
+        }
+    };
+    sqlx::query_as(sql).fetch_all(pool).await
+}
+
+/// The projected columns that can be counted.
+#[derive(Debug, Clone, Copy)]
+pub enum Projection {
+    Tier,
+    Segment,
+    ChurnLevel,
 }

@@ -1,0 +1,93 @@
+//! Gauges refreshed periodically: customers by tier, segment and churn level (population
+//! counts, the same on every instance: aggregate them with max, not sum), consumer lag of the
+//! partitions this instance owns, and the database pool.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::Consumer;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::ingest::consumer::IngestConsumer;
+use crate::metrics::Metrics;
+use crate::store::customers::{self, Projection};
+use crate::store::offsets;
+
+#[derive(Debug)]
+pub struct Gauges {
+    pub pool: PgPool,
+    pub metrics: Metrics,
+    pub group_id: String,
+    pub every: Duration,
+}
+
+impl Gauges {
+    pub async fn run(
+        self,
+        consumer: Arc<IngestConsumer>,
+        stop: CancellationToken,
+    ) -> anyhow::Result<()> {
+        loop {
+            self.metrics.db_pool(
+                self.pool.size(),
+                self.pool.num_idle(),
+                self.pool.options().get_max_connections(),
+            );
+            if let Err(e) = self.populations().await {
+                tracing::debug!(error = format!("{e:#}"), "population gauges not refreshed");
+            }
+            if let Err(e) = self.lag(&consumer).await {
+                tracing::debug!(error = format!("{e:#}"), "consumer lag not refreshed");
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(self.every) => {}
+            }
+        }
+    }
+
+    async fn populations(&self) -> anyhow::Result<()> {
+        for projection in [
+            Projection::Tier,
+            Projection::Segment,
+            Projection::ChurnLevel,
+        ] {
+            let counts = customers::counts_by(&self.pool, projection).await?;
+            self.metrics.customers(projection, &counts);
+        }
+        Ok(())
+    }
+
+    async fn lag(&self, consumer: &Arc<IngestConsumer>) -> anyhow::Result<()> {
+        let owned = consumer.context().ownership.owned();
+        let topics: Vec<String> = {
+            let mut t: Vec<String> = owned.iter().map(|(t, _)| t.clone()).collect();
+            t.dedup();
+            t
+        };
+        let stored = offsets::load(&self.pool, &self.group_id, &topics).await?;
+        let c = consumer.clone();
+        let highs: HashMap<(String, i32), i64> = tokio::task::spawn_blocking(move || {
+            owned
+                .into_iter()
+                .filter_map(|(t, p)| {
+                    c.fetch_watermarks(&t, p, Duration::from_secs(5))
+                        .ok()
+                        .map(|(_, high)| ((t, p), high))
+                })
+                .collect()
+        })
+        .await?;
+        let lags: Vec<((String, i32), i64)> = highs
+            .into_iter()
+            .map(|(key, high)| {
+                let next = stored.get(&key).copied().unwrap_or(0);
+                (key, (high - next).max(0))
+            })
+            .collect();
+        self.metrics.consumer_lag(&lags);
+        Ok(())
+    }
+}
