@@ -29,7 +29,8 @@ cargo clippy --locked --all-targets -- -D warnings
 step "unit and property tests"
 cargo test --locked --workspace --exclude kizuna-e2e
 
-step "building the end-to-end suite"
+step "building the binaries and the end-to-end suite"
+cargo build --locked --bins
 cargo test --locked -p kizuna-e2e --no-run
 
 for broker in ${KIZUNA_TEST_BROKERS_LIST:-kafka tansu}; do

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The demo: install what is missing, start PostgreSQL and a broker (KIZUNA_BROKER=kafka|tansu,
-# default kafka), build Kizuna, create the topics, start the engine, let the simulator send a
-# few customers' purchases, and show the output events live. Ctrl-C ends it; the stack keeps
-# running (deploy/local/down.sh stops it).
+# default kafka), build Kizuna, create the topics, start the engine, let the simulator replay a
+# year of a small shop's customers (personas from the seeds: truly loyal, price-driven,
+# hostages after a bad support streak, quiet churners, ...), and show the output events live:
+# tier changes, churn alerts with their plays, segment moves. The engine runs on the
+# event-time clock, so a year of history plays out in about a minute. Ctrl-C ends it; the
+# stack keeps running (deploy/local/down.sh stops it).
 #
-#   KIZUNA_DEMO_CUSTOMERS   simulated customers (default 12)
-#   KIZUNA_DEMO_EVENTS      events to send (default 300)
-#   KIZUNA_DEMO_RATE        events per second (default 20)
+#   KIZUNA_DEMO_CUSTOMERS   simulated customers (default 40)
+#   KIZUNA_DEMO_RATE        events per second (default 60)
 #   KIZUNA_DEMO_SECONDS     stop by itself after this many seconds (default: run until Ctrl-C)
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -26,6 +28,8 @@ bin="$CARGO_TARGET_DIR/debug"
 export KIZUNA_KAFKA__BROKERS="$KIZUNA_BROKER_HOST:$KIZUNA_BROKER_PORT"
 export KIZUNA_DATABASE__URL="postgres://kizuna:kizuna@127.0.0.1:5432/kizuna"
 export KIZUNA_HTTP__BIND="${KIZUNA_HTTP__BIND:-127.0.0.1:8080}"
+export KIZUNA_CLOCK="${KIZUNA_CLOCK:-event-time}"
+export KIZUNA_KAFKA__GROUP_ID="${KIZUNA_KAFKA__GROUP_ID:-kizuna-demo}"
 "$bin/kizuna" topics create
 
 engine_log="$KIZUNA_STATE_DIR/kizuna-demo.log"
@@ -56,6 +60,8 @@ if ! wait_until 120 0.5 curl -fsS -o /dev/null "$api/readyz"; then
   die "the engine did not become ready within 120 s; see $engine_log"
 fi
 
+# A fresh set of customers per run, so runs do not pile up on the same people.
+prefix="demo$(date +%H%M%S)-"
 ready="$KIZUNA_STATE_DIR/watch.ready"
 rm -f "$ready"
 "$bin/kizuna" watch --ready-file "$ready" &
@@ -67,14 +73,18 @@ cat >&2 <<INFO
   Kizuna is running.
     metrics       $api/metrics
     readiness     $api/readyz
-    customer API  $api/v1/customers/cust-00003
+    customer API  $api/v1/customers/${prefix}00003
     engine log    $engine_log
-  The simulator now sends ${KIZUNA_DEMO_EVENTS:-300} events for ${KIZUNA_DEMO_CUSTOMERS:-12} customers; output events appear below.
+  The simulator now replays a year of ${KIZUNA_DEMO_CUSTOMERS:-40} customers; output events appear below:
+    TIER / WARNING  tier changes and announced downgrades
+    CHURN           churn-risk level changes, with the play to run and the top drivers
+    SEGMENT         moves in the customer grid (loyal, angel, hostage, rebel, ...)
+  Try:  curl -s $api/v1/customers/${prefix}00003 | python3 -m json.tool
   Ctrl-C to stop.
 
 INFO
-"$bin/kizuna-sim" --customers "${KIZUNA_DEMO_CUSTOMERS:-12}" --events "${KIZUNA_DEMO_EVENTS:-300}" \
-  --rate "${KIZUNA_DEMO_RATE:-20}" --seed "$RANDOM" --customer-prefix "cust-" &
+"$bin/kizuna-sim" --customers "${KIZUNA_DEMO_CUSTOMERS:-40}" --rate "${KIZUNA_DEMO_RATE:-60}" \
+  --seed "$RANDOM" --customer-prefix "$prefix" &
 sim=$!
 if [[ -n "${KIZUNA_DEMO_SECONDS:-}" ]]; then
   sleep "$KIZUNA_DEMO_SECONDS"

@@ -871,3 +871,81 @@ async fn backfill_fit_model_export_scores_and_recompute_from_the_cli() -> anyhow
     std::fs::remove_file(&file).ok();
     env.cleanup().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_tell_what_happened_by_name() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let app = env.start().await?;
+    let topics = env.settings.kafka.topics.clone();
+    let producer = env.producer()?;
+    for (i, amount) in [20_000, 15_000].into_iter().enumerate() {
+        producer
+            .send_json(
+                &topics.purchases,
+                "cust-m",
+                &purchase(&format!("evt-m{i}"), "cust-m", &format!("ord-m{i}"), amount),
+            )
+            .await?;
+    }
+    // The same event again, and one that cannot be read.
+    producer
+        .send_json(
+            &topics.purchases,
+            "cust-m",
+            &purchase("evt-m1", "cust-m", "ord-m1", 15_000),
+        )
+        .await?;
+    producer
+        .send(&topics.purchases, Some("cust-m"), b"\x00\x01garbage", &[])
+        .await?;
+    producer
+        .send_json(&topics.surveys, "cust-m", &nps("evt-m9", "cust-m", 10))
+        .await?;
+
+    let p = &topics.purchases;
+    let s = &topics.surveys;
+    let expected = [
+        format!("kizuna_events_consumed_total{{outcome=\"applied\",topic=\"{p}\"}} 2"),
+        format!("kizuna_events_consumed_total{{outcome=\"duplicate\",topic=\"{p}\"}} 1"),
+        format!("kizuna_events_consumed_total{{outcome=\"dead_lettered\",topic=\"{p}\"}} 1"),
+        format!("kizuna_events_consumed_total{{outcome=\"applied\",topic=\"{s}\"}} 1"),
+        format!("kizuna_dead_letters_total{{reason=\"unparseable\",topic=\"{p}\"}} 1"),
+        "kizuna_tier_transitions_total{from=\"member\",to=\"silver\"} 1".to_owned(),
+        "to=\"angel\"} 1".to_owned(),
+        "kizuna_customers{tier=\"silver\"} 1".to_owned(),
+        "kizuna_customers_by_segment{segment=\"angel\"} 1".to_owned(),
+        "kizuna_customers_by_churn_level{level=\"low\"} 1".to_owned(),
+        "kizuna_outbox_backlog_rows 0".to_owned(),
+        "kizuna_model_version 0".to_owned(),
+        "kizuna_db_pool_max_connections 5".to_owned(),
+        "kizuna_assigned_partitions 9".to_owned(),
+    ];
+    let text = wait_for("the metrics of a known event stream", WAIT, || async {
+        let text = app.get_text("/metrics").await?;
+        Ok(expected
+            .iter()
+            .all(|line| text.contains(line.as_str()))
+            .then_some(text))
+    })
+    .await?;
+    for name in [
+        "kizuna_batch_events_bucket",
+        "kizuna_batch_duration_seconds_bucket",
+        "kizuna_event_processing_lag_seconds_bucket",
+        "kizuna_outbox_publish_latency_seconds_bucket",
+        "kizuna_outbox_published_total{topic=",
+        "kizuna_outputs_total{kind=\"tier_changed\"} 1",
+        "kizuna_consumer_lag_messages{partition=",
+        "kizuna_db_pool_connections{state=\"idle\"}",
+        "kizuna_ready",
+        "kizuna_build_info{version=",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(text.contains(name), "{name} missing from\n{text}");
+    }
+    // Labels never carry a customer id.
+    assert!(!text.contains("cust-m"));
+
+    app.stop().await?;
+    env.cleanup().await
+}

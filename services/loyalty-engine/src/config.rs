@@ -17,6 +17,7 @@ pub struct Settings {
     pub ingest: IngestSettings,
     pub relay: RelaySettings,
     pub sweep: SweepSettings,
+    pub metrics: MetricsSettings,
     pub http: HttpSettings,
     pub log: LogSettings,
     /// Path of the tier programme file (TOML). Unset: the built-in example programme
@@ -96,6 +97,10 @@ pub struct IngestSettings {
     pub max_amount_minor: i64,
     /// Events dated further than this into the future are refused.
     pub max_future_skew_secs: i64,
+    /// How long a partition revocation waits for the batch being committed. Unset: a third of
+    /// the Kafka session timeout. It must stay under half the session timeout.
+    #[serde(default)]
+    pub revoke_drain_ms: Option<u64>,
     /// Longest free-text field (sku, category, coupon, channel); survey comments may be 16×.
     pub max_text_len: usize,
     /// Most line items in one purchase.
@@ -116,6 +121,15 @@ pub struct SweepSettings {
     pub interval_ms: u64,
     /// Customers re-evaluated per transaction.
     pub batch_size: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct MetricsSettings {
+    /// How often population gauges (customers by tier, segment, churn level), consumer lag and
+    /// the pool are refreshed.
+    pub refresh_secs: u64,
+    /// How often the churn model version is checked.
+    pub model_refresh_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -180,6 +194,13 @@ impl Settings {
                 self.ingest.batch_linger_ms
             );
         }
+        if let Some(drain) = self.ingest.revoke_drain_ms
+            && drain * 2 >= session
+        {
+            bail!(
+                "ingest.revoke_drain_ms ({drain}) must stay under half of kafka.session_timeout_ms ({session}): a rebalance must finish before the session expires"
+            );
+        }
         let inputs = self.kafka.topics.inputs();
         for out in self.kafka.topics.outputs() {
             if inputs.contains(&out) {
@@ -189,6 +210,9 @@ impl Settings {
         if self.kafka.partitions < 1 {
             bail!("kafka.partitions must be at least 1");
         }
+        if self.metrics.refresh_secs == 0 || self.metrics.model_refresh_secs == 0 {
+            bail!("metrics.refresh_secs and metrics.model_refresh_secs must be positive");
+        }
         if self.sweep.batch_size < 1 || self.sweep.interval_ms == 0 {
             bail!("sweep.batch_size and sweep.interval_ms must be positive");
         }
@@ -196,6 +220,15 @@ impl Settings {
             bail!("relay.batch_size must be at least 1");
         }
         Ok(())
+    }
+
+    /// How long a revocation waits for the batch in flight.
+    pub fn revoke_drain(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(
+            self.ingest
+                .revoke_drain_ms
+                .unwrap_or(self.kafka.session_timeout_ms / 3),
+        )
     }
 
     pub fn database_url(&self) -> &str {
@@ -233,11 +266,13 @@ impl Settings {
             i.batch_max_events, i.batch_linger_ms, i.max_message_bytes, i.max_id_len, i.max_amount_minor, i.max_future_skew_secs, i.max_text_len, i.max_line_items
         ));
         out.push_str(&format!(
-            "\n[relay]\nbatch_size = {}\npoll_interval_ms = {}\n\n[sweep]\ninterval_ms = {}\nbatch_size = {}\n\n[http]\nbind = \"{}\"\nadmin_token = {}\n\n[log]\nformat = {:?}\nlevel = {:?}\n\nprogramme_file = {:?}\nclock = {:?}\n",
+            "\n[relay]\nbatch_size = {}\npoll_interval_ms = {}\n\n[sweep]\ninterval_ms = {}\nbatch_size = {}\n\n[metrics]\nrefresh_secs = {}\nmodel_refresh_secs = {}\n\n[http]\nbind = \"{}\"\nadmin_token = {}\n\n[log]\nformat = {:?}\nlevel = {:?}\n\nprogramme_file = {:?}\nclock = {:?}\n",
             self.relay.batch_size,
             self.relay.poll_interval_ms,
             self.sweep.interval_ms,
             self.sweep.batch_size,
+            self.metrics.refresh_secs,
+            self.metrics.model_refresh_secs,
             self.http.bind,
             if self.http.admin_token.is_some() { "\"<redacted>\"" } else { "\"<unset>\"" },
             match self.log.format {
@@ -306,6 +341,20 @@ mod tests {
         s.ingest.batch_linger_ms = s.kafka.session_timeout_ms;
         let err = s.check().expect_err("must be refused").to_string();
         assert!(err.contains("session_timeout_ms"), "{err}");
+    }
+
+    #[test]
+    fn a_revoke_drain_beyond_half_the_session_is_refused() {
+        let mut s = Settings::load(None).expect("defaults are valid");
+        s.ingest.revoke_drain_ms = Some(s.kafka.session_timeout_ms / 2);
+        let err = s.check().expect_err("must be refused").to_string();
+        assert!(err.contains("revoke_drain_ms"), "{err}");
+        s.ingest.revoke_drain_ms = None;
+        assert!(s.check().is_ok());
+        assert_eq!(
+            s.revoke_drain().as_millis() as u64,
+            s.kafka.session_timeout_ms / 3
+        );
     }
 
     #[test]

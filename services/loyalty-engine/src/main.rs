@@ -297,7 +297,9 @@ async fn backfill(
         batch: batch.max(1),
         partitions: settings.kafka.partitions,
     };
+    let started = std::time::Instant::now();
     let report = commands::backfill::run(&processor, &limits, reader, total, &options).await?;
+    let elapsed = started.elapsed().as_secs_f64();
     for (line, rejection) in report.bad.iter().take(50) {
         let detail: String = rejection.detail.chars().take(160).collect();
         eprintln!("line {line}: {}: {detail}", rejection.reason);
@@ -314,6 +316,17 @@ async fn backfill(
         report.already_done,
         report.bad.len(),
         report.outputs
+    );
+    let stages: Vec<String> = processor
+        .metrics
+        .stage_totals()
+        .into_iter()
+        .map(|(stage, secs)| format!("{stage} {secs:.2}s"))
+        .collect();
+    eprintln!(
+        "{:.0} events/s over {elapsed:.1}s; time by stage: {}",
+        report.applied as f64 / elapsed.max(1e-9),
+        stages.join(", ")
     );
     Ok(())
 }

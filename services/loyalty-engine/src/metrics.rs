@@ -17,6 +17,7 @@ pub struct Metrics {
     batch_size: Histogram,
     batch_seconds: Histogram,
     batch_failures: IntCounter,
+    batch_stages: HistogramVec,
     event_lag_seconds: Histogram,
     tier_transitions: IntCounterVec,
     segment_changes: IntCounterVec,
@@ -119,6 +120,15 @@ impl Metrics {
                         "Time to apply and commit one batch.",
                     )
                     .buckets(latency_buckets.clone()),
+                )
+                .expect("valid metric"),
+            ),
+            batch_stages: register(
+                r,
+                HistogramVec::new(
+                    HistogramOpts::new("kizuna_batch_stage_seconds", "Time spent in each stage of a batch.")
+                        .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+                    &["stage"],
                 )
                 .expect("valid metric"),
             ),
@@ -354,6 +364,27 @@ impl Metrics {
     pub fn batch_committed(&self, events: usize, seconds: f64) {
         self.batch_size.observe(events as f64);
         self.batch_seconds.observe(seconds);
+    }
+
+    pub fn batch_stage(&self, stage: &str, seconds: f64) {
+        self.batch_stages
+            .with_label_values(&[stage])
+            .observe(seconds);
+    }
+
+    /// Total seconds spent per batch stage so far.
+    pub fn stage_totals(&self) -> Vec<(&'static str, f64)> {
+        [
+            "offsets", "encode", "ledger", "load", "apply", "write", "commit",
+        ]
+        .into_iter()
+        .map(|s| {
+            (
+                s,
+                self.batch_stages.with_label_values(&[s]).get_sample_sum(),
+            )
+        })
+        .collect()
     }
 
     pub fn batch_failed(&self) {

@@ -104,6 +104,8 @@ impl Application {
             .collect();
         let context = IngestContext {
             ownership: ownership.clone(),
+            in_flight: Default::default(),
+            revoke_drain: settings.revoke_drain(),
             database_url: SecretString::from(settings.database_url().to_owned()),
             group_id: settings.kafka.group_id.clone(),
             topics: inputs.clone(),
@@ -144,7 +146,7 @@ impl Application {
             pool: pool.clone(),
             metrics: metrics.clone(),
             group_id: settings.kafka.group_id.clone(),
-            every: Duration::from_secs(30),
+            every: Duration::from_secs(settings.metrics.refresh_secs),
         };
         tokio::spawn(gauges.run(consumer.clone(), background.clone()));
         let ingest = IngestLoop {

@@ -90,7 +90,9 @@ impl Processor {
             .iter()
             .map(|m| (m.topic.clone(), m.partition))
             .collect();
+        let mut clock = Stages::start(&self.metrics);
         let stored = offsets::lock(&mut tx, &self.group_id, &partitions).await?;
+        clock.lap("offsets");
         let mut next = stored.clone();
         let mut fresh_msgs = Vec::with_capacity(batch.len());
         for m in batch {
@@ -148,12 +150,14 @@ impl Processor {
                     event_id: e.meta.event_id.as_str(),
                     occurred_at: e.meta.occurred_at,
                     kind: e.body.kind(),
-                    body: serde_json::to_value(e)?,
+                    body: serde_json::to_string(e)?,
                     source: format!("{}/{}/{}", m.topic, m.partition, m.offset),
                 })
             })
             .collect::<Result<_, serde_json::Error>>()?;
+        clock.lap("encode");
         let is_new = ledger::insert_new(&mut tx, &rows).await?;
+        clock.lap("ledger");
         let mut fresh: Vec<(&Incoming, &DomainEvent)> = Vec::with_capacity(events.len());
         for ((m, e), new) in events.iter().zip(is_new) {
             if new {
@@ -170,15 +174,24 @@ impl Processor {
         let seen = fresh.iter().map(|(_, e)| e.meta.occurred_at).max();
         let now = self.clock.now(&mut tx, &self.group_id, seen).await?;
         let model = self.model.get();
-        let evaluated =
-            evaluate_batch(&mut tx, &fresh, &self.programme, model.as_deref(), now).await?;
+        let evaluated = evaluate_batch(
+            &mut tx,
+            &fresh,
+            &self.programme,
+            model.as_deref(),
+            now,
+            Some(&mut clock),
+        )
+        .await?;
         for (_, e) in &fresh {
             self.metrics
                 .event_lag((Utc::now() - e.meta.occurred_at).num_milliseconds() as f64 / 1000.0);
         }
         changes::write(&mut tx, &evaluated, messages, &self.topics, &self.programme).await?;
+        clock.lap("write");
         offsets::advance(&mut tx, &self.group_id, &next).await?;
         tx.commit().await?;
+        clock.lap("commit");
 
         for e in evaluated {
             for out in e.outputs {
@@ -199,6 +212,7 @@ pub async fn evaluate_batch(
     programme: &Programme,
     model: Option<&Model>,
     now: DateTime<Utc>,
+    mut clock: Option<&mut Stages<'_>>,
 ) -> anyhow::Result<Vec<Evaluated>> {
     let mut by_customer: BTreeMap<&CustomerId, (Changes<'_>, i32)> = BTreeMap::new();
     let mut sorted: Vec<&(&Incoming, &DomainEvent)> = fresh.iter().collect();
@@ -225,6 +239,9 @@ pub async fn evaluate_batch(
     }
     let ids: Vec<&CustomerId> = by_customer.keys().copied().collect();
     let mut states = customers::load_for_update(conn, &ids).await?;
+    if let Some(c) = clock.as_deref_mut() {
+        c.lap("load");
+    }
     let mut evaluated = Vec::with_capacity(by_customer.len());
     for (id, (changes, partition)) in by_customer {
         let (state, home) = match states.remove(id) {
@@ -242,7 +259,33 @@ pub async fn evaluate_batch(
             outputs,
         });
     }
+    if let Some(c) = clock {
+        c.lap("apply");
+    }
     Ok(evaluated)
+}
+
+/// Times the stages of a batch into `kizuna_batch_stage_seconds{stage}`.
+#[derive(Debug)]
+pub struct Stages<'a> {
+    metrics: &'a Metrics,
+    last: std::time::Instant,
+}
+
+impl<'a> Stages<'a> {
+    pub fn start(metrics: &'a Metrics) -> Self {
+        Self {
+            metrics,
+            last: std::time::Instant::now(),
+        }
+    }
+
+    pub fn lap(&mut self, stage: &'static str) {
+        let now = std::time::Instant::now();
+        self.metrics
+            .batch_stage(stage, (now - self.last).as_secs_f64());
+        self.last = now;
+    }
 }
 
 /// Offsets to mirror to Kafka: only the partitions a batch touched.

@@ -121,64 +121,96 @@ impl IngestLoop {
         }
     }
 
-    /// Runs until `shutdown` is cancelled. The batch in flight at that moment is committed if
-    /// the database answers, otherwise abandoned: its offsets were not stored, so it is
-    /// consumed again after a restart.
+    /// Runs until `shutdown` is cancelled, as a two-stage pipeline: this task receives and
+    /// decodes the next batch while a second task commits the previous one. Batches already
+    /// received when shutdown comes are committed if the database answers; a batch whose
+    /// commit is still failing is abandoned: its offsets were not stored, so it is consumed
+    /// again after a restart.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let ownership = self.consumer.context().ownership.clone();
-        while let Some(mut batch) = self.next_batch(&shutdown).await {
+        let this = Arc::new(self);
+        let (to_commit, mut queue) = tokio::sync::mpsc::channel::<Vec<Incoming>>(1);
+        let committer = {
+            let this = this.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                while let Some(batch) = queue.recv().await {
+                    if !this.commit(batch, &shutdown).await {
+                        break;
+                    }
+                }
+            })
+        };
+        while let Some(batch) = this.next_batch(&shutdown).await {
             if batch.is_empty() {
                 continue;
             }
-            let generation = ownership.generation();
-            let mut backoff = Duration::from_millis(100);
-            loop {
-                if ownership.generation() != generation {
-                    // Partitions were revoked while the batch waited: abandon their messages,
-                    // the new owner starts from the stored offsets.
-                    batch.retain(|m| ownership.owns(&m.topic, m.partition));
+            if to_commit.send(batch).await.is_err() {
+                break;
+            }
+        }
+        drop(to_commit);
+        committer.await.ok();
+        tracing::info!("ingest stopped");
+        Ok(())
+    }
+
+    /// Commits one batch, retrying with backoff while the database fails. Returns false when
+    /// shutdown interrupted the retries.
+    async fn commit(&self, mut batch: Vec<Incoming>, shutdown: &CancellationToken) -> bool {
+        let ownership = &self.consumer.context().ownership;
+        let in_flight = &self.consumer.context().in_flight;
+        let generation = ownership.generation();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            if ownership.generation() != generation {
+                // Partitions were revoked while the batch waited: abandon their messages, the
+                // new owner starts from the stored offsets.
+                batch.retain(|m| ownership.owns(&m.topic, m.partition));
+                if batch.is_empty() {
+                    return true;
                 }
-                let started = Instant::now();
-                match self.processor.process(&batch, Utc::now()).await {
-                    Ok(report) => {
-                        self.health.set_ingest_ok(true);
-                        self.processor
-                            .metrics
-                            .batch_committed(batch.len(), started.elapsed().as_secs_f64());
-                        tracing::debug!(
-                            events = batch.len(),
-                            applied = report.applied,
-                            duplicates = report.duplicates,
-                            dead_lettered = report.dead_lettered,
-                            replayed = report.replayed,
-                            outputs = report.outputs.len(),
-                            "batch committed"
-                        );
-                        self.commit_to_kafka(&touched(&report.positions, &batch));
-                        break;
-                    }
-                    Err(e) => {
-                        self.health.set_ingest_ok(false);
-                        self.processor.metrics.batch_failed();
-                        tracing::warn!(
-                            error = format!("{e:#}"),
-                            retry_in_ms = backoff.as_millis() as u64,
-                            "batch failed; retrying"
-                        );
-                        tokio::select! {
-                            _ = shutdown.cancelled() => {
-                                tracing::info!(events = batch.len(), "shutdown during retry; batch abandoned, it will be consumed again");
-                                return Ok(());
-                            }
-                            _ = tokio::time::sleep(backoff) => {}
+            }
+            let started = Instant::now();
+            in_flight.store(true, std::sync::atomic::Ordering::SeqCst);
+            let result = self.processor.process(&batch, Utc::now()).await;
+            in_flight.store(false, std::sync::atomic::Ordering::SeqCst);
+            match result {
+                Ok(report) => {
+                    self.health.set_ingest_ok(true);
+                    self.processor
+                        .metrics
+                        .batch_committed(batch.len(), started.elapsed().as_secs_f64());
+                    tracing::debug!(
+                        events = batch.len(),
+                        applied = report.applied,
+                        duplicates = report.duplicates,
+                        dead_lettered = report.dead_lettered,
+                        replayed = report.replayed,
+                        outputs = report.outputs.len(),
+                        "batch committed"
+                    );
+                    self.commit_to_kafka(&touched(&report.positions, &batch));
+                    return true;
+                }
+                Err(e) => {
+                    self.health.set_ingest_ok(false);
+                    self.processor.metrics.batch_failed();
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        retry_in_ms = backoff.as_millis() as u64,
+                        "batch failed; retrying"
+                    );
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {
+                            tracing::info!(events = batch.len(), "shutdown during retry; batch abandoned, it will be consumed again");
+                            return false;
                         }
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        _ = tokio::time::sleep(backoff) => {}
                     }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }
-        tracing::info!("ingest stopped");
-        Ok(())
     }
 
     /// Mirrors stored offsets to Kafka, for lag monitoring only.

@@ -1,6 +1,8 @@
 //! The consumer context: on every assignment, seek each partition to the next offset stored in
 //! PostgreSQL; on revocation, record that the partitions are gone.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
@@ -19,6 +21,11 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct IngestContext {
     pub ownership: Ownership,
+    /// True while a batch transaction is being committed.
+    pub in_flight: Arc<AtomicBool>,
+    /// How long a revocation waits for the batch being committed (kept under the session
+    /// timeout, checked at start-up).
+    pub revoke_drain: Duration,
     pub database_url: SecretString,
     pub group_id: String,
     pub topics: Vec<String>,
@@ -95,6 +102,13 @@ impl ConsumerContext for IngestContext {
             }
             Rebalance::Revoke(tpl) => {
                 let revoked = pairs(tpl);
+                // Let the batch being committed finish before the partitions go (bounded);
+                // anything not yet committed is abandoned and consumed again by the new owner.
+                let deadline = std::time::Instant::now() + self.revoke_drain;
+                while self.in_flight.load(Ordering::SeqCst) && std::time::Instant::now() < deadline
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
                 tracing::info!(partitions = ?revoked, "partitions revoked");
                 self.ownership.revoke(revoked);
             }

@@ -17,15 +17,15 @@ pub async fn load_for_update(
     let mut keys: Vec<&str> = ids.iter().map(|id| id.as_str()).collect();
     keys.sort_unstable();
     keys.dedup();
-    let rows: Vec<(serde_json::Value, i32)> = sqlx::query_as(
-        "SELECT state, home_partition FROM customers WHERE customer_id = ANY($1) ORDER BY customer_id FOR UPDATE",
+    let rows: Vec<(String, i32)> = sqlx::query_as(
+        "SELECT state::text, home_partition FROM customers WHERE customer_id = ANY($1) ORDER BY customer_id FOR UPDATE",
     )
     .bind(&keys)
     .fetch_all(&mut *conn)
     .await?;
     let mut out = HashMap::with_capacity(rows.len());
     for (state, partition) in rows {
-        let state: CustomerState = serde_json::from_value(state)?;
+        let state: CustomerState = serde_json::from_str(&state)?;
         out.insert(state.customer_id.clone(), (state, partition));
     }
     Ok(out)
@@ -73,7 +73,7 @@ pub async fn upsert(conn: &mut PgConnection, states: &[Row<'_>]) -> anyhow::Resu
         spend.push(row.metrics.lifetime_spend_minor);
         orders.push(row.metrics.orders);
         partitions.push(row.home_partition);
-        docs.push(serde_json::to_value(state)?);
+        docs.push(serde_json::to_string(state)?);
         segments.push(state.status.segment.map(|s| s.as_str()));
         next_checks.push(state.status.next_check_at);
         churn_levels.push(state.status.churn.as_ref().map(|c| c.level.as_str()));
@@ -81,8 +81,9 @@ pub async fn upsert(conn: &mut PgConnection, states: &[Row<'_>]) -> anyhow::Resu
     sqlx::query(
         "INSERT INTO customers (customer_id, tier, lifetime_spend_minor, orders, home_partition, state,
                                 segment, next_check_at, churn_level, updated_at)
-         SELECT *, now() FROM unnest($1::text[], $2::text[], $3::bigint[], $4::float8[], $5::int[], $6::jsonb[],
-                                     $7::text[], $8::timestamptz[], $9::text[])
+         SELECT c, t, s, o, p, d::jsonb, g, n, l, now()
+         FROM unnest($1::text[], $2::text[], $3::bigint[], $4::float8[], $5::int[], $6::text[],
+                     $7::text[], $8::timestamptz[], $9::text[]) AS x(c, t, s, o, p, d, g, n, l)
          ON CONFLICT (customer_id) DO UPDATE SET
              tier = EXCLUDED.tier,
              lifetime_spend_minor = EXCLUDED.lifetime_spend_minor,

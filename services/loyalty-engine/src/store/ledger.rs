@@ -15,7 +15,8 @@ pub struct LedgerRow<'a> {
     pub event_id: &'a str,
     pub occurred_at: DateTime<Utc>,
     pub kind: &'a str,
-    pub body: serde_json::Value,
+    /// The event as JSON text.
+    pub body: String,
     /// `topic/partition/offset` or `backfill:FILE:LINE`.
     pub source: String,
 }
@@ -33,11 +34,12 @@ pub async fn insert_new(
     let events: Vec<&str> = rows.iter().map(|r| r.event_id).collect();
     let times: Vec<DateTime<Utc>> = rows.iter().map(|r| r.occurred_at).collect();
     let kinds: Vec<&str> = rows.iter().map(|r| r.kind).collect();
-    let bodies: Vec<&serde_json::Value> = rows.iter().map(|r| &r.body).collect();
+    let bodies: Vec<&str> = rows.iter().map(|r| r.body.as_str()).collect();
     let sources: Vec<&str> = rows.iter().map(|r| r.source.as_str()).collect();
     let inserted: Vec<(String, String)> = sqlx::query_as(
         "INSERT INTO event_ledger (customer_id, event_id, occurred_at, kind, body, source)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::jsonb[], $6::text[])
+         SELECT c, e, o, k, b::jsonb, s
+         FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[]) AS x(c, e, o, k, b, s)
          ON CONFLICT (customer_id, event_id) DO NOTHING
          RETURNING customer_id, event_id",
     )
