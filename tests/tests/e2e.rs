@@ -920,17 +920,10 @@ async fn the_metrics_tell_what_happened_by_name() -> anyhow::Result<()> {
         "kizuna_db_pool_max_connections 5".to_owned(),
         "kizuna_assigned_partitions 9".to_owned(),
     ];
-    let text = wait_for("the metrics of a known event stream", WAIT, || async {
-        let text = app.get_text("/metrics").await?;
-        Ok(expected
-            .iter()
-            .all(|line| text.contains(line.as_str()))
-            .then_some(text))
-    })
-    .await?;
-    for name in [
+    let names = [
         "kizuna_batch_events_bucket",
         "kizuna_batch_duration_seconds_bucket",
+        "kizuna_batch_stage_seconds_bucket{stage=\"ledger\"",
         "kizuna_event_processing_lag_seconds_bucket",
         "kizuna_outbox_publish_latency_seconds_bucket",
         "kizuna_outbox_published_total{topic=",
@@ -940,9 +933,27 @@ async fn the_metrics_tell_what_happened_by_name() -> anyhow::Result<()> {
         "kizuna_ready",
         "kizuna_build_info{version=",
         "process_resident_memory_bytes",
-    ] {
-        assert!(text.contains(name), "{name} missing from\n{text}");
-    }
+    ];
+    let text = wait_for("the metrics of a known event stream", WAIT, || async {
+        let text = app.get_text("/metrics").await?;
+        let all = expected.iter().all(|line| text.contains(line.as_str()))
+            && names.iter().all(|n| text.contains(n));
+        Ok(all.then_some(text))
+    })
+    .await;
+    let text = match text {
+        Ok(t) => t,
+        Err(e) => {
+            let now = app.get_text("/metrics").await.unwrap_or_default();
+            let missing: Vec<&str> = expected
+                .iter()
+                .map(String::as_str)
+                .chain(names)
+                .filter(|l| !now.contains(l))
+                .collect();
+            anyhow::bail!("{e:#}; missing {missing:?} from\n{now}");
+        }
+    };
     // Labels never carry a customer id.
     assert!(!text.contains("cust-m"));
 

@@ -14,7 +14,7 @@ use super::programme::Retention;
 /// One order, as far as loyalty is concerned.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OrderRec {
-    #[serde(rename = "t")]
+    #[serde(rename = "t", with = "chrono::serde::ts_milliseconds")]
     pub at: DateTime<Utc>,
     /// Amount paid, minor units.
     #[serde(rename = "a")]
@@ -41,7 +41,7 @@ pub struct RefundRec {
     pub order_id: String,
     #[serde(rename = "a")]
     pub amount: i64,
-    #[serde(rename = "t")]
+    #[serde(rename = "t", with = "chrono::serde::ts_milliseconds")]
     pub at: DateTime<Utc>,
 }
 
@@ -59,7 +59,7 @@ pub struct Archive {
 /// One change of a support ticket.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TicketChange {
-    #[serde(rename = "t")]
+    #[serde(rename = "t", with = "chrono::serde::ts_milliseconds")]
     pub at: DateTime<Utc>,
     #[serde(rename = "s")]
     pub status: TicketStatus,
@@ -76,7 +76,7 @@ pub struct TicketChange {
 /// A survey answer (never the comment: that stays in the event ledger).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SurveyRec {
-    #[serde(rename = "t")]
+    #[serde(rename = "t", with = "chrono::serde::ts_milliseconds")]
     pub at: DateTime<Utc>,
     #[serde(rename = "s")]
     pub score: SurveyScore,

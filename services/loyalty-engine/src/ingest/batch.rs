@@ -144,17 +144,11 @@ impl Processor {
         // 3. Deduplicate on event id through the ledger.
         let rows: Vec<LedgerRow<'_>> = events
             .iter()
-            .map(|(m, e)| {
-                Ok(LedgerRow {
-                    customer_id: e.meta.customer_id.as_str(),
-                    event_id: e.meta.event_id.as_str(),
-                    occurred_at: e.meta.occurred_at,
-                    kind: e.body.kind(),
-                    body: serde_json::to_string(e)?,
-                    source: format!("{}/{}/{}", m.topic, m.partition, m.offset),
-                })
+            .map(|(m, e)| LedgerRow {
+                event: e,
+                source: format!("{}/{}/{}", m.topic, m.partition, m.offset),
             })
-            .collect::<Result<_, serde_json::Error>>()?;
+            .collect();
         clock.lap("encode");
         let is_new = ledger::insert_new(&mut tx, &rows).await?;
         clock.lap("ledger");

@@ -8,6 +8,15 @@ use crate::domain::ids::CustomerId;
 use crate::domain::metrics::Metrics;
 use crate::domain::state::CustomerState;
 
+/// The stored form of a state: MessagePack with field names.
+pub fn encode(state: &CustomerState) -> anyhow::Result<Vec<u8>> {
+    Ok(rmp_serde::to_vec_named(state)?)
+}
+
+pub fn decode(bytes: &[u8]) -> anyhow::Result<CustomerState> {
+    Ok(rmp_serde::from_slice(bytes)?)
+}
+
 /// Loads and locks the given customers' rows for this transaction, with their home
 /// partitions. Ids are locked in sorted order, so concurrent batches cannot deadlock.
 pub async fn load_for_update(
@@ -17,15 +26,15 @@ pub async fn load_for_update(
     let mut keys: Vec<&str> = ids.iter().map(|id| id.as_str()).collect();
     keys.sort_unstable();
     keys.dedup();
-    let rows: Vec<(String, i32)> = sqlx::query_as(
-        "SELECT state::text, home_partition FROM customers WHERE customer_id = ANY($1) ORDER BY customer_id FOR UPDATE",
+    let rows: Vec<(Vec<u8>, i32)> = sqlx::query_as(
+        "SELECT state, home_partition FROM customers WHERE customer_id = ANY($1) ORDER BY customer_id FOR UPDATE",
     )
     .bind(&keys)
     .fetch_all(&mut *conn)
     .await?;
     let mut out = HashMap::with_capacity(rows.len());
     for (state, partition) in rows {
-        let state: CustomerState = serde_json::from_str(&state)?;
+        let state = decode(&state)?;
         out.insert(state.customer_id.clone(), (state, partition));
     }
     Ok(out)
@@ -36,12 +45,12 @@ pub async fn get<'e, E: sqlx::PgExecutor<'e>>(
     executor: E,
     id: &str,
 ) -> anyhow::Result<Option<CustomerState>> {
-    let row: Option<(serde_json::Value,)> =
+    let row: Option<(Vec<u8>,)> =
         sqlx::query_as("SELECT state FROM customers WHERE customer_id = $1")
             .bind(id)
             .fetch_optional(executor)
             .await?;
-    Ok(row.map(|(s,)| serde_json::from_value(s)).transpose()?)
+    row.map(|(s,)| decode(&s)).transpose()
 }
 
 /// A state to write, with the projections kept in columns for queries.
@@ -73,7 +82,7 @@ pub async fn upsert(conn: &mut PgConnection, states: &[Row<'_>]) -> anyhow::Resu
         spend.push(row.metrics.lifetime_spend_minor);
         orders.push(row.metrics.orders);
         partitions.push(row.home_partition);
-        docs.push(serde_json::to_string(state)?);
+        docs.push(encode(state)?);
         segments.push(state.status.segment.map(|s| s.as_str()));
         next_checks.push(state.status.next_check_at);
         churn_levels.push(state.status.churn.as_ref().map(|c| c.level.as_str()));
@@ -81,8 +90,8 @@ pub async fn upsert(conn: &mut PgConnection, states: &[Row<'_>]) -> anyhow::Resu
     sqlx::query(
         "INSERT INTO customers (customer_id, tier, lifetime_spend_minor, orders, home_partition, state,
                                 segment, next_check_at, churn_level, updated_at)
-         SELECT c, t, s, o, p, d::jsonb, g, n, l, now()
-         FROM unnest($1::text[], $2::text[], $3::bigint[], $4::float8[], $5::int[], $6::text[],
+         SELECT c, t, s, o, p, d, g, n, l, now()
+         FROM unnest($1::text[], $2::text[], $3::bigint[], $4::float8[], $5::int[], $6::bytea[],
                      $7::text[], $8::timestamptz[], $9::text[]) AS x(c, t, s, o, p, d, g, n, l)
          ON CONFLICT (customer_id) DO UPDATE SET
              tier = EXCLUDED.tier,
@@ -117,7 +126,7 @@ pub async fn lock_due(
     now: chrono::DateTime<chrono::Utc>,
     limit: i64,
 ) -> anyhow::Result<Vec<(CustomerState, i32)>> {
-    let rows: Vec<(serde_json::Value, i32)> = sqlx::query_as(
+    let rows: Vec<(Vec<u8>, i32)> = sqlx::query_as(
         "SELECT state, home_partition FROM customers
          WHERE home_partition = ANY($1) AND next_check_at <= $2
          ORDER BY next_check_at
@@ -130,7 +139,7 @@ pub async fn lock_due(
     .fetch_all(&mut *conn)
     .await?;
     rows.into_iter()
-        .map(|(state, partition)| Ok((serde_json::from_value(state)?, partition)))
+        .map(|(state, partition)| Ok((decode(&state)?, partition)))
         .collect()
 }
 
@@ -140,7 +149,7 @@ pub async fn page<'e, E: sqlx::PgExecutor<'e>>(
     after: Option<&str>,
     limit: i64,
 ) -> anyhow::Result<Vec<(CustomerState, i32)>> {
-    let rows: Vec<(serde_json::Value, i32)> = sqlx::query_as(
+    let rows: Vec<(Vec<u8>, i32)> = sqlx::query_as(
         "SELECT state, home_partition FROM customers
          WHERE $1::text IS NULL OR customer_id > $1
          ORDER BY customer_id LIMIT $2",
@@ -150,7 +159,7 @@ pub async fn page<'e, E: sqlx::PgExecutor<'e>>(
     .fetch_all(executor)
     .await?;
     rows.into_iter()
-        .map(|(state, partition)| Ok((serde_json::from_value(state)?, partition)))
+        .map(|(state, partition)| Ok((decode(&state)?, partition)))
         .collect()
 }
 

@@ -1,24 +1,28 @@
 //! `event_ledger`: every applied input event, once. Inserting into it is the event-id
 //! deduplication; it is also the customer's audit trail and the source for `recompute`.
+//! Bodies are stored as MessagePack (with field names): written once per event, read rarely.
 
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
-use crate::domain::event::DomainEvent;
+use crate::domain::event::{DomainEvent, EventBody};
 
 /// One event to record.
 #[derive(Debug)]
 pub struct LedgerRow<'a> {
-    pub customer_id: &'a str,
-    pub event_id: &'a str,
-    pub occurred_at: DateTime<Utc>,
-    pub kind: &'a str,
-    /// The event as JSON text.
-    pub body: String,
-    /// `topic/partition/offset` or `backfill:FILE:LINE`.
+    pub event: &'a DomainEvent,
+    /// `topic/partition/offset` or `backfill:FILE/partition/line`.
     pub source: String,
+}
+
+pub fn encode(event: &DomainEvent) -> anyhow::Result<Vec<u8>> {
+    Ok(rmp_serde::to_vec_named(event)?)
+}
+
+pub fn decode(bytes: &[u8]) -> anyhow::Result<DomainEvent> {
+    Ok(rmp_serde::from_slice(bytes)?)
 }
 
 /// Inserts the rows and returns, for each, whether it was new (false: its event id was
@@ -26,20 +30,35 @@ pub struct LedgerRow<'a> {
 pub async fn insert_new(
     conn: &mut PgConnection,
     rows: &[LedgerRow<'_>],
-) -> sqlx::Result<Vec<bool>> {
+) -> anyhow::Result<Vec<bool>> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let customers: Vec<&str> = rows.iter().map(|r| r.customer_id).collect();
-    let events: Vec<&str> = rows.iter().map(|r| r.event_id).collect();
-    let times: Vec<DateTime<Utc>> = rows.iter().map(|r| r.occurred_at).collect();
-    let kinds: Vec<&str> = rows.iter().map(|r| r.kind).collect();
-    let bodies: Vec<&str> = rows.iter().map(|r| r.body.as_str()).collect();
+    let customers: Vec<&str> = rows
+        .iter()
+        .map(|r| r.event.meta.customer_id.as_str())
+        .collect();
+    let events: Vec<&str> = rows
+        .iter()
+        .map(|r| r.event.meta.event_id.as_str())
+        .collect();
+    let times: Vec<DateTime<Utc>> = rows.iter().map(|r| r.event.meta.occurred_at).collect();
+    let kinds: Vec<&str> = rows.iter().map(|r| r.event.body.kind()).collect();
+    let referrers: Vec<Option<&str>> = rows
+        .iter()
+        .map(|r| match &r.event.body {
+            EventBody::Purchase(p) => p.referred_by.as_ref().map(|c| c.as_str()),
+            _ => None,
+        })
+        .collect();
+    let bodies: Vec<Vec<u8>> = rows
+        .iter()
+        .map(|r| encode(r.event))
+        .collect::<anyhow::Result<_>>()?;
     let sources: Vec<&str> = rows.iter().map(|r| r.source.as_str()).collect();
     let inserted: Vec<(String, String)> = sqlx::query_as(
-        "INSERT INTO event_ledger (customer_id, event_id, occurred_at, kind, body, source)
-         SELECT c, e, o, k, b::jsonb, s
-         FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[]) AS x(c, e, o, k, b, s)
+        "INSERT INTO event_ledger (customer_id, event_id, occurred_at, kind, referred_by, body, source)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::bytea[], $7::text[])
          ON CONFLICT (customer_id, event_id) DO NOTHING
          RETURNING customer_id, event_id",
     )
@@ -47,6 +66,7 @@ pub async fn insert_new(
     .bind(&events)
     .bind(&times)
     .bind(&kinds)
+    .bind(&referrers)
     .bind(&bodies)
     .bind(&sources)
     .fetch_all(&mut *conn)
@@ -55,7 +75,12 @@ pub async fn insert_new(
     Ok(rows
         .iter()
         // `remove` marks only the first occurrence of an id inside the batch as new.
-        .map(|r| new.remove(&(r.customer_id.to_owned(), r.event_id.to_owned())))
+        .map(|r| {
+            new.remove(&(
+                r.event.meta.customer_id.as_str().to_owned(),
+                r.event.meta.event_id.as_str().to_owned(),
+            ))
+        })
         .collect())
 }
 
@@ -64,15 +89,13 @@ pub async fn events_of(
     conn: &mut PgConnection,
     customers: &[&str],
 ) -> anyhow::Result<Vec<DomainEvent>> {
-    let rows: Vec<(serde_json::Value,)> = sqlx::query_as(
+    let rows: Vec<(Vec<u8>,)> = sqlx::query_as(
         "SELECT body FROM event_ledger WHERE customer_id = ANY($1) ORDER BY occurred_at, event_id",
     )
     .bind(customers)
     .fetch_all(&mut *conn)
     .await?;
-    rows.into_iter()
-        .map(|(b,)| Ok(serde_json::from_value(b)?))
-        .collect()
+    rows.into_iter().map(|(b,)| decode(&b)).collect()
 }
 
 /// Purchases that name one of `referrers` as their referrer: (referrer, the purchase).
@@ -80,14 +103,12 @@ pub async fn referrals_of(
     conn: &mut PgConnection,
     referrers: &[&str],
 ) -> anyhow::Result<Vec<(String, DomainEvent)>> {
-    let rows: Vec<(String, serde_json::Value)> = sqlx::query_as(
-        "SELECT body->'body'->>'referred_by', body FROM event_ledger
-         WHERE kind = 'purchase' AND body->'body'->>'referred_by' = ANY($1)",
-    )
-    .bind(referrers)
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows: Vec<(String, Vec<u8>)> =
+        sqlx::query_as("SELECT referred_by, body FROM event_ledger WHERE referred_by = ANY($1)")
+            .bind(referrers)
+            .fetch_all(&mut *conn)
+            .await?;
     rows.into_iter()
-        .map(|(r, b)| Ok((r, serde_json::from_value(b)?)))
+        .map(|(r, b)| Ok((r, decode(&b)?)))
         .collect()
 }

@@ -8,6 +8,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
+use super::ledger;
+
 /// Position in the timeline: items strictly older than this come next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
@@ -32,45 +34,77 @@ impl fmt::Display for Cursor {
     }
 }
 
-type ItemRow = (DateTime<Utc>, String, String, String, String, Value);
-
 /// One page of the timeline and the cursor of the next page, if any.
 pub async fn page(
     pool: &PgPool,
     customer_id: &str,
     limit: i64,
     before: Option<&Cursor>,
-) -> sqlx::Result<(Vec<Value>, Option<Cursor>)> {
-    let rows: Vec<ItemRow> = sqlx::query_as(
-        "SELECT at, id, type, ref, kind, body FROM (
-             SELECT occurred_at AS at, 'e:' || event_id AS id, 'event' AS type, event_id AS ref, kind, body
-             FROM event_ledger WHERE customer_id = $1
-             UNION ALL
-             SELECT o.effective_at, 'o:' || o.ce_id::text, 'output', o.caused_by, o.ce_type, o.payload
-             FROM output_log o
-             WHERE o.customer_id = $1
-               AND NOT EXISTS (SELECT 1 FROM event_ledger l WHERE l.customer_id = $1 AND l.event_id = o.caused_by)
-         ) t
-         WHERE $2::timestamptz IS NULL OR (at, id) < ($2, $3)
-         ORDER BY at DESC, id DESC
-         LIMIT $4",
+) -> anyhow::Result<(Vec<Value>, Option<Cursor>)> {
+    let at = before.map(|c| c.at);
+    let id = before.map(|c| c.id.clone()).unwrap_or_default();
+    // Ledger events, newest first.
+    let events: Vec<(DateTime<Utc>, String, String, Vec<u8>)> = sqlx::query_as(
+        "SELECT occurred_at, event_id, kind, body FROM event_ledger
+         WHERE customer_id = $1 AND ($2::timestamptz IS NULL OR (occurred_at, 'e:' || event_id) < ($2, $3))
+         ORDER BY occurred_at DESC, event_id DESC LIMIT $4",
     )
     .bind(customer_id)
-    .bind(before.map(|c| c.at))
-    .bind(before.map(|c| c.id.clone()).unwrap_or_default())
+    .bind(at)
+    .bind(&id)
     .bind(limit + 1)
     .fetch_all(pool)
     .await?;
-    let more = rows.len() as i64 > limit;
-    let rows: Vec<ItemRow> = rows
-        .into_iter()
-        .take(usize::try_from(limit).unwrap_or(0))
-        .collect();
+    // Outputs not caused by a ledger event (the sweeper, operators, recompute), newest first.
+    let standalone: Vec<(DateTime<Utc>, uuid::Uuid, String, String, Value)> = sqlx::query_as(
+        "SELECT o.effective_at, o.ce_id, o.caused_by, o.ce_type, o.payload FROM output_log o
+         WHERE o.customer_id = $1
+           AND NOT EXISTS (SELECT 1 FROM event_ledger l WHERE l.customer_id = $1 AND l.event_id = o.caused_by)
+           AND ($2::timestamptz IS NULL OR (o.effective_at, 'o:' || o.ce_id::text) < ($2, $3))
+         ORDER BY o.effective_at DESC, o.ce_id DESC LIMIT $4",
+    )
+    .bind(customer_id)
+    .bind(at)
+    .bind(&id)
+    .bind(limit + 1)
+    .fetch_all(pool)
+    .await?;
 
-    let event_ids: Vec<&str> = rows
+    enum Item {
+        Event(DateTime<Utc>, String, String, Vec<u8>),
+        Output(DateTime<Utc>, uuid::Uuid, String, String, Value),
+    }
+    let key = |item: &Item| match item {
+        Item::Event(at, id, ..) => (*at, format!("e:{id}")),
+        Item::Output(at, ce_id, ..) => (*at, format!("o:{ce_id}")),
+    };
+    let mut items: Vec<Item> = events
+        .into_iter()
+        .map(|(a, e, k, b)| Item::Event(a, e, k, b))
+        .chain(
+            standalone
+                .into_iter()
+                .map(|(a, c, by, t, p)| Item::Output(a, c, by, t, p)),
+        )
+        .collect();
+    items.sort_by_key(|item| std::cmp::Reverse(key(item)));
+    let more = items.len() as i64 > limit;
+    items.truncate(usize::try_from(limit).unwrap_or(0));
+    let next = if more {
+        items.last().map(|item| {
+            let (at, id) = key(item);
+            Cursor { at, id }
+        })
+    } else {
+        None
+    };
+
+    let event_ids: Vec<&str> = items
         .iter()
-        .filter(|r| r.2 == "event")
-        .map(|r| r.3.as_str())
+        .filter_map(|i| match i {
+            Item::Event(_, id, ..) => Some(id.as_str()),
+            Item::Output(..) => None,
+        })
         .collect();
     let caused: Vec<(String, uuid::Uuid, String, DateTime<Utc>, Value)> = sqlx::query_as(
         "SELECT caused_by, ce_id, ce_type, effective_at, payload FROM output_log
@@ -86,31 +120,21 @@ pub async fn page(
             json!({ "ce_id": ce_id, "ce_type": ce_type, "effective_at": at, "data": payload }),
         );
     }
-
-    let next = more
-        .then(|| {
-            rows.last().map(|r| Cursor {
-                at: r.0,
-                id: r.1.clone(),
-            })
-        })
-        .flatten();
-    let items = rows
-        .into_iter()
-        .map(|(at, _, ty, reference, kind, body)| {
-            if ty == "event" {
-                json!({
-                    "type": "event",
-                    "at": at,
-                    "event_id": reference,
-                    "kind": kind,
-                    "event": body,
-                    "outputs": by_event.remove(&reference).unwrap_or_default(),
-                })
-            } else {
-                json!({ "type": "output", "at": at, "caused_by": reference, "ce_type": kind, "data": body })
-            }
-        })
-        .collect();
-    Ok((items, next))
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        out.push(match item {
+            Item::Event(at, event_id, kind, body) => json!({
+                "type": "event",
+                "at": at,
+                "event_id": event_id,
+                "kind": kind,
+                "event": serde_json::to_value(ledger::decode(&body)?)?,
+                "outputs": by_event.remove(&event_id).unwrap_or_default(),
+            }),
+            Item::Output(at, ce_id, caused_by, ce_type, payload) => json!({
+                "type": "output", "at": at, "ce_id": ce_id, "caused_by": caused_by, "ce_type": ce_type, "data": payload
+            }),
+        });
+    }
+    Ok((out, next))
 }
