@@ -97,6 +97,8 @@ pub struct IngestSettings {
     pub max_amount_minor: i64,
     /// Events dated further than this into the future are refused.
     pub max_future_skew_secs: i64,
+    /// Parallel database writers; each commits the batches of its share of the partitions.
+    pub writers: usize,
     /// How long a partition revocation waits for the batch being committed. Unset: a third of
     /// the Kafka session timeout. It must stay under half the session timeout.
     #[serde(default)]
@@ -184,6 +186,9 @@ impl Settings {
 
     /// Refuses combinations that cannot work.
     pub fn check(&self) -> anyhow::Result<()> {
+        if self.ingest.writers == 0 || self.ingest.writers > 16 {
+            bail!("ingest.writers must be between 1 and 16");
+        }
         if self.ingest.batch_max_events == 0 {
             bail!("ingest.batch_max_events must be at least 1");
         }
@@ -262,8 +267,8 @@ impl Settings {
         ));
         let i = &self.ingest;
         out.push_str(&format!(
-            "\n[ingest]\nbatch_max_events = {}\nbatch_linger_ms = {}\nmax_message_bytes = {}\nmax_id_len = {}\nmax_amount_minor = {}\nmax_future_skew_secs = {}\nmax_text_len = {}\nmax_line_items = {}\n",
-            i.batch_max_events, i.batch_linger_ms, i.max_message_bytes, i.max_id_len, i.max_amount_minor, i.max_future_skew_secs, i.max_text_len, i.max_line_items
+            "\n[ingest]\nwriters = {}\nbatch_max_events = {}\nbatch_linger_ms = {}\nmax_message_bytes = {}\nmax_id_len = {}\nmax_amount_minor = {}\nmax_future_skew_secs = {}\nmax_text_len = {}\nmax_line_items = {}\n",
+            i.writers, i.batch_max_events, i.batch_linger_ms, i.max_message_bytes, i.max_id_len, i.max_amount_minor, i.max_future_skew_secs, i.max_text_len, i.max_line_items
         ));
         out.push_str(&format!(
             "\n[relay]\nbatch_size = {}\npoll_interval_ms = {}\n\n[sweep]\ninterval_ms = {}\nbatch_size = {}\n\n[metrics]\nrefresh_secs = {}\nmodel_refresh_secs = {}\n\n[http]\nbind = \"{}\"\nadmin_token = {}\n\n[log]\nformat = {:?}\nlevel = {:?}\n\nprogramme_file = {:?}\nclock = {:?}\n",

@@ -121,35 +121,46 @@ impl IngestLoop {
         }
     }
 
-    /// Runs until `shutdown` is cancelled, as a two-stage pipeline: this task receives and
-    /// decodes the next batch while a second task commits the previous one. Batches already
-    /// received when shutdown comes are committed if the database answers; a batch whose
-    /// commit is still failing is abandoned: its offsets were not stored, so it is consumed
-    /// again after a restart.
+    /// Runs until `shutdown` is cancelled, as a pipeline: this task receives and decodes the
+    /// next batch while `ingest.writers` tasks commit the previous ones, each for its own share
+    /// of the partitions (partition number modulo the writer count), so customers never meet
+    /// in two writers. Batches already received when shutdown comes are committed if the
+    /// database answers; a batch whose commit is still failing is abandoned: its offsets were
+    /// not stored, so it is consumed again after a restart.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let this = Arc::new(self);
-        let (to_commit, mut queue) = tokio::sync::mpsc::channel::<Vec<Incoming>>(1);
-        let committer = {
+        let writers = this.settings.writers.max(1);
+        let mut queues = Vec::with_capacity(writers);
+        let mut committers = Vec::with_capacity(writers);
+        for _ in 0..writers {
+            let (to_commit, mut queue) = tokio::sync::mpsc::channel::<Vec<Incoming>>(1);
+            queues.push(to_commit);
             let this = this.clone();
             let shutdown = shutdown.clone();
-            tokio::spawn(async move {
+            committers.push(tokio::spawn(async move {
                 while let Some(batch) = queue.recv().await {
                     if !this.commit(batch, &shutdown).await {
                         break;
                     }
                 }
-            })
-        };
-        while let Some(batch) = this.next_batch(&shutdown).await {
-            if batch.is_empty() {
-                continue;
+            }));
+        }
+        'receive: while let Some(batch) = this.next_batch(&shutdown).await {
+            let mut shares: Vec<Vec<Incoming>> = (0..writers).map(|_| Vec::new()).collect();
+            for m in batch {
+                let w = usize::try_from(m.partition).unwrap_or(0) % writers;
+                shares[w].push(m);
             }
-            if to_commit.send(batch).await.is_err() {
-                break;
+            for (queue, share) in queues.iter().zip(shares) {
+                if !share.is_empty() && queue.send(share).await.is_err() {
+                    break 'receive;
+                }
             }
         }
-        drop(to_commit);
-        committer.await.ok();
+        drop(queues);
+        for c in committers {
+            c.await.ok();
+        }
         tracing::info!("ingest stopped");
         Ok(())
     }
@@ -171,9 +182,9 @@ impl IngestLoop {
                 }
             }
             let started = Instant::now();
-            in_flight.store(true, std::sync::atomic::Ordering::SeqCst);
+            in_flight.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let result = self.processor.process(&batch, Utc::now()).await;
-            in_flight.store(false, std::sync::atomic::Ordering::SeqCst);
+            in_flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
             match result {
                 Ok(report) => {
                     self.health.set_ingest_ok(true);

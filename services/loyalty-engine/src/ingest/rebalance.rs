@@ -2,7 +2,7 @@
 //! PostgreSQL; on revocation, record that the partitions are gone.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
@@ -21,8 +21,8 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct IngestContext {
     pub ownership: Ownership,
-    /// True while a batch transaction is being committed.
-    pub in_flight: Arc<AtomicBool>,
+    /// Batch transactions being committed right now.
+    pub in_flight: Arc<AtomicUsize>,
     /// How long a revocation waits for the batch being committed (kept under the session
     /// timeout, checked at start-up).
     pub revoke_drain: Duration,
@@ -105,7 +105,8 @@ impl ConsumerContext for IngestContext {
                 // Let the batch being committed finish before the partitions go (bounded);
                 // anything not yet committed is abandoned and consumed again by the new owner.
                 let deadline = std::time::Instant::now() + self.revoke_drain;
-                while self.in_flight.load(Ordering::SeqCst) && std::time::Instant::now() < deadline
+                while self.in_flight.load(Ordering::SeqCst) > 0
+                    && std::time::Instant::now() < deadline
                 {
                     std::thread::sleep(Duration::from_millis(5));
                 }
