@@ -960,3 +960,71 @@ async fn the_metrics_tell_what_happened_by_name() -> anyhow::Result<()> {
     app.stop().await?;
     env.cleanup().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_settings_tls_to_postgres_separate_metrics_port_and_admin_recompute()
+-> anyhow::Result<()> {
+    let mut env = TestEnv::new().await?;
+    // TLS to PostgreSQL (the local cluster has ssl = on), /metrics on its own port.
+    env.settings.database.url =
+        secrecy::SecretString::from(format!("{}?sslmode=require", env.database_url));
+    env.settings.http.metrics_bind = Some("127.0.0.1:0".parse()?);
+    let app = kizuna::startup::Application::build(env.settings.clone()).await?;
+    let (api, metrics_port) = (app.port(), app.metrics_port());
+    assert_ne!(api, metrics_port);
+    let stop = app.stop_token();
+    let handle = tokio::spawn(app.run_until_stopped());
+    let http = reqwest::Client::new();
+
+    let metrics = http
+        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .send()
+        .await?;
+    assert_eq!(metrics.status().as_u16(), 200);
+    assert!(metrics.text().await?.contains("kizuna_build_info"));
+    let on_api = http
+        .get(format!("http://127.0.0.1:{api}/metrics"))
+        .send()
+        .await?;
+    assert_eq!(
+        on_api.status().as_u16(),
+        404,
+        "metrics are not on the API port"
+    );
+
+    let pool = env.pool().await?;
+    let encrypted: Vec<(bool,)> = sqlx::query_as(
+        "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+         WHERE a.datname = current_database() AND a.application_name = 'kizuna'",
+    )
+    .fetch_all(&pool)
+    .await?;
+    assert!(!encrypted.is_empty(), "the engine holds connections");
+    assert!(
+        encrypted.iter().all(|(ssl,)| *ssl),
+        "every engine connection uses TLS: {encrypted:?}"
+    );
+
+    // The recompute admin endpoint needs the token.
+    let url = format!("http://127.0.0.1:{api}/v1/admin/recompute");
+    assert_eq!(http.post(&url).send().await?.status().as_u16(), 401);
+    let token = format!("admin-{}", env.id);
+    let started = http.post(&url).bearer_auth(&token).send().await?;
+    assert_eq!(started.status().as_u16(), 202);
+    let status = wait_for("the recompute to finish", WAIT, || async {
+        let body: serde_json::Value = http
+            .get(&url)
+            .bearer_auth(&token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok((body["recompute"]["state"] == json!("finished")).then_some(body))
+    })
+    .await?;
+    assert_eq!(status["recompute"]["customers"], json!(0));
+
+    stop.cancel();
+    handle.await??;
+    env.cleanup().await
+}

@@ -138,9 +138,13 @@ pub struct MetricsSettings {
 pub struct HttpSettings {
     /// Address of `/metrics`, the health probes and the customer API. Port 0 picks a free port.
     pub bind: SocketAddr,
-    /// Bearer token of the admin endpoints (manual tier override). Unset: they are disabled.
+    /// Bearer token of the admin endpoints (manual tier override, recompute). Unset: they are
+    /// disabled. Like every secret, it may be given as `file:/path`.
     #[serde(default)]
     pub admin_token: Option<SecretString>,
+    /// A separate address for `/metrics` and the probes. Unset: they share `bind`.
+    #[serde(default)]
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -175,13 +179,35 @@ impl Settings {
                 .prefix_separator("_")
                 .separator("__"),
         );
-        let settings: Settings = builder
+        let mut settings: Settings = builder
             .build()
             .context("reading configuration")?
             .try_deserialize()
             .context("configuration is not valid")?;
+        settings.read_secret_files()?;
         settings.check()?;
         Ok(settings)
+    }
+
+    /// Secrets may be given as `file:/path` (Kubernetes and Docker secrets): the file's content,
+    /// trimmed of trailing newlines, is the secret.
+    fn read_secret_files(&mut self) -> anyhow::Result<()> {
+        fn resolve(what: &str, secret: &mut SecretString) -> anyhow::Result<()> {
+            if let Some(path) = secret.expose_secret().strip_prefix("file:") {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the secret file of {what} ({path})"))?;
+                *secret = SecretString::from(text.trim_end_matches(['\n', '\r']).to_owned());
+            }
+            Ok(())
+        }
+        resolve("database.url", &mut self.database.url)?;
+        if let Some(token) = self.http.admin_token.as_mut() {
+            resolve("http.admin_token", token)?;
+        }
+        for (key, value) in self.kafka.secret_properties.iter_mut() {
+            resolve(&format!("kafka.secret_properties.{key}"), value)?;
+        }
+        Ok(())
     }
 
     /// Refuses combinations that cannot work.
@@ -271,7 +297,7 @@ impl Settings {
             i.writers, i.batch_max_events, i.batch_linger_ms, i.max_message_bytes, i.max_id_len, i.max_amount_minor, i.max_future_skew_secs, i.max_text_len, i.max_line_items
         ));
         out.push_str(&format!(
-            "\n[relay]\nbatch_size = {}\npoll_interval_ms = {}\n\n[sweep]\ninterval_ms = {}\nbatch_size = {}\n\n[metrics]\nrefresh_secs = {}\nmodel_refresh_secs = {}\n\n[http]\nbind = \"{}\"\nadmin_token = {}\n\n[log]\nformat = {:?}\nlevel = {:?}\n\nprogramme_file = {:?}\nclock = {:?}\n",
+            "\n[relay]\nbatch_size = {}\npoll_interval_ms = {}\n\n[sweep]\ninterval_ms = {}\nbatch_size = {}\n\n[metrics]\nrefresh_secs = {}\nmodel_refresh_secs = {}\n\n[http]\nbind = \"{}\"\nmetrics_bind = {}\nadmin_token = {}\n\n[log]\nformat = {:?}\nlevel = {:?}\n\nprogramme_file = {:?}\nclock = {:?}\n",
             self.relay.batch_size,
             self.relay.poll_interval_ms,
             self.sweep.interval_ms,
@@ -279,6 +305,9 @@ impl Settings {
             self.metrics.refresh_secs,
             self.metrics.model_refresh_secs,
             self.http.bind,
+            self.http
+                .metrics_bind
+                .map_or_else(|| "\"<same as bind>\"".to_owned(), |a| format!("\"{a}\"")),
             if self.http.admin_token.is_some() { "\"<redacted>\"" } else { "\"<unset>\"" },
             match self.log.format {
                 LogFormat::Pretty => "pretty",
@@ -338,6 +367,23 @@ mod tests {
         );
         assert!(dump.contains("sasl.password"), "{dump}");
         assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn secrets_can_come_from_files() {
+        let dir = std::env::temp_dir().join(format!("kizuna-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("db_url");
+        std::fs::write(&file, "postgres://app:from-a-file@db/kizuna\n").expect("write secret");
+        let mut s = Settings::load(None).expect("defaults are valid");
+        s.database.url = SecretString::from(format!("file:{}", file.display()));
+        s.read_secret_files().expect("readable");
+        assert_eq!(s.database_url(), "postgres://app:from-a-file@db/kizuna");
+        assert!(!s.redacted_dump().contains("from-a-file"));
+        s.http.admin_token = Some(SecretString::from("file:/nonexistent/token".to_owned()));
+        let err = s.read_secret_files().expect_err("missing file").to_string();
+        assert!(err.contains("http.admin_token"), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

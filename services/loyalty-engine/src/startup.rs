@@ -15,7 +15,7 @@ use crate::config::Settings;
 use crate::domain::programme::Programme;
 use crate::gauges::Gauges;
 use crate::health::Health;
-use crate::http::{AppState, router};
+use crate::http::{AppState, metrics_only, router};
 use crate::ingest::batch::Processor;
 use crate::ingest::consumer::{IngestConsumer, IngestLoop};
 use crate::ingest::ownership::Ownership;
@@ -31,6 +31,7 @@ use crate::{kafka, store};
 #[derive(Debug)]
 pub struct Application {
     port: u16,
+    metrics_port: u16,
     stop: CancellationToken,
     ingest: JoinHandle<anyhow::Result<()>>,
     relay: JoinHandle<anyhow::Result<()>>,
@@ -181,7 +182,19 @@ impl Application {
             .await
             .with_context(|| format!("binding the HTTP server to {}", settings.http.bind))?;
         let port = listener.local_addr()?.port();
-        let app = router(AppState {
+        let metrics_listener = match settings.http.metrics_bind {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the metrics server to {addr}"))?,
+            ),
+            None => None,
+        };
+        let metrics_port = match &metrics_listener {
+            Some(l) => l.local_addr()?.port(),
+            None => port,
+        };
+        let app_state = AppState {
             pool: pool.clone(),
             metrics: metrics.clone(),
             health,
@@ -192,7 +205,18 @@ impl Application {
             limits: limits.clone(),
             admin_token: settings.http.admin_token.clone(),
             model: model.clone(),
-        });
+            recompute: Default::default(),
+        };
+        if let Some(l) = metrics_listener {
+            let app = metrics_only(app_state.clone());
+            let stop_metrics = background.clone();
+            tokio::spawn(async move {
+                axum::serve(l, app)
+                    .with_graceful_shutdown(async move { stop_metrics.cancelled().await })
+                    .await
+            });
+        }
+        let app = router(app_state, settings.http.metrics_bind.is_none());
 
         let http_stop = background.clone();
         let http = tokio::spawn(async move {
@@ -216,6 +240,7 @@ impl Application {
         tracing::info!(port, "kizuna started");
         Ok(Self {
             port,
+            metrics_port,
             stop,
             ingest,
             relay,
@@ -228,6 +253,11 @@ impl Application {
     /// The port the HTTP server listens on.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port of `/metrics` (the API's port unless `http.metrics_bind` is set).
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics_port
     }
 
     /// Cancelling this token stops the application gracefully.

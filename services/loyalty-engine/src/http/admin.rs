@@ -171,3 +171,95 @@ async fn apply_override(
     tracing::info!(tier = %req.tier, "manual tier override set");
     Ok(Some(json!({ "customer": body })))
 }
+
+/// The state of the recompute started through the admin API.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct RecomputeJob {
+    pub state: String,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub customers: u64,
+    pub changed_tiers: u64,
+    pub outputs: u64,
+    pub error: Option<String>,
+}
+
+/// `POST /v1/admin/recompute`: starts `kizuna recompute` in the background (202), or says a
+/// run is already going (409).
+pub async fn start_recompute(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(denied) = authorized(&state, &headers) {
+        return *denied;
+    }
+    {
+        let Ok(mut job) = state.recompute.lock() else {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "recompute state unavailable",
+            );
+        };
+        if job.state == "running" {
+            return (
+                StatusCode::CONFLICT,
+                Json(json!({ "recompute": job.clone() })),
+            )
+                .into_response();
+        }
+        *job = RecomputeJob {
+            state: "running".into(),
+            started_at: Some(Utc::now()),
+            ..Default::default()
+        };
+    }
+    let st = state.clone();
+    tokio::spawn(async move {
+        let now = match st.now().await {
+            Ok(t) => t,
+            Err(_) => Utc::now(),
+        };
+        let model = st.model.get();
+        let result = crate::commands::recompute::run(
+            &st.pool,
+            &st.programme,
+            model.as_deref(),
+            &st.topics,
+            now,
+            500,
+        )
+        .await;
+        if let Ok(mut job) = st.recompute.lock() {
+            job.finished_at = Some(Utc::now());
+            match result {
+                Ok(report) => {
+                    job.state = "finished".into();
+                    job.customers = report.customers;
+                    job.changed_tiers = report.changed_tiers;
+                    job.outputs = report.outputs;
+                }
+                Err(e) => {
+                    job.state = "failed".into();
+                    job.error = Some(format!("{e:#}"));
+                }
+            }
+        }
+    });
+    tracing::info!("recompute started through the admin API");
+    let job = state
+        .recompute
+        .lock()
+        .map(|j| j.clone())
+        .unwrap_or_default();
+    (StatusCode::ACCEPTED, Json(json!({ "recompute": job }))).into_response()
+}
+
+/// `GET /v1/admin/recompute`: the last recompute's state.
+pub async fn recompute_status(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(denied) = authorized(&state, &headers) {
+        return *denied;
+    }
+    let job = state
+        .recompute
+        .lock()
+        .map(|j| j.clone())
+        .unwrap_or_default();
+    Json(json!({ "recompute": job })).into_response()
+}

@@ -41,6 +41,8 @@ pub struct AppState {
     pub limits: Limits,
     pub admin_token: Option<SecretString>,
     pub model: ModelCache,
+    /// The last recompute started through the admin API.
+    pub recompute: Arc<std::sync::Mutex<admin::RecomputeJob>>,
 }
 
 impl AppState {
@@ -66,20 +68,40 @@ fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(serde_json::json!({ "error": message }))).into_response()
 }
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/metrics", get(probes::metrics))
-        .route("/healthz", get(probes::healthz))
-        .route("/readyz", get(probes::readyz))
-        .route("/v1/customers/{id}", get(customers::get_customer))
+/// The API, with `/metrics` and the probes unless they are served separately.
+pub fn router(state: AppState, with_metrics: bool) -> Router {
+    let base = if with_metrics {
+        metrics_router()
+    } else {
+        Router::new()
+            .route("/healthz", get(probes::healthz))
+            .route("/readyz", get(probes::readyz))
+    };
+    base.route("/v1/customers/{id}", get(customers::get_customer))
         .route("/v1/customers/{id}/timeline", get(timeline::timeline))
         .route(
             "/v1/customers/{id}/tier-override",
             post(admin::set_tier_override),
         )
         .route("/v1/evaluate", post(evaluate::evaluate))
+        .route(
+            "/v1/admin/recompute",
+            post(admin::start_recompute).get(admin::recompute_status),
+        )
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
+}
+
+fn metrics_router() -> Router<AppState> {
+    Router::new()
+        .route("/metrics", get(probes::metrics))
+        .route("/healthz", get(probes::healthz))
+        .route("/readyz", get(probes::readyz))
+}
+
+/// `/metrics` and the probes alone, for `http.metrics_bind`.
+pub fn metrics_only(state: AppState) -> Router {
+    metrics_router().with_state(state)
 }
 
 /// Records request durations by route template (never by raw path: ids are not labels).

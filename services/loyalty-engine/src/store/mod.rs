@@ -10,6 +10,7 @@ pub mod offsets;
 pub mod outbox;
 pub mod timeline;
 
+use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -21,12 +22,16 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Opens a pool. Connections are made lazily, so the engine starts (not ready) while
 /// PostgreSQL is still down.
+/// TLS follows the URL's `sslmode` (`require`, `verify-ca`, `verify-full` with `sslrootcert`).
+/// Connections identify themselves as `application_name = kizuna`.
 pub fn pool(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
-    PgPoolOptions::new()
+    let options = sqlx::postgres::PgConnectOptions::from_str(url)
+        .context("invalid database url")?
+        .application_name("kizuna");
+    Ok(PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy(url)
-        .context("invalid database url")
+        .connect_lazy_with(options))
 }
 
 /// Applies pending migrations.
