@@ -2,7 +2,6 @@
 //! counts, the same on every instance: aggregate them with max, not sum), consumer lag of the
 //! partitions this instance owns, and the database pool.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,31 +59,26 @@ impl Gauges {
         Ok(())
     }
 
+    /// Lag from librdkafka's statistics (high watermarks) and the stored offsets. Querying
+    /// watermarks through the group consumer crashed librdkafka 2.12 against tansu, and the
+    /// statistics cost no request at all.
     async fn lag(&self, consumer: &Arc<IngestConsumer>) -> anyhow::Result<()> {
-        let owned = consumer.context().ownership.owned();
-        let topics: Vec<String> = {
-            let mut t: Vec<String> = owned.iter().map(|(t, _)| t.clone()).collect();
-            t.dedup();
-            t
-        };
+        let context = consumer.context();
+        let owned = context.ownership.owned();
+        let mut topics: Vec<String> = owned.iter().map(|(t, _)| t.clone()).collect();
+        topics.dedup();
         let stored = offsets::load(&self.pool, &self.group_id, &topics).await?;
-        let c = consumer.clone();
-        let highs: HashMap<(String, i32), i64> = tokio::task::spawn_blocking(move || {
-            owned
-                .into_iter()
-                .filter_map(|(t, p)| {
-                    c.fetch_watermarks(&t, p, Duration::from_secs(5))
-                        .ok()
-                        .map(|(_, high)| ((t, p), high))
-                })
-                .collect()
-        })
-        .await?;
-        let lags: Vec<((String, i32), i64)> = highs
+        let highs = context
+            .high_watermarks
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_default();
+        let lags: Vec<((String, i32), i64)> = owned
             .into_iter()
-            .map(|(key, high)| {
+            .filter_map(|key| {
+                let high = *highs.get(&key)?;
                 let next = stored.get(&key).copied().unwrap_or(0);
-                (key, (high - next).max(0))
+                Some((key, (high - next).max(0)))
             })
             .collect();
         self.metrics.consumer_lag(&lags);

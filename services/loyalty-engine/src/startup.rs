@@ -106,6 +106,7 @@ impl Application {
         let context = IngestContext {
             ownership: ownership.clone(),
             in_flight: Default::default(),
+            high_watermarks: Default::default(),
             revoke_drain: settings.revoke_drain(),
             database_url: SecretString::from(settings.database_url().to_owned()),
             group_id: settings.kafka.group_id.clone(),
@@ -122,6 +123,10 @@ impl Application {
                 settings.kafka.session_timeout_ms.to_string(),
             )
             .set("partition.assignment.strategy", "range")
+            .set(
+                "statistics.interval.ms",
+                (settings.metrics.refresh_secs * 1000).to_string(),
+            )
             .create_with_context(context)
             .context("creating the Kafka consumer")?;
         let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();

@@ -21,6 +21,8 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct IngestContext {
     pub ownership: Ownership,
+    /// High watermarks of the assigned partitions, from librdkafka's statistics.
+    pub high_watermarks: Arc<std::sync::Mutex<std::collections::HashMap<(String, i32), i64>>>,
     /// Batch transactions being committed right now.
     pub in_flight: Arc<AtomicUsize>,
     /// How long a revocation waits for the batch being committed (kept under the session
@@ -32,7 +34,21 @@ pub struct IngestContext {
     pub metrics: Metrics,
 }
 
-impl ClientContext for IngestContext {}
+impl ClientContext for IngestContext {
+    /// librdkafka's periodic statistics: the high watermark of each assigned partition, for
+    /// the consumer-lag gauge (no extra requests to the brokers).
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        if let Ok(mut highs) = self.high_watermarks.lock() {
+            for (topic, t) in statistics.topics {
+                for (partition, p) in t.partitions {
+                    if partition >= 0 && p.hi_offset >= 0 {
+                        highs.insert((topic.clone(), partition), p.hi_offset);
+                    }
+                }
+            }
+        }
+    }
+}
 
 fn pairs(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
     tpl.elements()
