@@ -29,7 +29,14 @@ export KIZUNA_KAFKA__BROKERS="$KIZUNA_BROKER_HOST:$KIZUNA_BROKER_PORT"
 export KIZUNA_DATABASE__URL="postgres://kizuna:kizuna@127.0.0.1:5432/kizuna"
 export KIZUNA_HTTP__BIND="${KIZUNA_HTTP__BIND:-127.0.0.1:8080}"
 export KIZUNA_CLOCK="${KIZUNA_CLOCK:-event-time}"
-export KIZUNA_KAFKA__GROUP_ID="${KIZUNA_KAFKA__GROUP_ID:-kizuna-demo}"
+# Each run replays its own year: its own topics, consumer group (and so event-time clock) and
+# customers, so runs never mix.
+run="demo-$(date +%Y%m%d-%H%M%S)"
+export KIZUNA_KAFKA__GROUP_ID="kizuna-$run"
+for t in PURCHASES:purchases SUPPORT_TICKETS:support-tickets SURVEYS:surveys TIER_CHANGED:loyalty.tier-changed \
+  CHURN_RISK:loyalty.churn-risk SEGMENT_CHANGED:loyalty.segment-changed DEAD_LETTER:kizuna.dead-letter; do
+  export "KIZUNA_KAFKA__TOPICS__${t%%:*}=$run.${t#*:}"
+done
 "$bin/kizuna" topics create
 
 engine_log="$KIZUNA_STATE_DIR/kizuna-demo.log"
@@ -45,9 +52,10 @@ write_pid kizuna-demo "$engine"
 watcher=""
 sim=""
 cleanup() {
-  [[ -n "$sim" ]] && kill "$sim" 2>/dev/null
-  [[ -n "$watcher" ]] && kill "$watcher" 2>/dev/null
-  kill "$engine" 2>/dev/null && wait "$engine" 2>/dev/null
+  if [[ -n "$sim" ]]; then kill "$sim" 2>/dev/null || true; fi
+  if [[ -n "$watcher" ]]; then kill "$watcher" 2>/dev/null || true; fi
+  kill "$engine" 2>/dev/null || true
+  wait "$engine" 2>/dev/null || true
   rm -f "$(pid_file kizuna-demo)"
   log "engine stopped; the stack keeps running (stop it with deploy/local/down.sh)"
 }
@@ -60,8 +68,7 @@ if ! wait_until 120 0.5 curl -fsS -o /dev/null "$api/readyz"; then
   die "the engine did not become ready within 120 s; see $engine_log"
 fi
 
-# A fresh set of customers per run, so runs do not pile up on the same people.
-prefix="demo$(date +%H%M%S)-"
+prefix="c${run##*-}-"   # customers of this run only
 ready="$KIZUNA_STATE_DIR/watch.ready"
 rm -f "$ready"
 "$bin/kizuna" watch --ready-file "$ready" &
@@ -75,6 +82,7 @@ cat >&2 <<INFO
     readiness     $api/readyz
     customer API  $api/v1/customers/${prefix}00003
     engine log    $engine_log
+    topics        $run.*  (follow them yourself: KIZUNA_KAFKA__TOPICS__TIER_CHANGED=$run.loyalty.tier-changed … kizuna watch)
   The simulator now replays a year of ${KIZUNA_DEMO_CUSTOMERS:-40} customers; output events appear below:
     TIER / WARNING  tier changes and announced downgrades
     CHURN           churn-risk level changes, with the play to run and the top drivers
@@ -90,5 +98,6 @@ if [[ -n "${KIZUNA_DEMO_SECONDS:-}" ]]; then
   sleep "$KIZUNA_DEMO_SECONDS"
   log "KIZUNA_DEMO_SECONDS reached"
 else
-  wait "$watcher"
+  wait "$watcher" || true
 fi
+exit 0

@@ -58,7 +58,7 @@ pub fn describe(ce_type: &str, payload: &[u8]) -> String {
     let who = text(&v, "customerId");
     match ce_type.rsplit('.').next().unwrap_or(ce_type) {
         "TierChanged" => format!(
-            "TIER     {who:<14} {:>10} → {:<10} {:<9} {}",
+            "TIER     {who:<14} {:>10} → {:<10} {:<16} {}",
             text(&v, "previousTier"),
             text(&v, "newTier"),
             short_enum(&text(&v, "kind")),
@@ -74,15 +74,26 @@ pub fn describe(ce_type: &str, payload: &[u8]) -> String {
                 .unwrap_or_default()
         ),
         "ChurnRiskChanged" => format!(
-            "CHURN    {who:<14} {:>10} → {:<10} play={} score={} {}",
+            "CHURN    {who:<14} {:>10} → {:<10} {:<16} score {:.2}  {}",
             short_enum(&text(&v, "previousLevel")),
             short_enum(&text(&v, "newLevel")),
             short_enum(&text(&v, "play")),
-            v.get("score").map(|x| x.to_string()).unwrap_or_default(),
-            text(&v, "reason")
+            // The JSON mapping omits zero values.
+            v.get("score")
+                .and_then(serde_json::Value::as_f64)
+                .unwrap_or(0.0),
+            v.get("drivers")
+                .and_then(|d| d.as_array())
+                .map(|d| d
+                    .iter()
+                    .take(2)
+                    .map(|x| text(x, "detail"))
+                    .collect::<Vec<_>>()
+                    .join("; "))
+                .unwrap_or_default()
         ),
         "SegmentChanged" => format!(
-            "SEGMENT  {who:<14} {:>10} → {:<10} {}",
+            "SEGMENT  {who:<14} {:>10} → {:<20} {}",
             short_enum(&text(&v, "previousSegment")),
             short_enum(&text(&v, "newSegment")),
             text(&v, "reason")

@@ -53,7 +53,7 @@ pub async fn run(
         after = Some(last.customer_id.as_str().to_owned());
         for (state, _) in &page {
             let m = Metrics::derive(&state.facts, programme, as_of);
-            let a = churn::assess(&m, &rules, programme.cadence.overdue_factor, model);
+            let a = churn::assess(&m, &rules, model);
             let level = churn::level(a.score, None, &rules);
             let (seg, _) = segment(&m, &programme.segments);
             csv.write_record([

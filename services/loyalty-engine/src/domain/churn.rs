@@ -42,6 +42,9 @@ pub struct ChurnRules {
     pub falling_trend_below: f64,
     /// Horizon of expected purchases and CLV.
     pub horizon_days: u32,
+    /// Prior probability that a customer has lapsed, for the rhythm-based base (used before a
+    /// model is fitted and for single-purchase customers).
+    pub lapse_prior: f64,
 }
 
 impl Default for ChurnRules {
@@ -60,6 +63,7 @@ impl Default for ChurnRules {
             falling_trend: 0.15,
             falling_trend_below: 0.6,
             horizon_days: 365,
+            lapse_prior: 0.05,
         }
     }
 }
@@ -76,6 +80,7 @@ impl ChurnRules {
             ("aging_ticket", self.aging_ticket),
             ("falling_trend", self.falling_trend),
             ("hysteresis", self.hysteresis),
+            ("lapse_prior", self.lapse_prior),
         ];
         for (name, w) in weights {
             if !(0.0..1.0).contains(&w) {
@@ -188,27 +193,24 @@ pub fn summary(m: &Metrics) -> Option<CustomerSummary> {
 
 /// Probability of having lapsed from the customer's own rhythm alone, used without a fitted
 /// model and for customers with a single purchase day (for whom BG/NBD's P(alive) is 1 by
-/// construction): zero until the expected interval `E` has passed, then
-/// `1 − e^−((d − E) / (E·(f − 1)))²` for `d` days of silence and the overdue factor `f`, which
-/// reaches 0.63 when the customer becomes overdue (`d = f·E`).
-pub fn rhythm_lapse(m: &Metrics, overdue_factor: f64) -> f64 {
+/// construction). An active customer's gaps are taken as exponential with the expected
+/// interval `E`, so `d` silent days happen to an active customer with probability `e^(−d/E)`;
+/// with a prior lapse probability `p₀`, Bayes gives
+/// `P(lapsed | d) = p₀ / (p₀ + (1 − p₀)·e^(−d/E))`: 0.05 at once, 0.28 after 2E, 0.74 after
+/// 4E (with p₀ = 0.05).
+pub fn rhythm_lapse(m: &Metrics, prior: f64) -> f64 {
     match m.days_since_last_purchase {
         Some(d) => {
             let e = m.expected_interval_days.max(1.0);
-            let over = (d - e).max(0.0) / (e * (overdue_factor - 1.0).max(0.1));
-            1.0 - (-over * over).exp()
+            let survive = (-(d / e)).exp();
+            prior / (prior + (1.0 - prior) * survive)
         }
         None => 0.0,
     }
 }
 
 /// Assesses churn risk from the metrics (and the model, when one is fitted).
-pub fn assess(
-    m: &Metrics,
-    rules: &ChurnRules,
-    overdue_factor: f64,
-    model: Option<&Model>,
-) -> Assessment {
+pub fn assess(m: &Metrics, rules: &ChurnRules, model: Option<&Model>) -> Assessment {
     let summary = summary(m);
     let p_alive = match (model, &summary) {
         (Some(model), Some(s)) if s.x() > 0 => Some(model.purchases.p_alive(s)),
@@ -216,7 +218,7 @@ pub fn assess(
     };
     let base = match p_alive {
         Some(p) => (1.0 - p).clamp(0.0, 1.0),
-        None => rhythm_lapse(m, overdue_factor),
+        None => rhythm_lapse(m, rules.lapse_prior),
     };
     let horizon_weeks = f64::from(rules.horizon_days) / 7.0;
     let (expected_purchases, clv_minor) = match (model, &summary) {

@@ -75,12 +75,7 @@ pub fn evaluate(
     state.status.segment = Some(seg);
     state.status.segment_reason = Some(reason);
 
-    let assessment = churn::assess(
-        &m,
-        &programme.churn,
-        programme.cadence.overdue_factor,
-        model,
-    );
+    let assessment = churn::assess(&m, &programme.churn, model);
     let previous_level = state.status.churn.as_ref().map(|c| c.level);
     let level = churn::level(assessment.score, previous_level, &programme.churn);
     let play = churn::play(level, &assessment, state.status.segment, &m);

@@ -739,7 +739,7 @@ mod churn_risk {
             .collect();
         let (_, m, _) = run(None, &events, &p, day(28 + 200));
         let model = cdnow();
-        let a = churn::assess(&m, &p.churn, p.cadence.overdue_factor, Some(&model));
+        let a = churn::assess(&m, &p.churn, Some(&model));
         let s = churn::summary(&m).expect("a summary");
         let p_alive = model.purchases.p_alive(&s);
         assert_eq!(a.p_alive, Some(p_alive));
@@ -781,7 +781,7 @@ mod churn_risk {
         ));
         events.push(survey("s", "c", SurveyScore::Nps(2), day(22)));
         let (angry, m, out) = run(None, &events, &p, day(22));
-        let a = churn::assess(&m, &p.churn, p.cadence.overdue_factor, None);
+        let a = churn::assess(&m, &p.churn, None);
         assert!(a.score > calm_score + 0.5, "{} vs {}", a.score, calm_score);
         assert!(m_calm.bad_experiences == 0 && m.bad_experiences == 2);
         let names: Vec<&str> = a.drivers.iter().map(|d| d.name.as_str()).collect();

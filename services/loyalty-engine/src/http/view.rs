@@ -16,12 +16,7 @@ pub fn customer(
     as_of: DateTime<Utc>,
 ) -> Value {
     let status = &state.status;
-    let assessment = churn::assess(
-        metrics,
-        &programme.churn,
-        programme.cadence.overdue_factor,
-        model,
-    );
+    let assessment = churn::assess(metrics, &programme.churn, model);
     json!({
         "customer_id": state.customer_id,
         "as_of": as_of,
