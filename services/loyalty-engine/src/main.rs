@@ -247,11 +247,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// The database (migrated) and the programme, for commands.
+/// The database (migrated first when `database.migrate_on_start` allows: a runtime role
+/// without DDL rights sets it to false) and the programme, for commands.
 async fn open(settings: &Settings) -> anyhow::Result<(sqlx::PgPool, Programme)> {
     let programme = load_programme(settings)?;
     let pool = store::pool(settings.database_url(), 4)?;
-    store::migrate(&pool).await?;
+    if settings.database.migrate_on_start {
+        store::migrate(&pool).await?;
+    }
     Ok((pool, programme))
 }
 
