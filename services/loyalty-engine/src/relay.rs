@@ -163,13 +163,19 @@ impl Relay {
                 Err(e) => failed = Some(e),
             }
         }
-        outbox::delete(&mut tx, &done).await?;
-        if tx.commit().await.is_err() {
-            // Published but not deleted: the next recovery scan finds them on the topics.
+        // From here on, rows may be on their topics without being deleted (the delete or the
+        // commit fails, e.g. the database goes away; or a send reported a failure for a message
+        // the broker did write): whatever fails, the next round scans the topics first.
+        let deleted = match outbox::delete(&mut tx, &done).await {
+            Ok(()) => tx.commit().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = deleted {
             *recovered = None;
-            anyhow::bail!("could not delete published outbox rows");
+            anyhow::bail!("could not delete published outbox rows: {e}");
         }
         if let Some(e) = failed {
+            *recovered = None;
             anyhow::bail!("publishing outbox rows failed: {e}");
         }
         Ok(done.len())

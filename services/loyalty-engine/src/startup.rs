@@ -239,7 +239,7 @@ impl Application {
         tokio::spawn(model.run(
             pool.clone(),
             metrics.clone(),
-            Duration::from_secs(30),
+            Duration::from_secs(settings.metrics.model_refresh_secs),
             background.clone(),
         ));
         tracing::info!(port, "kizuna started");

@@ -46,12 +46,8 @@ pub async fn run(
     let total = customers::count(pool).await?;
     let bar = super::progress(u64::try_from(total).unwrap_or(0), "scoring");
     let mut rows = 0;
-    let mut after: Option<String> = None;
-    loop {
-        let page = customers::page(pool, after.as_deref(), 5_000).await?;
-        let Some((last, _)) = page.last() else { break };
-        after = Some(last.customer_id.as_str().to_owned());
-        for (state, _) in &page {
+    customers::for_each_page(pool, 5_000, async |page| {
+        for (state, _) in page {
             let m = Metrics::derive(&state.facts, programme, as_of);
             let a = churn::assess(&m, &rules, model);
             let level = churn::level(a.score, None, &rules);
@@ -69,7 +65,9 @@ pub async fn run(
             rows += 1;
         }
         bar.inc(page.len() as u64);
-    }
+        Ok(())
+    })
+    .await?;
     bar.finish_and_clear();
     csv.flush()?;
     Ok(rows)

@@ -33,12 +33,8 @@ pub async fn run(
     // Identical (x, t_x, T) rounded to days are pooled with a weight.
     let mut purchases: HashMap<(u32, i64, i64), f64> = HashMap::new();
     let mut spend = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = customers::page(pool, after.as_deref(), 5_000).await?;
-        let Some((last, _)) = page.last() else { break };
-        after = Some(last.customer_id.as_str().to_owned());
-        for (state, _) in &page {
+    customers::for_each_page(pool, 5_000, async |page| {
+        for (state, _) in page {
             let m = Metrics::derive(&state.facts, programme, as_of);
             let Some(s) = summary(&m) else { continue };
             let key = (
@@ -57,7 +53,9 @@ pub async fn run(
             }
         }
         bar.inc(page.len() as u64);
-    }
+        Ok(())
+    })
+    .await?;
     bar.finish_and_clear();
     let data: Vec<_> = purchases
         .into_iter()

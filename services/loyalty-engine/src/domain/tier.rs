@@ -222,13 +222,6 @@ pub fn evaluate(status: &mut TierStatus, m: &Metrics, programme: &Programme) -> 
 
     // q < held: a downgrade is due, after the grace period.
     let grace = Duration::days(i64::from(programme.qualification.grace_days));
-    let step = |held: usize| {
-        if programme.qualification.soft_landing {
-            held.saturating_sub(1).max(q)
-        } else {
-            q
-        }
-    };
     for _ in 0..programme.tiers.len() {
         let held = programme.rank(&status.tier);
         if q >= held {
@@ -237,23 +230,10 @@ pub fn evaluate(status: &mut TierStatus, m: &Metrics, programme: &Programme) -> 
         }
         match status.pending.clone() {
             None => {
-                let to = programme.tiers[step(held)].name.clone();
-                let at = now + grace;
-                let current_rule = &programme.tiers[held];
-                events.push(TierEvent::WillDowngrade {
-                    current: status.tier.clone(),
-                    to: to.clone(),
-                    at,
-                    to_keep: unmet(current_rule, m, programme),
-                    reason: format!(
-                        "{} no longer meets {} ({}); drops to {to} on {} unless requalified",
-                        describe(m, programme),
-                        current_rule.name,
-                        requirements(current_rule, programme),
-                        at.format("%Y-%m-%d")
-                    ),
-                });
-                status.pending = Some(PendingDowngrade { to, at, since: now });
+                let (pending, warning) = announce(status, q, now, now + grace, m, programme, "");
+                let at = pending.at;
+                events.push(warning);
+                status.pending = Some(pending);
                 if at > now {
                     break;
                 }
@@ -273,31 +253,61 @@ pub fn evaluate(status: &mut TierStatus, m: &Metrics, programme: &Programme) -> 
                     at: p.at,
                 });
                 status.since = Some(p.at);
-                let held = programme.rank(&status.tier);
-                status.pending = (q < held).then(|| {
-                    let to = programme.tiers[step(held)].name.clone();
-                    let at = p.at + grace;
-                    let current_rule = &programme.tiers[held];
-                    events.push(TierEvent::WillDowngrade {
-                        current: status.tier.clone(),
-                        to: to.clone(),
-                        at,
-                        to_keep: unmet(current_rule, m, programme),
-                        reason: format!(
-                            "soft landing: {} still does not meet {} ({}); drops to {to} on {} unless requalified",
-                            describe(m, programme),
-                            current_rule.name,
-                            requirements(current_rule, programme),
-                            at.format("%Y-%m-%d")
-                        ),
-                    });
-                    PendingDowngrade { to, at, since: p.at }
-                });
+                status.pending = None;
+                // Soft landing: the next step down gets a grace period of its own, counted
+                // from this drop.
+                if q < programme.rank(&status.tier) {
+                    let (pending, warning) = announce(
+                        status,
+                        q,
+                        p.at,
+                        p.at + grace,
+                        m,
+                        programme,
+                        "soft landing: ",
+                    );
+                    events.push(warning);
+                    status.pending = Some(pending);
+                }
             }
             Some(_) => break,
         }
     }
     events
+}
+
+/// The next downgrade step of a customer who qualifies only for tier `q`, and its warning.
+fn announce(
+    status: &TierStatus,
+    q: usize,
+    since: DateTime<Utc>,
+    at: DateTime<Utc>,
+    m: &Metrics,
+    programme: &Programme,
+    prefix: &str,
+) -> (PendingDowngrade, TierEvent) {
+    let held = programme.rank(&status.tier);
+    let step = if programme.qualification.soft_landing {
+        held.saturating_sub(1).max(q)
+    } else {
+        q
+    };
+    let to = programme.tiers[step].name.clone();
+    let current_rule = &programme.tiers[held];
+    let warning = TierEvent::WillDowngrade {
+        current: status.tier.clone(),
+        to: to.clone(),
+        at,
+        to_keep: unmet(current_rule, m, programme),
+        reason: format!(
+            "{prefix}{} no longer meets {} ({}); drops to {to} on {} unless requalified",
+            describe(m, programme),
+            current_rule.name,
+            requirements(current_rule, programme),
+            at.format("%Y-%m-%d")
+        ),
+    };
+    (PendingDowngrade { to, at, since }, warning)
 }
 
 /// Sets a manual tier override; it holds until `expires_at`, then the rules apply again.

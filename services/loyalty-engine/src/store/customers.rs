@@ -194,3 +194,21 @@ pub enum Projection {
     Segment,
     ChurnLevel,
 }
+
+/// Calls `each` with every customer, `size` at a time, in id order (for whole-population jobs
+/// that only read).
+pub async fn for_each_page(
+    pool: &sqlx::PgPool,
+    size: i64,
+    mut each: impl AsyncFnMut(&[(CustomerState, i32)]) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut after: Option<String> = None;
+    loop {
+        let page = self::page(pool, after.as_deref(), size).await?;
+        let Some((last, _)) = page.last() else {
+            return Ok(());
+        };
+        after = Some(last.customer_id.as_str().to_owned());
+        each(&page).await?;
+    }
+}
