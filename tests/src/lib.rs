@@ -26,6 +26,8 @@ use sqlx::{Connection, PgConnection, PgPool};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub mod process;
+
 pub fn brokers() -> String {
     std::env::var("KIZUNA_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
 }
@@ -420,5 +422,46 @@ impl TopicReader {
             })
         })
         .await
+    }
+}
+
+impl TestEnv {
+    /// Another environment over the same input topics: a fresh database, a fresh consumer group
+    /// and output topics of its own (`test-<id>-<tag>.…`). A reference run reads the same input
+    /// as this environment's engines without touching their state or outputs. Its `cleanup`
+    /// also deletes the shared input topics, so clean it up last or not before this one.
+    pub async fn sibling(&self, tag: &str) -> anyhow::Result<TestEnv> {
+        let id = format!("{}_{tag}", self.id);
+        let database = format!("kizuna_test_{id}");
+        let admin_url = admin_database_url();
+        let mut admin = PgConnection::connect(&admin_url).await?;
+        sqlx::query(&format!("CREATE DATABASE {database}"))
+            .execute(&mut admin)
+            .await?;
+        let (base, _) = admin_url
+            .rsplit_once('/')
+            .context("database url without a database name")?;
+        let database_url = format!("{base}/{database}");
+        let mut settings = self.settings.clone();
+        settings.kafka.group_id = format!("kizuna-test-{id}");
+        let t = &mut settings.kafka.topics;
+        let prefix = format!("test-{}.", self.id);
+        for topic in [
+            &mut t.tier_changed,
+            &mut t.churn_risk,
+            &mut t.segment_changed,
+            &mut t.dead_letter,
+        ] {
+            let name = topic.strip_prefix(&prefix).unwrap_or(topic).to_owned();
+            *topic = format!("test-{}-{tag}.{name}", self.id);
+        }
+        settings.database.url = SecretString::from(database_url.clone());
+        kizuna::kafka::create_topics(&settings.kafka).await?;
+        Ok(Self {
+            id,
+            database,
+            database_url,
+            settings,
+        })
     }
 }

@@ -123,6 +123,9 @@ impl Application {
                 settings.kafka.session_timeout_ms.to_string(),
             )
             .set("partition.assignment.strategy", "range")
+            // Bound the prefetch queue (librdkafka's default is 64 MiB): memory stays flat
+            // when a backlog builds up.
+            .set("queued.max.messages.kbytes", "16384")
             .set(
                 "statistics.interval.ms",
                 (settings.metrics.refresh_secs * 1000).to_string(),

@@ -91,45 +91,22 @@ impl IngestLoop {
         }
     }
 
-    /// Gathers one batch. Returns None when shutdown was requested before the first message.
-    async fn next_batch(&self, shutdown: &CancellationToken) -> Option<Vec<Incoming>> {
-        let mut batch = Vec::new();
-        let linger = Duration::from_millis(self.settings.batch_linger_ms);
-        let mut deadline: Option<tokio::time::Instant> = None;
-        while batch.len() < self.settings.batch_max_events {
-            let received = tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => break,
-                _ = sleep_until_opt(deadline) => break,
-                m = self.consumer.recv() => m,
-            };
-            match received {
-                Ok(msg) => {
-                    batch.push(self.to_incoming(&msg, Utc::now()));
-                    deadline.get_or_insert_with(|| tokio::time::Instant::now() + linger);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "Kafka consumer error");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-        }
-        if batch.is_empty() && shutdown.is_cancelled() {
-            None
-        } else {
-            Some(batch)
-        }
-    }
-
-    /// Runs until `shutdown` is cancelled, as a pipeline: this task receives and decodes the
-    /// next batch while `ingest.writers` tasks commit the previous ones, each for its own share
-    /// of the partitions (partition number modulo the writer count), so customers never meet
-    /// in two writers. Batches already received when shutdown comes are committed if the
-    /// database answers; a batch whose commit is still failing is abandoned: its offsets were
-    /// not stored, so it is consumed again after a restart.
+    /// Runs until `shutdown` is cancelled, as a pipeline with adaptive batching: this task
+    /// receives and decodes messages into one pending batch per writer (partition number modulo
+    /// `ingest.writers`, so a customer is only ever written by one writer), while the writers
+    /// commit. A pending batch goes to its writer when the writer is free and either
+    /// `batch_linger_ms` has passed since its first message or it holds `batch_max_events`; while
+    /// the writer is busy the batch keeps growing (up to that maximum). At light load batches
+    /// are small and latency is one linger plus one transaction; at peak they are large and
+    /// throughput is high. Messages received when shutdown comes are committed if the database
+    /// answers; a batch whose commit is still failing is abandoned: its offsets were not stored,
+    /// so it is consumed again after a restart.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let this = Arc::new(self);
         let writers = this.settings.writers.max(1);
+        let max = this.settings.batch_max_events;
+        let linger = Duration::from_millis(this.settings.batch_linger_ms);
+        let freed = Arc::new(tokio::sync::Notify::new());
         let mut queues = Vec::with_capacity(writers);
         let mut committers = Vec::with_capacity(writers);
         for _ in 0..writers {
@@ -137,27 +114,73 @@ impl IngestLoop {
             queues.push(to_commit);
             let this = this.clone();
             let shutdown = shutdown.clone();
+            let freed = freed.clone();
             committers.push(tokio::spawn(async move {
                 while let Some(batch) = queue.recv().await {
-                    if !this.commit(batch, &shutdown).await {
+                    let ok = this.commit(batch, &shutdown).await;
+                    freed.notify_one();
+                    if !ok {
                         break;
                     }
                 }
             }));
         }
-        'receive: while let Some(batch) = this.next_batch(&shutdown).await {
-            let mut shares: Vec<Vec<Incoming>> = (0..writers).map(|_| Vec::new()).collect();
-            for m in batch {
-                let w = usize::try_from(m.partition).unwrap_or(0) % writers;
-                shares[w].push(m);
-            }
-            for (queue, share) in queues.iter().zip(shares) {
-                if !share.is_empty() && queue.send(share).await.is_err() {
-                    break 'receive;
+        let mut pending: Vec<Vec<Incoming>> = (0..writers).map(|_| Vec::new()).collect();
+        let mut since: Vec<Option<tokio::time::Instant>> = vec![None; writers];
+        loop {
+            // Hand over what is due to the writers that are free.
+            let now = tokio::time::Instant::now();
+            let mut next_deadline: Option<tokio::time::Instant> = None;
+            for w in 0..writers {
+                let Some(first) = since[w] else { continue };
+                let due = pending[w].len() >= max || first + linger <= now;
+                if !due {
+                    let deadline = first + linger;
+                    next_deadline = Some(next_deadline.map_or(deadline, |d| d.min(deadline)));
+                    continue;
                 }
+                match queues[w].try_reserve() {
+                    Ok(permit) => {
+                        permit.send(std::mem::take(&mut pending[w]));
+                        since[w] = None;
+                    }
+                    Err(tokio::sync::mpsc::error::TrySendError::Full(())) => {}
+                    Err(tokio::sync::mpsc::error::TrySendError::Closed(())) => return this.finish(committers).await,
+                }
+            }
+            let room = pending.iter().all(|p| p.len() < max);
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                _ = freed.notified() => {}
+                _ = sleep_until_opt(next_deadline) => {}
+                received = this.consumer.recv(), if room => match received {
+                    Ok(msg) => {
+                        let incoming = this.to_incoming(&msg, Utc::now());
+                        let w = usize::try_from(incoming.partition).unwrap_or(0) % writers;
+                        if pending[w].is_empty() {
+                            since[w] = Some(tokio::time::Instant::now());
+                        }
+                        pending[w].push(incoming);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Kafka consumer error");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                },
+            }
+        }
+        // Shutdown: what was received is committed if the database answers.
+        for (queue, batch) in queues.iter().zip(pending) {
+            if !batch.is_empty() && queue.send(batch).await.is_err() {
+                break;
             }
         }
         drop(queues);
+        this.finish(committers).await
+    }
+
+    async fn finish(&self, committers: Vec<tokio::task::JoinHandle<()>>) -> anyhow::Result<()> {
         for c in committers {
             c.await.ok();
         }

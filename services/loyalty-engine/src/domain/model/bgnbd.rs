@@ -33,11 +33,25 @@ pub struct BgNbdParams {
 pub(crate) struct XTerms {
     /// `r + x`.
     r_plus_x: f64,
-    /// `ln A₁ + ln A₂` without the `(α+·)` powers: `ln Γ(r+x) − ln Γ(r) + r ln α + ln B(a, b+x)
-    /// − ln B(a, b)`.
+    /// `ln A₁ + ln A₂` with the `α` powers of `A₃, A₄` taken in (see [`BgNbdParams::x_terms`]):
+    /// `ln[Γ(r+x)/(Γ(r) αˣ)] + ln[B(a, b+x)/B(a, b)]`.
     ln_base: f64,
     /// `ln(a / (b + x − 1))` when `x > 0`.
     ln_dropout: Option<f64>,
+}
+
+/// Up to this many terms, `ln[Γ(v+n)/Γ(v)]` is summed as `Σ ln(v+j)` rather than taken as a
+/// difference of `ln Γ` values, which loses ~`ε·v ln v` when `v` is large.
+const RISING_SUM_TERMS: u32 = 256;
+
+/// `Σ_{j=from}^{to−1} ln((v+j)/s)` = `ln[Γ(v+to)/Γ(v+from)] − (to−from) ln s`, accurate for any
+/// `v` when `to − from ≤` [`RISING_SUM_TERMS`] (and to ~`ε·v ln v` beyond).
+fn ln_rising_ratio(v: f64, s: f64, from: u32, to: u32) -> f64 {
+    if to - from <= RISING_SUM_TERMS {
+        (from..to).map(|j| ((v + f64::from(j)) / s).ln()).sum()
+    } else {
+        ln_gamma(v + f64::from(to)) - ln_gamma(v + f64::from(from)) - f64::from(to - from) * s.ln()
+    }
 }
 
 impl BgNbdParams {
@@ -79,25 +93,49 @@ impl BgNbdParams {
     }
 
     /// The `x`-only part of eq. (6), to be reused across customers sharing `x`.
+    ///
+    /// Eq. (6) is rearranged so that it stays accurate when `r, α` (or `a, b`) are huge, i.e.
+    /// when the mixing distribution is nearly a point mass: `A₁A₃ = Γ(r+x)/(Γ(r) αˣ) ·
+    /// (1 + T/α)^−(r+x)` and `A₂ = Π_{j<x} (b+j)/(a+b+j)`, instead of differences of `ln Γ`
+    /// values of size `r ln r` that cancel.
     pub(crate) fn x_terms(&self, x: u32) -> XTerms {
+        self.x_terms_from(0, x, 0.0)
+    }
+
+    /// [`Self::x_terms`] for each of the `xs` (meant to be ascending), accumulating the
+    /// products of eq. (6) from one `x` to the next.
+    pub(crate) fn x_terms_ascending(&self, xs: &[u32]) -> Vec<XTerms> {
+        let mut previous = (0, 0.0);
+        xs.iter()
+            .map(|&x| {
+                let (from, ln_products) = if previous.0 <= x { previous } else { (0, 0.0) };
+                let terms = self.x_terms_from(from, x, ln_products);
+                previous = (x, terms.ln_base);
+                terms
+            })
+            .collect()
+    }
+
+    /// The terms for `x`, given `ln_products`, the `ln_base` of `from ≤ x`.
+    fn x_terms_from(&self, from: u32, x: u32, ln_products: f64) -> XTerms {
         let (r, a, b) = (self.r, self.a, self.b);
+        let ln_a1 = ln_rising_ratio(r, self.alpha, from, x);
+        let ln_a2 = ln_rising_ratio(b, 1.0, from, x) - ln_rising_ratio(a + b, 1.0, from, x);
         let xf = f64::from(x);
-        let ln_a1 = ln_gamma(r + xf) - ln_gamma(r) + r * self.alpha.ln();
-        let ln_a2 = ln_gamma(a + b) + ln_gamma(b + xf) - ln_gamma(b) - ln_gamma(a + b + xf);
         XTerms {
             r_plus_x: r + xf,
-            ln_base: ln_a1 + ln_a2,
+            ln_base: ln_products + ln_a1 + ln_a2,
             ln_dropout: (x > 0).then(|| (a / (b + xf - 1.0)).ln()),
         }
     }
 
     /// Eq. (6) given the precomputed `x`-only terms.
     pub(crate) fn log_likelihood_with(&self, terms: &XTerms, customer: &CustomerSummary) -> f64 {
-        let ln_a3 = -terms.r_plus_x * (self.alpha + customer.age()).ln();
+        let ln_a3 = -terms.r_plus_x * (customer.age() / self.alpha).ln_1p();
         let tail = match terms.ln_dropout {
             None => ln_a3,
             Some(ln_drop) => {
-                let ln_a4 = ln_drop - terms.r_plus_x * (self.alpha + customer.t_x()).ln();
+                let ln_a4 = ln_drop - terms.r_plus_x * (customer.t_x() / self.alpha).ln_1p();
                 log_add_exp(ln_a3, ln_a4)
             }
         };

@@ -23,20 +23,35 @@ fn draw_latent(params: &BgNbdParams, rng: &mut StdRng) -> (f64, f64) {
     (rates.sample(rng), dropout.sample(rng))
 }
 
-/// Repeat-purchase times in `(0, horizon]` of a customer with rate `λ` who drops out with
-/// probability `p` right after each repeat purchase.
-fn purchase_times(lambda: f64, p: f64, horizon: f64, rng: &mut StdRng) -> Vec<f64> {
+/// How a simulated customer stops buying.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Dropout {
+    /// The BG/NBD story: with probability `p` right after each repeat purchase.
+    AfterPurchase(f64),
+    /// At this time after the first purchase, whatever the purchases (not the BG/NBD story).
+    At(f64),
+}
+
+/// Repeat-purchase times in `(0, horizon]` of a customer with rate `λ` who stops as `dropout`
+/// says, and whether the customer is still alive at `horizon`.
+fn purchase_times(lambda: f64, dropout: Dropout, horizon: f64, rng: &mut StdRng) -> (Vec<f64>, bool) {
+    let (end, alive_at_end) = match dropout {
+        Dropout::AfterPurchase(_) => (horizon, true),
+        Dropout::At(death) => (death.min(horizon), death > horizon),
+    };
     let mut times = Vec::new();
     let mut now = 0.0;
     loop {
         // Exponential inter-purchase time; 1 − U lies in (0, 1].
         now += -(1.0 - rng.random::<f64>()).ln() / lambda;
-        if now > horizon {
-            return times;
+        if now > end {
+            return (times, alive_at_end);
         }
         times.push(now);
-        if rng.random::<f64>() < p {
-            return times;
+        if let Dropout::AfterPurchase(p) = dropout
+            && rng.random::<f64>() < p
+        {
+            return (times, false);
         }
     }
 }
@@ -47,30 +62,61 @@ pub fn simulate_bgnbd_purchases(params: &BgNbdParams, t: f64, n: usize, seed: u6
     let total: usize = (0..n)
         .map(|_| {
             let (lambda, p) = draw_latent(params, &mut rng);
-            purchase_times(lambda, p, t, &mut rng).len()
+            purchase_times(lambda, Dropout::AfterPurchase(p), t, &mut rng)
+                .0
+                .len()
         })
         .sum();
     total as f64 / n as f64
 }
 
-/// `n` customers observed for `T ~ U(t_min, t_max)` after their first purchase.
-pub fn simulate_bgnbd_population(
-    params: &BgNbdParams,
+/// A simulated customer as observed, and the truth the observer does not see.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Simulated {
+    pub summary: CustomerSummary,
+    /// Still buying at `T`.
+    pub alive: bool,
+}
+
+/// `n` customers observed for `T ~ U(t_min, t_max)` after their first purchase, each with a
+/// purchase rate `λ` and a way of dropping out drawn by `latent`.
+pub fn simulate_population(
     n: usize,
     (t_min, t_max): (f64, f64),
     seed: u64,
-) -> Vec<CustomerSummary> {
+    mut latent: impl FnMut(&mut StdRng) -> (f64, Dropout),
+) -> Vec<Simulated> {
     let mut rng = StdRng::seed_from_u64(seed);
     (0..n)
         .map(|_| {
             let age = rng.random_range(t_min..t_max);
-            let (lambda, p) = draw_latent(params, &mut rng);
-            let times = purchase_times(lambda, p, age, &mut rng);
+            let (lambda, dropout) = latent(&mut rng);
+            let (times, alive) = purchase_times(lambda, dropout, age, &mut rng);
             let t_x = times.last().copied().unwrap_or(0.0);
             let x = u32::try_from(times.len()).expect("fits in u32");
-            CustomerSummary::new(x, t_x, age).expect("valid simulated summary")
+            Simulated {
+                summary: CustomerSummary::new(x, t_x, age).expect("valid simulated summary"),
+                alive,
+            }
         })
         .collect()
+}
+
+/// `n` customers observed for `T ~ U(t_min, t_max)` after their first purchase, drawn from the
+/// BG/NBD model itself.
+pub fn simulate_bgnbd_population(
+    params: &BgNbdParams,
+    n: usize,
+    ages: (f64, f64),
+    seed: u64,
+) -> Vec<CustomerSummary> {
+    simulate_population(n, ages, seed, |rng| {
+        let (lambda, p) = draw_latent(params, rng);
+        (lambda, Dropout::AfterPurchase(p))
+    })
+    .into_iter()
+    .map(|s| s.summary)
+    .collect()
 }
 
 /// `n` customers with `x ~ U{1..=max_x}` transactions each worth `Gamma(p, ν)` (shape `p`,
