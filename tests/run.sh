@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Runs every test: formatting and lint gates, unit and property tests, then the end-to-end
-# suite against a real PostgreSQL and each real broker (Apache Kafka, then tansu), all started
-# by deploy/local. Installs what is missing on a fresh Debian machine.
+# Runs every test: formatting and lint gates, unit and property tests, then against a real
+# PostgreSQL and real brokers started by deploy/local:
+#   - the end-to-end suite on Apache Kafka and on tansu;
+#   - the guarantees suite (real engine processes killed with -9, resent events, two
+#     instances, 1,200 hostile messages) on Apache Kafka, then its disruptive tests (PostgreSQL
+#     stopped for 30 s, the broker restarted), one at a time.
+# Installs what is missing on a fresh Debian machine.
 #
-#   KIZUNA_TEST_BROKERS_LIST   brokers to run the end-to-end suite on (default "kafka tansu")
+#   KIZUNA_TEST_BROKERS_LIST   brokers for the end-to-end suite (default "kafka tansu")
+#   KIZUNA_TEST_GUARANTEES     0 to skip the guarantees suite (default 1)
 #   CARGO_TARGET_DIR           build cache (default /var/cache/kizuna/target, outside the clone)
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -33,11 +38,18 @@ step "building the binaries and the end-to-end suite"
 cargo build --locked --bins
 cargo test --locked -p kizuna-e2e --no-run
 
+export KIZUNA_TEST_BROKERS="$KIZUNA_BROKER_HOST:$KIZUNA_BROKER_PORT"
 for broker in ${KIZUNA_TEST_BROKERS_LIST:-kafka tansu}; do
   step "end-to-end suite on $broker"
   KIZUNA_BROKER="$broker" "$local_dir/up.sh" >/dev/null
-  KIZUNA_TEST_BROKERS="$KIZUNA_BROKER_HOST:$KIZUNA_BROKER_PORT" \
-    cargo test --locked -p kizuna-e2e -- --test-threads 2
+  cargo test --locked -p kizuna-e2e --test e2e -- --test-threads 2
+
+  if [[ "$broker" == kafka && "${KIZUNA_TEST_GUARANTEES:-1}" != 0 ]]; then
+    step "guarantees suite on kafka"
+    KIZUNA_BROKER=kafka cargo test --locked -p kizuna-e2e --test guarantees -- --test-threads 1 --nocapture
+    step "guarantees suite on kafka: disruptive tests (PostgreSQL outage, broker restart)"
+    KIZUNA_BROKER=kafka cargo test --locked -p kizuna-e2e --test guarantees -- --ignored --test-threads 1 --nocapture
+  fi
 done
 
 step "all tests passed in $((SECONDS - started)) s"

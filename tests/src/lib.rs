@@ -184,12 +184,16 @@ impl TestEnv {
     /// Drops the database and deletes the topics.
     pub async fn cleanup(self) -> anyhow::Result<()> {
         let mut admin = PgConnection::connect(&admin_database_url()).await?;
-        sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.database
-        ))
-        .execute(&mut admin)
-        .await?;
+        // FORCE cannot end an autovacuum worker that happens to be in the database: retry.
+        let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.database);
+        let mut attempts = 0;
+        while let Err(e) = sqlx::query(&drop).execute(&mut admin).await {
+            attempts += 1;
+            if attempts >= 50 {
+                return Err(e).context("dropping the test database");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         let client: AdminClient<DefaultClientContext> = ClientConfig::new()
             .set("bootstrap.servers", &self.settings.kafka.brokers)
             .create()?;

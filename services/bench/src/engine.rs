@@ -154,6 +154,8 @@ impl Engine {
     /// Fails with the end of the engine's log if it has exited.
     pub fn check_alive(&mut self) -> anyhow::Result<()> {
         if let Some(status) = self.child.try_wait()? {
+            // Reaped: its pid may be reused by another process, so never signal it again.
+            self.stack.forget_pid(self.pid);
             bail!(
                 "the engine exited ({status}); last lines of {}:\n{}",
                 self.log.display(),
@@ -212,6 +214,11 @@ impl Engine {
 
     /// Graceful stop (SIGTERM, then SIGKILL after `grace`).
     pub fn stop(mut self, grace: Duration) {
+        // Only signal our own child while it runs: once reaped, its pid may be someone else's.
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            self.stack.forget_pid(self.pid);
+            return;
+        }
         kill_pid(self.pid, false);
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {

@@ -3,10 +3,12 @@
 //! that locked them. New rows are announced with LISTEN/NOTIFY; a slow poll covers lost
 //! notifications.
 //!
-//! Exactly once on the output topics: rows are locked while they are published, so two relays
-//! never publish the same row; and after a start or a new assignment, the relay first reads
-//! the output topics back from the oldest pending row's time and drops the rows whose `ce_id`
-//! is already there (published before a crash, not yet deleted).
+//! Exactly once on the output topics, in order: a relay round holds a transaction-scoped
+//! advisory lock per partition it publishes, so during a hand-over the new owner waits for the
+//! old owner's round to end instead of overtaking it; and after a start or a new assignment,
+//! the relay first reads the output topics back from the oldest pending row's time and drops
+//! every pending row whose `ce_id` is already there (published before a crash, not yet
+//! deleted), however many rounds the backlog takes.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -32,6 +34,17 @@ use crate::store::outbox::{self, NOTIFY_CHANNEL, OutboxRow};
 /// between the database and the brokers, producer retries).
 const SCAN_MARGIN: chrono::Duration = chrono::Duration::seconds(60);
 
+/// The result of a recovery scan, valid while ownership stays the same.
+#[derive(Debug)]
+struct Recovered {
+    generation: u64,
+    partitions: Vec<i32>,
+    /// `ce_id`s found on the output topics.
+    published: HashSet<String>,
+    /// Rows up to this id were pending at the scan; later rows were written after it.
+    up_to_id: i64,
+}
+
 pub struct Relay {
     pub pool: PgPool,
     pub producer: FutureProducer,
@@ -55,8 +68,8 @@ impl Relay {
         let poll = Duration::from_millis(self.settings.poll_interval_ms);
         let mut listener: Option<PgListener> = None;
         let mut backoff = Duration::from_millis(100);
-        // The ownership generation last recovered for; None forces a recovery scan.
-        let mut recovered: Option<(u64, Vec<i32>)> = None;
+        // What the last recovery scan found; None forces a scan.
+        let mut recovered: Option<Recovered> = None;
         loop {
             if listener.is_none() {
                 listener = self.listen().await;
@@ -117,38 +130,50 @@ impl Relay {
     }
 
     /// Publishes one batch of rows; returns how many were published.
-    async fn publish_once(&self, recovered: &mut Option<(u64, Vec<i32>)>) -> anyhow::Result<usize> {
+    async fn publish_once(&self, recovered: &mut Option<Recovered>) -> anyhow::Result<usize> {
         let generation = self.ownership.generation();
         let partitions = self.ownership.partition_numbers();
         if partitions.is_empty() {
             return Ok(0);
         }
         let mut tx = self.pool.begin().await?;
+        outbox::lock_partitions(&mut tx, &partitions).await?;
         let mut rows = outbox::lock_batch(&mut tx, &partitions, self.settings.batch_size).await?;
         if rows.is_empty() {
             tx.commit().await?;
+            *recovered = recovered.take().filter(|r| r.generation == generation && r.partitions == partitions);
             if let Ok((n, age)) = outbox::backlog(&self.pool).await {
                 self.metrics.outbox_backlog(n, age);
             }
             return Ok(0);
         }
-        let current = (generation, partitions);
-        if recovered.as_ref() != Some(&current) {
-            let already = self.already_published(&rows).await?;
+        if recovered
+            .as_ref()
+            .is_none_or(|r| r.generation != generation || r.partitions != partitions)
+        {
+            let (oldest, last_id) = outbox::pending_span(&mut tx, &partitions).await?;
+            let published = match oldest {
+                Some(oldest) => self.published_since(oldest, &partitions, &mut tx).await?,
+                None => HashSet::new(),
+            };
+            *recovered = Some(Recovered {
+                generation,
+                partitions: partitions.clone(),
+                published,
+                up_to_id: last_id.unwrap_or(0),
+            });
+        }
+        if let Some(r) = recovered.as_ref() {
+            let already: Vec<i64> = rows
+                .iter()
+                .filter(|row| row.id <= r.up_to_id && r.published.contains(&row.message.ce_id))
+                .map(|row| row.id)
+                .collect();
             if !already.is_empty() {
-                let ids: Vec<i64> = rows
-                    .iter()
-                    .filter(|r| already.contains(&r.message.ce_id))
-                    .map(|r| r.id)
-                    .collect();
-                tracing::info!(
-                    rows = ids.len(),
-                    "outbox rows were published before a restart; dropping them"
-                );
-                outbox::delete(&mut tx, &ids).await?;
-                rows.retain(|r| !already.contains(&r.message.ce_id));
+                tracing::info!(rows = already.len(), "outbox rows were published before a restart; dropping them");
+                outbox::delete(&mut tx, &already).await?;
+                rows.retain(|row| !already.contains(&row.id));
             }
-            *recovered = Some(current);
         }
         let deliveries = join_all(rows.iter().map(|row| self.send(row))).await;
         let mut done = Vec::with_capacity(rows.len());
@@ -181,25 +206,18 @@ impl Relay {
         Ok(done.len())
     }
 
-    /// The `ce_id`s among `rows` that are already on their topics.
-    async fn already_published(&self, rows: &[OutboxRow]) -> anyhow::Result<HashSet<String>> {
-        let Some(oldest) = rows.iter().map(|r| r.created_at).min() else {
-            return Ok(HashSet::new());
-        };
-        let mut topics: Vec<String> = rows.iter().map(|r| r.message.topic.clone()).collect();
-        topics.sort();
-        topics.dedup();
+    /// The `ce_id`s on the topics of the pending rows, from `oldest` (less a margin) on.
+    async fn published_since(
+        &self,
+        oldest: DateTime<Utc>,
+        partitions: &[i32],
+        tx: &mut sqlx::PgConnection,
+    ) -> anyhow::Result<HashSet<String>> {
+        let topics = outbox::pending_topics(tx, partitions).await?;
         let kafka = self.kafka.clone();
-        let found = tokio::task::spawn_blocking(move || {
-            published_ids(&kafka, &topics, oldest - SCAN_MARGIN)
-        })
-        .await
-        .context("recovery scan panicked")??;
-        Ok(rows
-            .iter()
-            .filter(|r| found.contains(&r.message.ce_id))
-            .map(|r| r.message.ce_id.clone())
-            .collect())
+        tokio::task::spawn_blocking(move || published_ids(&kafka, &topics, oldest - SCAN_MARGIN))
+            .await
+            .context("recovery scan panicked")?
     }
 
     async fn send(&self, row: &OutboxRow) -> Result<(), String> {
