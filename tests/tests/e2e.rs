@@ -1102,3 +1102,74 @@ async fn a_subscriber_consumes_tier_changes_with_a_plain_kafka_client() -> anyho
     app.stop().await?;
     env.cleanup().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ledger_is_pruned_past_its_retention_and_older_events_are_refused() -> anyhow::Result<()>
+{
+    let mut env = TestEnv::new().await?;
+    env.settings.ledger.retention_days = 30;
+    env.settings.ledger.prune_interval_secs = 1;
+    let app = env.start().await?;
+    let topics = env.settings.kafka.topics.clone();
+    let producer = env.producer()?;
+    let pool = env.pool().await?;
+
+    // One event recorded 40 days ago (as if the retention had been longer then), one today.
+    let old = chrono::Utc::now() - chrono::Duration::days(40);
+    sqlx::query(
+        "INSERT INTO event_ledger (customer_id, event_id, occurred_at, kind, body, source)
+         VALUES ('cust-p', 'evt-ancient', $1, 'purchase', '\\x80'::bytea, 'test')",
+    )
+    .bind(old)
+    .execute(&pool)
+    .await?;
+    producer
+        .send_json(
+            &topics.purchases,
+            "cust-p",
+            &purchase("evt-p1", "cust-p", "ord-p1", 1_000),
+        )
+        .await?;
+    app.wait_for_customer("cust-p", "the fresh purchase", |s| {
+        s["metrics"]["orders"] == json!(1.0)
+    })
+    .await?;
+    let remaining = wait_for("the pruning job", WAIT, || async {
+        let ids: Vec<(String,)> = sqlx::query_as(
+            "SELECT event_id FROM event_ledger WHERE customer_id = 'cust-p' ORDER BY 1",
+        )
+        .fetch_all(&pool)
+        .await?;
+        Ok((ids.len() == 1).then_some(ids))
+    })
+    .await?;
+    assert_eq!(
+        remaining,
+        vec![("evt-p1".to_owned(),)],
+        "only the event inside the retention is kept"
+    );
+    let text = app.get_text("/metrics").await?;
+    assert!(
+        text.contains("kizuna_ledger_pruned_events_total 1"),
+        "{text}"
+    );
+
+    // A resend from 40 days ago could no longer be recognised: refused, not applied twice.
+    producer
+        .send_json(
+            &topics.purchases,
+            "cust-p",
+            &purchase_at("evt-ancient", "cust-p", "ord-x", 5_000, old),
+        )
+        .await?;
+    let letters = env
+        .reader(&topics.dead_letter)?
+        .collect_until(WAIT, |got| !got.is_empty())
+        .await?;
+    assert_eq!(letters[0].header("kizuna-dlq-reason"), Some("too_old"));
+    let (_, state) = app.get("/v1/customers/cust-p").await?;
+    assert_eq!(state["metrics"]["lifetime_spend_minor"], json!(1_000));
+
+    app.stop().await?;
+    env.cleanup().await
+}

@@ -17,6 +17,7 @@ pub struct Settings {
     pub ingest: IngestSettings,
     pub relay: RelaySettings,
     pub sweep: SweepSettings,
+    pub ledger: LedgerSettings,
     pub metrics: MetricsSettings,
     pub http: HttpSettings,
     pub log: LogSettings,
@@ -123,6 +124,16 @@ pub struct SweepSettings {
     pub interval_ms: u64,
     /// Customers re-evaluated per transaction.
     pub batch_size: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LedgerSettings {
+    /// Days of events kept in the event ledger (the event-id deduplication, the timeline and
+    /// `recompute`'s source). Older rows are pruned by a job, and events older than this are
+    /// refused (reason too_old): they could not be deduplicated. 0 keeps everything.
+    pub retention_days: u32,
+    /// How often the pruning job runs (on one instance at a time).
+    pub prune_interval_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -241,6 +252,9 @@ impl Settings {
         if self.kafka.partitions < 1 {
             bail!("kafka.partitions must be at least 1");
         }
+        if self.ledger.prune_interval_secs == 0 {
+            bail!("ledger.prune_interval_secs must be positive");
+        }
         if self.metrics.refresh_secs == 0 || self.metrics.model_refresh_secs == 0 {
             bail!("metrics.refresh_secs and metrics.model_refresh_secs must be positive");
         }
@@ -251,6 +265,12 @@ impl Settings {
             bail!("relay.batch_size must be at least 1");
         }
         Ok(())
+    }
+
+    /// The ledger retention, if events are ever pruned.
+    pub fn ledger_retention(&self) -> Option<chrono::Duration> {
+        (self.ledger.retention_days > 0)
+            .then(|| chrono::Duration::days(i64::from(self.ledger.retention_days)))
     }
 
     /// How long a revocation waits for the batch in flight.
@@ -297,11 +317,13 @@ impl Settings {
             i.writers, i.batch_max_events, i.batch_linger_ms, i.max_message_bytes, i.max_id_len, i.max_amount_minor, i.max_future_skew_secs, i.max_text_len, i.max_line_items
         ));
         out.push_str(&format!(
-            "\n[relay]\nbatch_size = {}\npoll_interval_ms = {}\n\n[sweep]\ninterval_ms = {}\nbatch_size = {}\n\n[metrics]\nrefresh_secs = {}\nmodel_refresh_secs = {}\n\n[http]\nbind = \"{}\"\nmetrics_bind = {}\nadmin_token = {}\n\n[log]\nformat = {:?}\nlevel = {:?}\n\nprogramme_file = {:?}\nclock = {:?}\n",
+            "\n[relay]\nbatch_size = {}\npoll_interval_ms = {}\n\n[sweep]\ninterval_ms = {}\nbatch_size = {}\n\n[ledger]\nretention_days = {}\nprune_interval_secs = {}\n\n[metrics]\nrefresh_secs = {}\nmodel_refresh_secs = {}\n\n[http]\nbind = \"{}\"\nmetrics_bind = {}\nadmin_token = {}\n\n[log]\nformat = {:?}\nlevel = {:?}\n\nprogramme_file = {:?}\nclock = {:?}\n",
             self.relay.batch_size,
             self.relay.poll_interval_ms,
             self.sweep.interval_ms,
             self.sweep.batch_size,
+            self.ledger.retention_days,
+            self.ledger.prune_interval_secs,
             self.metrics.refresh_secs,
             self.metrics.model_refresh_secs,
             self.http.bind,

@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod model_cache;
 pub mod outputs;
 pub mod partitioner;
+pub mod pruner;
 pub mod relay;
 pub mod startup;
 pub mod store;

@@ -25,6 +25,7 @@ pub struct Metrics {
     outputs: IntCounterVec,
     outbox_published: IntCounterVec,
     swept: IntCounter,
+    ledger_pruned: IntCounter,
     customers_by_tier: IntGaugeVec,
     customers_by_segment: IntGaugeVec,
     customers_by_churn: IntGaugeVec,
@@ -249,6 +250,11 @@ impl Metrics {
                 r,
                 IntGauge::new("kizuna_db_pool_max_connections", "Database pool size limit.").expect("valid metric"),
             ),
+            ledger_pruned: register(
+                r,
+                IntCounter::new("kizuna_ledger_pruned_events_total", "Events pruned from the event ledger (past the retention).")
+                    .expect("valid metric"),
+            ),
             swept: register(
                 r,
                 IntCounter::new(
@@ -461,6 +467,10 @@ impl Metrics {
             .with_label_values(&["in_use"])
             .set(i64::from(size) - idle);
         self.db_pool_max.set(i64::from(max));
+    }
+
+    pub fn ledger_pruned(&self, events: u64) {
+        self.ledger_pruned.inc_by(events);
     }
 
     pub fn swept(&self, customers: usize) {

@@ -141,7 +141,9 @@ impl Relay {
         let mut rows = outbox::lock_batch(&mut tx, &partitions, self.settings.batch_size).await?;
         if rows.is_empty() {
             tx.commit().await?;
-            *recovered = recovered.take().filter(|r| r.generation == generation && r.partitions == partitions);
+            *recovered = recovered
+                .take()
+                .filter(|r| r.generation == generation && r.partitions == partitions);
             if let Ok((n, age)) = outbox::backlog(&self.pool).await {
                 self.metrics.outbox_backlog(n, age);
             }
@@ -170,7 +172,10 @@ impl Relay {
                 .map(|row| row.id)
                 .collect();
             if !already.is_empty() {
-                tracing::info!(rows = already.len(), "outbox rows were published before a restart; dropping them");
+                tracing::info!(
+                    rows = already.len(),
+                    "outbox rows were published before a restart; dropping them"
+                );
                 outbox::delete(&mut tx, &already).await?;
                 rows.retain(|row| !already.contains(&row.id));
             }

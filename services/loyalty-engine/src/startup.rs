@@ -23,6 +23,7 @@ use crate::ingest::rebalance::IngestContext;
 use crate::ingest::validate::Limits;
 use crate::metrics::Metrics;
 use crate::model_cache::ModelCache;
+use crate::pruner::Pruner;
 use crate::relay::Relay;
 use crate::sweeper::Sweeper;
 use crate::{kafka, store};
@@ -58,6 +59,7 @@ pub fn limits(settings: &Settings, programme: &Programme) -> Limits {
         currency: programme.currency,
         max_text_len: settings.ingest.max_text_len,
         max_line_items: settings.ingest.max_line_items,
+        max_age: settings.ledger_retention(),
     }
 }
 
@@ -238,6 +240,15 @@ impl Application {
         let sweeper = tokio::spawn(sweeper.run(stop.clone()));
         if let Err(e) = model.refresh(&pool, &metrics).await {
             tracing::warn!(error = format!("{e:#}"), "no churn model loaded yet");
+        }
+        if let Some(retention) = settings.ledger_retention() {
+            let pruner = Pruner {
+                pool: pool.clone(),
+                retention,
+                every: Duration::from_secs(settings.ledger.prune_interval_secs),
+                metrics: metrics.clone(),
+            };
+            tokio::spawn(pruner.run(background.clone()));
         }
         tokio::spawn(model.run(
             pool.clone(),

@@ -109,8 +109,9 @@ pub fn override_tier(
 }
 
 /// Rebuilds a customer from their recorded events under the current programme (after a rule
-/// change). The tier goes straight to what the rules give, downgrades included (an active
-/// manual override stays); outputs are produced only for real differences from `old`.
+/// change). What happened before the oldest recorded event (events pruned from the ledger) is
+/// kept from `old`. The tier goes straight to what the rules give, downgrades included (an
+/// active manual override stays); outputs are produced only for real differences from `old`.
 pub fn recompute(
     old: &CustomerState,
     events: &[&DomainEvent],
@@ -124,6 +125,10 @@ pub fn recompute(
     use super::tier::{TierChangeKind, qualifying_rank};
 
     let mut fresh = CustomerState::new(old.customer_id.clone(), programme);
+    fresh.facts = match events.iter().map(|e| e.meta.occurred_at).min() {
+        Some(horizon) => old.facts.before(horizon),
+        None => old.facts.clone(),
+    };
     for e in events {
         fresh.facts.record(e, &programme.retention);
     }

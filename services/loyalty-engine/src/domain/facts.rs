@@ -185,6 +185,47 @@ impl Facts {
         }
     }
 
+    /// The facts established before `horizon` (what pruned ledger events left behind), with
+    /// the archive totals and the referrals (which carry no time).
+    pub fn before(&self, horizon: DateTime<Utc>) -> Facts {
+        Facts {
+            orders: self
+                .orders
+                .iter()
+                .filter(|(_, o)| o.at < horizon)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            refunds: self
+                .refunds
+                .iter()
+                .filter(|(_, r)| r.at < horizon)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            archive: self.archive.clone(),
+            tickets: self
+                .tickets
+                .iter()
+                .map(|(id, changes)| {
+                    let kept: BTreeMap<String, TicketChange> = changes
+                        .iter()
+                        .filter(|(_, c)| c.at < horizon)
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    (id.clone(), kept)
+                })
+                .filter(|(_, changes)| !changes.is_empty())
+                .collect(),
+            surveys: self
+                .surveys
+                .iter()
+                .filter(|s| s.at < horizon)
+                .cloned()
+                .collect(),
+            referrals: self.referrals.clone(),
+            last_event_at: self.last_event_at.filter(|t| *t < horizon),
+        }
+    }
+
     /// Credits a referral to this customer (the referrer).
     pub fn credit_referral(&mut self, referred: &CustomerId) {
         if self.referrals.len() < 10_000 {

@@ -145,7 +145,9 @@ impl IngestLoop {
                         since[w] = None;
                     }
                     Err(tokio::sync::mpsc::error::TrySendError::Full(())) => {}
-                    Err(tokio::sync::mpsc::error::TrySendError::Closed(())) => return this.finish(committers).await,
+                    Err(tokio::sync::mpsc::error::TrySendError::Closed(())) => {
+                        return this.finish(committers).await;
+                    }
                 }
             }
             let room = pending.iter().all(|p| p.len() < max);

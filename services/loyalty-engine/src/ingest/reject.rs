@@ -22,12 +22,13 @@ pub enum RejectReason {
     InvalidCurrency,
     FutureTimestamp,
     InvalidTimestamp,
+    TooOld,
     ScoreOutOfRange,
     InvalidField,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 18] = [
+    pub const ALL: [RejectReason; 19] = [
         RejectReason::Oversized,
         RejectReason::EmptyPayload,
         RejectReason::UnsupportedContentType,
@@ -44,6 +45,7 @@ impl RejectReason {
         RejectReason::InvalidCurrency,
         RejectReason::FutureTimestamp,
         RejectReason::InvalidTimestamp,
+        RejectReason::TooOld,
         RejectReason::ScoreOutOfRange,
         RejectReason::InvalidField,
     ];
@@ -66,6 +68,7 @@ impl RejectReason {
             RejectReason::InvalidCurrency => "invalid_currency",
             RejectReason::FutureTimestamp => "future_timestamp",
             RejectReason::InvalidTimestamp => "invalid_timestamp",
+            RejectReason::TooOld => "too_old",
             RejectReason::ScoreOutOfRange => "score_out_of_range",
             RejectReason::InvalidField => "invalid_field",
         }

@@ -24,6 +24,9 @@ pub struct Limits {
     /// Longest free text (survey comment, coupon, sku) kept.
     pub max_text_len: usize,
     pub max_line_items: usize,
+    /// The event ledger's retention: older events could no longer be deduplicated, so they
+    /// are refused (None: kept forever).
+    pub max_age: Option<Duration>,
 }
 
 /// Events dated before this are refused as nonsense (unset timestamps decode to 1970).
@@ -88,6 +91,17 @@ fn meta(
         return Err(Rejection::new(
             RejectReason::InvalidTimestamp,
             format!("occurred_at {occurred_at} is before 2000-01-01"),
+        ));
+    }
+    if let Some(max_age) = limits.max_age
+        && occurred_at < now - max_age
+    {
+        return Err(Rejection::new(
+            RejectReason::TooOld,
+            format!(
+                "occurred_at {occurred_at} is older than the ledger retention ({} days): it could not be deduplicated",
+                max_age.num_days()
+            ),
         ));
     }
     Ok(EventMeta {
@@ -385,6 +399,7 @@ mod tests {
             currency: Currency::parse("JPY").expect("jpy"),
             max_text_len: 64,
             max_line_items: 3,
+            max_age: Some(Duration::days(3650)),
         }
     }
 
@@ -529,6 +544,16 @@ mod tests {
                 None
             ),
             RejectReason::MissingField
+        );
+        assert_eq!(
+            reason(
+                v1::Purchase {
+                    occurred_at: ts(now() - Duration::days(3651)),
+                    ..base()
+                },
+                None
+            ),
+            RejectReason::TooOld
         );
         assert_eq!(
             reason(

@@ -112,3 +112,20 @@ pub async fn referrals_of(
         .map(|(r, b)| Ok((r, decode(&b)?)))
         .collect()
 }
+
+/// Deletes up to `limit` events that occurred before `horizon`; returns how many.
+pub async fn prune(
+    conn: &mut PgConnection,
+    horizon: DateTime<Utc>,
+    limit: i64,
+) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "DELETE FROM event_ledger WHERE ctid IN (
+             SELECT ctid FROM event_ledger WHERE occurred_at < $1 LIMIT $2)",
+    )
+    .bind(horizon)
+    .bind(limit)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}

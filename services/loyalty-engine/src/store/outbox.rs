@@ -143,15 +143,20 @@ pub async fn lock_batch(
 /// Serialises relay rounds per partition: a transaction-scoped advisory lock for each, taken
 /// in partition order (so two relays cannot deadlock).
 pub async fn lock_partitions(conn: &mut PgConnection, partitions: &[i32]) -> sqlx::Result<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock(7317, p) FROM (SELECT unnest($1::int[]) AS p ORDER BY 1) s")
-        .bind(partitions)
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(7317, p) FROM (SELECT unnest($1::int[]) AS p ORDER BY 1) s",
+    )
+    .bind(partitions)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
 /// The oldest pending row's creation time and the highest pending id, for the partitions.
-pub async fn pending_span(conn: &mut PgConnection, partitions: &[i32]) -> sqlx::Result<(Option<DateTime<Utc>>, Option<i64>)> {
+pub async fn pending_span(
+    conn: &mut PgConnection,
+    partitions: &[i32],
+) -> sqlx::Result<(Option<DateTime<Utc>>, Option<i64>)> {
     sqlx::query_as("SELECT min(created_at), max(id) FROM outbox WHERE partition = ANY($1)")
         .bind(partitions)
         .fetch_one(conn)
@@ -159,7 +164,10 @@ pub async fn pending_span(conn: &mut PgConnection, partitions: &[i32]) -> sqlx::
 }
 
 /// The topics pending rows of the partitions go to.
-pub async fn pending_topics(conn: &mut PgConnection, partitions: &[i32]) -> sqlx::Result<Vec<String>> {
+pub async fn pending_topics(
+    conn: &mut PgConnection,
+    partitions: &[i32],
+) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar("SELECT DISTINCT topic FROM outbox WHERE partition = ANY($1) ORDER BY 1")
         .bind(partitions)
         .fetch_all(conn)

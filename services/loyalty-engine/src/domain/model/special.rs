@@ -63,6 +63,10 @@ impl Scaled {
 
 /// The Gauss hypergeometric function `₂F₁(a, b; c; z)` for real parameters and `0 ≤ z < 1`.
 ///
+/// Euler's transformation is used when `c − a − b < 0`, unless its series cancels (terms
+/// more than [`CANCELLATION_LIMIT`] times the sum, e.g. `c − a ≪ −1` with `(c−a)·z ≪ −1`,
+/// which happens for BG/NBD with a huge `r`) while the direct series has positive terms.
+///
 /// # Errors
 /// [`ModelError::Hypergeometric`] if an argument is not finite, `z` is outside `[0, 1)`, `c` is
 /// zero or a negative integer (a pole), the series has not converged after 10⁶ terms (`z` very
@@ -79,52 +83,93 @@ pub fn hyp2f1(a: f64, b: f64, c: f64, z: f64) -> Result<Scaled, ModelError> {
         return Err(fail("c is zero or a negative integer"));
     }
     if c - a - b < 0.0 {
-        let series =
-            gauss_series(c - a, c - b, c, z).ok_or_else(|| fail("series did not converge"))?;
-        let prefactor = (c - a - b) * (-z).ln_1p();
-        return Ok(Scaled {
-            mantissa: series.mantissa,
-            ln_scale: series.ln_scale + prefactor,
+        let euler = gauss_series(c - a, c - b, c, z).map(|series| Series {
+            value: Scaled {
+                mantissa: series.value.mantissa,
+                ln_scale: series.value.ln_scale + (c - a - b) * (-z).ln_1p(),
+            },
+            ..series
         });
+        let cancels = euler
+            .as_ref()
+            .is_none_or(|e| e.cancellation > CANCELLATION_LIMIT);
+        if cancels
+            && a > 0.0
+            && b > 0.0
+            && c > 0.0
+            && let Some(direct) = gauss_series(a, b, c, z)
+        {
+            return Ok(direct.value);
+        }
+        return euler
+            .map(|e| e.value)
+            .ok_or_else(|| fail("series did not converge"));
     }
-    gauss_series(a, b, c, z).ok_or_else(|| fail("series did not converge"))
+    gauss_series(a, b, c, z)
+        .map(|s| s.value)
+        .ok_or_else(|| fail("series did not converge"))
 }
 
-/// `Σ (a)ₙ (b)ₙ / ((c)ₙ n!) zⁿ`, stopping once a geometric bound on the remaining tail is below
-/// one ulp of the sum. `None` if it does not converge or overflows.
-fn gauss_series(a: f64, b: f64, c: f64, z: f64) -> Option<Scaled> {
+/// Largest term of a series, relative to its sum, accepted before trying another series:
+/// about four of the sixteen significant digits lost to cancellation.
+const CANCELLATION_LIMIT: f64 = 1e4;
+
+/// A summed Gauss series.
+#[derive(Debug, Clone, Copy)]
+struct Series {
+    value: Scaled,
+    /// Largest `|term|` over `|sum|`: 1 for a series of positive terms, large when terms
+    /// cancel.
+    cancellation: f64,
+}
+
+/// `Σ (a)ₙ (b)ₙ / ((c)ₙ n!) zⁿ`, stopping once a bound on the remaining tail is below one ulp
+/// of the sum. `None` if it does not converge or overflows.
+fn gauss_series(a: f64, b: f64, c: f64, z: f64) -> Option<Series> {
     let mut sum = 1.0_f64;
     let mut term = 1.0_f64;
+    let mut peak = 1.0_f64;
     let mut ln_scale = 0.0_f64;
-    // Past this index every factor (a+n), (b+n), (c+n) is positive and the term ratio behaves
-    // like z·(1 + (a+b-c-1)/n), so the tail bound below is meaningful.
-    let settled = a.abs().max(b.abs()).max(c.abs()) + 2.0;
+    let done = |sum: f64, peak: f64, ln_scale: f64| {
+        Some(Series {
+            value: Scaled {
+                mantissa: sum,
+                ln_scale,
+            },
+            cancellation: peak / sum.abs(),
+        })
+    };
+    // From this index on every factor (a+m), (b+m), (c+m), (m+1) of the term ratios is
+    // positive, so (a+m)/(m+1) and (b+m)/(c+m) are monotone in m and tend to 1.
+    let settled = (-a).max(-b).max(-c);
     for n in 0..MAX_TERMS {
         let nf = f64::from(n);
         term *= term_ratio(a, b, c, z, nf);
         sum += term;
+        peak = peak.max(term.abs());
         if !sum.is_finite() || !term.is_finite() {
             return None;
         }
         if term == 0.0 {
-            return Some(Scaled {
-                mantissa: sum,
-                ln_scale,
-            });
+            return done(sum, peak, ln_scale);
         }
         if sum.abs() > RESCALE_ABOVE {
             let s = sum.abs();
             sum /= s;
             term /= s;
+            peak /= s;
             ln_scale += s.ln();
         }
-        if nf + 1.0 > settled {
-            let next = term_ratio(a, b, c, z, nf + 1.0).abs().max(z);
-            if next < 1.0 && term.abs() * next / (1.0 - next) <= f64::EPSILON * sum.abs() {
-                return Some(Scaled {
-                    mantissa: sum,
-                    ln_scale,
-                });
+        // The terms still to come are the current one times products of the ratios at
+        // m = n+1, n+2, …, each at most z·max(1, (a+m)/(m+1))·max(1, (b+m)/(c+m)) at
+        // m = n+1 (a and b may be swapped): a geometric bound on the tail.
+        let m = nf + 1.0;
+        if m > settled {
+            let bound =
+                |p: f64, q: f64| z * ((p + m) / (m + 1.0)).max(1.0) * ((q + m) / (c + m)).max(1.0);
+            let rho = bound(a, b).min(bound(b, a));
+            if rho < 1.0 && term.abs() * rho / (1.0 - rho) <= f64::EPSILON * sum.abs() {
+                return done(sum, peak, ln_scale);
             }
         }
     }

@@ -34,7 +34,12 @@ pub enum Dropout {
 
 /// Repeat-purchase times in `(0, horizon]` of a customer with rate `λ` who stops as `dropout`
 /// says, and whether the customer is still alive at `horizon`.
-fn purchase_times(lambda: f64, dropout: Dropout, horizon: f64, rng: &mut StdRng) -> (Vec<f64>, bool) {
+fn purchase_times(
+    lambda: f64,
+    dropout: Dropout,
+    horizon: f64,
+    rng: &mut StdRng,
+) -> (Vec<f64>, bool) {
     let (end, alive_at_end) = match dropout {
         Dropout::AfterPurchase(_) => (horizon, true),
         Dropout::At(death) => (death.min(horizon), death > horizon),
