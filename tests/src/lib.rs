@@ -113,6 +113,7 @@ impl TestEnv {
         settings.relay.poll_interval_ms = 200;
         settings.sweep.interval_ms = 200;
         settings.metrics.refresh_secs = 1;
+        settings.metrics.population_refresh_secs = 1;
         settings.metrics.model_refresh_secs = 1;
         settings.http.admin_token = Some(SecretString::from(format!("admin-{id}")));
         kizuna::kafka::create_topics(&settings.kafka).await?;

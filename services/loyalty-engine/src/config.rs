@@ -138,9 +138,11 @@ pub struct LedgerSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct MetricsSettings {
-    /// How often population gauges (customers by tier, segment, churn level), consumer lag and
-    /// the pool are refreshed.
+    /// How often consumer lag and the pool gauges are refreshed.
     pub refresh_secs: u64,
+    /// How often the population gauges (customers by tier, segment, churn level: a scan of
+    /// the customers table) are refreshed.
+    pub population_refresh_secs: u64,
     /// How often the churn model version is checked.
     pub model_refresh_secs: u64,
 }
@@ -255,8 +257,13 @@ impl Settings {
         if self.ledger.prune_interval_secs == 0 {
             bail!("ledger.prune_interval_secs must be positive");
         }
-        if self.metrics.refresh_secs == 0 || self.metrics.model_refresh_secs == 0 {
-            bail!("metrics.refresh_secs and metrics.model_refresh_secs must be positive");
+        if self.metrics.refresh_secs == 0
+            || self.metrics.population_refresh_secs == 0
+            || self.metrics.model_refresh_secs == 0
+        {
+            bail!(
+                "metrics.refresh_secs, population_refresh_secs and model_refresh_secs must be positive"
+            );
         }
         if self.sweep.batch_size < 1 || self.sweep.interval_ms == 0 {
             bail!("sweep.batch_size and sweep.interval_ms must be positive");
@@ -317,7 +324,7 @@ impl Settings {
             i.writers, i.batch_max_events, i.batch_linger_ms, i.max_message_bytes, i.max_id_len, i.max_amount_minor, i.max_future_skew_secs, i.max_text_len, i.max_line_items
         ));
         out.push_str(&format!(
-            "\n[relay]\nbatch_size = {}\npoll_interval_ms = {}\n\n[sweep]\ninterval_ms = {}\nbatch_size = {}\n\n[ledger]\nretention_days = {}\nprune_interval_secs = {}\n\n[metrics]\nrefresh_secs = {}\nmodel_refresh_secs = {}\n\n[http]\nbind = \"{}\"\nmetrics_bind = {}\nadmin_token = {}\n\n[log]\nformat = {:?}\nlevel = {:?}\n\nprogramme_file = {:?}\nclock = {:?}\n",
+            "\n[relay]\nbatch_size = {}\npoll_interval_ms = {}\n\n[sweep]\ninterval_ms = {}\nbatch_size = {}\n\n[ledger]\nretention_days = {}\nprune_interval_secs = {}\n\n[metrics]\nrefresh_secs = {}\npopulation_refresh_secs = {}\nmodel_refresh_secs = {}\n\n[http]\nbind = \"{}\"\nmetrics_bind = {}\nadmin_token = {}\n\n[log]\nformat = {:?}\nlevel = {:?}\n\nprogramme_file = {:?}\nclock = {:?}\n",
             self.relay.batch_size,
             self.relay.poll_interval_ms,
             self.sweep.interval_ms,
@@ -325,6 +332,7 @@ impl Settings {
             self.ledger.retention_days,
             self.ledger.prune_interval_secs,
             self.metrics.refresh_secs,
+            self.metrics.population_refresh_secs,
             self.metrics.model_refresh_secs,
             self.http.bind,
             self.http

@@ -20,6 +20,7 @@ pub struct Gauges {
     pub metrics: Metrics,
     pub group_id: String,
     pub every: Duration,
+    pub populations_every: Duration,
 }
 
 impl Gauges {
@@ -28,14 +29,18 @@ impl Gauges {
         consumer: Arc<IngestConsumer>,
         stop: CancellationToken,
     ) -> anyhow::Result<()> {
+        let mut populations_due = tokio::time::Instant::now();
         loop {
             self.metrics.db_pool(
                 self.pool.size(),
                 self.pool.num_idle(),
                 self.pool.options().get_max_connections(),
             );
-            if let Err(e) = self.populations().await {
-                tracing::debug!(error = format!("{e:#}"), "population gauges not refreshed");
+            if tokio::time::Instant::now() >= populations_due {
+                if let Err(e) = self.populations().await {
+                    tracing::debug!(error = format!("{e:#}"), "population gauges not refreshed");
+                }
+                populations_due = tokio::time::Instant::now() + self.populations_every;
             }
             if let Err(e) = self.lag(&consumer).await {
                 tracing::debug!(error = format!("{e:#}"), "consumer lag not refreshed");

@@ -158,6 +158,7 @@ impl Application {
             metrics: metrics.clone(),
             group_id: settings.kafka.group_id.clone(),
             every: Duration::from_secs(settings.metrics.refresh_secs),
+            populations_every: Duration::from_secs(settings.metrics.population_refresh_secs),
         };
         tokio::spawn(gauges.run(consumer.clone(), background.clone()));
         let ingest = IngestLoop {

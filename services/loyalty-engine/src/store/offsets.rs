@@ -7,9 +7,11 @@ use sqlx::PgConnection;
 /// (topic, partition) → next offset to consume.
 pub type Positions = HashMap<(String, i32), i64>;
 
-/// Locks the rows of the given partitions for this transaction (creating them at -1 when new)
-/// and returns their next offsets. Everything below a partition's next offset was applied by
-/// an earlier transaction, possibly by another instance, and must be skipped.
+/// Locks the rows of the given partitions for this transaction (creating them at 0 when new)
+/// and returns their next offsets, in one statement: the no-op update of an existing row takes
+/// its row lock. Everything below a partition's next offset was applied by an earlier
+/// transaction, possibly by another instance, and must be skipped. Rows are locked in
+/// (topic, partition) order, so two transactions cannot deadlock on them.
 pub async fn lock(
     conn: &mut PgConnection,
     group_id: &str,
@@ -20,21 +22,11 @@ pub async fn lock(
     sorted.dedup();
     let topics: Vec<&str> = sorted.iter().map(|(t, _)| t.as_str()).collect();
     let parts: Vec<i32> = sorted.iter().map(|(_, p)| *p).collect();
-    sqlx::query(
-        "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)
-         SELECT $1, t, p, 0 FROM unnest($2::text[], $3::int[]) AS x(t, p)
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(group_id)
-    .bind(&topics)
-    .bind(&parts)
-    .execute(&mut *conn)
-    .await?;
     let rows: Vec<(String, i32, i64)> = sqlx::query_as(
-        "SELECT topic, partition, next_offset FROM consumer_offsets
-         WHERE group_id = $1 AND (topic, partition) IN (SELECT * FROM unnest($2::text[], $3::int[]))
-         ORDER BY topic, partition
-         FOR UPDATE",
+        "INSERT INTO consumer_offsets AS c (group_id, topic, partition, next_offset)
+         SELECT $1, t, p, 0 FROM unnest($2::text[], $3::int[]) AS x(t, p) ORDER BY t, p
+         ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = c.next_offset
+         RETURNING topic, partition, next_offset",
     )
     .bind(group_id)
     .bind(&topics)

@@ -72,8 +72,11 @@ pub async fn insert(conn: &mut PgConnection, messages: &[OutboxMessage]) -> sqlx
         .map(|m| encode_headers(&m.headers))
         .collect();
     sqlx::query(
-        "INSERT INTO outbox (ce_id, partition, customer_id, topic, key, payload, headers)
-         SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::bytea[], $6::bytea[], $7::jsonb[])",
+        "WITH added AS (
+             INSERT INTO outbox (ce_id, partition, customer_id, topic, key, payload, headers)
+             SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::bytea[], $6::bytea[], $7::jsonb[])
+             RETURNING 1)
+         SELECT pg_notify($8, '') WHERE EXISTS (SELECT 1 FROM added)",
     )
     .bind(&ce_ids)
     .bind(&partitions)
@@ -82,12 +85,9 @@ pub async fn insert(conn: &mut PgConnection, messages: &[OutboxMessage]) -> sqlx
     .bind(&keys)
     .bind(&payloads)
     .bind(&headers)
+    .bind(NOTIFY_CHANNEL)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(NOTIFY_CHANNEL)
-        .execute(&mut *conn)
-        .await?;
     Ok(())
 }
 
