@@ -1,13 +1,45 @@
 //! Maximum-likelihood fitting of [`BgNbdParams`] and [`GammaGammaParams`].
 //!
 //! The mean log-likelihood per (weighted) customer is maximised with the Nelder-Mead simplex
-//! method of the [`argmin`] crate over the **logarithms** of the parameters, which keeps them
-//! positive without constraints; gradients of eq. (6) are awkward and not needed.
+//! method of the [`argmin`] crate over unconstrained coordinates (logarithms, a logit), which
+//! keep the parameters in range without constraints; gradients of eq. (6) are awkward and not
+//! needed. Gamma-Gamma uses `ln p, ln q, ln γ`. BG/NBD uses the means and the concentrations
+//! of its two mixing distributions:
+//!
+//! | coordinate      | meaning                                            |
+//! |-----------------|----------------------------------------------------|
+//! | `ln r`          | shape (concentration) of the purchase-rate Gamma   |
+//! | `ln(r/α)`       | mean purchase rate                                 |
+//! | `logit a/(a+b)` | mean dropout probability                           |
+//! | `ln(a+b)`       | concentration of the dropout Beta                  |
 //!
 //! Before fitting, times are divided by the weighted mean age `T̄` (BG/NBD) and spends by the
 //! weighted mean `m_x` (Gamma-Gamma), so that the problem is the same whatever the time or
 //! currency unit; `α` and `γ` are scaled back afterwards and the reported log-likelihood is
 //! computed on the original data.
+//!
+//! # The boundary: everyone alike
+//! When every customer has (nearly) the same dropout probability `p`, the likelihood keeps
+//! increasing as `a + b → ∞` at fixed `a/(a+b)`: the maximum is the point mass `Beta(a, b) →
+//! δ(a/(a+b))`, on the boundary of the parameter space, and no finite `(a, b)` attains it. The
+//! same holds for `r → ∞` at fixed `r/α` when everyone buys at the same rate `λ`. In the
+//! coordinates above this is a single coordinate running off while the others settle, so
+//! `r` and `a + b` are capped at [`FitOptions::max_concentration`] (`10⁸` by default: a Beta
+//! with `a + b = 10⁸` has a relative spread of `10⁻⁴/√(a/(a+b))`; at `10⁶` a population of
+//! frequent buyers with `a/(a+b) ≈ 0.004` still gained `10⁻⁶` per customer from a higher
+//! cap). The cap is a boundary solution, and the fit reports it as converged ("converged at
+//! the boundary: the dropout probability is the same for every customer (a+b capped at 1e8;
+//! a/(a+b) = 0.00434) …"), when:
+//! - the cap fits as well as the best value below it, to within `BOUNDARY_TOLERANCE`
+//!   (`10⁻⁶`) in mean log-likelihood per customer (an optimum below the cap but that close to
+//!   it is moved to the cap and the other coordinates re-optimised: the data cannot tell it
+//!   from a point mass, and the reason says how much better it fitted); and
+//! - raising the cap up to `RAISE_CAP` (100) times gains less than `BOUNDARY_TOLERANCE`
+//!   per customer; otherwise the cap is too low for the data and the fit is not converged.
+//!
+//! The likelihood itself is evaluated so that it stays accurate for huge `r, α, a, b` (see
+//! [`BgNbdParams::log_likelihood`]), and so are `P(alive)` and the expectations used with the
+//! stored parameters.
 //!
 //! # When is a fit `converged`?
 //! All of the following must hold, otherwise [`FitReport::converged`] is `false` and
@@ -17,10 +49,12 @@
 //! 2. a restart from the optimum with a fresh simplex improved the mean log-likelihood by no
 //!    more than [`FitOptions::tolerance`] (within [`FitOptions::max_restarts`] restarts);
 //! 3. the log-likelihood is finite;
-//! 4. every (unit-free, rescaled) parameter lies in `[1e-6, 1e6]` — a parameter that runs off
-//!    towards 0 or ∞ is one the data do not identify;
-//! 5. the numerical Hessian of the mean log-likelihood in log-parameter space is negative
-//!    definite (a strict local maximum, not a ridge or plateau).
+//! 4. every (unit-free, rescaled) coordinate not held at its cap lies in `[1e-6, 1e6]` once
+//!    exponentiated (for the logit, the odds `a/b`) — a parameter that runs off towards 0 or
+//!    ∞ is one the data do not identify;
+//! 5. the numerical Hessian of the mean log-likelihood over the coordinates not held at a cap
+//!    is negative definite (a strict local maximum, not a ridge or plateau);
+//! 6. for a coordinate held at its cap, the two boundary conditions above.
 //!
 //! Input that cannot identify the model at all (no customers, total weight below
 //! [`MIN_CUSTOMERS`], no repeat purchase at all) is an error instead.
@@ -424,8 +458,8 @@ impl Cap {
 struct AtBoundary {
     coordinate: usize,
     name: &'static str,
-    /// When the optimum was found below the cap: that value of the coordinate, and how much
-    /// higher the mean log-likelihood was there than at the cap.
+    /// When a better optimum was found below the cap: that value of the coordinate, and how
+    /// much higher the mean log-likelihood was there than at the cap.
     interior: Option<(f64, f64)>,
     /// Improvement of the mean log-likelihood when the cap is raised [`RAISE_CAP`] times.
     gain_beyond: f64,
@@ -629,8 +663,8 @@ fn maximise(
             let gap = best - mean_ll(&at_cap);
             if gap <= BOUNDARY_TOLERANCE {
                 let value = outcome.theta[cap.coordinate];
-                let interior = (value < cap.max()).then_some((value, gap));
-                moved |= interior.is_some();
+                moved |= value < cap.max();
+                let interior = (value < cap.max() && gap > 0.0).then_some((value, gap));
                 outcome.theta = at_cap;
                 outcome.boundary.push(AtBoundary {
                     coordinate: cap.coordinate,
@@ -681,7 +715,7 @@ fn final_checks(
             })
             .fold(f64::NEG_INFINITY, f64::max);
         let name = at.name;
-        if !(at.gain_beyond < BOUNDARY_TOLERANCE) {
+        if at.gain_beyond.is_nan() || at.gain_beyond >= BOUNDARY_TOLERANCE {
             return Err(format!(
                 "{name} reached its cap {:e} but the mean log-likelihood still improves by \
                  {:.1e} per customer up to {:e}: the cap (FitOptions::max_concentration) is \
@@ -851,7 +885,12 @@ fn min_elimination_pivot(mut m: Vec<Vec<f64>>) -> Option<f64> {
 mod tests {
     use std::time::Instant;
 
-    use super::super::testkit::{simulate_bgnbd_population, simulate_spend};
+    use rand::Rng;
+    use rand_distr::{Beta, Distribution, Gamma};
+
+    use super::super::testkit::{
+        Dropout, Simulated, simulate_bgnbd_population, simulate_population, simulate_spend,
+    };
     use super::*;
 
     fn assert_near(name: &str, got: f64, want: f64, tol: f64) {
@@ -883,6 +922,8 @@ mod tests {
             fit.reason
         );
         assert!(fit.converged, "{}", fit.reason);
+        // An interior optimum: no cap reached.
+        assert!(fit.reason.starts_with("converged: "), "{}", fit.reason);
         assert_eq!(fit.customers, 5_000.0);
         assert_near("r", p.r(), 0.25, 0.2);
         assert_near("alpha", p.alpha(), 4.0, 0.25);
@@ -934,6 +975,197 @@ mod tests {
         assert!(weighted.converged);
         assert_near("weighted r", weighted.params.r(), w.r(), 1e-3);
         assert!((weighted.log_likelihood - 2.0 * in_weeks.log_likelihood).abs() < 1e-3);
+    }
+
+    /// λ ~ Gamma(0.8, 6) (weeks), observed one to two years after the first purchase, with
+    /// `dropout` drawn for each customer.
+    fn population(
+        n: usize,
+        seed: u64,
+        mut dropout: impl FnMut(&mut rand::rngs::StdRng) -> Dropout,
+    ) -> Vec<Simulated> {
+        let rates = Gamma::new(0.8, 1.0 / 6.0).expect("valid gamma");
+        simulate_population(n, (52.0, 104.0), seed, |rng| {
+            (rates.sample(rng), dropout(rng))
+        })
+    }
+
+    fn summaries(population: &[Simulated]) -> Vec<CustomerSummary> {
+        population.iter().map(|s| s.summary).collect()
+    }
+
+    /// Every customer drops out with the same p = 0.1 after each repeat purchase.
+    fn same_dropout(n: usize, seed: u64) -> Vec<Simulated> {
+        population(n, seed, |_| Dropout::AfterPurchase(0.1))
+    }
+
+    #[test]
+    fn same_dropout_probability_for_everyone_converges_at_the_boundary() {
+        // With p the same for everyone the likelihood increases towards a + b → ∞ at fixed
+        // a/(a+b): the maximum is a point mass. (Sampling noise can also put the MLE at a
+        // large but finite a + b, which is an interior optimum; with this seed it is not.)
+        let customers = same_dropout(5_000, 1);
+        let fit = fit_bgnbd(&summaries(&customers), &FitOptions::default()).expect("fit runs");
+        let p = fit.params;
+        let m = p.a() / (p.a() + p.b());
+        eprintln!(
+            "same p: r={:.4} alpha={:.4} a={:.4e} b={:.4e} a/(a+b)={m:.4}; {}",
+            p.r(),
+            p.alpha(),
+            p.a(),
+            p.b(),
+            fit.reason
+        );
+        assert!(fit.converged, "{}", fit.reason);
+        assert!(
+            fit.reason.starts_with(
+                "converged at the boundary: the dropout probability is the same for every \
+                 customer (a+b capped at 1e8; a/(a+b) = "
+            ),
+            "{}",
+            fit.reason
+        );
+        assert_near("r", p.r(), 0.8, 0.2);
+        assert_near("alpha", p.alpha(), 6.0, 0.2);
+        assert_near("a/(a+b)", m, 0.1, 0.25);
+        assert_near("a+b", p.a() + p.b(), 1e8, 1e-9);
+        // No worse than the truth (a point mass at 0.1, i.e. a+b at the cap).
+        let truth = BgNbdParams::new(0.8, 6.0, 1e7, 9e7).expect("valid");
+        let at_truth: f64 = customers
+            .iter()
+            .map(|c| truth.log_likelihood(&c.summary))
+            .sum();
+        assert!(
+            fit.log_likelihood >= at_truth - 1e-6,
+            "{} < {at_truth}",
+            fit.log_likelihood
+        );
+        // P(alive) as with the true parameters (a+b = 10⁵: a point mass for these data).
+        let truth = BgNbdParams::new(0.8, 6.0, 1e4, 9e4).expect("valid");
+        let gap = customers
+            .iter()
+            .map(|c| (p.p_alive(&c.summary) - truth.p_alive(&c.summary)).abs())
+            .sum::<f64>()
+            / customers.len() as f64;
+        eprintln!("mean |P(alive) fitted − P(alive) true| = {gap:.4}");
+        assert!(gap < 0.05, "{gap}");
+    }
+
+    #[test]
+    fn same_purchase_rate_for_everyone_converges_at_the_boundary() {
+        // λ = 0.3 per week for everyone, p ~ Beta(0.8, 2.5): r → ∞ at fixed r/α.
+        let beta = Beta::new(0.8, 2.5).expect("valid beta");
+        let customers = simulate_population(5_000, (52.0, 104.0), 1, |rng| {
+            (0.3, Dropout::AfterPurchase(beta.sample(rng)))
+        });
+        let fit = fit_bgnbd(&summaries(&customers), &FitOptions::default()).expect("fit runs");
+        let p = fit.params;
+        eprintln!("same λ: {:?}; {}", p, fit.reason);
+        assert!(fit.converged, "{}", fit.reason);
+        assert!(
+            fit.reason.starts_with(
+                "converged at the boundary: the purchase rate is the same for every customer \
+                 (r capped at 1e8; r/α = "
+            ),
+            "{}",
+            fit.reason
+        );
+        assert_near("r/alpha", p.r() / p.alpha(), 0.3, 0.05);
+        assert_near("a", p.a(), 0.8, 0.25);
+        assert_near("b", p.b(), 2.5, 0.25);
+    }
+
+    #[test]
+    fn a_cap_below_the_optimum_is_not_a_boundary() {
+        // Capped at a + b = 50, the likelihood still improves beyond the cap: for a population
+        // whose optimum is a point mass (seed 1) and for one whose optimum is a + b ≈ 590
+        // (seed 3), inside the range the raised cap is compared over.
+        let options = FitOptions {
+            max_concentration: 50.0,
+            ..FitOptions::default()
+        };
+        for seed in [1, 3] {
+            let fit =
+                fit_bgnbd(&summaries(&same_dropout(5_000, seed)), &options).expect("fit runs");
+            eprintln!("cap 50, seed {seed}: {}", fit.reason);
+            assert!(!fit.converged, "{}", fit.reason);
+            assert!(
+                fit.reason
+                    .starts_with("not converged: a+b reached its cap 5e1")
+                    && fit.reason.contains("too low for these data"),
+                "{}",
+                fit.reason
+            );
+        }
+        let invalid = FitOptions {
+            max_concentration: f64::NAN,
+            ..FitOptions::default()
+        };
+        let customers = summaries(&same_dropout(100, 1));
+        assert!(matches!(
+            fit_bgnbd(&customers, &invalid),
+            Err(ModelError::InvalidParameter { .. })
+        ));
+    }
+
+    /// ROC AUC of `score` for `positive` (ties count one half).
+    fn auc(scored: &[(f64, bool)]) -> f64 {
+        let (mut wins, mut pairs) = (0.0, 0.0);
+        for &(high, is_positive) in scored.iter().filter(|s| s.1) {
+            debug_assert!(is_positive);
+            for &(low, _) in scored.iter().filter(|s| !s.1) {
+                pairs += 1.0;
+                wins += if high > low {
+                    1.0
+                } else if high == low {
+                    0.5
+                } else {
+                    0.0
+                };
+            }
+        }
+        wins / pairs
+    }
+
+    #[test]
+    fn churn_at_a_random_time_gives_a_sane_fit_or_says_why_not() {
+        // Not the BG/NBD story: customers stop at a uniformly random time in (0, 3 years],
+        // whatever their purchases. The fit must not return garbage silently.
+        let customers = population(5_000, 7, |rng| Dropout::At(rng.random_range(0.0..156.0)));
+        let fit = fit_bgnbd(&summaries(&customers), &FitOptions::default()).expect("fit runs");
+        let p = fit.params;
+        eprintln!(
+            "uniform churn: {p:?}; LL {}; {}",
+            fit.log_likelihood, fit.reason
+        );
+        for value in [p.r(), p.alpha(), p.a(), p.b()] {
+            assert!(value.is_finite() && value > 0.0, "{p:?}");
+        }
+        assert!(fit.log_likelihood.is_finite());
+        if fit.converged {
+            assert!(fit.reason.starts_with("converged"), "{}", fit.reason);
+            // Sane: P(alive) ranks the customers still buying above those gone, and its mean
+            // is near the share alive, among those with a repeat purchase.
+            let scored: Vec<(f64, bool)> = customers
+                .iter()
+                .filter(|c| c.summary.x() > 0)
+                .map(|c| (p.p_alive(&c.summary), c.alive))
+                .collect();
+            let n = scored.len() as f64;
+            let alive = scored.iter().filter(|s| s.1).count() as f64 / n;
+            let predicted = scored.iter().map(|s| s.0).sum::<f64>() / n;
+            let auc = auc(&scored);
+            eprintln!("share alive {alive:.3}, mean P(alive) {predicted:.3}, AUC {auc:.3}");
+            assert!(auc > 0.8, "{auc}");
+            assert!((predicted - alive).abs() < 0.2, "{predicted} vs {alive}");
+        } else {
+            assert!(fit.reason.starts_with("not converged: "), "{}", fit.reason);
+            assert!(
+                fit.reason.len() > "not converged: ".len() + 20,
+                "{}",
+                fit.reason
+            );
+        }
     }
 
     #[test]
@@ -1054,126 +1286,19 @@ mod tests {
                 fit.params.b(),
                 fit.reason
             );
+            let customers = summaries(&same_dropout(n, 97));
+            let started = Instant::now();
+            let fit = fit_bgnbd(&customers, &FitOptions::default()).expect("fit runs");
+            eprintln!(
+                "BG/NBD, same p for everyone, n={n}: {:?}, converged={}; {}",
+                started.elapsed(),
+                fit.converged,
+                fit.reason
+            );
             let spends = simulate_spend((6.25, 3.74, 15.44), n, 10, 98);
             let started = Instant::now();
             let fit = fit_gamma_gamma(&spends, &FitOptions::default()).expect("fit runs");
             eprintln!("Gamma-Gamma n={n}: {:?}; {}", started.elapsed(), fit.reason);
-        }
-    }
-}
-
-#[cfg(test)]
-mod scratch {
-    use super::super::testkit::{Dropout, simulate_population};
-    use super::*;
-    use rand::Rng;
-    use rand_distr::{Beta, Distribution, Gamma};
-
-    fn auc(scores: &[(f64, bool)]) -> f64 {
-        let (mut num, mut den) = (0.0, 0.0);
-        for &(s1, a1) in scores {
-            for &(s0, a0) in scores {
-                if a1 && !a0 {
-                    den += 1.0;
-                    num += if s1 > s0 {
-                        1.0
-                    } else if s1 == s0 {
-                        0.5
-                    } else {
-                        0.0
-                    };
-                }
-            }
-        }
-        num / den
-    }
-
-    #[test]
-    #[ignore = "scratch"]
-    fn scratch_explore() {
-        for seed in [1u64, 2, 3] {
-            let beta = Beta::new(0.8, 2.5).expect("b");
-            let pop = simulate_population(5_000, (52.0, 104.0), seed, |rng| {
-                (0.3, Dropout::AfterPurchase(beta.sample(rng)))
-            });
-            let cs: Vec<_> = pop.iter().map(|s| s.summary).collect();
-            let fit = fit_bgnbd(&cs, &FitOptions::default()).expect("fit");
-            let p = fit.params;
-            eprintln!(
-                "same-lambda seed {seed} conv={} r={:.4e} alpha={:.4e} r/a={:.4} a={:.4} b={:.4}\n   {}",
-                fit.converged,
-                p.r(),
-                p.alpha(),
-                p.r() / p.alpha(),
-                p.a(),
-                p.b(),
-                fit.reason
-            );
-            let pop = simulate_population(5_000, (52.0, 104.0), seed, |_| {
-                (0.3, Dropout::AfterPurchase(0.1))
-            });
-            let cs: Vec<_> = pop.iter().map(|s| s.summary).collect();
-            let fit = fit_bgnbd(&cs, &FitOptions::default()).expect("fit");
-            let p = fit.params;
-            eprintln!(
-                "both seed {seed} conv={} r={:.4e} r/a={:.4} a={:.4e} b={:.4e}\n   {}",
-                fit.converged,
-                p.r(),
-                p.r() / p.alpha(),
-                p.a(),
-                p.b(),
-                fit.reason
-            );
-            let rates = Gamma::new(0.8, 1.0 / 6.0).expect("g");
-            let uni = simulate_population(5_000, (52.0, 104.0), seed, |rng| {
-                (rates.sample(rng), Dropout::At(rng.random_range(0.0..156.0)))
-            });
-            let cs: Vec<_> = uni.iter().map(|s| s.summary).collect();
-            let fit = fit_bgnbd(&cs, &FitOptions::default()).expect("fit");
-            let p = fit.params;
-            let scored: Vec<_> = uni
-                .iter()
-                .filter(|s| s.summary.x() > 0)
-                .map(|s| (p.p_alive(&s.summary), s.alive))
-                .collect();
-            let n = scored.len() as f64;
-            let alive = scored.iter().filter(|s| s.1).count() as f64 / n;
-            let pa = scored.iter().map(|s| s.0).sum::<f64>() / n;
-            let recency: Vec<_> = uni
-                .iter()
-                .filter(|s| s.summary.x() > 0)
-                .map(|s| (s.summary.t_x() - s.summary.age(), s.alive))
-                .collect();
-            eprintln!(
-                "uniform seed {seed} conv={} alive {alive:.3} predicted {pa:.3} auc {:.3} recency auc {:.3}\n   {}",
-                fit.converged,
-                auc(&scored),
-                auc(&recency),
-                fit.reason
-            );
-            let fit = fit_bgnbd(
-                &cs,
-                &FitOptions {
-                    max_concentration: 50.0,
-                    ..FitOptions::default()
-                },
-            )
-            .expect("fit");
-            eprintln!("   low cap on uniform: {}", fit.reason);
-            let rates = Gamma::new(0.8, 1.0 / 6.0).expect("g");
-            let pop = simulate_population(5_000, (52.0, 104.0), seed, |rng| {
-                (rates.sample(rng), Dropout::AfterPurchase(0.1))
-            });
-            let cs: Vec<_> = pop.iter().map(|s| s.summary).collect();
-            let fit = fit_bgnbd(
-                &cs,
-                &FitOptions {
-                    max_concentration: 50.0,
-                    ..FitOptions::default()
-                },
-            )
-            .expect("fit");
-            eprintln!("   low cap on homog: {}", fit.reason);
         }
     }
 }

@@ -16,6 +16,8 @@
 //!   who has made no repeat purchase is certainly alive: `P(alive | x = 0) = 1`).
 //! - **Heterogeneity**: `λ ~ Gamma(r, α)` (shape `r`, rate `α`) and `p ~ Beta(a, b)` across
 //!   customers, independently of each other.
+//!   Homogeneity is the limit: a fit may put `r` or `a + b` at a large cap (see [`fit`]),
+//!   which means everyone has the same `λ` (mean `r/α`) or the same `p` (mean `a/(a+b)`).
 //! - **Spend** (Gamma-Gamma): each transaction value is `Gamma(p, ν)` with `ν ~ Gamma(q, γ)`
 //!   across customers, and the spend process is **independent of the transaction process** —
 //!   this is what justifies CLV = expected purchases × expected spend.
