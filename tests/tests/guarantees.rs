@@ -1411,7 +1411,10 @@ async fn kill_9_at_random_points_loses_nothing_and_publishes_each_output_once() 
         // A random point while the engine works: after it applied a random number of events
         // since it (re)started, plus a random delay.
         let progress = rng.range(50, 800);
-        wait_applied(&pool, last + progress, &mut engine, CATCH_UP).await?;
+        // A fast engine may have applied everything already: then the kill lands on an idle
+        // engine, which must restart just as cleanly.
+        let target = (last + progress).min(i64::try_from(msgs.len()).unwrap_or(i64::MAX));
+        wait_applied(&pool, target, &mut engine, CATCH_UP).await?;
         let delay = Duration::from_millis(rng.range(0, 1_500) as u64);
         tokio::time::sleep(delay).await;
         let text = engine.metrics().await?;
@@ -1582,41 +1585,45 @@ async fn kill_9_in_the_middle_of_large_batches_loses_and_doubles_nothing() -> an
 
     let pool = env.pool().await?;
     let mut rng = Rng::new(seed ^ 0xdead);
-    let kills = 4;
+    let kills: usize = 4;
     let mut engine = EngineProcess::spawn("engine-0", &env.settings, &logs)?;
     engine.wait_ready(READY).await?;
-    let feeder = Arc::new(Feeder::new(&env.settings)?);
-    let sent = Arc::new(AtomicUsize::new(0));
-    let producing = stream(
-        feeder,
-        msgs.clone(),
-        1_000,
-        Duration::from_millis(300),
-        sent.clone(),
-    );
+    let feeder = Feeder::new(&env.settings)?;
+    // The input arrives in bursts, one per round, each much larger than what the engine applies
+    // between two looks at the ledger: the kill lands while a burst is being applied.
+    let chunks: Vec<&[Msg]> = msgs.chunks(n.div_ceil(kills + 1)).collect();
     let mut applied_at_kill = Vec::new();
+    let mut busy_kills = 0;
+    let mut sent = 0;
     let mut last = 0;
     let mut consumed = Consumed::default();
-    for k in 1..=kills {
-        let progress = rng.range(1, 2_000);
+    for (k, chunk) in chunks.iter().enumerate().take(kills) {
+        let k = k + 1;
+        feeder.send_all(chunk).await?;
+        sent += chunk.len();
+        let progress = rng.range(1, i64::try_from(chunk.len() / 2).unwrap_or(1));
         wait_applied(&pool, last + progress, &mut engine, CATCH_UP).await?;
-        let delay = Duration::from_millis(rng.range(0, 700) as u64);
+        let delay = Duration::from_millis(rng.range(0, 30) as u64);
         tokio::time::sleep(delay).await;
         let text = engine.metrics().await?;
         engine.kill9()?;
         consumed.add(&text);
         let applied = count(&pool, "SELECT count(*) FROM event_ledger").await?;
         let outbox = count(&pool, "SELECT count(*) FROM outbox").await?;
+        let busy = (applied as usize) < sent || outbox > 0;
+        busy_kills += usize::from(busy);
         eprintln!(
-            "[crash-batches] kill -9 #{k}: {applied} events applied, {outbox} outbox rows pending, {} sent",
-            sent.load(Ordering::SeqCst)
+            "[crash-batches] kill -9 #{k}: {applied} events applied, {outbox} outbox rows pending, {sent} sent{}",
+            if busy { "" } else { " (the engine was idle)" }
         );
         applied_at_kill.push(applied);
         last = applied;
         engine = EngineProcess::spawn(&format!("engine-{k}"), &env.settings, &logs)?;
         engine.wait_ready(READY).await?;
     }
-    producing.await??;
+    for chunk in chunks.iter().skip(kills) {
+        feeder.send_all(chunk).await?;
+    }
     let ends = input_ends(&env.settings).await?;
     wait_caught_up(
         &pool,
@@ -1635,9 +1642,11 @@ async fn kill_9_in_the_middle_of_large_batches_loses_and_doubles_nothing() -> an
     let status = engine.terminate(Duration::from_secs(60)).await?;
     ensure!(status.success(), "the last engine exited with {status}");
 
+    // Timing on a shared machine is not exact: a kill may find the burst already applied. Most
+    // must land on a busy engine, or the test did not test what it claims.
     ensure!(
-        applied_at_kill.iter().all(|a| (*a as usize) < n),
-        "a kill came after all the work was done: {applied_at_kill:?}"
+        busy_kills * 2 >= kills,
+        "only {busy_kills} of {kills} kills landed while the engine had work in hand: {applied_at_kill:?}"
     );
     ensure!(
         ledger as usize == n,
@@ -1657,7 +1666,7 @@ async fn kill_9_in_the_middle_of_large_batches_loses_and_doubles_nothing() -> an
     )?;
     let skipped = count_log_lines(&logs, "outbox rows were published before a restart");
     eprintln!(
-        "[crash-batches] figures: events streamed {n}, kills survived {kills} (at {applied_at_kill:?} events \
+        "[crash-batches] figures: events streamed {n}, kills survived {kills}, {busy_kills} of them on a busy engine (at {applied_at_kill:?} events \
          applied), the last engine committed the rest in {batches} batches, outputs published {}, restarts \
          whose relay found already-published rows {skipped}, messages consumed again after a restart {} \
          (skipped by offset: {}), lost 0, duplicated 0",

@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{Client, ClientContext, DefaultClientContext};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureProducer;
 use rdkafka::types::RDKafkaErrorCode;
@@ -77,7 +77,48 @@ pub async fn create_topics(settings: &KafkaSettings) -> anyhow::Result<Vec<Strin
             Err((name, code)) => bail!("creating topic {name}: {code}"),
         }
     }
+    // A created topic reaches every broker's metadata a moment later; callers (the engine's
+    // start-up check, producers) expect it to be there when this returns.
+    let deadline = std::time::Instant::now() + TOPIC_VISIBLE_TIMEOUT;
+    for name in &names {
+        loop {
+            if partition_count(admin.inner(), name)?.is_some() {
+                break;
+            }
+            if std::time::Instant::now() >= deadline {
+                bail!(
+                    "topic {name} was created but its metadata did not show up within {}s",
+                    TOPIC_VISIBLE_TIMEOUT.as_secs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     Ok(created)
+}
+
+/// How long a topic may take to appear in metadata after it was created.
+const TOPIC_VISIBLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long the start-up check waits for an input topic that is not (yet) in the metadata.
+const INPUT_TOPIC_GRACE: Duration = Duration::from_secs(5);
+
+/// The number of partitions of `topic` whose leader is known, or `None` while the topic is
+/// missing from the metadata or any partition has no leader yet.
+fn partition_count<C: ClientContext>(
+    client: &Client<C>,
+    topic: &str,
+) -> anyhow::Result<Option<usize>> {
+    let md = client
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .with_context(|| format!("fetching metadata of topic {topic}"))?;
+    Ok(md
+        .topics()
+        .first()
+        .filter(|t| t.error().is_none())
+        .map(|t| t.partitions())
+        .filter(|ps| !ps.is_empty() && ps.iter().all(|p| p.error().is_none() && p.leader() >= 0))
+        .map(<[_]>::len))
 }
 
 /// Partition counts of the input topics. They must be equal: a customer's events on the three
@@ -87,19 +128,20 @@ pub fn check_input_partitions(settings: &KafkaSettings) -> anyhow::Result<i32> {
         .create()
         .context("creating a metadata client")?;
     let mut counts = Vec::new();
+    let deadline = std::time::Instant::now() + INPUT_TOPIC_GRACE;
     for topic in settings.topics.inputs() {
-        let md = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .with_context(|| format!("fetching metadata of topic {topic}"))?;
-        let n = md
-            .topics()
-            .first()
-            .filter(|t| t.error().is_none())
-            .map(|t| t.partitions().len())
-            .unwrap_or(0);
-        if n == 0 {
-            bail!("input topic {topic:?} does not exist; create it (e.g. `kizuna topics create`)");
-        }
+        // A topic created a moment ago may not be in this broker's metadata yet.
+        let n = loop {
+            if let Some(n) = partition_count(consumer.client(), topic)? {
+                break n;
+            }
+            if std::time::Instant::now() >= deadline {
+                bail!(
+                    "input topic {topic:?} does not exist; create it (e.g. `kizuna topics create`)"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
         counts.push((topic, n));
     }
     let first = counts[0].1;
