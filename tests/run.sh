@@ -52,4 +52,11 @@ for broker in ${KIZUNA_TEST_BROKERS_LIST:-kafka tansu}; do
   fi
 done
 
+# Leave the stack on the default broker (Apache Kafka), as deploy/local/up.sh starts it: the
+# demo and the bench that may follow should not find the light broker in its place.
+if [[ "$(cat "$KIZUNA_STATE_DIR/broker" 2>/dev/null)" != kafka ]]; then
+  step "restoring the default broker (kafka)"
+  KIZUNA_BROKER=kafka "$local_dir/up.sh" >/dev/null
+fi
+
 step "all tests passed in $((SECONDS - started)) s"

@@ -275,7 +275,14 @@ async fn engine_scenarios(args: &Args, stack: &Stack) -> anyhow::Result<()> {
             .fetch_one(&mut c)
             .await?
     };
-    println!("  {:<13} PostgreSQL {pg}; broker {}", "stack", args.brokers);
+    println!(
+        "  {:<13} PostgreSQL {pg}; broker {}{}",
+        "stack",
+        args.brokers,
+        local_broker_kind().map_or(String::new(), |k| format!(
+            " ({k}, started by deploy/local)"
+        ))
+    );
     let log_dir = match &args.log_dir {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!(
@@ -573,4 +580,12 @@ async fn engine_scenarios(args: &Args, stack: &Stack) -> anyhow::Result<()> {
         anyhow::bail!("{} scenario(s) failed", errors.len());
     }
     Ok(())
+}
+
+/// Which broker deploy/local/up.sh last started (`kafka` or `tansu`), if it did.
+fn local_broker_kind() -> Option<String> {
+    let dir = std::env::var("KIZUNA_STATE_DIR").unwrap_or_else(|_| "/var/lib/kizuna-local".into());
+    let kind = std::fs::read_to_string(std::path::Path::new(&dir).join("broker")).ok()?;
+    let kind = kind.trim();
+    (!kind.is_empty()).then(|| kind.to_owned())
 }
