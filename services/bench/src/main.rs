@@ -462,14 +462,22 @@ async fn engine_scenarios(args: &Args, stack: &Stack) -> anyhow::Result<()> {
                         rate: l.sent as f64 / l.seconds.max(1e-9),
                         latency: Some(l.latency),
                         note: format!(
-                            "markers {}/{} matched, max {}; {} of {} applied 30 s after",
+                            "markers {}/{} matched, max {}; {}",
                             l.latency.matched,
                             l.latency.markers,
                             l.latency
                                 .max
-                                .map_or("lost".into(), |m| format!("{m:.0} ms")),
-                            l.applied,
-                            l.sent
+                                .map_or("-".into(), |m| format!("{m:.0} ms")),
+                            match l.drained {
+                                Some(d) => format!(
+                                    "all applied and published {:.1} s after the last send",
+                                    d.as_secs_f64()
+                                ),
+                                None => format!(
+                                    "{} of {} applied, outputs still pending 60 s after the last send",
+                                    l.applied, l.sent
+                                ),
+                            }
                         ),
                     });
                     latencies.push((rate, l.latency));
@@ -535,7 +543,7 @@ async fn engine_scenarios(args: &Args, stack: &Stack) -> anyhow::Result<()> {
             },
             Some(None) => Target {
                 what,
-                measured: "outputs lost".into(),
+                measured: "outputs late".into(),
                 pass: Some(false),
             },
             None => Target {

@@ -57,7 +57,8 @@ fn ms(v: Option<f64>, present: bool) -> String {
         (_, false) => String::new(),
         (Some(v), _) if v >= 100.0 => format!("{v:.0}"),
         (Some(v), _) => format!("{v:.1}"),
-        (None, _) => "lost".into(),
+        // Some markers' outputs had not arrived when the wait ended.
+        (None, _) => "late".into(),
     }
 }
 

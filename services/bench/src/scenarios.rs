@@ -699,7 +699,13 @@ pub struct LatencyRun {
     pub seconds: f64,
     pub latency: Latency,
     pub applied: i64,
+    /// When every event was applied and every output published, after producing ended; None
+    /// if that took longer than the wait.
+    pub drained: Option<Duration>,
 }
+
+/// How long the latency scenario waits for the engine to catch up after producing ends.
+const DRAIN_WAIT: Duration = Duration::from_secs(60);
 
 /// Starts the engine on fresh topics, produces live events at `rate` for `duration` with a
 /// share of markers, and measures each marker's produce → output-arrival time.
@@ -754,20 +760,26 @@ async fn latency_in(
         })
         .await??
     };
-    // Wait for the outputs of the markers, up to 30 s after producing ends.
+    // Wait until every event is applied and the outbox is empty (the relay published every
+    // output), up to 60 s after producing ends; then give the reader a moment to receive.
     let pool = env.pool().await?;
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let ended = Instant::now();
+    let deadline = ended + DRAIN_WAIT;
     let sent = i64::try_from(paced.sent)?;
     let mut applied = 0;
+    let mut drained = None;
     while Instant::now() < deadline {
         engine.check_alive()?;
         applied = env.applied(&pool).await?;
-        if applied >= sent {
-            // Applied; give the relay a moment to publish the last outputs.
-            tokio::time::sleep(Duration::from_secs(2)).await;
+        let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(&pool)
+            .await?;
+        if applied >= sent && pending == 0 {
+            drained = Some(ended.elapsed());
+            tokio::time::sleep(Duration::from_secs(1)).await;
             break;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     pool.close().await;
     stop_reader.store(true, Ordering::Relaxed);
@@ -781,6 +793,7 @@ async fn latency_in(
         seconds: paced.elapsed.as_secs_f64(),
         latency,
         applied,
+        drained,
     })
 }
 
