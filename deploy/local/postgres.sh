@@ -75,11 +75,17 @@ else
   confd="/etc/postgresql/$PG_VERSION/$PG_CLUSTER/conf.d"
   if [[ -d "$confd" ]]; then
     conf="$confd/90-kizuna-local.conf"
+    # A write-heavy workload: a buffer cache that holds the hot customers and ledger index, and
+    # checkpoints far enough apart that full-page writes do not dominate the WAL.
     want="# written by kizuna deploy/local/postgres.sh; safe to delete
 max_connections = $PG_MAX_CONNECTIONS
-listen_addresses = 'localhost'"
+listen_addresses = 'localhost'
+shared_buffers = ${KIZUNA_PG_SHARED_BUFFERS:-1GB}
+max_wal_size = 4GB
+checkpoint_timeout = 15min
+wal_compression = lz4"
     if [[ ! -f "$conf" || "$(cat "$conf")" != "$want" ]]; then
-      log "writing $conf (max_connections=$PG_MAX_CONNECTIONS)"
+      log "writing $conf (max_connections=$PG_MAX_CONNECTIONS, shared_buffers=${KIZUNA_PG_SHARED_BUFFERS:-1GB})"
       printf '%s\n' "$want" >"$conf"
     fi
   fi

@@ -206,26 +206,35 @@ impl Stack {
     }
 
     async fn remove(&self, databases: &[String], topics: &[String]) {
+        const DROP_WAIT: Duration = Duration::from_secs(300);
         if !databases.is_empty() {
             match self.admin().await {
                 Ok(mut admin) => {
                     for db in databases {
                         // An autovacuum worker in the database cannot be terminated by a
-                        // non-superuser: wait for it to finish.
-                        let mut tries = 0;
+                        // non-superuser: wait for it to finish (after a run that wrote
+                        // millions of rows, that takes minutes).
+                        let started = std::time::Instant::now();
+                        let mut tries = 0u32;
                         loop {
                             let sql = format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)");
                             match sqlx::query(&sql).execute(&mut admin).await {
                                 Ok(_) => break,
-                                Err(e) if tries < 20 => {
-                                    tries += 1;
-                                    if tries == 1 {
-                                        eprintln!("kizuna-bench: dropping {db}: {e}; retrying");
+                                Err(e) if started.elapsed() < DROP_WAIT => {
+                                    if tries % 20 == 0 {
+                                        eprintln!(
+                                            "kizuna-bench: dropping {db}: {e}; retrying for up to {} s",
+                                            DROP_WAIT.saturating_sub(started.elapsed()).as_secs()
+                                        );
                                     }
+                                    tries += 1;
                                     tokio::time::sleep(Duration::from_millis(500)).await;
                                 }
                                 Err(e) => {
-                                    eprintln!("kizuna-bench: could not drop database {db}: {e}");
+                                    eprintln!(
+                                        "kizuna-bench: could not drop database {db}: {e}; \
+                                         `kizuna-bench clean` removes it later"
+                                    );
                                     break;
                                 }
                             }

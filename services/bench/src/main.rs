@@ -120,6 +120,11 @@ struct Args {
     /// Offered rate of the memory scenario, events/s.
     #[arg(long, default_value_t = 10_000.0)]
     memory_rate: f64,
+    /// Customers of the memory scenario: a population where 10 minutes of peak traffic gives
+    /// each customer a handful of events, as on a real platform (100,000 customers would each
+    /// get 60 in 10 minutes, and their states would grow all the run).
+    #[arg(long, default_value_t = 1_000_000)]
+    memory_customers: u32,
     /// Give up draining a backlog after this many seconds.
     #[arg(long, default_value_t = 600)]
     drain_timeout: u64,
@@ -488,10 +493,21 @@ async fn engine_scenarios(args: &Args, stack: &Stack) -> anyhow::Result<()> {
     }
     let mut memory = None;
     if wanted(args, Scenario::Memory) {
-        match scenarios::memory(&ctx, args.memory_rate, args.memory_minutes).await {
+        match scenarios::memory(
+            &ctx,
+            args.memory_rate,
+            args.memory_minutes,
+            args.memory_customers,
+        )
+        .await
+        {
             Ok(m) => {
                 rows.push(Row {
-                    scenario: format!("memory @ {:.0}/s", m.rate),
+                    scenario: format!(
+                        "memory @ {:.0}/s, {}k customers",
+                        m.rate,
+                        args.memory_customers / 1000
+                    ),
                     events: m.sent,
                     seconds: m.minutes * 60.0,
                     rate: m.sent as f64 / (m.minutes * 60.0),

@@ -855,14 +855,20 @@ pub struct Memory {
 }
 
 /// Offers `rate` events/s for `minutes`, sampling the engine's RSS every 5 s.
-pub async fn memory(ctx: &Ctx, rate: f64, minutes: f64) -> anyhow::Result<Memory> {
+pub async fn memory(ctx: &Ctx, rate: f64, minutes: f64, customers: u32) -> anyhow::Result<Memory> {
     let env = ctx.stack.env("memory", true, Some(&ctx.kizuna)).await?;
-    let result = memory_in(ctx, &env, rate, minutes).await;
+    let result = memory_in(ctx, &env, rate, minutes, customers).await;
     ctx.stack.drop_env(&env).await;
     result
 }
 
-async fn memory_in(ctx: &Ctx, env: &BenchEnv, rate: f64, minutes: f64) -> anyhow::Result<Memory> {
+async fn memory_in(
+    ctx: &Ctx,
+    env: &BenchEnv,
+    rate: f64,
+    minutes: f64,
+    customers: u32,
+) -> anyhow::Result<Memory> {
     let mut engine = Engine::spawn(
         &ctx.kizuna,
         &ctx.stack,
@@ -878,13 +884,8 @@ async fn memory_in(ctx: &Ctx, env: &BenchEnv, rate: f64, minutes: f64) -> anyhow
     let producer = {
         let env = env.clone();
         let stop = stop.clone();
-        let mut workload = Workload::new(
-            ctx.seed,
-            &env.id,
-            ctx.customers,
-            ctx.marker_share,
-            Dating::Live,
-        );
+        let mut workload =
+            Workload::new(ctx.seed, &env.id, customers, ctx.marker_share, Dating::Live);
         tokio::task::spawn_blocking(move || {
             produce::paced(&env, &mut workload, rate, duration, &stop)
         })

@@ -125,9 +125,12 @@ impl Application {
                 settings.kafka.session_timeout_ms.to_string(),
             )
             .set("partition.assignment.strategy", "range")
-            // Bound the prefetch queue (librdkafka's default is 64 MiB): memory stays flat
-            // when a backlog builds up.
+            // Bound the prefetch (librdkafka's defaults: a 64 MiB queue, 50 MiB fetches):
+            // queued messages pin the whole fetch response they came in, so smaller fetches
+            // keep memory flat when a backlog builds up.
             .set("queued.max.messages.kbytes", "16384")
+            .set("fetch.max.bytes", "4194304")
+            .set("max.partition.fetch.bytes", "524288")
             .set(
                 "statistics.interval.ms",
                 (settings.metrics.refresh_secs * 1000).to_string(),
