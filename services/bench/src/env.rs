@@ -221,7 +221,7 @@ impl Stack {
                             match sqlx::query(&sql).execute(&mut admin).await {
                                 Ok(_) => break,
                                 Err(e) if started.elapsed() < DROP_WAIT => {
-                                    if tries % 20 == 0 {
+                                    if tries.is_multiple_of(20) {
                                         eprintln!(
                                             "kizuna-bench: dropping {db}: {e}; retrying for up to {} s",
                                             DROP_WAIT.saturating_sub(started.elapsed()).as_secs()
