@@ -72,21 +72,26 @@ pub struct TestEnv {
     pub settings: Settings,
 }
 
+/// Creates the database `kizuna_test_<id>`; returns its name and URL.
+async fn create_database(id: &str) -> anyhow::Result<(String, String)> {
+    let database = format!("kizuna_test_{id}");
+    let admin_url = admin_database_url();
+    let mut admin = PgConnection::connect(&admin_url)
+        .await
+        .with_context(|| "connecting to PostgreSQL; is the stack up (deploy/local/up.sh)?")?;
+    sqlx::query(&format!("CREATE DATABASE {database}"))
+        .execute(&mut admin)
+        .await?;
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .context("database url without a database name")?;
+    Ok((database.clone(), format!("{base}/{database}")))
+}
+
 impl TestEnv {
     pub async fn new() -> anyhow::Result<Self> {
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-        let database = format!("kizuna_test_{id}");
-        let admin_url = admin_database_url();
-        let mut admin = PgConnection::connect(&admin_url)
-            .await
-            .with_context(|| "connecting to PostgreSQL; is the stack up (deploy/local/up.sh)?")?;
-        sqlx::query(&format!("CREATE DATABASE {database}"))
-            .execute(&mut admin)
-            .await?;
-        let (base, _) = admin_url
-            .rsplit_once('/')
-            .context("database url without a database name")?;
-        let database_url = format!("{base}/{database}");
+        let (database, database_url) = create_database(&id).await?;
 
         let mut settings = Settings::load(None)?;
         settings.kafka.brokers = brokers();
@@ -94,18 +99,7 @@ impl TestEnv {
         settings.kafka.partitions = 3;
         // Group joins take about half the session timeout on tansu; keep it short in tests.
         settings.kafka.session_timeout_ms = 6_000;
-        let t = &mut settings.kafka.topics;
-        for topic in [
-            &mut t.purchases,
-            &mut t.support_tickets,
-            &mut t.surveys,
-            &mut t.tier_changed,
-            &mut t.churn_risk,
-            &mut t.segment_changed,
-            &mut t.dead_letter,
-        ] {
-            *topic = format!("test-{id}.{topic}");
-        }
+        settings.kafka.topics.add_prefix(&format!("test-{id}."));
         settings.database.url = SecretString::from(database_url.clone());
         settings.database.max_connections = 5;
         settings.http.bind = "127.0.0.1:0".parse()?;
@@ -437,26 +431,11 @@ impl TestEnv {
     /// also deletes the shared input topics, so clean it up last or not before this one.
     pub async fn sibling(&self, tag: &str) -> anyhow::Result<TestEnv> {
         let id = format!("{}_{tag}", self.id);
-        let database = format!("kizuna_test_{id}");
-        let admin_url = admin_database_url();
-        let mut admin = PgConnection::connect(&admin_url).await?;
-        sqlx::query(&format!("CREATE DATABASE {database}"))
-            .execute(&mut admin)
-            .await?;
-        let (base, _) = admin_url
-            .rsplit_once('/')
-            .context("database url without a database name")?;
-        let database_url = format!("{base}/{database}");
+        let (database, database_url) = create_database(&id).await?;
         let mut settings = self.settings.clone();
         settings.kafka.group_id = format!("kizuna-test-{id}");
-        let t = &mut settings.kafka.topics;
         let prefix = format!("test-{}.", self.id);
-        for topic in [
-            &mut t.tier_changed,
-            &mut t.churn_risk,
-            &mut t.segment_changed,
-            &mut t.dead_letter,
-        ] {
+        for topic in settings.kafka.topics.outputs_mut() {
             let name = topic.strip_prefix(&prefix).unwrap_or(topic).to_owned();
             *topic = format!("test-{}-{tag}.{name}", self.id);
         }

@@ -91,18 +91,7 @@ impl Stack {
         let mut settings = Settings::load(None)?;
         settings.kafka.brokers = self.brokers.clone();
         settings.kafka.partitions = self.partitions;
-        let t = &mut settings.kafka.topics;
-        for topic in [
-            &mut t.purchases,
-            &mut t.support_tickets,
-            &mut t.surveys,
-            &mut t.tier_changed,
-            &mut t.churn_risk,
-            &mut t.segment_changed,
-            &mut t.dead_letter,
-        ] {
-            *topic = format!("bench-{id}.{topic}");
-        }
+        settings.kafka.topics.add_prefix(&format!("bench-{id}."));
         if kafka {
             {
                 let mut created = lock(&self.created);

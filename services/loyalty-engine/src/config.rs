@@ -74,6 +74,31 @@ impl Topics {
             &self.dead_letter,
         ]
     }
+
+    pub fn outputs_mut(&mut self) -> [&mut String; 4] {
+        [
+            &mut self.tier_changed,
+            &mut self.churn_risk,
+            &mut self.segment_changed,
+            &mut self.dead_letter,
+        ]
+    }
+
+    /// Puts `prefix` before every topic name (isolated topics for tests and benchmarks).
+    pub fn add_prefix(&mut self, prefix: &str) {
+        let Self {
+            purchases,
+            support_tickets,
+            surveys,
+            ..
+        } = self;
+        for topic in [purchases, support_tickets, surveys] {
+            *topic = format!("{prefix}{topic}");
+        }
+        for topic in self.outputs_mut() {
+            *topic = format!("{prefix}{topic}");
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
