@@ -275,6 +275,65 @@ impl Metrics {
             })
             .sum()
     }
+
+    /// The `q` quantile of histogram `name` (series with all of `labels`), interpolated within
+    /// its bucket as Prometheus' `histogram_quantile` does; None when it has no observations.
+    pub fn quantile(&self, name: &str, labels: &[&str], q: f64) -> Option<f64> {
+        let bucket = format!("{name}_bucket");
+        let mut buckets: Vec<(f64, f64)> = Vec::new();
+        for line in self.text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Some((metric, rest)) = series.split_once('{') else {
+                continue;
+            };
+            if metric != bucket || !labels.iter().all(|want| rest.contains(want)) {
+                continue;
+            }
+            let Some(le) = rest.split("le=\"").nth(1).and_then(|r| r.split('"').next()) else {
+                continue;
+            };
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                match le.parse() {
+                    Ok(v) => v,
+                    Err(_) => continue,
+                }
+            };
+            let Ok(count) = value.parse::<f64>() else {
+                continue;
+            };
+            match buckets.iter_mut().find(|(b, _)| *b == le) {
+                Some((_, c)) => *c += count,
+                None => buckets.push((le, count)),
+            }
+        }
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let total = buckets.last()?.1;
+        if total <= 0.0 {
+            return None;
+        }
+        let rank = q * total;
+        let (mut lower, mut below) = (0.0, 0.0);
+        for (le, count) in buckets {
+            if count >= rank {
+                if le.is_infinite() {
+                    return Some(lower);
+                }
+                let width = count - below;
+                let share = if width > 0.0 {
+                    (rank - below) / width
+                } else {
+                    1.0
+                };
+                return Some(lower + (le - lower) * share);
+            }
+            (lower, below) = (le, count);
+        }
+        None
+    }
 }
 
 #[cfg(test)]
@@ -297,5 +356,22 @@ mod tests {
         assert_eq!(m.sum("kizuna_events_consumed_total", &[]), 8.0);
         assert_eq!(m.sum("kizuna_batch_events_count", &[]), 7.0);
         assert_eq!(m.sum("kizuna_batch_events", &[]), 0.0);
+    }
+
+    #[test]
+    fn quantiles_interpolate_within_buckets() {
+        let m = Metrics {
+            text: "h_bucket{stage=\"a\",le=\"0.1\"} 50\nh_bucket{stage=\"a\",le=\"0.2\"} 90\n\
+                   h_bucket{stage=\"a\",le=\"+Inf\"} 100\nh_bucket{stage=\"b\",le=\"0.1\"} 0\n\
+                   h_bucket{stage=\"b\",le=\"+Inf\"} 0\n"
+                .into(),
+        };
+        let near = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() < 1e-9);
+        assert!(near(m.quantile("h", &["stage=\"a\""], 0.25), 0.05));
+        assert!(near(m.quantile("h", &["stage=\"a\""], 0.7), 0.15));
+        // Past the last finite bucket: its bound, as histogram_quantile says.
+        assert!(near(m.quantile("h", &["stage=\"a\""], 0.99), 0.2));
+        assert_eq!(m.quantile("h", &["stage=\"b\""], 0.5), None);
+        assert_eq!(m.quantile("missing", &[], 0.5), None);
     }
 }

@@ -319,6 +319,7 @@ async fn engine_scenarios(args: &Args, stack: &Stack) -> anyhow::Result<()> {
     let mut ceiling_rate = None;
     let mut naive_rate = None;
     let mut latencies: Vec<(f64, report::Latency)> = Vec::new();
+    let mut breakdowns: Vec<String> = Vec::new();
     let mut samples = None;
     let mut errors = Vec::new();
 
@@ -486,6 +487,9 @@ async fn engine_scenarios(args: &Args, stack: &Stack) -> anyhow::Result<()> {
                         ),
                     });
                     latencies.push((rate, l.latency));
+                    if let Some(b) = l.breakdown {
+                        breakdowns.push(format!("latency @ {rate:.0}/s: {b}"));
+                    }
                 }
                 Err(e) => errors.push(format!("latency at {rate:.0}/s: {e:#}")),
             }
@@ -530,6 +534,13 @@ async fn engine_scenarios(args: &Args, stack: &Stack) -> anyhow::Result<()> {
 
     println!();
     report::print_table(&rows);
+    if !breakdowns.is_empty() {
+        println!();
+        println!("where the time went (the engine's metrics at the end of each latency run):");
+        for b in &breakdowns {
+            println!("  {b}");
+        }
+    }
     println!();
     let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => Some(a / b),

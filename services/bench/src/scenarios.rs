@@ -702,6 +702,49 @@ pub struct LatencyRun {
     /// When every event was applied and every output published, after producing ended; None
     /// if that took longer than the wait.
     pub drained: Option<Duration>,
+    /// Where the time went, from the engine's own metrics at the end of the run.
+    pub breakdown: Option<String>,
+}
+
+/// The engine's view of a latency run: the broker's delivery (message timestamp → receipt), the
+/// ingest half (event time → commit), the relay half
+/// (outbox row → broker acknowledgement), batch sizes and durations, and the mean time per
+/// batch stage.
+fn breakdown(m: &crate::engine::Metrics) -> String {
+    let ms = |name: &str, q: f64| {
+        m.quantile(name, &[], q)
+            .map_or("-".into(), |v| format!("{:.0}", v * 1000.0))
+    };
+    let batches = m.sum("kizuna_batch_duration_seconds_count", &[]);
+    let mean = |sum: f64| if batches > 0.0 { sum / batches } else { 0.0 };
+    let stages = [
+        "offsets", "encode", "ledger", "load", "apply", "write", "commit",
+    ]
+    .iter()
+    .map(|s| {
+        let label = format!("stage=\"{s}\"");
+        format!(
+            "{s} {:.1}",
+            mean(m.sum("kizuna_batch_stage_seconds_sum", &[&label])) * 1000.0
+        )
+    })
+    .collect::<Vec<_>>()
+    .join(", ");
+    format!(
+        "message → receipt p50 {} / p99 {} ms; event → commit p50 {} / p99 {} ms; \
+         outbox row → ack p50 {} / p99 {} ms; \
+         {batches:.0} batches of {:.0} events on average, p50 {} / p99 {} ms each; \
+         mean ms per batch: {stages}",
+        ms("kizuna_event_receive_lag_seconds", 0.5),
+        ms("kizuna_event_receive_lag_seconds", 0.99),
+        ms("kizuna_event_processing_lag_seconds", 0.5),
+        ms("kizuna_event_processing_lag_seconds", 0.99),
+        ms("kizuna_outbox_publish_latency_seconds", 0.5),
+        ms("kizuna_outbox_publish_latency_seconds", 0.99),
+        mean(m.sum("kizuna_batch_events_sum", &[])),
+        ms("kizuna_batch_duration_seconds", 0.5),
+        ms("kizuna_batch_duration_seconds", 0.99),
+    )
 }
 
 /// How long the latency scenario waits for the engine to catch up after producing ends.
@@ -765,16 +808,18 @@ async fn latency_in(
     let pool = env.pool().await?;
     let ended = Instant::now();
     let deadline = ended + DRAIN_WAIT;
-    let sent = i64::try_from(paced.sent)?;
+    // Every message on the input topics: the warm-up's, the producer's first and the paced.
+    let sent = i64::try_from(WARM_UP_EVENTS + paced.unmeasured + paced.sent)?;
     let mut applied = 0;
     let mut drained = None;
     while Instant::now() < deadline {
         engine.check_alive()?;
         applied = env.applied(&pool).await?;
-        let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+        // Not count(*): it reads every dead row too, and competes with the engine's last work.
+        let pending: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM outbox)")
             .fetch_one(&pool)
             .await?;
-        if applied >= sent && pending == 0 {
+        if applied >= sent && !pending {
             drained = Some(ended.elapsed());
             tokio::time::sleep(Duration::from_secs(1)).await;
             break;
@@ -786,15 +831,68 @@ async fn latency_in(
     let arrivals = reader
         .join()
         .map_err(|_| anyhow::anyhow!("the output reader panicked"))??;
+    let breakdown = engine.metrics().await.ok().map(|m| breakdown(&m));
     engine.stop(Duration::from_secs(10));
     let latency = match_markers(&paced.markers, &arrivals);
+    let series = ctx.log_dir.join(format!("{name}-{}.csv", env.id));
+    if let Err(e) = write_marker_series(&series, &paced.markers, &arrivals) {
+        eprintln!(
+            "kizuna-bench: {name}: could not write {}: {e:#}",
+            series.display()
+        );
+    }
     Ok(LatencyRun {
         sent: paced.sent,
         seconds: paced.elapsed.as_secs_f64(),
         latency,
-        applied,
+        // Of the paced events, as `sent` counts them.
+        applied: applied - i64::try_from(WARM_UP_EVENTS + paced.unmeasured)?,
         drained,
+        breakdown,
     })
+}
+
+/// Every marker's send time (Unix ms, and ms after the first) and latency (ms, empty if its
+/// output never came) as CSV, to see when in a run the slow ones happened.
+fn write_marker_series(
+    path: &std::path::Path,
+    markers: &HashMap<String, Instant>,
+    arrivals: &[Arrival],
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut first: HashMap<&str, Instant> = HashMap::new();
+    for a in arrivals {
+        first.entry(a.caused_by.as_str()).or_insert(a.at);
+    }
+    let Some(start) = markers.values().min().copied() else {
+        return Ok(());
+    };
+    let mut rows: Vec<(f64, Option<f64>)> = markers
+        .iter()
+        .map(|(id, sent)| {
+            let at = sent.saturating_duration_since(start).as_secs_f64() * 1000.0;
+            let latency = first
+                .get(id.as_str())
+                .map(|got| got.saturating_duration_since(*sent).as_secs_f64() * 1000.0);
+            (at, latency)
+        })
+        .collect();
+    rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // Wall-clock time of the first send, to line the series up with other logs.
+    let start_unix_ms = (Utc::now()
+        - chrono::Duration::from_std(start.elapsed()).unwrap_or_default())
+    .timestamp_millis() as f64;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    writeln!(out, "sent_unix_ms,sent_ms,latency_ms")?;
+    for (at, latency) in rows {
+        let unix = start_unix_ms + at;
+        match latency {
+            Some(l) => writeln!(out, "{unix:.0},{at:.1},{l:.1}")?,
+            None => writeln!(out, "{unix:.0},{at:.1},")?,
+        }
+    }
+    out.flush()?;
+    Ok(())
 }
 
 fn match_markers(markers: &HashMap<String, Instant>, arrivals: &[Arrival]) -> Latency {
@@ -814,18 +912,21 @@ fn match_markers(markers: &HashMap<String, Instant>, arrivals: &[Arrival]) -> La
 }
 
 /// Sends a few markers and waits until they are applied (the group has joined).
+/// Events of the warm-up before a latency run.
+const WARM_UP_EVENTS: u64 = 60;
+
 async fn warm_up(env: &BenchEnv, engine: &mut Engine) -> anyhow::Result<()> {
     let pool = env.pool().await?;
     let env2 = env.clone();
     tokio::task::spawn_blocking(move || {
         let mut w = Workload::new(1, &format!("{}-warm", env2.id), 1, 1.0, Dating::Live);
-        produce::preload(&env2, &mut w, 60)
+        produce::preload(&env2, &mut w, WARM_UP_EVENTS)
     })
     .await??;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         engine.check_alive()?;
-        if env.applied(&pool).await? >= 60 {
+        if env.applied(&pool).await? >= i64::try_from(WARM_UP_EVENTS)? {
             break;
         }
         if Instant::now() > deadline {

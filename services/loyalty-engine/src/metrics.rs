@@ -19,6 +19,7 @@ pub struct Metrics {
     batch_failures: IntCounter,
     batch_stages: HistogramVec,
     event_lag_seconds: Histogram,
+    receive_lag_seconds: Histogram,
     tier_transitions: IntCounterVec,
     segment_changes: IntCounterVec,
     churn_changes: IntCounterVec,
@@ -147,6 +148,17 @@ impl Metrics {
                     HistogramOpts::new(
                         "kizuna_event_processing_lag_seconds",
                         "From an event's occurred_at to its commit.",
+                    )
+                    .buckets(latency_buckets.clone()),
+                )
+                .expect("valid metric"),
+            ),
+            receive_lag_seconds: register(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "kizuna_event_receive_lag_seconds",
+                        "From an input message's timestamp (its creation by the producer, or its append to the log) to its receipt by the engine.",
                     )
                     .buckets(latency_buckets.clone()),
                 )
@@ -395,6 +407,10 @@ impl Metrics {
 
     pub fn batch_failed(&self) {
         self.batch_failures.inc();
+    }
+
+    pub fn receive_lag(&self, seconds: f64) {
+        self.receive_lag_seconds.observe(seconds.max(0.0));
     }
 
     pub fn event_lag(&self, seconds: f64) {

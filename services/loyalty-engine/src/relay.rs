@@ -70,15 +70,20 @@ impl Relay {
         let mut backoff = Duration::from_millis(100);
         // What the last recovery scan found; None forces a scan.
         let mut recovered: Option<Recovered> = None;
+        // The last round was full: a backlog (see `outbox::lock_batch`).
+        let mut backlog = false;
         loop {
             if listener.is_none() {
                 listener = self.listen().await;
             }
-            match self.publish_once(&mut recovered).await {
-                Ok(n) if n > 0 => {
+            match self.publish_once(&mut recovered, &mut backlog).await {
+                // A full round: more rows are probably waiting.
+                Ok(_) if backlog => {
                     backoff = Duration::from_millis(100);
                     continue;
                 }
+                // Otherwise wait for the next notification instead of running an empty round:
+                // one that came during this round is buffered and wakes the wait at once.
                 Ok(_) => backoff = Duration::from_millis(100),
                 Err(e) => {
                     tracing::warn!(error = format!("{e:#}"), "relay round failed; retrying");
@@ -107,7 +112,7 @@ impl Relay {
         }
         // Flush what is left for the partitions still owned.
         for _ in 0..100 {
-            match self.publish_once(&mut recovered).await {
+            match self.publish_once(&mut recovered, &mut backlog).await {
                 Ok(0) => break,
                 Ok(_) => {}
                 Err(e) => {
@@ -130,7 +135,11 @@ impl Relay {
     }
 
     /// Publishes one batch of rows; returns how many were published.
-    async fn publish_once(&self, recovered: &mut Option<Recovered>) -> anyhow::Result<usize> {
+    async fn publish_once(
+        &self,
+        recovered: &mut Option<Recovered>,
+        backlog: &mut bool,
+    ) -> anyhow::Result<usize> {
         let generation = self.ownership.generation();
         let partitions = self.ownership.partition_numbers();
         if partitions.is_empty() {
@@ -138,15 +147,14 @@ impl Relay {
         }
         let mut tx = self.pool.begin().await?;
         outbox::lock_partitions(&mut tx, &partitions).await?;
-        let mut rows = outbox::lock_batch(&mut tx, &partitions, self.settings.batch_size).await?;
+        let mut rows =
+            outbox::lock_batch(&mut tx, &partitions, self.settings.batch_size, *backlog).await?;
+        *backlog = i64::try_from(rows.len()).is_ok_and(|n| n >= self.settings.batch_size);
         if rows.is_empty() {
             tx.commit().await?;
             *recovered = recovered
                 .take()
                 .filter(|r| r.generation == generation && r.partitions == partitions);
-            if let Ok((n, age)) = outbox::backlog(&self.pool).await {
-                self.metrics.outbox_backlog(n, age);
-            }
             return Ok(0);
         }
         if recovered
@@ -176,7 +184,7 @@ impl Relay {
                     rows = already.len(),
                     "outbox rows were published before a restart; dropping them"
                 );
-                outbox::delete(&mut tx, &already).await?;
+                outbox::delete(&mut tx, &already, *backlog).await?;
                 rows.retain(|row| !already.contains(&row.id));
             }
         }
@@ -196,7 +204,7 @@ impl Relay {
         // From here on, rows may be on their topics without being deleted (the delete or the
         // commit fails, e.g. the database goes away; or a send reported a failure for a message
         // the broker did write): whatever fails, the next round scans the topics first.
-        let deleted = match outbox::delete(&mut tx, &done).await {
+        let deleted = match outbox::delete(&mut tx, &done, *backlog).await {
             Ok(()) => tx.commit().await,
             Err(e) => Err(e),
         };

@@ -117,7 +117,10 @@ impl Application {
         };
         let consumer: IngestConsumer = kafka::base_config(&settings.kafka)
             .set("group.id", &settings.kafka.group_id)
-            .set("enable.auto.commit", "false")
+            // The positions that count are in PostgreSQL; Kafka gets a copy once a second
+            // (stored after each batch, committed by the client) for lag tools.
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set(

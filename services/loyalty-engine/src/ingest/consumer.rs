@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
@@ -48,6 +48,10 @@ impl IngestLoop {
     }
 
     fn to_incoming(&self, msg: &BorrowedMessage<'_>, now: DateTime<Utc>) -> Incoming {
+        if let Some(ms) = msg.timestamp().to_millis() {
+            let lag = now.timestamp_millis().saturating_sub(ms);
+            self.processor.metrics.receive_lag(lag as f64 / 1000.0);
+        }
         let mut wire = WireHeaders::default();
         if let Some(headers) = msg.headers() {
             for h in headers.iter() {
@@ -249,7 +253,10 @@ impl IngestLoop {
         }
     }
 
-    /// Mirrors stored offsets to Kafka, for lag monitoring only.
+    /// Mirrors stored offsets to Kafka, for lag monitoring only (tools that read the group's
+    /// committed offsets, such as KEDA's Kafka scaler). The offsets are stored in the client,
+    /// which commits them every `auto.commit.interval.ms`: one commit request per batch would
+    /// cost the broker more than the consumption itself at small batches.
     fn commit_to_kafka(&self, positions: &HashMap<(String, i32), i64>) {
         let ownership = &self.consumer.context().ownership;
         let mut tpl = TopicPartitionList::new();
@@ -260,7 +267,7 @@ impl IngestLoop {
             }
         }
         if tpl.count() > 0
-            && let Err(e) = self.consumer.commit(&tpl, CommitMode::Async)
+            && let Err(e) = self.consumer.store_offsets(&tpl)
         {
             tracing::debug!(error = %e, "offset mirror to Kafka failed (lag monitoring only)");
         }

@@ -29,6 +29,7 @@ pub async fn load_for_update(
     let rows: Vec<(Vec<u8>, i32)> = sqlx::query_as(
         "SELECT state, home_partition FROM customers WHERE customer_id = ANY($1) ORDER BY customer_id FOR UPDATE",
     )
+    .persistent(false) // planned per batch: see the store module's note on plans
     .bind(&keys)
     .fetch_all(&mut *conn)
     .await?;
@@ -47,6 +48,7 @@ pub async fn get<'e, E: sqlx::PgExecutor<'e>>(
 ) -> anyhow::Result<Option<CustomerState>> {
     let row: Option<(Vec<u8>,)> =
         sqlx::query_as("SELECT state FROM customers WHERE customer_id = $1")
+            .persistent(false)
             .bind(id)
             .fetch_optional(executor)
             .await?;
@@ -133,6 +135,7 @@ pub async fn lock_due(
          LIMIT $3
          FOR UPDATE SKIP LOCKED",
     )
+    .persistent(false)
     .bind(partitions)
     .bind(now)
     .bind(limit)

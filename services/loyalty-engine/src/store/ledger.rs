@@ -92,6 +92,7 @@ pub async fn events_of(
     let rows: Vec<(Vec<u8>,)> = sqlx::query_as(
         "SELECT body FROM event_ledger WHERE customer_id = ANY($1) ORDER BY occurred_at, event_id",
     )
+    .persistent(false)
     .bind(customers)
     .fetch_all(&mut *conn)
     .await?;
@@ -105,6 +106,7 @@ pub async fn referrals_of(
 ) -> anyhow::Result<Vec<(String, DomainEvent)>> {
     let rows: Vec<(String, Vec<u8>)> =
         sqlx::query_as("SELECT referred_by, body FROM event_ledger WHERE referred_by = ANY($1)")
+            .persistent(false)
             .bind(referrers)
             .fetch_all(&mut *conn)
             .await?;

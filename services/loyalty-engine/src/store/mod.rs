@@ -1,4 +1,18 @@
 //! PostgreSQL: the system of record. Each submodule owns one table and its queries.
+//!
+//! A note on plans. sqlx prepares every statement once per connection, and after five
+//! executions PostgreSQL may switch a prepared statement to a generic plan that it keeps for the
+//! connection's life. A generic plan made while a table was small (a new deployment, the first
+//! seconds of a backfill) is a sequential scan; when the table has grown, `customer_id =
+//! ANY($1)` over it compares every row with every key, and a 3,000-customer batch took 7 s on a
+//! 100,000-row table. So statements that look rows up by key in a table that grows without
+//! bound (customers, event_ledger, output_log) are `persistent(false)`: planned at each
+//! execution with the real parameters and the table's current size, for one more round trip.
+//! The outbox is small in steady state and large only with a backlog (after a broker outage),
+//! so the relay's statements are prepared while it keeps up and planned afresh while its rounds
+//! come back full. Inserts and upserts (`ON CONFLICT` always goes through the unique index) and
+//! lookups in small tables stay prepared. Forcing custom plans for every statement instead
+//! (`plan_cache_mode`) cost a third more latency at 10k events/s here.
 
 pub mod audit;
 pub mod changes;

@@ -93,10 +93,15 @@ pub async fn insert(conn: &mut PgConnection, messages: &[OutboxMessage]) -> sqlx
 
 /// Locks the oldest rows of the given partitions, in insertion order, for this transaction.
 /// Rows another relay holds are skipped, so two relays never publish the same row at once.
+///
+/// `backlog`: the outbox may be large (the last round was full), so the statement is planned
+/// for the table as it is now, not with a plan cached while it was small (see the store
+/// module's note on plans).
 pub async fn lock_batch(
     conn: &mut PgConnection,
     partitions: &[i32],
     limit: i64,
+    backlog: bool,
 ) -> sqlx::Result<Vec<OutboxRow>> {
     type Row = (
         i64,
@@ -114,6 +119,7 @@ pub async fn lock_batch(
          WHERE partition = ANY($1) ORDER BY id LIMIT $2
          FOR UPDATE SKIP LOCKED",
     )
+    .persistent(!backlog)
     .bind(partitions)
     .bind(limit)
     .fetch_all(&mut *conn)
@@ -174,9 +180,10 @@ pub async fn pending_topics(
         .await
 }
 
-/// Removes published rows.
-pub async fn delete(conn: &mut PgConnection, ids: &[i64]) -> sqlx::Result<()> {
+/// Removes published rows. `backlog` as for [`lock_batch`].
+pub async fn delete(conn: &mut PgConnection, ids: &[i64], backlog: bool) -> sqlx::Result<()> {
     sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
+        .persistent(!backlog)
         .bind(ids)
         .execute(conn)
         .await?;

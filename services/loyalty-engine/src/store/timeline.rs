@@ -49,6 +49,7 @@ pub async fn page(
          WHERE customer_id = $1 AND ($2::timestamptz IS NULL OR (occurred_at, 'e:' || event_id) < ($2, $3))
          ORDER BY occurred_at DESC, event_id DESC LIMIT $4",
     )
+    .persistent(false)
     .bind(customer_id)
     .bind(at)
     .bind(&id)
@@ -63,6 +64,7 @@ pub async fn page(
            AND ($2::timestamptz IS NULL OR (o.effective_at, 'o:' || o.ce_id::text) < ($2, $3))
          ORDER BY o.effective_at DESC, o.ce_id DESC LIMIT $4",
     )
+    .persistent(false)
     .bind(customer_id)
     .bind(at)
     .bind(&id)
@@ -110,6 +112,7 @@ pub async fn page(
         "SELECT caused_by, ce_id, ce_type, effective_at, payload FROM output_log
          WHERE customer_id = $1 AND caused_by = ANY($2) ORDER BY effective_at, ce_id",
     )
+    .persistent(false)
     .bind(customer_id)
     .bind(&event_ids)
     .fetch_all(pool)
