@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Stop what the kizuna-stack scripts started, and nothing else:
 #   down.sh          broker (kafka and/or tansu, by pid file) and PostgreSQL
-#                    (only if postgres.sh started the cluster)
+#                    (only if postgres.sh started the cluster); restores the
+#                    kernel writeback settings up.sh changed
 #   down.sh broker   just the broker
 # Data stays in $KIZUNA_STATE_DIR (tansu memory storage is lost, by nature).
 set -euo pipefail
@@ -36,3 +37,4 @@ if [[ -f "$marker" ]]; then
 else
   log "PostgreSQL was not started by kizuna-stack; leaving it alone"
 fi
+"$KIZUNA_LOCAL_DIR/writeback.sh" off

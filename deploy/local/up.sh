@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start the local stack: PostgreSQL, then one broker on 127.0.0.1:9092
 # (KIZUNA_BROKER=kafka|tansu, default kafka). Idempotent. Logs go to stderr;
-# the connection settings are printed on stdout at the end.
+# the connection settings are printed on stdout at the end. Also shortens the
+# kernel's writeback delay (writeback.sh; KIZUNA_TUNE_WRITEBACK=0 skips it).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -15,6 +16,9 @@ esac
 acquire_lock
 ensure_dirs
 started=$SECONDS
+if [[ "${KIZUNA_TUNE_WRITEBACK:-1}" != 0 ]]; then
+  "$KIZUNA_LOCAL_DIR/writeback.sh" on
+fi
 "$KIZUNA_LOCAL_DIR/postgres.sh"
 "$KIZUNA_LOCAL_DIR/$broker.sh" start
 printf '%s\n' "$broker" >"$KIZUNA_STATE_DIR/broker"

@@ -323,6 +323,17 @@ pub fn machine_facts() -> Vec<(String, String)> {
             "load average".into(),
             read("/proc/loadavg").trim().to_owned(),
         ),
+        // Latency depends on it: PostgreSQL's growing tables and Kafka's log are written back
+        // by the kernel once their dirty pages are this old, all at once, and commits wait
+        // behind that burst (see the README's performance section).
+        (
+            "writeback".into(),
+            format!(
+                "vm.dirty_expire_centisecs={} vm.dirty_writeback_centisecs={}",
+                read("/proc/sys/vm/dirty_expire_centisecs").trim(),
+                read("/proc/sys/vm/dirty_writeback_centisecs").trim()
+            ),
+        ),
     ]
 }
 

@@ -105,9 +105,13 @@ struct Args {
     /// (the throughput scenario's rate, or --max-rate).
     #[arg(long, value_delimiter = ',', default_value = "1000,10000,half")]
     latency_rates: Vec<String>,
-    /// Seconds each latency rate is offered.
+    /// Seconds each latency rate is offered and measured.
     #[arg(long, default_value_t = 30)]
     latency_seconds: u64,
+    /// Seconds each latency rate is offered before the measurement starts, so the engine is in
+    /// the steady state of that rate (batch sizes, database connections) when the clock starts.
+    #[arg(long, default_value_t = 5)]
+    latency_warm_up: u64,
     /// Share of latency events that are markers (guaranteed to cause an output).
     #[arg(long, default_value_t = 0.2)]
     marker_share: f64,
@@ -136,7 +140,8 @@ struct Args {
     /// Keep the bench databases and topics.
     #[arg(long)]
     keep: bool,
-    /// Where engine logs go. Default: a fresh directory under /tmp.
+    /// Where engine logs and each latency run's per-marker CSV (send time, latency) go. Default:
+    /// a fresh directory under /tmp.
     #[arg(long)]
     log_dir: Option<PathBuf>,
     /// churn: simulated customers.
@@ -300,7 +305,7 @@ async fn engine_scenarios(args: &Args, stack: &Stack) -> anyhow::Result<()> {
         )),
     };
     std::fs::create_dir_all(&log_dir)?;
-    println!("  {:<13} {}", "engine logs", log_dir.display());
+    println!("  {:<13} {}", "logs, CSVs", log_dir.display());
     println!();
     let ctx = Ctx {
         stack: stack.clone(),
@@ -312,6 +317,7 @@ async fn engine_scenarios(args: &Args, stack: &Stack) -> anyhow::Result<()> {
         marker_share: args.marker_share,
         drain_timeout: Duration::from_secs(args.drain_timeout),
         engine_env: args.engine_env.clone(),
+        latency_warm_up: Duration::from_secs(args.latency_warm_up),
     };
 
     let mut rows: Vec<Row> = Vec::new();

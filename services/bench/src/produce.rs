@@ -123,18 +123,22 @@ pub fn preload(env: &BenchEnv, workload: &mut Workload, n: u64) -> anyhow::Resul
 pub struct Paced {
     /// Messages sent at the paced rate.
     pub sent: u64,
-    /// Messages sent before the clock started (warming the producer up).
+    /// Messages sent before the clock started (warming the producer and the engine up).
     pub unmeasured: u64,
     pub elapsed: Duration,
     /// Marker event id → when it was handed to the producer.
     pub markers: HashMap<String, Instant>,
 }
 
-/// Produces `workload` at `rate` events/s for `duration` (on the calling thread).
+/// Produces `workload` at `rate` events/s for `warm_up` and then for `duration` (on the calling
+/// thread). Only the second phase is measured: its messages are `sent`, its markers timed; the
+/// warm-up brings the engine to the steady state of that rate (batch sizes, database
+/// connections and their caches) before the clock starts.
 pub fn paced(
     env: &BenchEnv,
     workload: &mut Workload,
     rate: f64,
+    warm_up: Duration,
     duration: Duration,
     stop: &AtomicBool,
 ) -> anyhow::Result<Paced> {
@@ -146,23 +150,34 @@ pub fn paced(
     sender.flush(Duration::from_secs(30))?;
     out.unmeasured = 1;
     let started = Instant::now();
+    let mut produced = 0u64;
+    let mut measured_from = None;
     while !stop.load(Ordering::Relaxed) {
         let elapsed = started.elapsed();
-        if elapsed >= duration {
+        if elapsed >= warm_up + duration {
             break;
         }
+        let measuring = elapsed >= warm_up;
+        if measuring && measured_from.is_none() {
+            measured_from = Some(Instant::now());
+        }
         let due = (elapsed.as_secs_f64() * rate) as u64;
-        while out.sent < due {
+        while produced < due {
             let msg = workload.next_msg();
-            if let Some(id) = &msg.marker {
-                out.markers.insert(id.clone(), Instant::now());
+            if measuring {
+                if let Some(id) = &msg.marker {
+                    out.markers.insert(id.clone(), Instant::now());
+                }
+                out.sent += 1;
+            } else {
+                out.unmeasured += 1;
             }
             sender.send(env, &msg)?;
-            out.sent += 1;
+            produced += 1;
         }
         std::thread::sleep(Duration::from_micros(500));
     }
-    out.elapsed = started.elapsed();
+    out.elapsed = measured_from.map_or(Duration::ZERO, |t| t.elapsed());
     sender.flush(Duration::from_secs(120))?;
     Ok(out)
 }

@@ -30,6 +30,8 @@ pub struct Ctx {
     pub drain_timeout: Duration,
     /// Extra `KIZUNA_…` variables for every engine started.
     pub engine_env: Vec<(String, String)>,
+    /// The offered rate before a latency measurement starts.
+    pub latency_warm_up: Duration,
 }
 
 /// What a drain of a pre-loaded backlog measured.
@@ -787,7 +789,10 @@ async fn latency_in(
         let _ = reader.join();
         return Err(e);
     }
-    eprintln!("kizuna-bench: {name}: offering {rate:.0} events/s for {duration:?}…");
+    let warm_up = ctx.latency_warm_up;
+    eprintln!(
+        "kizuna-bench: {name}: offering {rate:.0} events/s for {warm_up:?}, then measuring for {duration:?}…"
+    );
     let paced = {
         let env = env.clone();
         let mut workload = Workload::new(
@@ -799,7 +804,7 @@ async fn latency_in(
         );
         let stop = Arc::new(AtomicBool::new(false));
         tokio::task::spawn_blocking(move || {
-            produce::paced(&env, &mut workload, rate, duration, &stop)
+            produce::paced(&env, &mut workload, rate, warm_up, duration, &stop)
         })
         .await??
     };
@@ -988,7 +993,7 @@ async fn memory_in(
         let mut workload =
             Workload::new(ctx.seed, &env.id, customers, ctx.marker_share, Dating::Live);
         tokio::task::spawn_blocking(move || {
-            produce::paced(&env, &mut workload, rate, duration, &stop)
+            produce::paced(&env, &mut workload, rate, Duration::ZERO, duration, &stop)
         })
     };
     let pool = env.pool().await?;
