@@ -117,10 +117,9 @@ impl Application {
         };
         let consumer: IngestConsumer = kafka::base_config(&settings.kafka)
             .set("group.id", &settings.kafka.group_id)
-            // The positions that count are in PostgreSQL; Kafka gets a copy once a second
-            // (stored after each batch, committed by the client) for lag tools.
-            .set("enable.auto.commit", "true")
-            .set("auto.commit.interval.ms", "1000")
+            // The positions that count are in PostgreSQL; Kafka gets a copy at most once a
+            // second (see `IngestLoop::commit_to_kafka`) for lag tools.
+            .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set(
@@ -174,6 +173,7 @@ impl Application {
             limits: limits.clone(),
             kinds: IngestLoop::kinds(&settings.kafka.topics),
             health: health.clone(),
+            mirror: Default::default(),
         };
         let sweeper = Sweeper {
             pool: pool.clone(),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
@@ -28,7 +28,19 @@ pub struct IngestLoop {
     pub limits: Limits,
     pub kinds: HashMap<String, InputKind>,
     pub health: Health,
+    /// Offsets waiting to be mirrored to Kafka.
+    pub mirror: std::sync::Mutex<OffsetMirror>,
 }
+
+/// Stored offsets not yet mirrored to Kafka, and when the last mirror went out.
+#[derive(Debug, Default)]
+pub struct OffsetMirror {
+    pending: HashMap<(String, i32), i64>,
+    last: Option<Instant>,
+}
+
+/// How often stored offsets are mirrored to Kafka at most.
+const MIRROR_EVERY: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for IngestLoop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -129,6 +141,8 @@ impl IngestLoop {
                 }
             }));
         }
+        let mut mirror_tick = tokio::time::interval(MIRROR_EVERY);
+        mirror_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut pending: Vec<Vec<Incoming>> = (0..writers).map(|_| Vec::new()).collect();
         let mut since: Vec<Option<tokio::time::Instant>> = vec![None; writers];
         loop {
@@ -160,6 +174,7 @@ impl IngestLoop {
                 _ = shutdown.cancelled() => break,
                 _ = freed.notified() => {}
                 _ = sleep_until_opt(next_deadline) => {}
+                _ = mirror_tick.tick() => this.flush_mirror(),
                 received = this.consumer.recv(), if room => match received {
                     Ok(msg) => {
                         let incoming = this.to_incoming(&msg, Utc::now());
@@ -254,20 +269,43 @@ impl IngestLoop {
     }
 
     /// Mirrors stored offsets to Kafka, for lag monitoring only (tools that read the group's
-    /// committed offsets, such as KEDA's Kafka scaler). The offsets are stored in the client,
-    /// which commits them every `auto.commit.interval.ms`: one commit request per batch would
-    /// cost the broker more than the consumption itself at small batches.
+    /// committed offsets, such as KEDA's Kafka scaler), at most once a second: a commit
+    /// request per batch cost the broker more than the consumption itself at small batches.
+    /// (librdkafka's auto-commit would do the same, but against tansu it crashed the client.)
+    /// What is still pending goes out on the consume loop's next tick.
     fn commit_to_kafka(&self, positions: &HashMap<(String, i32), i64>) {
+        if let Ok(mut mirror) = self.mirror.lock() {
+            for (key, offset) in positions {
+                let slot = mirror.pending.entry(key.clone()).or_insert(*offset);
+                *slot = (*slot).max(*offset);
+            }
+        }
+        self.flush_mirror();
+    }
+
+    /// Commits the pending offsets if the last mirror is at least `MIRROR_EVERY` old.
+    fn flush_mirror(&self) {
+        let due = {
+            let Ok(mut mirror) = self.mirror.lock() else {
+                return;
+            };
+            if mirror.pending.is_empty() || mirror.last.is_some_and(|t| t.elapsed() < MIRROR_EVERY)
+            {
+                return;
+            }
+            mirror.last = Some(Instant::now());
+            std::mem::take(&mut mirror.pending)
+        };
         let ownership = &self.consumer.context().ownership;
         let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), offset) in positions {
+        for ((topic, partition), offset) in &due {
             if ownership.owns(topic, *partition) {
                 tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))
                     .ok();
             }
         }
         if tpl.count() > 0
-            && let Err(e) = self.consumer.store_offsets(&tpl)
+            && let Err(e) = self.consumer.commit(&tpl, CommitMode::Async)
         {
             tracing::debug!(error = %e, "offset mirror to Kafka failed (lag monitoring only)");
         }
