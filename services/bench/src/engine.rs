@@ -258,21 +258,23 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Sum of every sample of `name` whose labels contain all of `labels` (`k="v"` pairs).
-    pub fn sum(&self, name: &str, labels: &[&str]) -> f64 {
+    /// Every sample as (metric name, label text, value).
+    fn samples(&self) -> impl Iterator<Item = (&str, &str, f64)> {
         self.text
             .lines()
             .filter(|l| !l.starts_with('#'))
             .filter_map(|l| {
                 let (series, value) = l.rsplit_once(' ')?;
-                let (metric, rest) = match series.split_once('{') {
-                    Some((m, r)) => (m, r),
-                    None => (series, ""),
-                };
-                (metric == name && labels.iter().all(|want| rest.contains(want)))
-                    .then(|| value.parse::<f64>().ok())
-                    .flatten()
+                let (metric, labels) = series.split_once('{').unwrap_or((series, ""));
+                Some((metric, labels, value.parse::<f64>().ok()?))
             })
+    }
+
+    /// Sum of every sample of `name` whose labels contain all of `labels` (`k="v"` pairs).
+    pub fn sum(&self, name: &str, labels: &[&str]) -> f64 {
+        self.samples()
+            .filter(|(metric, rest, _)| *metric == name && labels.iter().all(|w| rest.contains(w)))
+            .map(|(_, _, value)| value)
             .sum()
     }
 
@@ -281,13 +283,7 @@ impl Metrics {
     pub fn quantile(&self, name: &str, labels: &[&str], q: f64) -> Option<f64> {
         let bucket = format!("{name}_bucket");
         let mut buckets: Vec<(f64, f64)> = Vec::new();
-        for line in self.text.lines().filter(|l| !l.starts_with('#')) {
-            let Some((series, value)) = line.rsplit_once(' ') else {
-                continue;
-            };
-            let Some((metric, rest)) = series.split_once('{') else {
-                continue;
-            };
+        for (metric, rest, count) in self.samples() {
             if metric != bucket || !labels.iter().all(|want| rest.contains(want)) {
                 continue;
             }
@@ -301,9 +297,6 @@ impl Metrics {
                     Ok(v) => v,
                     Err(_) => continue,
                 }
-            };
-            let Ok(count) = value.parse::<f64>() else {
-                continue;
             };
             match buckets.iter_mut().find(|(b, _)| *b == le) {
                 Some((_, c)) => *c += count,

@@ -151,16 +151,12 @@ pub fn paced(
     out.unmeasured = 1;
     let started = Instant::now();
     let mut produced = 0u64;
-    let mut measured_from = None;
     while !stop.load(Ordering::Relaxed) {
         let elapsed = started.elapsed();
         if elapsed >= warm_up + duration {
             break;
         }
         let measuring = elapsed >= warm_up;
-        if measuring && measured_from.is_none() {
-            measured_from = Some(Instant::now());
-        }
         let due = (elapsed.as_secs_f64() * rate) as u64;
         while produced < due {
             let msg = workload.next_msg();
@@ -177,7 +173,7 @@ pub fn paced(
         }
         std::thread::sleep(Duration::from_micros(500));
     }
-    out.elapsed = measured_from.map_or(Duration::ZERO, |t| t.elapsed());
+    out.elapsed = started.elapsed().saturating_sub(warm_up);
     sender.flush(Duration::from_secs(120))?;
     Ok(out)
 }

@@ -719,19 +719,17 @@ fn breakdown(m: &crate::engine::Metrics) -> String {
     };
     let batches = m.sum("kizuna_batch_duration_seconds_count", &[]);
     let mean = |sum: f64| if batches > 0.0 { sum / batches } else { 0.0 };
-    let stages = [
-        "offsets", "encode", "ledger", "load", "apply", "write", "commit",
-    ]
-    .iter()
-    .map(|s| {
-        let label = format!("stage=\"{s}\"");
-        format!(
-            "{s} {:.1}",
-            mean(m.sum("kizuna_batch_stage_seconds_sum", &[&label])) * 1000.0
-        )
-    })
-    .collect::<Vec<_>>()
-    .join(", ");
+    let stages = kizuna::metrics::BATCH_STAGES
+        .iter()
+        .map(|s| {
+            let label = format!("stage=\"{s}\"");
+            format!(
+                "{s} {:.1}",
+                mean(m.sum("kizuna_batch_stage_seconds_sum", &[&label])) * 1000.0
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         "message → receipt p50 {} / p99 {} ms; event → commit p50 {} / p99 {} ms; \
          outbox row → ack p50 {} / p99 {} ms; \
@@ -838,9 +836,10 @@ async fn latency_in(
         .map_err(|_| anyhow::anyhow!("the output reader panicked"))??;
     let breakdown = engine.metrics().await.ok().map(|m| breakdown(&m));
     engine.stop(Duration::from_secs(10));
-    let latency = match_markers(&paced.markers, &arrivals);
+    let first = first_arrivals(&arrivals);
+    let latency = match_markers(&paced.markers, &first);
     let series = ctx.log_dir.join(format!("{name}-{}.csv", env.id));
-    if let Err(e) = write_marker_series(&series, &paced.markers, &arrivals) {
+    if let Err(e) = write_marker_series(&series, &paced.markers, &first) {
         eprintln!(
             "kizuna-bench: {name}: could not write {}: {e:#}",
             series.display()
@@ -862,13 +861,9 @@ async fn latency_in(
 fn write_marker_series(
     path: &std::path::Path,
     markers: &HashMap<String, Instant>,
-    arrivals: &[Arrival],
+    first: &HashMap<&str, Instant>,
 ) -> anyhow::Result<()> {
     use std::io::Write;
-    let mut first: HashMap<&str, Instant> = HashMap::new();
-    for a in arrivals {
-        first.entry(a.caused_by.as_str()).or_insert(a.at);
-    }
     let Some(start) = markers.values().min().copied() else {
         return Ok(());
     };
@@ -900,11 +895,16 @@ fn write_marker_series(
     Ok(())
 }
 
-fn match_markers(markers: &HashMap<String, Instant>, arrivals: &[Arrival]) -> Latency {
+/// When the first output caused by each event arrived.
+fn first_arrivals(arrivals: &[Arrival]) -> HashMap<&str, Instant> {
     let mut first: HashMap<&str, Instant> = HashMap::new();
     for a in arrivals {
         first.entry(a.caused_by.as_str()).or_insert(a.at);
     }
+    first
+}
+
+fn match_markers(markers: &HashMap<String, Instant>, first: &HashMap<&str, Instant>) -> Latency {
     let samples: Vec<f64> = markers
         .iter()
         .filter_map(|(id, sent)| {
@@ -916,10 +916,10 @@ fn match_markers(markers: &HashMap<String, Instant>, arrivals: &[Arrival]) -> La
     Latency::of(samples, markers.len())
 }
 
-/// Sends a few markers and waits until they are applied (the group has joined).
 /// Events of the warm-up before a latency run.
 const WARM_UP_EVENTS: u64 = 60;
 
+/// Sends a few markers and waits until they are applied (the group has joined).
 async fn warm_up(env: &BenchEnv, engine: &mut Engine) -> anyhow::Result<()> {
     let pool = env.pool().await?;
     let env2 = env.clone();

@@ -9,6 +9,11 @@ use prometheus::{
 use crate::domain::output::{Output, OutputKind};
 use crate::ingest::reject::RejectReason;
 
+/// The stages of a batch, in order, as `kizuna_batch_stage_seconds{stage}` names them.
+pub const BATCH_STAGES: [&str; 7] = [
+    "offsets", "encode", "ledger", "load", "apply", "write", "commit",
+];
+
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Registry,
@@ -392,17 +397,15 @@ impl Metrics {
 
     /// Total seconds spent per batch stage so far.
     pub fn stage_totals(&self) -> Vec<(&'static str, f64)> {
-        [
-            "offsets", "encode", "ledger", "load", "apply", "write", "commit",
-        ]
-        .into_iter()
-        .map(|s| {
-            (
-                s,
-                self.batch_stages.with_label_values(&[s]).get_sample_sum(),
-            )
-        })
-        .collect()
+        BATCH_STAGES
+            .into_iter()
+            .map(|s| {
+                (
+                    s,
+                    self.batch_stages.with_label_values(&[s]).get_sample_sum(),
+                )
+            })
+            .collect()
     }
 
     pub fn batch_failed(&self) {
