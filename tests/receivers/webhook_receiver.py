@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
@@ -95,7 +96,7 @@ class Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def do_GET(self):
-        parts = self.path.strip("/").split("/")
+        parts = urlsplit(self.path).path.strip("/").split("/")
         if len(parts) == 3 and parts[0] == "control" and parts[2] == "requests":
             ep = endpoint(parts[1])
             with LOCK:
@@ -104,7 +105,7 @@ class Handler(BaseHTTPRequestHandler):
         return self._reply(404, {"error": "unknown path"})
 
     def do_POST(self):
-        parts = self.path.strip("/").split("/")
+        parts = urlsplit(self.path).path.strip("/").split("/")
         body = self._body()
         if len(parts) == 2 and parts[0] == "control":
             ep = endpoint(parts[1])
