@@ -48,7 +48,8 @@ CREATE TABLE webhook_deliveries (
 CREATE INDEX webhook_deliveries_order ON webhook_deliveries (subscription_id, customer_id, id);
 -- Only a stream's head has a next attempt; the rows behind it wait with NULL and are promoted
 -- when the head leaves the queue.
-CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE next_attempt_at IS NOT NULL;
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (subscription_id, next_attempt_at)
+    WHERE next_attempt_at IS NOT NULL;
 -- Requests in flight, counted per subscription against its share of the request slots.
 CREATE INDEX webhook_deliveries_leased ON webhook_deliveries (subscription_id) WHERE lease_until IS NOT NULL;
 

@@ -94,29 +94,32 @@ pub async fn claim<'e>(
 ) -> sqlx::Result<Vec<Claimed>> {
     type Row = (i64, Uuid, String, Uuid, String, Vec<u8>, i32, DateTime<Utc>);
     let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+    // Per active subscription with a free share of the slots, its earliest due heads (up to
+    // its free share); then the earliest of those overall. A subscription at its share is not
+    // even scanned, so however many customers a hanging receiver has waiting, the others'
+    // events are still picked.
     let rows: Vec<Row> = sqlx::query_as(
-        "WITH due AS (
-             SELECT d.id, d.subscription_id, d.next_attempt_at
-             FROM webhook_deliveries d
-             JOIN webhook_subscriptions s ON s.id = d.subscription_id AND s.status = 'active'
-             WHERE d.next_attempt_at <= now()
-               AND (d.lease_until IS NULL OR d.lease_until < now())
-               AND NOT EXISTS (SELECT 1 FROM webhook_deliveries o
-                               WHERE o.subscription_id = d.subscription_id
-                                 AND o.customer_id = d.customer_id AND o.id < d.id)
-             ORDER BY d.next_attempt_at
-             LIMIT $1 * 4
-         ), busy AS (
+        "WITH busy AS (
              SELECT subscription_id, count(*) AS n FROM webhook_deliveries
              WHERE lease_until IS NOT NULL AND lease_until >= now()
              GROUP BY subscription_id
-         ), ranked AS (
-             SELECT due.id, due.next_attempt_at,
-                    row_number() OVER (PARTITION BY due.subscription_id ORDER BY due.next_attempt_at, due.id)
-                      + COALESCE(busy.n, 0) AS slot
-             FROM due LEFT JOIN busy USING (subscription_id)
          ), pick AS (
-             SELECT id FROM ranked WHERE slot <= $2 ORDER BY next_attempt_at, id LIMIT $1
+             SELECT x.id FROM webhook_subscriptions s
+             LEFT JOIN busy b ON b.subscription_id = s.id
+             CROSS JOIN LATERAL (
+                 SELECT d.id, d.next_attempt_at FROM webhook_deliveries d
+                 WHERE d.subscription_id = s.id
+                   AND d.next_attempt_at <= now()
+                   AND (d.lease_until IS NULL OR d.lease_until < now())
+                   AND NOT EXISTS (SELECT 1 FROM webhook_deliveries o
+                                   WHERE o.subscription_id = d.subscription_id
+                                     AND o.customer_id = d.customer_id AND o.id < d.id)
+                 ORDER BY d.next_attempt_at
+                 LIMIT $2 - COALESCE(b.n, 0)
+             ) x
+             WHERE s.status = 'active' AND COALESCE(b.n, 0) < $2
+             ORDER BY x.next_attempt_at, x.id
+             LIMIT $1
          )
          UPDATE webhook_deliveries d
          SET lease_until = now() + make_interval(secs => $3::float8 / 1000),
