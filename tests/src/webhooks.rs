@@ -354,3 +354,49 @@ pub fn churn_changed(customer: &str, level: &str, seq: u32) -> Value {
 pub fn epoch(t: DateTime<Utc>) -> f64 {
     t.timestamp_millis() as f64 / 1000.0
 }
+
+/// Log lines captured in memory, to check what the services write to their logs.
+#[derive(Debug, Clone, Default)]
+pub struct LogCapture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl LogCapture {
+    /// Installs the services' log subscriber (JSON, `info`) writing here. Only the first
+    /// subscriber installed in a test binary takes effect: call this in one test only.
+    pub fn install() -> Self {
+        let capture = Self::default();
+        kizuna::telemetry::init(
+            kizuna::config::LogFormat::Json,
+            "info,sqlx=warn",
+            capture.clone(),
+        );
+        capture
+    }
+
+    pub fn text(&self) -> String {
+        self.0
+            .lock()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut b) = self.0.lock() {
+            b.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
+    type Writer = LogCapture;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use kizuna_e2e::webhooks::{
-    Hook, Receiver, WebhooksApp, churn_changed, produce_output, settings, tier_changed,
+    Hook, LogCapture, Receiver, WebhooksApp, churn_changed, produce_output, settings, tier_changed,
 };
 use kizuna_e2e::{TestEnv, wait_for};
 use reqwest::Method;
@@ -719,6 +719,7 @@ async fn events_still_failing_after_the_retry_period_become_dead_letters() -> an
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscription_that_keeps_failing_is_disabled_and_announced() -> anyhow::Result<()> {
+    let logs = LogCapture::install();
     let env = TestEnv::new().await?;
     let receiver = Receiver::start().await?;
     let mut s = settings(&env)?;
@@ -841,6 +842,17 @@ async fn a_subscription_that_keeps_failing_is_disabled_and_announced() -> anyhow
         text.contains("kizuna_webhook_subscriptions_disabled_total{reason=\"gone\"} 1"),
         "{text}"
     );
+    // The log says which subscription was disabled and why, without customer data or the
+    // URL's path and query.
+    let log = logs.text();
+    assert!(log.contains("webhook subscription disabled"), "{log}");
+    assert!(log.contains(&failing), "{log}");
+    for secret_or_pii in ["cust-f", "do-not-print", "/hooks/", "whsec_"] {
+        assert!(
+            !log.contains(secret_or_pii),
+            "{secret_or_pii} in the log: {log}"
+        );
+    }
     hooks.stop().await?;
     env.cleanup().await
 }
