@@ -12,8 +12,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use kizuna::config::Clock;
 use kizuna::config::Settings;
-use kizuna::ingest::clock::Clock;
 use secrecy::ExposeSecret;
 
 use crate::wait_for;

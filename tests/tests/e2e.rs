@@ -282,7 +282,7 @@ async fn a_refund_below_the_threshold_warns_now_and_downgrades_after_the_grace_p
     let mut env = TestEnv::new().await?;
     // The as-of clock: "now" is the largest event time seen, so 30 days of grace pass as soon
     // as an event 40 days later arrives, without a real wait.
-    env.settings.clock = kizuna::ingest::clock::Clock::EventTime;
+    env.settings.clock = kizuna::config::Clock::EventTime;
     let app = env.start().await?;
     let topics = env.settings.kafka.topics.clone();
     let producer = env.producer()?;

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use chrono::{DateTime, SecondsFormat, Utc};
+use kizuna::config::Clock;
 use kizuna::config::{Settings, Topics};
-use kizuna::ingest::clock::Clock;
 use kizuna_e2e::process::{EngineProcess, metric_by_label, metric_sum};
 use kizuna_e2e::{Received, TestEnv};
 use rdkafka::ClientConfig;
@@ -3137,7 +3137,7 @@ async fn any_partitioner_recompute_repairs_states_that_lost_an_update() -> anyho
     )?;
 
     // The damage a lost update did: 14 states built without one of their purchases.
-    let programme = kizuna::startup::load_programme(&env.settings)?;
+    let programme = env.settings.load_programme()?;
     let now = Utc::now();
     let damaged: Vec<String> = work.expect.keys().step_by(7).take(14).cloned().collect();
     for customer in &damaged {

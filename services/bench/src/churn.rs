@@ -32,8 +32,8 @@ use kizuna::domain::metrics::Metrics;
 use kizuna::domain::model::{CustomerSummary, FitOptions, Weighted, fit_bgnbd_weighted};
 use kizuna::domain::programme;
 use kizuna::domain::state::CustomerState;
-use kizuna::ingest::decode::WireEvent;
-use kizuna::ingest::validate::validate;
+use kizuna::inputs::decode::WireEvent;
+use kizuna::inputs::validate::validate;
 use kizuna_proto::v1::input_event::Event;
 use kizuna_simulator::calendar::DAY;
 use kizuna_simulator::persona::{Mix, Persona};
@@ -245,7 +245,7 @@ pub fn run(opts: &ChurnOptions) -> anyhow::Result<ChurnReport> {
     let started = std::time::Instant::now();
     let programme = programme::builtin();
     let settings = kizuna::config::Settings::load(None)?;
-    let limits = kizuna::startup::limits(&settings, &programme);
+    let limits = kizuna::inputs::validate::Limits::new(&settings, &programme);
     let end_secs = opts.end.timestamp();
     let start_secs = end_secs - opts.history_days * DAY;
     let config = WorldConfig {

@@ -318,10 +318,10 @@ mod tests {
 
     /// Decodes and validates a message as the engine does.
     fn engine_decode(m: &Msg) -> kizuna::domain::event::DomainEvent {
-        use kizuna::ingest::decode::{InputKind, WireHeaders, decode};
+        use kizuna::inputs::decode::{InputKind, WireHeaders, decode};
         let programme = kizuna::domain::programme::builtin();
         let settings = kizuna::config::Settings::load(None).expect("defaults");
-        let limits = kizuna::startup::limits(&settings, &programme);
+        let limits = kizuna::inputs::validate::Limits::new(&settings, &programme);
         let kind = match m.input {
             Input::Purchases => InputKind::Purchase,
             Input::Tickets => InputKind::SupportTicket,
@@ -332,7 +332,7 @@ mod tests {
             schema: None,
         };
         let wire = decode(kind, Some(&m.payload), headers, 262_144).expect("decodes");
-        kizuna::ingest::validate::validate(&wire, Some(m.key.as_bytes()), &limits, Utc::now())
+        kizuna::inputs::validate::validate(&wire, Some(m.key.as_bytes()), &limits, Utc::now())
             .expect("valid")
     }
 

@@ -27,7 +27,18 @@ pub struct Settings {
     pub programme_file: Option<PathBuf>,
     /// "wall" (production) or "event-time" (backfills, simulations: the largest event time
     /// seen is "now").
-    pub clock: crate::ingest::clock::Clock,
+    pub clock: Clock,
+}
+
+/// Wall time in production; for backfills and simulations, the largest event time seen, so a
+/// replay of last year behaves as it did then (see `engine::clock`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Clock {
+    Wall,
+    EventTime,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -202,6 +213,16 @@ pub struct LogSettings {
 const DEFAULTS: &str = include_str!("../config/default.toml");
 
 impl Settings {
+    /// The programme named in `programme_file`, or the built-in example programme.
+    pub fn load_programme(&self) -> anyhow::Result<crate::domain::programme::Programme> {
+        use crate::domain::programme::Programme;
+        match &self.programme_file {
+            Some(path) => Ok(Programme::load(path)?),
+            None => Programme::parse(include_str!("../config/programme.toml"))
+                .map_err(|e| anyhow::anyhow!("built-in programme: {e}")),
+        }
+    }
+
     /// Loads defaults, then `file` if given, then the environment.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
         let mut builder = config::Config::builder()
@@ -373,8 +394,8 @@ impl Settings {
                 .as_ref()
                 .map_or_else(|| "<built-in>".to_owned(), |p| p.display().to_string()),
             match self.clock {
-                crate::ingest::clock::Clock::Wall => "wall",
-                crate::ingest::clock::Clock::EventTime => "event-time",
+                Clock::Wall => "wall",
+                Clock::EventTime => "event-time",
             }
         ));
         out

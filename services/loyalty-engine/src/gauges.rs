@@ -2,14 +2,12 @@
 //! counts, the same on every instance: aggregate them with max, not sum), consumer lag of the
 //! partitions this instance owns, the outbox backlog, and the database pool.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::consumer::Consumer;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::ingest::consumer::IngestConsumer;
+use crate::engine::ownership::Ownership;
 use crate::metrics::Metrics;
 use crate::store::customers::{self, Projection};
 use crate::store::{offsets, outbox};
@@ -19,16 +17,13 @@ pub struct Gauges {
     pub pool: PgPool,
     pub metrics: Metrics,
     pub group_id: String,
+    pub ownership: Ownership,
     pub every: Duration,
     pub populations_every: Duration,
 }
 
 impl Gauges {
-    pub async fn run(
-        self,
-        consumer: Arc<IngestConsumer>,
-        stop: CancellationToken,
-    ) -> anyhow::Result<()> {
+    pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
         let mut populations_due = tokio::time::Instant::now();
         loop {
             self.metrics.db_pool(
@@ -42,7 +37,7 @@ impl Gauges {
                 }
                 populations_due = tokio::time::Instant::now() + self.populations_every;
             }
-            if let Err(e) = self.lag(&consumer).await {
+            if let Err(e) = self.lag().await {
                 tracing::debug!(error = format!("{e:#}"), "consumer lag not refreshed");
             }
             // Counted here, not by the relay after each idle round: the count reads the whole
@@ -65,7 +60,11 @@ impl Gauges {
             Projection::ChurnLevel,
         ] {
             let counts = customers::counts_by(&self.pool, projection).await?;
-            self.metrics.customers(projection, &counts);
+            match projection {
+                Projection::Tier => self.metrics.customers_by_tier(&counts),
+                Projection::Segment => self.metrics.customers_by_segment(&counts),
+                Projection::ChurnLevel => self.metrics.customers_by_churn_level(&counts),
+            }
         }
         Ok(())
     }
@@ -73,26 +72,11 @@ impl Gauges {
     /// Lag from librdkafka's statistics (high watermarks) and the stored offsets. Querying
     /// watermarks through the group consumer crashed librdkafka 2.12 against tansu, and the
     /// statistics cost no request at all.
-    async fn lag(&self, consumer: &Arc<IngestConsumer>) -> anyhow::Result<()> {
-        let context = consumer.context();
-        let owned = context.ownership.owned();
-        let mut topics: Vec<String> = owned.iter().map(|(t, _)| t.clone()).collect();
+    async fn lag(&self) -> anyhow::Result<()> {
+        let mut topics: Vec<String> = self.ownership.owned().into_iter().map(|(t, _)| t).collect();
         topics.dedup();
         let stored = offsets::load(&self.pool, &self.group_id, &topics).await?;
-        let highs = context
-            .high_watermarks
-            .lock()
-            .map(|h| h.clone())
-            .unwrap_or_default();
-        let lags: Vec<((String, i32), i64)> = owned
-            .into_iter()
-            .filter_map(|key| {
-                let high = *highs.get(&key)?;
-                let next = stored.get(&key).copied().unwrap_or(0);
-                Some((key, (high - next).max(0)))
-            })
-            .collect();
-        self.metrics.consumer_lag(&lags);
+        self.metrics.consumer_lag(&self.ownership.lag(&stored));
         Ok(())
     }
 }

@@ -13,14 +13,14 @@
 pub mod commands;
 pub mod config;
 pub mod domain;
+pub mod engine;
 pub mod gauges;
 pub mod health;
 pub mod http;
 pub mod ingest;
+pub mod inputs;
 pub mod kafka;
 pub mod metrics;
-pub mod model_cache;
-pub mod outputs;
 pub mod partitioner;
 pub mod pruner;
 pub mod relay;

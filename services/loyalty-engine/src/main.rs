@@ -8,13 +8,10 @@ use std::io::{BufRead, BufReader};
 
 use chrono::{DateTime, Utc};
 use kizuna::commands;
-use kizuna::config::Settings;
-use kizuna::domain::programme::Programme;
-use kizuna::ingest::batch::Processor;
-use kizuna::ingest::clock::Clock;
-use kizuna::model_cache::ModelCache;
-use kizuna::startup::{Application, limits, load_programme};
-use kizuna::store::models;
+use kizuna::config::{Clock, Settings};
+use kizuna::engine::batch::Processor;
+use kizuna::inputs::validate::Limits;
+use kizuna::startup::Application;
 use kizuna::{kafka, store, telemetry};
 
 /// jemalloc: less time in the allocator on the hot path than glibc's malloc, and less
@@ -162,10 +159,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::FitModel { as_of } => {
-            let (pool, programme) = open(&settings).await?;
-            let as_of =
-                commands::now(&pool, settings.clock, &settings.kafka.group_id, as_of).await?;
-            let outcome = commands::fit_model::run(&pool, &programme, as_of).await?;
+            let core = commands::open(&settings).await?;
+            let as_of = core.clock.as_of(&core.pool, as_of).await?;
+            let outcome = commands::fit_model::run(&core.pool, &core.programme, as_of).await?;
             eprintln!(
                 "{}\nstored as model version {}",
                 outcome.report, outcome.version
@@ -182,20 +178,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             as_of,
             horizon_days,
         } => {
-            let (pool, programme) = open(&settings).await?;
-            let model = models::latest(&pool).await?.map(|(m, _)| m);
+            let core = commands::open(&settings).await?;
+            let model = core.model.get();
             if model.is_none() {
                 eprintln!(
                     "no churn model fitted yet (kizuna fit-model): p_alive, expected_purchases and clv stay empty"
                 );
             }
-            let as_of =
-                commands::now(&pool, settings.clock, &settings.kafka.group_id, as_of).await?;
+            let as_of = core.clock.as_of(&core.pool, as_of).await?;
             let stdout = std::io::stdout().lock();
             let rows = commands::export_scores::run(
-                &pool,
-                &programme,
-                model.as_ref(),
+                &core.pool,
+                &core.programme,
+                model.as_deref(),
                 as_of,
                 horizon_days,
                 stdout,
@@ -205,18 +200,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Recompute { batch } => {
-            let (pool, programme) = open(&settings).await?;
-            let model = models::latest(&pool).await?.map(|(m, _)| m);
-            let now = commands::now(&pool, settings.clock, &settings.kafka.group_id, None).await?;
-            let report = commands::recompute::run(
-                &pool,
-                &programme,
-                model.as_ref(),
-                &settings.kafka.topics,
-                now,
-                batch,
-            )
-            .await?;
+            let core = commands::open(&settings).await?;
+            let report = commands::recompute::run(&core, batch).await?;
             eprintln!(
                 "recomputed {} customers: {} tier changes, {} output events queued (the running engine publishes them)",
                 report.customers, report.changed_tiers, report.outputs
@@ -242,7 +227,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             kizuna::watch::watch(&settings.kafka, options, stop).await
         }
         Command::CheckProgramme => {
-            let programme = load_programme(&settings)?;
+            let programme = settings.load_programme()?;
             print!(
                 "{}",
                 toml::to_string_pretty(&programme).context("printing the programme")?
@@ -252,17 +237,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// The database (migrated first when `database.migrate_on_start` allows: a runtime role
-/// without DDL rights sets it to false) and the programme, for commands.
-async fn open(settings: &Settings) -> anyhow::Result<(sqlx::PgPool, Programme)> {
-    let programme = load_programme(settings)?;
-    let pool = store::pool(settings.database_url(), 4)?;
-    if settings.database.migrate_on_start {
-        store::migrate(&pool).await?;
-    }
-    Ok((pool, programme))
-}
-
 async fn backfill(
     settings: &Settings,
     file: &str,
@@ -270,23 +244,9 @@ async fn backfill(
     batch: usize,
     publish: bool,
 ) -> anyhow::Result<()> {
-    let (pool, programme) = open(settings).await?;
-    let programme = std::sync::Arc::new(programme);
-    let model = ModelCache::default();
-    let metrics = kizuna::metrics::Metrics::new();
-    model.refresh(&pool, &metrics).await?;
-    let processor = Processor {
-        pool,
-        group_id: settings.kafka.group_id.clone(),
-        topics: settings.kafka.topics.clone(),
-        programme: programme.clone(),
-        metrics,
-        clock: settings.clock,
-        model,
-        publish,
-        partitions: settings.kafka.partitions,
-    };
-    let limits = limits(settings, &programme);
+    let core = commands::open(settings).await?;
+    let limits = Limits::new(settings, &core.programme);
+    let processor = Processor { core, publish };
     let (reader, total, name): (Box<dyn BufRead>, Option<u64>, String) = if file == "-" {
         (
             Box::new(BufReader::new(std::io::stdin())),
@@ -327,6 +287,7 @@ async fn backfill(
         report.outputs
     );
     let stages: Vec<String> = processor
+        .core
         .metrics
         .stage_totals()
         .into_iter()

@@ -7,7 +7,7 @@ use prometheus::{
 };
 
 use crate::domain::output::{Output, OutputKind};
-use crate::ingest::reject::RejectReason;
+use crate::domain::rejection::RejectReason;
 
 /// The stages of a batch, in order, as `kizuna_batch_stage_seconds{stage}` names them.
 pub const BATCH_STAGES: [&str; 7] = [
@@ -490,14 +490,22 @@ impl Metrics {
         self.model_fitted_at.set(fitted_at.timestamp() as f64);
     }
 
-    /// Population counts by a projected column (the previous values are replaced).
-    pub fn customers(&self, by: crate::store::customers::Projection, counts: &[(String, i64)]) {
-        use crate::store::customers::Projection;
-        let gauge = match by {
-            Projection::Tier => &self.customers_by_tier,
-            Projection::Segment => &self.customers_by_segment,
-            Projection::ChurnLevel => &self.customers_by_churn,
-        };
+    /// Customers by tier (the previous values are replaced).
+    pub fn customers_by_tier(&self, counts: &[(String, i64)]) {
+        Self::population(&self.customers_by_tier, counts);
+    }
+
+    /// Customers by segment of the customer grid (the previous values are replaced).
+    pub fn customers_by_segment(&self, counts: &[(String, i64)]) {
+        Self::population(&self.customers_by_segment, counts);
+    }
+
+    /// Customers by churn level (the previous values are replaced).
+    pub fn customers_by_churn_level(&self, counts: &[(String, i64)]) {
+        Self::population(&self.customers_by_churn, counts);
+    }
+
+    fn population(gauge: &IntGaugeVec, counts: &[(String, i64)]) {
         gauge.reset();
         for (value, n) in counts {
             gauge.with_label_values(&[value]).set(*n);
@@ -564,6 +572,29 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Times the stages of a batch into `kizuna_batch_stage_seconds{stage}`.
+#[derive(Debug)]
+pub struct Stages<'a> {
+    metrics: &'a Metrics,
+    last: std::time::Instant,
+}
+
+impl<'a> Stages<'a> {
+    pub fn start(metrics: &'a Metrics) -> Self {
+        Self {
+            metrics,
+            last: std::time::Instant::now(),
+        }
+    }
+
+    pub fn lap(&mut self, stage: &'static str) {
+        let now = std::time::Instant::now();
+        self.metrics
+            .batch_stage(stage, (now - self.last).as_secs_f64());
+        self.last = now;
     }
 }
 

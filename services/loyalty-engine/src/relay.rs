@@ -25,7 +25,7 @@ use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{KafkaSettings, RelaySettings};
-use crate::ingest::ownership::Ownership;
+use crate::engine::ownership::Ownership;
 use crate::kafka::base_config;
 use crate::metrics::Metrics;
 use crate::store::outbox::{self, NOTIFY_CHANNEL, OutboxRow};
@@ -46,12 +46,28 @@ struct Recovered {
 }
 
 pub struct Relay {
-    pub pool: PgPool,
-    pub producer: FutureProducer,
-    pub kafka: KafkaSettings,
-    pub ownership: Ownership,
-    pub settings: RelaySettings,
-    pub metrics: Metrics,
+    pool: PgPool,
+    producer: FutureProducer,
+    kafka: KafkaSettings,
+    ownership: Ownership,
+    settings: RelaySettings,
+    metrics: Metrics,
+    /// What the last recovery scan found; None forces a scan.
+    recovered: Option<Recovered>,
+    /// The last round was full: a backlog (see `outbox::lock_batch`).
+    backlog: bool,
+}
+
+/// What one relay round did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Round {
+    /// This instance owns no partition.
+    NoPartitions,
+    /// Nothing was pending in the owned partitions.
+    Empty,
+    /// Rows were published and deleted; `full` when the round took as many as it may, so more
+    /// are probably waiting.
+    Published { rows: usize, full: bool },
 }
 
 impl std::fmt::Debug for Relay {
@@ -63,22 +79,37 @@ impl std::fmt::Debug for Relay {
 }
 
 impl Relay {
+    pub fn new(
+        kafka: &KafkaSettings,
+        pool: PgPool,
+        ownership: Ownership,
+        settings: RelaySettings,
+        metrics: Metrics,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            pool,
+            producer: crate::kafka::producer(kafka)?,
+            kafka: kafka.clone(),
+            ownership,
+            settings,
+            metrics,
+            recovered: None,
+            backlog: false,
+        })
+    }
+
     /// Publishes rows until `shutdown`; then drains what the owned partitions still hold.
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let poll = Duration::from_millis(self.settings.poll_interval_ms);
         let mut listener: Option<PgListener> = None;
         let mut backoff = Duration::from_millis(100);
-        // What the last recovery scan found; None forces a scan.
-        let mut recovered: Option<Recovered> = None;
-        // The last round was full: a backlog (see `outbox::lock_batch`).
-        let mut backlog = false;
         loop {
             if listener.is_none() {
                 listener = self.listen().await;
             }
-            match self.publish_once(&mut recovered, &mut backlog).await {
+            match self.publish_once().await {
                 // A full round: more rows are probably waiting.
-                Ok(_) if backlog => {
+                Ok(Round::Published { full: true, .. }) => {
                     backoff = Duration::from_millis(100);
                     continue;
                 }
@@ -112,9 +143,9 @@ impl Relay {
         }
         // Flush what is left for the partitions still owned.
         for _ in 0..100 {
-            match self.publish_once(&mut recovered, &mut backlog).await {
-                Ok(0) => break,
-                Ok(_) => {}
+            match self.publish_once().await {
+                Ok(Round::Published { .. }) => {}
+                Ok(_) => break,
                 Err(e) => {
                     tracing::warn!(
                         error = format!("{e:#}"),
@@ -134,30 +165,30 @@ impl Relay {
         Some(l)
     }
 
-    /// Publishes one batch of rows; returns how many were published.
-    async fn publish_once(
-        &self,
-        recovered: &mut Option<Recovered>,
-        backlog: &mut bool,
-    ) -> anyhow::Result<usize> {
+    /// Publishes one batch of rows of the owned partitions, in order, and deletes them.
+    pub async fn publish_once(&mut self) -> anyhow::Result<Round> {
         let generation = self.ownership.generation();
         let partitions = self.ownership.partition_numbers();
         if partitions.is_empty() {
-            return Ok(0);
+            return Ok(Round::NoPartitions);
         }
         let mut tx = self.pool.begin().await?;
         outbox::lock_partitions(&mut tx, &partitions).await?;
         let mut rows =
-            outbox::lock_batch(&mut tx, &partitions, self.settings.batch_size, *backlog).await?;
-        *backlog = i64::try_from(rows.len()).is_ok_and(|n| n >= self.settings.batch_size);
+            outbox::lock_batch(&mut tx, &partitions, self.settings.batch_size, self.backlog)
+                .await?;
+        let full = i64::try_from(rows.len()).is_ok_and(|n| n >= self.settings.batch_size);
+        self.backlog = full;
         if rows.is_empty() {
             tx.commit().await?;
-            *recovered = recovered
+            self.recovered = self
+                .recovered
                 .take()
                 .filter(|r| r.generation == generation && r.partitions == partitions);
-            return Ok(0);
+            return Ok(Round::Empty);
         }
-        if recovered
+        if self
+            .recovered
             .as_ref()
             .is_none_or(|r| r.generation != generation || r.partitions != partitions)
         {
@@ -166,14 +197,14 @@ impl Relay {
                 Some(oldest) => self.published_since(oldest, &partitions, &mut tx).await?,
                 None => HashSet::new(),
             };
-            *recovered = Some(Recovered {
+            self.recovered = Some(Recovered {
                 generation,
                 partitions: partitions.clone(),
                 published,
                 up_to_id: last_id.unwrap_or(0),
             });
         }
-        if let Some(r) = recovered.as_ref() {
+        if let Some(r) = self.recovered.as_ref() {
             let already: Vec<i64> = rows
                 .iter()
                 .filter(|row| row.id <= r.up_to_id && r.published.contains(&row.message.ce_id))
@@ -184,7 +215,7 @@ impl Relay {
                     rows = already.len(),
                     "outbox rows were published before a restart; dropping them"
                 );
-                outbox::delete(&mut tx, &already, *backlog).await?;
+                outbox::delete(&mut tx, &already, self.backlog).await?;
                 rows.retain(|row| !already.contains(&row.id));
             }
         }
@@ -204,19 +235,22 @@ impl Relay {
         // From here on, rows may be on their topics without being deleted (the delete or the
         // commit fails, e.g. the database goes away; or a send reported a failure for a message
         // the broker did write): whatever fails, the next round scans the topics first.
-        let deleted = match outbox::delete(&mut tx, &done, *backlog).await {
+        let deleted = match outbox::delete(&mut tx, &done, self.backlog).await {
             Ok(()) => tx.commit().await,
             Err(e) => Err(e),
         };
         if let Err(e) = deleted {
-            *recovered = None;
+            self.recovered = None;
             anyhow::bail!("could not delete published outbox rows: {e}");
         }
         if let Some(e) = failed {
-            *recovered = None;
+            self.recovered = None;
             anyhow::bail!("publishing outbox rows failed: {e}");
         }
-        Ok(done.len())
+        Ok(Round::Published {
+            rows: done.len(),
+            full,
+        })
     }
 
     /// The `ce_id`s on the topics of the pending rows, from `oldest` (less a margin) on.

@@ -1,28 +1,33 @@
-//! Builds and runs the whole application: ingest loop, outbox relay and HTTP server. Tests use
-//! the same builder with port 0 and read back the port it got.
+//! Builds and runs the whole application: ingest loop, rebalance coordinator, outbox relay,
+//! sweeper, gauges, pruner, churn-model refresher and HTTP server. Each component is built by
+//! its constructor and runs as a task this module owns: a task that ends while the engine is not
+//! stopping is logged and takes readiness down. Tests use the same builder with port 0 and read
+//! back the port it got.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use futures::FutureExt;
 use rdkafka::consumer::Consumer;
-use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
-use crate::domain::programme::Programme;
+use crate::engine::Core;
+use crate::engine::batch::Processor;
+use crate::engine::ownership::Ownership;
 use crate::gauges::Gauges;
 use crate::health::Health;
 use crate::http::{AppState, metrics_only, router};
-use crate::ingest::batch::Processor;
-use crate::ingest::consumer::{IngestConsumer, IngestLoop};
-use crate::ingest::ownership::Ownership;
-use crate::ingest::rebalance::IngestContext;
-use crate::ingest::validate::Limits;
+use crate::ingest::consumer::{Decoder, IngestLoop};
+use crate::ingest::gate::Gate;
+use crate::ingest::rebalance::{Coordinator, IngestContext};
+use crate::ingest::source::{IngestConsumer, KafkaSource};
+use crate::inputs::validate::Limits;
 use crate::metrics::Metrics;
-use crate::model_cache::ModelCache;
 use crate::pruner::Pruner;
 use crate::relay::Relay;
 use crate::sweeper::Sweeper;
@@ -33,34 +38,14 @@ use crate::{kafka, store};
 pub struct Application {
     port: u16,
     metrics_port: u16,
+    /// Stops consumption: ingest finishes or abandons its batches, then the sweeper stops.
     stop: CancellationToken,
-    ingest: JoinHandle<anyhow::Result<()>>,
-    relay: JoinHandle<anyhow::Result<()>>,
-    sweeper: JoinHandle<anyhow::Result<()>>,
-    http: JoinHandle<anyhow::Result<()>>,
+    /// Stops the rest once ingest is done: the relay flushes, the servers close.
     background: CancellationToken,
-}
-
-/// Loads the programme named in the settings, or the built-in example programme.
-pub fn load_programme(settings: &Settings) -> anyhow::Result<Programme> {
-    match &settings.programme_file {
-        Some(path) => Ok(Programme::load(path)?),
-        None => Programme::parse(include_str!("../config/programme.toml"))
-            .map_err(|e| anyhow::anyhow!("built-in programme: {e}")),
-    }
-}
-
-/// The input bounds from the settings and the programme currency.
-pub fn limits(settings: &Settings, programme: &Programme) -> Limits {
-    Limits {
-        max_id_len: settings.ingest.max_id_len,
-        max_amount_minor: settings.ingest.max_amount_minor,
-        max_future_skew: chrono::Duration::seconds(settings.ingest.max_future_skew_secs),
-        currency: programme.currency,
-        max_text_len: settings.ingest.max_text_len,
-        max_line_items: settings.ingest.max_line_items,
-        max_age: settings.ledger_retention(),
-    }
+    ingest: Task,
+    sweeper: Task,
+    /// The relay, the HTTP servers and the periodic jobs.
+    others: Vec<Task>,
 }
 
 /// Waits for the database at start-up, so a stack that is still starting is not an error.
@@ -81,174 +66,249 @@ async fn migrate_with_retry(pool: &sqlx::PgPool) -> anyhow::Result<()> {
     }
 }
 
+/// One owned task.
+#[derive(Debug)]
+struct Task {
+    name: &'static str,
+    handle: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Task {
+    /// Spawns `work`. If it ends (returns, fails or panics) before `stopping` is cancelled,
+    /// that is logged and readiness goes down: the instance no longer does all its work.
+    fn spawn(
+        name: &'static str,
+        health: &Health,
+        stopping: &CancellationToken,
+        work: impl Future<Output = anyhow::Result<()>> + Send + 'static,
+    ) -> Self {
+        let health = health.clone();
+        let stopping = stopping.clone();
+        let handle = tokio::spawn(async move {
+            let result = std::panic::AssertUnwindSafe(work)
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the {name} task panicked")));
+            if !stopping.is_cancelled() {
+                match &result {
+                    Ok(()) => tracing::error!(task = name, "a task ended on its own; not ready"),
+                    Err(e) => tracing::error!(
+                        task = name,
+                        error = format!("{e:#}"),
+                        "a task failed; not ready"
+                    ),
+                }
+                health.task_ended(name);
+            }
+            result
+        });
+        Self { name, handle }
+    }
+
+    async fn join(self) -> anyhow::Result<()> {
+        self.handle
+            .await
+            .with_context(|| format!("the {} task could not be joined", self.name))?
+            .with_context(|| format!("the {} task failed", self.name))
+    }
+}
+
+/// The Kafka consumer of the input topics, its context signalling rebalances to `events`.
+fn consumer(
+    settings: &Settings,
+    ownership: &Ownership,
+    events: tokio::sync::mpsc::UnboundedSender<crate::ingest::rebalance::RebalanceEvent>,
+) -> anyhow::Result<IngestConsumer> {
+    let context = IngestContext {
+        ownership: ownership.clone(),
+        events,
+        revoke_wait: settings.revoke_drain() + Duration::from_secs(1),
+    };
+    let consumer: IngestConsumer = kafka::base_config(&settings.kafka)
+        .set("group.id", &settings.kafka.group_id)
+        // The positions that count are in PostgreSQL; Kafka gets a copy at most once a
+        // second (see `IngestLoop::mirror_offsets`) for lag tools.
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set(
+            "session.timeout.ms",
+            settings.kafka.session_timeout_ms.to_string(),
+        )
+        .set("partition.assignment.strategy", "range")
+        // Bound the prefetch (librdkafka's defaults: a 64 MiB queue, 50 MiB fetches):
+        // queued messages pin the whole fetch response they came in, so smaller fetches
+        // keep memory flat when a backlog builds up.
+        .set("queued.max.messages.kbytes", "16384")
+        .set("fetch.max.bytes", "4194304")
+        .set("max.partition.fetch.bytes", "524288")
+        .set(
+            "statistics.interval.ms",
+            (settings.metrics.refresh_secs * 1000).to_string(),
+        )
+        .create_with_context(context)
+        .context("creating the Kafka consumer")?;
+    let inputs = settings.kafka.topics.inputs();
+    consumer
+        .subscribe(&inputs)
+        .context("subscribing to the input topics")?;
+    Ok(consumer)
+}
+
+/// Binds `addr`, naming what for in the error.
+async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the {what} to {addr}"))
+}
+
+/// Serves `app` on `listener` until `stop`.
+async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+        .context("HTTP server failed")
+}
+
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let programme = Arc::new(load_programme(&settings)?);
+        let programme = Arc::new(settings.load_programme()?);
         let metrics = Metrics::new();
-        let model = ModelCache::default();
         let health = Health::default();
         let pool = store::pool(settings.database_url(), settings.database.max_connections)?;
         if settings.database.migrate_on_start {
             migrate_with_retry(&pool).await?;
         }
-
         let kafka_settings = settings.kafka.clone();
         let partitions =
             tokio::task::spawn_blocking(move || kafka::check_input_partitions(&kafka_settings))
                 .await
                 .context("partition check panicked")??;
+        let core = Core::new(
+            &settings,
+            pool.clone(),
+            programme.clone(),
+            metrics.clone(),
+            partitions,
+        );
+        if let Err(e) = core.model.refresh(&pool, &metrics).await {
+            tracing::warn!(error = format!("{e:#}"), "no churn model loaded yet");
+        }
 
         let ownership = Ownership::default();
-        let inputs: Vec<String> = settings
-            .kafka
-            .topics
-            .inputs()
-            .iter()
-            .map(|t| (*t).to_owned())
-            .collect();
-        let context = IngestContext {
-            ownership: ownership.clone(),
-            in_flight: Default::default(),
-            high_watermarks: Default::default(),
-            revoke_drain: settings.revoke_drain(),
-            database_url: SecretString::from(settings.database_url().to_owned()),
-            group_id: settings.kafka.group_id.clone(),
-            topics: inputs.clone(),
-            metrics: metrics.clone(),
-        };
-        let consumer: IngestConsumer = kafka::base_config(&settings.kafka)
-            .set("group.id", &settings.kafka.group_id)
-            // The positions that count are in PostgreSQL; Kafka gets a copy at most once a
-            // second (see `IngestLoop::commit_to_kafka`) for lag tools.
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set(
-                "session.timeout.ms",
-                settings.kafka.session_timeout_ms.to_string(),
-            )
-            .set("partition.assignment.strategy", "range")
-            // Bound the prefetch (librdkafka's defaults: a 64 MiB queue, 50 MiB fetches):
-            // queued messages pin the whole fetch response they came in, so smaller fetches
-            // keep memory flat when a backlog builds up.
-            .set("queued.max.messages.kbytes", "16384")
-            .set("fetch.max.bytes", "4194304")
-            .set("max.partition.fetch.bytes", "524288")
-            .set(
-                "statistics.interval.ms",
-                (settings.metrics.refresh_secs * 1000).to_string(),
-            )
-            .create_with_context(context)
-            .context("creating the Kafka consumer")?;
-        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-        consumer
-            .subscribe(&refs)
-            .context("subscribing to the input topics")?;
-
-        let limits = limits(&settings, &programme);
-        let processor = Processor {
+        let gate = Gate::default();
+        let (events, rebalances) = tokio::sync::mpsc::unbounded_channel();
+        let coordinator = Coordinator {
             pool: pool.clone(),
             group_id: settings.kafka.group_id.clone(),
-            topics: settings.kafka.topics.clone(),
-            programme: programme.clone(),
+            topics: settings
+                .kafka
+                .topics
+                .inputs()
+                .iter()
+                .map(|t| (*t).to_owned())
+                .collect(),
+            ownership: ownership.clone(),
+            gate: gate.clone(),
             metrics: metrics.clone(),
-            clock: settings.clock,
-            model: model.clone(),
-            publish: true,
-            partitions,
+            drain: settings.revoke_drain(),
         };
-        let stop = CancellationToken::new();
-        let background = CancellationToken::new();
-        let consumer = Arc::new(consumer);
+        let source = KafkaSource {
+            consumer: Arc::new(consumer(&settings, &ownership, events)?),
+        };
+        let limits = Limits::new(&settings, &programme);
+        let ingest = IngestLoop::new(
+            source,
+            Processor {
+                core: core.clone(),
+                publish: true,
+            },
+            Decoder::new(
+                &settings.kafka.topics,
+                limits.clone(),
+                settings.ingest.max_message_bytes,
+            ),
+            settings.ingest.clone(),
+            ownership.clone(),
+            gate,
+            health.clone(),
+            metrics.clone(),
+        );
+        let sweeper = Sweeper::new(core.clone(), ownership.clone(), settings.sweep.clone());
+        let relay = Relay::new(
+            &settings.kafka,
+            pool.clone(),
+            ownership.clone(),
+            settings.relay.clone(),
+            metrics.clone(),
+        )?;
         let gauges = Gauges {
             pool: pool.clone(),
             metrics: metrics.clone(),
             group_id: settings.kafka.group_id.clone(),
+            ownership: ownership.clone(),
             every: Duration::from_secs(settings.metrics.refresh_secs),
             populations_every: Duration::from_secs(settings.metrics.population_refresh_secs),
         };
-        tokio::spawn(gauges.run(consumer.clone(), background.clone()));
-        let ingest = IngestLoop {
-            consumer,
-            processor,
-            settings: settings.ingest.clone(),
-            limits: limits.clone(),
-            kinds: IngestLoop::kinds(&settings.kafka.topics),
-            health: health.clone(),
-            mirror: Default::default(),
-        };
-        let sweeper = Sweeper {
-            pool: pool.clone(),
-            ownership: ownership.clone(),
-            programme: programme.clone(),
-            topics: settings.kafka.topics.clone(),
-            group_id: settings.kafka.group_id.clone(),
-            clock: settings.clock,
-            metrics: metrics.clone(),
-            settings: settings.sweep.clone(),
-            model: model.clone(),
-        };
-        let relay = Relay {
-            pool: pool.clone(),
-            producer: kafka::producer(&settings.kafka)?,
-            kafka: settings.kafka.clone(),
-            ownership,
-            settings: settings.relay.clone(),
-            metrics: metrics.clone(),
-        };
 
-        let listener = TcpListener::bind(settings.http.bind)
-            .await
-            .with_context(|| format!("binding the HTTP server to {}", settings.http.bind))?;
+        let listener = bind(settings.http.bind, "HTTP server").await?;
         let port = listener.local_addr()?.port();
         let metrics_listener = match settings.http.metrics_bind {
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("binding the metrics server to {addr}"))?,
-            ),
+            Some(addr) => Some(bind(addr, "metrics server").await?),
             None => None,
         };
         let metrics_port = match &metrics_listener {
             Some(l) => l.local_addr()?.port(),
             None => port,
         };
-        let app_state = AppState {
-            pool: pool.clone(),
-            metrics: metrics.clone(),
-            health,
-            programme: programme.clone(),
-            topics: settings.kafka.topics.clone(),
-            group_id: settings.kafka.group_id.clone(),
-            clock: settings.clock,
-            limits: limits.clone(),
-            admin_token: settings.http.admin_token.clone(),
-            model: model.clone(),
-            recompute: Default::default(),
-        };
-        if let Some(l) = metrics_listener {
-            let app = metrics_only(app_state.clone());
-            let stop_metrics = background.clone();
-            tokio::spawn(async move {
-                axum::serve(l, app)
-                    .with_graceful_shutdown(async move { stop_metrics.cancelled().await })
-                    .await
-            });
-        }
-        let app = router(app_state, settings.http.metrics_bind.is_none());
+        let app_state = AppState::new(
+            core.clone(),
+            health.clone(),
+            limits,
+            settings.http.admin_token.clone(),
+        );
 
-        let http_stop = background.clone();
-        let http = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { http_stop.cancelled().await })
-                .await
-                .context("HTTP server failed")
-        });
-        let ingest = tokio::spawn(ingest.run(stop.clone()));
-        let relay = tokio::spawn(relay.run(background.clone()));
-        let sweeper = tokio::spawn(sweeper.run(stop.clone()));
-        if let Err(e) = model.refresh(&pool, &metrics).await {
-            tracing::warn!(error = format!("{e:#}"), "no churn model loaded yet");
+        let stop = CancellationToken::new();
+        let background = CancellationToken::new();
+        let spawn = |name, work| Task::spawn(name, &health, &background, work);
+        let mut others = vec![
+            spawn(
+                "rebalance coordinator",
+                coordinator.run(rebalances, background.clone()).boxed(),
+            ),
+            spawn("relay", relay.run(background.clone()).boxed()),
+            spawn("gauges", gauges.run(background.clone()).boxed()),
+            spawn(
+                "HTTP server",
+                serve(
+                    listener,
+                    router(app_state.clone(), metrics_listener.is_none()),
+                    background.clone(),
+                )
+                .boxed(),
+            ),
+            spawn(
+                "churn model refresher",
+                core.model
+                    .clone()
+                    .run(
+                        pool.clone(),
+                        metrics.clone(),
+                        Duration::from_secs(settings.metrics.model_refresh_secs),
+                        background.clone(),
+                    )
+                    .boxed(),
+            ),
+        ];
+        if let Some(l) = metrics_listener {
+            others.push(spawn(
+                "metrics server",
+                serve(l, metrics_only(app_state), background.clone()).boxed(),
+            ));
         }
         if let Some(retention) = settings.ledger_retention() {
             let pruner = Pruner {
@@ -257,24 +317,24 @@ impl Application {
                 every: Duration::from_secs(settings.ledger.prune_interval_secs),
                 metrics: metrics.clone(),
             };
-            tokio::spawn(pruner.run(background.clone()));
+            others.push(spawn(
+                "ledger pruner",
+                pruner.run(background.clone()).boxed(),
+            ));
         }
-        tokio::spawn(model.run(
-            pool.clone(),
-            metrics.clone(),
-            Duration::from_secs(settings.metrics.model_refresh_secs),
-            background.clone(),
-        ));
+        // Ingest and the sweeper stop first, on `stop`; ending on their own before it is a
+        // failure like any other task's.
+        let ingest = Task::spawn("ingest", &health, &stop, ingest.run(stop.clone()));
+        let sweeper = Task::spawn("sweeper", &health, &stop, sweeper.run(stop.clone()));
         tracing::info!(port, "kizuna started");
         Ok(Self {
             port,
             metrics_port,
             stop,
-            ingest,
-            relay,
-            sweeper,
-            http,
             background,
+            ingest,
+            sweeper,
+            others,
         })
     }
 
@@ -293,27 +353,24 @@ impl Application {
         self.stop.clone()
     }
 
-    /// Runs until stopped: ingest finishes or abandons its batch, then the relay flushes, then
-    /// the HTTP server stops.
+    /// Runs until stopped: ingest finishes or abandons its batch, then the sweeper stops, then
+    /// the relay flushes and the servers and jobs stop. Returns the first failure.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Self {
             stop,
-            ingest,
-            relay,
-            sweeper,
-            http,
             background,
+            ingest,
+            sweeper,
+            others,
             ..
         } = self;
-        let ingest_result = ingest.await.context("ingest task panicked")?;
+        let mut result = ingest.join().await;
         stop.cancel();
-        let sweeper_result = sweeper.await.context("sweeper task panicked")?;
+        result = result.and(sweeper.join().await);
         background.cancel();
-        let relay_result = relay.await.context("relay task panicked")?;
-        let http_result = http.await.context("HTTP task panicked")?;
-        ingest_result
-            .and(sweeper_result)
-            .and(relay_result)
-            .and(http_result)
+        for task in others {
+            result = result.and(task.join().await);
+        }
+        result
     }
 }

@@ -1,49 +1,45 @@
 //! The sweeper: silence matters as much as events. Grace periods expire, windows slide,
 //! customers go overdue. Every customer row has a `next_check_at`; the sweeper re-evaluates
-//! the due customers of the partitions this instance owns, one transaction per batch, with
-//! the outbox, and publishes what changed (caused by "sweep").
+//! the due customers of the partitions this instance owns (`engine::sweep`), one transaction
+//! per batch, with the outbox, and publishes what changed (caused by "sweep").
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{SweepSettings, Topics};
-use crate::domain::apply::sweep;
-use crate::domain::programme::Programme;
-use crate::ingest::clock::Clock;
-use crate::ingest::ownership::Ownership;
-use crate::metrics::Metrics;
-use crate::model_cache::ModelCache;
-use crate::store::changes::{self, Evaluated};
-use crate::store::customers;
+use crate::config::SweepSettings;
+use crate::engine::Core;
+use crate::engine::ownership::Ownership;
+use crate::engine::sweep::{SweepOutcome, sweep_due};
 
 #[derive(Debug)]
 pub struct Sweeper {
-    pub pool: PgPool,
+    pub core: Core,
     pub ownership: Ownership,
-    pub programme: Arc<Programme>,
-    pub topics: Topics,
-    pub group_id: String,
-    pub clock: Clock,
-    pub metrics: Metrics,
     pub settings: SweepSettings,
-    pub model: ModelCache,
 }
 
 impl Sweeper {
+    pub fn new(core: Core, ownership: Ownership, settings: SweepSettings) -> Self {
+        Self {
+            core,
+            ownership,
+            settings,
+        }
+    }
+
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let interval = Duration::from_millis(self.settings.interval_ms);
         loop {
-            let swept = match self.sweep_once().await {
-                Ok(n) => n,
+            let more = match self.sweep_once().await {
+                Ok(SweepOutcome::Swept { full, .. }) => full,
+                Ok(SweepOutcome::NothingDue) => false,
                 Err(e) => {
                     tracing::warn!(error = format!("{e:#}"), "sweep failed; retrying");
-                    0
+                    false
                 }
             };
-            if swept < self.settings.batch_size as usize {
+            if !more {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep(interval) => {}
@@ -56,51 +52,16 @@ impl Sweeper {
         Ok(())
     }
 
-    /// Re-evaluates one batch of due customers; returns how many.
-    pub async fn sweep_once(&self) -> anyhow::Result<usize> {
+    /// Re-evaluates one batch of due customers of the partitions this instance owns.
+    pub async fn sweep_once(&self) -> anyhow::Result<SweepOutcome> {
         let partitions = self.ownership.partition_numbers();
-        if partitions.is_empty() {
-            return Ok(0);
+        let outcome = sweep_due(&self.core, &partitions, self.settings.batch_size).await?;
+        if let SweepOutcome::Swept {
+            customers, outputs, ..
+        } = outcome
+        {
+            tracing::debug!(customers, outputs, "sweep committed");
         }
-        let mut tx = self.pool.begin().await?;
-        let now = self.clock.now(&mut tx, &self.group_id, None).await?;
-        let due = customers::lock_due(&mut tx, &partitions, now, self.settings.batch_size).await?;
-        if due.is_empty() {
-            return Ok(0);
-        }
-        let model = self.model.get();
-        let evaluated: Vec<Evaluated> = due
-            .into_iter()
-            .map(|row| {
-                let (state, metrics, outputs) =
-                    sweep(row.state, &self.programme, model.as_deref(), now);
-                Evaluated {
-                    state,
-                    home_partition: row.home_partition,
-                    metrics,
-                    outputs,
-                    replaces: row.version,
-                }
-            })
-            .collect();
-        changes::write(
-            &mut tx,
-            &evaluated,
-            Vec::new(),
-            &self.topics,
-            &self.programme,
-        )
-        .await?;
-        tx.commit().await?;
-        let mut outputs = 0;
-        for e in &evaluated {
-            for out in &e.outputs {
-                self.metrics.output(out);
-                outputs += 1;
-            }
-        }
-        self.metrics.swept(evaluated.len());
-        tracing::debug!(customers = evaluated.len(), outputs, "sweep committed");
-        Ok(evaluated.len())
+        Ok(outcome)
     }
 }

@@ -49,7 +49,7 @@ pub struct Disabled {
 }
 
 fn timestamp(t: DateTime<Utc>) -> kizuna_proto::Timestamp {
-    kizuna::outputs::timestamp(t)
+    kizuna::engine::outputs::timestamp(t)
 }
 
 #[derive(Clone)]

@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::subscription::EventType;
 
 /// `ce_source` of the engine's outputs.
-pub use kizuna::outputs::CE_SOURCE;
+pub use kizuna::engine::outputs::CE_SOURCE;
 
 /// One engine output.
 #[derive(Debug, Clone, PartialEq)]

@@ -8,10 +8,10 @@ use std::io::BufRead;
 
 use chrono::Utc;
 
-use crate::ingest::batch::{Content, Incoming, Processor};
-use crate::ingest::decode::decode_input_line;
-use crate::ingest::reject::Rejection;
-use crate::ingest::validate::{Limits, validate};
+use crate::domain::rejection::Rejection;
+use crate::engine::batch::{Content, Incoming, Processor, Raw};
+use crate::inputs::decode::decode_input_line;
+use crate::inputs::validate::{Limits, validate};
 use crate::partitioner::partition_for;
 
 #[derive(Debug, Clone)]
@@ -64,6 +64,11 @@ pub async fn run(
                     options.partitions,
                 ),
                 offset: i64::try_from(line_no).unwrap_or(i64::MAX),
+                raw: Raw {
+                    key: None,
+                    payload: line.into_bytes(),
+                    content_type: Some(b"application/json".to_vec()),
+                },
                 content: Content::Event(Box::new(event)),
             }),
             Err(rejection) => report.bad.push((line_no, rejection)),

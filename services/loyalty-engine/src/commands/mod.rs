@@ -6,28 +6,34 @@ pub mod export_scores;
 pub mod fit_model;
 pub mod recompute;
 
-use chrono::{DateTime, Utc};
+use std::sync::Arc;
+
 use indicatif::{ProgressBar, ProgressStyle};
-use sqlx::PgPool;
 
-use crate::ingest::clock::Clock;
+use crate::config::Settings;
+use crate::engine::Core;
+use crate::metrics::Metrics;
+use crate::store;
 
-/// "Now" for a command: the time asked, else the engine's clock.
-pub async fn now(
-    pool: &PgPool,
-    clock: Clock,
-    group_id: &str,
-    as_of: Option<DateTime<Utc>>,
-) -> anyhow::Result<DateTime<Utc>> {
-    if let Some(t) = as_of {
-        return Ok(t);
+/// The engine's shared parts for a command: the database (migrated first when
+/// `database.migrate_on_start` allows: a runtime role without DDL rights sets it to false), the
+/// programme, the churn model in use and the clock.
+pub async fn open(settings: &Settings) -> anyhow::Result<Core> {
+    let programme = Arc::new(settings.load_programme()?);
+    let pool = store::pool(settings.database_url(), 4)?;
+    if settings.database.migrate_on_start {
+        store::migrate(&pool).await?;
     }
-    Ok(match clock {
-        Clock::Wall => Utc::now(),
-        Clock::EventTime => crate::store::clock::read(pool, group_id)
-            .await?
-            .unwrap_or_else(Utc::now),
-    })
+    let metrics = Metrics::new();
+    let core = Core::new(
+        settings,
+        pool,
+        programme,
+        metrics,
+        settings.kafka.partitions,
+    );
+    core.model.refresh(&core.pool, &core.metrics).await?;
+    Ok(core)
 }
 
 /// A progress bar on stderr (hidden when stderr is not a terminal).

@@ -1,4 +1,4 @@
-//! Validated input events. Built once from the wire types by `ingest::validate`; the domain
+//! Validated input events. Built once from the wire types by `inputs::validate`; the domain
 //! only ever sees these.
 
 use chrono::{DateTime, Utc};

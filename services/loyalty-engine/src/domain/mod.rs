@@ -18,6 +18,7 @@ pub mod money;
 pub mod motive;
 pub mod output;
 pub mod programme;
+pub mod rejection;
 pub mod segment;
 pub mod state;
 pub mod tier;

@@ -13,11 +13,8 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 
 use super::{AppState, error, view};
-use crate::domain::apply::override_tier;
 use crate::domain::ids::CustomerId;
-use crate::domain::tier::TierOverride;
-use crate::store::changes::{self, Evaluated};
-use crate::store::{audit, customers};
+use crate::engine::overrides::{OverrideError, OverrideRequest, set_override};
 
 /// Checks the bearer token in constant time.
 pub fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), Box<Response>> {
@@ -49,15 +46,6 @@ pub fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), Box<Respo
     }
 }
 
-#[derive(Debug, serde::Deserialize)]
-pub struct OverrideRequest {
-    pub tier: String,
-    pub reason: String,
-    pub expires_at: DateTime<Utc>,
-    /// Who sets it (an operator's name or email, for the audit trail).
-    pub set_by: String,
-}
-
 pub async fn set_tier_override(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -70,15 +58,23 @@ pub async fn set_tier_override(
     let Ok(customer) = CustomerId::parse(&id, state.limits.max_id_len) else {
         return error(StatusCode::BAD_REQUEST, "invalid customer id");
     };
-    if state.programme.tier_named(&req.tier).is_none() {
-        return error(StatusCode::BAD_REQUEST, "unknown tier");
-    }
-    if req.reason.trim().is_empty() || req.set_by.trim().is_empty() {
-        return error(StatusCode::BAD_REQUEST, "reason and set_by are required");
-    }
-    match apply_override(&state, &customer, req).await {
-        Ok(Some(body)) => Json(body).into_response(),
-        Ok(None) => error(StatusCode::NOT_FOUND, "unknown customer"),
+    match set_override(&state.core, &customer, &req).await {
+        Ok(done) => {
+            let model = state.core.model.get();
+            let body = view::customer(
+                &done.state,
+                &done.metrics,
+                &state.core.programme,
+                model.as_deref(),
+                done.now,
+            );
+            Json(json!({ "customer": body })).into_response()
+        }
+        Err(OverrideError::UnknownTier) => error(StatusCode::BAD_REQUEST, "unknown tier"),
+        Err(OverrideError::MissingReason) => {
+            error(StatusCode::BAD_REQUEST, "reason and set_by are required")
+        }
+        Err(OverrideError::UnknownCustomer) => error(StatusCode::NOT_FOUND, "unknown customer"),
         Err(OverrideError::InThePast) => {
             error(StatusCode::BAD_REQUEST, "expires_at must be in the future")
         }
@@ -90,92 +86,6 @@ pub async fn set_tier_override(
             )
         }
     }
-}
-
-enum OverrideError {
-    InThePast,
-    Store(anyhow::Error),
-}
-
-impl<E: Into<anyhow::Error>> From<E> for OverrideError {
-    fn from(e: E) -> Self {
-        OverrideError::Store(e.into())
-    }
-}
-
-async fn apply_override(
-    state: &AppState,
-    customer: &CustomerId,
-    req: OverrideRequest,
-) -> Result<Option<serde_json::Value>, OverrideError> {
-    let mut tx = state.pool.begin().await?;
-    let now = state.clock.now(&mut tx, &state.group_id, None).await?;
-    if req.expires_at <= now {
-        return Err(OverrideError::InThePast);
-    }
-    let mut loaded = customers::load_for_update(&mut tx, &[customer]).await?;
-    let Some(customers::Loaded {
-        state: current,
-        home_partition: home,
-        version,
-    }) = loaded.remove(customer)
-    else {
-        return Ok(None);
-    };
-    let previous_tier = current.tier().to_owned();
-    let manual = TierOverride {
-        tier: req.tier.clone(),
-        reason: req.reason.clone(),
-        expires_at: req.expires_at,
-        set_at: now,
-        set_by: req.set_by.clone(),
-    };
-    let (next, metrics, outputs) = override_tier(
-        current,
-        manual,
-        &state.programme,
-        state.model.get().as_deref(),
-        now,
-    );
-    let body = view::customer(
-        &next,
-        &metrics,
-        &state.programme,
-        state.model.get().as_deref(),
-        now,
-    );
-    let evaluated = [Evaluated {
-        state: next,
-        home_partition: home,
-        metrics,
-        outputs,
-        replaces: version,
-    }];
-    changes::write(
-        &mut tx,
-        &evaluated,
-        Vec::new(),
-        &state.topics,
-        &state.programme,
-    )
-    .await?;
-    audit::record_override(
-        &mut tx,
-        customer.as_str(),
-        &previous_tier,
-        &req.tier,
-        &req.reason,
-        &req.set_by,
-        now,
-        req.expires_at,
-    )
-    .await?;
-    tx.commit().await?;
-    for out in &evaluated[0].outputs {
-        state.metrics.output(out);
-    }
-    tracing::info!(tier = %req.tier, "manual tier override set");
-    Ok(Some(json!({ "customer": body })))
 }
 
 /// The state of the recompute started through the admin API.
@@ -222,15 +132,11 @@ pub async fn start_recompute(State(state): State<AppState>, headers: HeaderMap) 
             Ok(t) => t,
             Err(_) => Utc::now(),
         };
-        let model = st.model.get();
-        let result = crate::commands::recompute::run(
-            &st.pool,
-            &st.programme,
-            model.as_deref(),
-            &st.topics,
-            now,
-            500,
-        )
+        let result = crate::engine::recompute::run(&st.core, now, 500, |done, _| {
+            if let Ok(mut job) = st.recompute.lock() {
+                job.customers = done;
+            }
+        })
         .await;
         if let Ok(mut job) = st.recompute.lock() {
             job.finished_at = Some(Utc::now());

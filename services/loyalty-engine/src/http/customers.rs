@@ -31,14 +31,14 @@ pub async fn get_customer(
             Err(e) => return e,
         },
     };
-    match customers::get(&state.pool, &id).await {
+    match customers::get(&state.core.pool, &id).await {
         Ok(Some(customer)) => {
-            let metrics = Metrics::derive(&customer.facts, &state.programme, as_of);
+            let metrics = Metrics::derive(&customer.facts, &state.core.programme, as_of);
             Json(view::customer(
                 &customer,
                 &metrics,
-                &state.programme,
-                state.model.get().as_deref(),
+                &state.core.programme,
+                state.core.model.get().as_deref(),
                 as_of,
             ))
             .into_response()

@@ -10,9 +10,9 @@ use serde_json::json;
 use super::{AppState, error, view};
 use crate::domain::apply::{Changes, apply};
 use crate::domain::ids::CustomerId;
-use crate::ingest::decode::decode_input_line;
-use crate::ingest::validate::validate;
-use crate::outputs;
+use crate::engine::outputs;
+use crate::inputs::decode::decode_input_line;
+use crate::inputs::validate::validate;
 use crate::store::customers;
 
 #[derive(Debug, serde::Deserialize)]
@@ -48,7 +48,7 @@ pub async fn evaluate(State(state): State<AppState>, Json(req): Json<DryRun>) ->
                 .into_response();
         }
     };
-    let existing = match customers::get(&state.pool, customer.as_str()).await {
+    let existing = match customers::get(&state.core.pool, customer.as_str()).await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = format!("{e:#}"), "dry-run lookup failed");
@@ -66,13 +66,13 @@ pub async fn evaluate(State(state): State<AppState>, Json(req): Json<DryRun>) ->
         &customer,
         existing,
         &changes,
-        &state.programme,
-        state.model.get().as_deref(),
+        &state.core.programme,
+        state.core.model.get().as_deref(),
         now,
     );
     let mut encoded = Vec::new();
     for out in &outs {
-        match outputs::encode(out, 0, &state.topics, &state.programme) {
+        match outputs::encode(out, 0, &state.core.topics, &state.core.programme) {
             Ok(e) => encoded
                 .push(json!({ "ce_type": e.ce_type, "topic": e.message.topic, "data": e.json })),
             Err(_) => {
@@ -85,7 +85,7 @@ pub async fn evaluate(State(state): State<AppState>, Json(req): Json<DryRun>) ->
     }
     Json(json!({
         "dry_run": true,
-        "state": view::customer(&next, &metrics, &state.programme, state.model.get().as_deref(), now),
+        "state": view::customer(&next, &metrics, &state.core.programme, state.core.model.get().as_deref(), now),
         "outputs": encoded,
     }))
     .into_response()

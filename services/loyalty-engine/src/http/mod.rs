@@ -18,48 +18,45 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
-use sqlx::PgPool;
 
-use crate::config::Topics;
-use crate::domain::programme::Programme;
+use crate::engine::Core;
 use crate::health::Health;
-use crate::ingest::clock::Clock;
-use crate::ingest::validate::Limits;
-use crate::metrics::Metrics;
-use crate::model_cache::ModelCache;
-use crate::store;
+use crate::inputs::validate::Limits;
 
 #[derive(Debug, Clone)]
 pub struct AppState {
-    pub pool: PgPool,
-    pub metrics: Metrics,
+    pub core: Core,
     pub health: Health,
-    pub programme: Arc<Programme>,
-    pub topics: Topics,
-    pub group_id: String,
-    pub clock: Clock,
     pub limits: Limits,
     pub admin_token: Option<SecretString>,
-    pub model: ModelCache,
     /// The last recompute started through the admin API.
     pub recompute: Arc<std::sync::Mutex<admin::RecomputeJob>>,
 }
 
 impl AppState {
-    /// The engine's "now": wall time, or the event-time clock.
-    async fn now(&self) -> Result<DateTime<Utc>, Response> {
-        match self.clock {
-            Clock::Wall => Ok(Utc::now()),
-            Clock::EventTime => store::clock::read(&self.pool, &self.group_id)
-                .await
-                .map(|t| t.unwrap_or_else(Utc::now))
-                .map_err(|_| {
-                    error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "the database is unavailable",
-                    )
-                }),
+    pub fn new(
+        core: Core,
+        health: Health,
+        limits: Limits,
+        admin_token: Option<SecretString>,
+    ) -> Self {
+        Self {
+            core,
+            health,
+            limits,
+            admin_token,
+            recompute: Arc::default(),
         }
+    }
+
+    /// The engine's "now" (`engine::clock`), or 503 when the database cannot say.
+    async fn now(&self) -> Result<DateTime<Utc>, Response> {
+        self.core.clock.now(&self.core.pool).await.map_err(|_| {
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the database is unavailable",
+            )
+        })
     }
 }
 
@@ -113,7 +110,7 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
         .unwrap_or_else(|| "unmatched".into());
     let started = Instant::now();
     let response = next.run(req).await;
-    state.metrics.http_request(
+    state.core.metrics.http_request(
         &route,
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),

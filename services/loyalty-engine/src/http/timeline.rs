@@ -28,7 +28,7 @@ pub async fn timeline(
         Some(Some(c)) => Some(c),
         Some(None) => return error(StatusCode::BAD_REQUEST, "invalid cursor"),
     };
-    match timeline::page(&state.pool, &id, limit, before.as_ref()).await {
+    match timeline::page(&state.core.pool, &id, limit, before.as_ref()).await {
         Ok((items, next)) => Json(json!({
             "customer_id": id,
             "items": items,

@@ -1,48 +1,133 @@
 //! The consume loop: gather a batch (N messages or T ms, whichever first), decode and
-//! validate it, apply it in one transaction, mirror the offsets to Kafka for lag monitoring.
+//! validate it, hand it to a writer that applies it in one transaction, mirror the offsets to
+//! Kafka for lag monitoring.
+//!
+//! A writer's batch failure is classified (`failure`): a transient one is retried with backoff
+//! and jitter; a poison one (the batch's content fails every time) is applied again in halves
+//! until the message at fault is alone, and that message is dead-lettered with the reason
+//! `processing_failed` while the rest is applied. Rebalances go through the coordinator
+//! (`rebalance`), which closes the gate (`gate`) for partitions leaving.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Headers, Message};
-use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use super::batch::{Content, Incoming, Processor, touched};
-use super::decode::{InputKind, WireHeaders, decode};
-use super::rebalance::IngestContext;
-use super::validate::{Limits, validate};
+use super::failure::{Backoff, Failure, classify};
+use super::gate::Gate;
+use super::source::{RawMessage, Source};
 use crate::config::{IngestSettings, Topics};
+use crate::domain::rejection::{RejectReason, Rejection};
+use crate::engine::batch::{BatchReport, Content, Incoming, Processor, Raw, touched};
+use crate::engine::ownership::Ownership;
 use crate::health::Health;
+use crate::inputs::decode::{InputKind, WireHeaders, decode};
+use crate::inputs::validate::{Limits, validate};
+use crate::metrics::Metrics;
 
-pub type IngestConsumer = StreamConsumer<IngestContext>;
+/// Where batches are applied: the database in production, a fake in the loop's unit tests.
+pub trait Sink: Send + Sync + 'static {
+    /// Applies `batch` in one transaction; on error nothing of it was applied.
+    fn process(
+        &self,
+        batch: &[Incoming],
+    ) -> impl Future<Output = anyhow::Result<BatchReport>> + Send;
+}
+
+impl Sink for Processor {
+    async fn process(&self, batch: &[Incoming]) -> anyhow::Result<BatchReport> {
+        Processor::process(self, batch, Utc::now()).await
+    }
+}
+
+/// Turns consumed messages into decoded, validated input.
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    kinds: HashMap<String, InputKind>,
+    limits: Limits,
+    max_message_bytes: usize,
+}
+
+impl Decoder {
+    pub fn new(topics: &Topics, limits: Limits, max_message_bytes: usize) -> Self {
+        Self {
+            kinds: HashMap::from([
+                (topics.purchases.clone(), InputKind::Purchase),
+                (topics.support_tickets.clone(), InputKind::SupportTicket),
+                (topics.surveys.clone(), InputKind::Survey),
+            ]),
+            limits,
+            max_message_bytes,
+        }
+    }
+
+    /// Decodes and validates `msg`; a message that cannot be applied is kept, refused with its
+    /// reason, for the dead-letter topic.
+    pub fn decode(&self, msg: RawMessage, now: DateTime<Utc>) -> Incoming {
+        let kind = self.kinds.get(&msg.topic).copied().ok_or_else(|| {
+            tracing::error!(
+                topic = %msg.topic,
+                partition = msg.partition,
+                offset = msg.offset,
+                "message from a topic the engine did not subscribe to; dead-lettering it"
+            );
+            Rejection::new(
+                RejectReason::UnknownTopic,
+                format!("{} is not one of the input topics", msg.topic),
+            )
+        });
+        let headers = WireHeaders {
+            content_type: msg.content_type.as_deref(),
+            schema: msg.schema.as_deref(),
+        };
+        let result = kind
+            .and_then(|k| decode(k, msg.payload.as_deref(), headers, self.max_message_bytes))
+            .and_then(|w| validate(&w, msg.key.as_deref(), &self.limits, now));
+        let content = match result {
+            Ok(event) => Content::Event(Box::new(event)),
+            Err(rejection) => {
+                tracing::warn!(
+                    topic = msg.topic,
+                    partition = msg.partition,
+                    offset = msg.offset,
+                    reason = %rejection.reason,
+                    "input refused; sending it to the dead-letter topic"
+                );
+                Content::Rejected(rejection)
+            }
+        };
+        Incoming {
+            topic: msg.topic,
+            partition: msg.partition,
+            offset: msg.offset,
+            raw: Raw {
+                key: msg.key,
+                payload: msg.payload.unwrap_or_default(),
+                content_type: msg.content_type,
+            },
+            content,
+        }
+    }
+}
 
 /// Everything the consume loop needs.
-pub struct IngestLoop {
-    pub consumer: Arc<IngestConsumer>,
-    pub processor: Processor,
+pub struct IngestLoop<S, K> {
+    pub source: S,
+    pub sink: K,
+    pub decoder: Decoder,
     pub settings: IngestSettings,
-    pub limits: Limits,
-    pub kinds: HashMap<String, InputKind>,
+    pub ownership: Ownership,
+    pub gate: Gate,
     pub health: Health,
+    pub metrics: Metrics,
     /// Offsets waiting to be mirrored to Kafka.
-    pub mirror: std::sync::Mutex<OffsetMirror>,
+    mirror: std::sync::Mutex<OffsetMirror>,
 }
 
-/// Stored offsets not yet mirrored to Kafka, and when the last mirror went out.
-#[derive(Debug, Default)]
-pub struct OffsetMirror {
-    pending: HashMap<(String, i32), i64>,
-    last: Option<Instant>,
-}
-
-/// How often stored offsets are mirrored to Kafka at most.
-const MIRROR_EVERY: Duration = Duration::from_secs(1);
-
-impl std::fmt::Debug for IngestLoop {
+impl<S, K> std::fmt::Debug for IngestLoop<S, K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IngestLoop")
             .field("settings", &self.settings)
@@ -50,73 +135,63 @@ impl std::fmt::Debug for IngestLoop {
     }
 }
 
-impl IngestLoop {
-    pub fn kinds(topics: &Topics) -> HashMap<String, InputKind> {
-        HashMap::from([
-            (topics.purchases.clone(), InputKind::Purchase),
-            (topics.support_tickets.clone(), InputKind::SupportTicket),
-            (topics.surveys.clone(), InputKind::Survey),
-        ])
+/// Stored offsets not yet mirrored to Kafka, and when the last mirror went out.
+#[derive(Debug, Default)]
+struct OffsetMirror {
+    pending: HashMap<(String, i32), i64>,
+    last: Option<Instant>,
+}
+
+/// How often stored offsets are mirrored to Kafka at most.
+const MIRROR_EVERY: Duration = Duration::from_secs(1);
+
+/// The first and the longest wait before a failed batch is retried.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+impl<S: Source, K: Sink> IngestLoop<S, K> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        source: S,
+        sink: K,
+        decoder: Decoder,
+        settings: IngestSettings,
+        ownership: Ownership,
+        gate: Gate,
+        health: Health,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            source,
+            sink,
+            decoder,
+            settings,
+            ownership,
+            gate,
+            health,
+            metrics,
+            mirror: Default::default(),
+        }
     }
 
-    fn to_incoming(&self, msg: &BorrowedMessage<'_>, now: DateTime<Utc>) -> Incoming {
-        if let Some(ms) = msg.timestamp().to_millis() {
+    fn to_incoming(&self, msg: RawMessage, now: DateTime<Utc>) -> Incoming {
+        if let Some(ms) = msg.timestamp_ms {
             let lag = now.timestamp_millis().saturating_sub(ms);
-            self.processor.metrics.receive_lag(lag as f64 / 1000.0);
+            self.metrics.receive_lag(lag as f64 / 1000.0);
         }
-        let mut wire = WireHeaders::default();
-        if let Some(headers) = msg.headers() {
-            for h in headers.iter() {
-                match h.key {
-                    "content-type" | "content_type" => wire.content_type = h.value,
-                    "ce_type" | "kizuna-schema" => wire.schema = h.value,
-                    _ => {}
-                }
-            }
-        }
-        let kind = self
-            .kinds
-            .get(msg.topic())
-            .copied()
-            .unwrap_or(InputKind::Purchase);
-        let result = decode(kind, msg.payload(), wire, self.settings.max_message_bytes)
-            .and_then(|w| validate(&w, msg.key(), &self.limits, now));
-        let content = match result {
-            Ok(event) => Content::Event(Box::new(event)),
-            Err(rejection) => {
-                tracing::warn!(
-                    topic = msg.topic(),
-                    partition = msg.partition(),
-                    offset = msg.offset(),
-                    reason = %rejection.reason,
-                    "input refused; sending it to the dead-letter topic"
-                );
-                Content::Rejected {
-                    rejection,
-                    key: msg.key().map(<[u8]>::to_vec),
-                    payload: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-                    content_type: wire.content_type.map(<[u8]>::to_vec),
-                }
-            }
-        };
-        Incoming {
-            topic: msg.topic().to_owned(),
-            partition: msg.partition(),
-            offset: msg.offset(),
-            content,
-        }
+        self.decoder.decode(msg, now)
     }
 
     /// Runs until `shutdown` is cancelled, as a pipeline with adaptive batching: this task
     /// receives and decodes messages into one pending batch per writer (partition number modulo
-    /// `ingest.writers`, so a customer is only ever written by one writer), while the writers
-    /// commit. A pending batch goes to its writer when the writer is free and either
-    /// `batch_linger_ms` has passed since its first message or it holds `batch_max_events`; while
-    /// the writer is busy the batch keeps growing (up to that maximum). At light load batches
-    /// are small and latency is one linger plus one transaction; at peak they are large and
-    /// throughput is high. Messages received when shutdown comes are committed if the database
-    /// answers; a batch whose commit is still failing is abandoned: its offsets were not stored,
-    /// so it is consumed again after a restart.
+    /// `ingest.writers`), while the writers commit. A pending batch goes to its writer when the
+    /// writer is free and either `batch_linger_ms` has passed since its first message or it
+    /// holds `batch_max_events`; while the writer is busy the batch keeps growing (up to that
+    /// maximum). At light load batches are small and latency is one linger plus one
+    /// transaction; at peak they are large and throughput is high. Messages received when
+    /// shutdown comes are committed if the database answers; a batch whose commit is still
+    /// failing is abandoned: its offsets were not stored, so it is consumed again after a
+    /// restart.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let this = Arc::new(self);
         let writers = this.settings.writers.max(1);
@@ -175,9 +250,9 @@ impl IngestLoop {
                 _ = freed.notified() => {}
                 _ = sleep_until_opt(next_deadline) => {}
                 _ = mirror_tick.tick() => this.flush_mirror(),
-                received = this.consumer.recv(), if room => match received {
+                received = this.source.recv(), if room => match received {
                     Ok(msg) => {
-                        let incoming = this.to_incoming(&msg, Utc::now());
+                        let incoming = this.to_incoming(msg, Utc::now());
                         let w = usize::try_from(incoming.partition).unwrap_or(0) % writers;
                         if pending[w].is_empty() {
                             since[w] = Some(tokio::time::Instant::now());
@@ -209,63 +284,97 @@ impl IngestLoop {
         Ok(())
     }
 
-    /// Commits one batch, retrying with backoff while the database fails. Returns false when
-    /// shutdown interrupted the retries.
-    async fn commit(&self, mut batch: Vec<Incoming>, shutdown: &CancellationToken) -> bool {
-        let ownership = &self.consumer.context().ownership;
-        let in_flight = &self.consumer.context().in_flight;
-        let generation = ownership.generation();
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            if ownership.generation() != generation {
-                // Partitions were revoked while the batch waited: abandon their messages, the
-                // new owner starts from the stored offsets.
-                batch.retain(|m| ownership.owns(&m.topic, m.partition));
-                if batch.is_empty() {
-                    return true;
-                }
+    /// Commits one batch: retried with backoff while the failure is transient, split while it
+    /// is poison. Returns false when shutdown interrupted the retries (the rest is abandoned:
+    /// its offsets were not stored).
+    pub async fn commit(&self, batch: Vec<Incoming>, shutdown: &CancellationToken) -> bool {
+        let mut work = VecDeque::from([batch]);
+        let mut backoff = Backoff::new(RETRY_FIRST, RETRY_MAX);
+        while let Some(mut part) = work.pop_front() {
+            // Partitions revoked (or being revoked) meanwhile: their messages are the new
+            // owner's, who reads them again from the stored offsets.
+            let admitted = self.gate.admit(&mut part, |topic, partition| {
+                self.ownership.owns(topic, partition)
+            });
+            if part.is_empty() {
+                self.gate.release(admitted);
+                continue;
             }
             let started = Instant::now();
-            in_flight.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let result = self.processor.process(&batch, Utc::now()).await;
-            in_flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-            match result {
+            let result = self.sink.process(&part).await;
+            self.gate.release(admitted);
+            let error = match result {
                 Ok(report) => {
-                    self.health.set_ingest_ok(true);
-                    self.processor
-                        .metrics
-                        .batch_committed(batch.len(), started.elapsed().as_secs_f64());
-                    tracing::debug!(
-                        events = batch.len(),
-                        applied = report.applied,
-                        duplicates = report.duplicates,
-                        dead_lettered = report.dead_lettered,
-                        replayed = report.replayed,
-                        outputs = report.outputs.len(),
-                        "batch committed"
-                    );
-                    self.commit_to_kafka(&touched(&report.positions, &batch));
-                    return true;
+                    self.committed(&part, &report, started.elapsed());
+                    backoff.reset();
+                    continue;
                 }
-                Err(e) => {
-                    self.health.set_ingest_ok(false);
-                    self.processor.metrics.batch_failed();
+                Err(e) => e,
+            };
+            self.metrics.batch_failed();
+            let single_refusal = part.len() == 1 && matches!(part[0].content, Content::Rejected(_));
+            match classify(&error) {
+                Failure::Poison if part.len() > 1 => {
                     tracing::warn!(
-                        error = format!("{e:#}"),
-                        retry_in_ms = backoff.as_millis() as u64,
+                        events = part.len(),
+                        error = format!("{error:#}"),
+                        "batch failed on its content; applying it in halves to find the message at fault"
+                    );
+                    let right = part.split_off(part.len() / 2);
+                    work.push_front(right);
+                    work.push_front(part);
+                }
+                Failure::Poison if !single_refusal => {
+                    let Some(m) = part.pop() else { continue };
+                    tracing::error!(
+                        topic = m.topic,
+                        partition = m.partition,
+                        offset = m.offset,
+                        error = format!("{error:#}"),
+                        "a message fails every time it is applied; dead-lettering it (processing_failed)"
+                    );
+                    let detail = format!("{error:#}");
+                    work.push_front(vec![
+                        m.refused(Rejection::new(RejectReason::ProcessingFailed, detail)),
+                    ]);
+                }
+                // Transient, or a dead letter that cannot be queued: wait and retry.
+                _ => {
+                    self.health.set_ingest_ok(false);
+                    let delay = backoff.next_delay();
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        retry_in_ms = delay.as_millis() as u64,
                         "batch failed; retrying"
                     );
                     tokio::select! {
                         _ = shutdown.cancelled() => {
-                            tracing::info!(events = batch.len(), "shutdown during retry; batch abandoned, it will be consumed again");
+                            tracing::info!(events = part.len(), "shutdown during retry; batch abandoned, it will be consumed again");
                             return false;
                         }
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(delay) => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    work.push_front(part);
                 }
             }
         }
+        true
+    }
+
+    fn committed(&self, batch: &[Incoming], report: &BatchReport, took: Duration) {
+        self.health.set_ingest_ok(true);
+        self.metrics
+            .batch_committed(batch.len(), took.as_secs_f64());
+        tracing::debug!(
+            events = batch.len(),
+            applied = report.applied,
+            duplicates = report.duplicates,
+            dead_lettered = report.dead_lettered,
+            replayed = report.replayed,
+            outputs = report.outputs.len(),
+            "batch committed"
+        );
+        self.mirror_offsets(&touched(&report.positions, batch));
     }
 
     /// Mirrors stored offsets to Kafka, for lag monitoring only (tools that read the group's
@@ -273,7 +382,7 @@ impl IngestLoop {
     /// request per batch cost the broker more than the consumption itself at small batches.
     /// (librdkafka's auto-commit would do the same, but against tansu it crashed the client.)
     /// What is still pending goes out on the consume loop's next tick.
-    fn commit_to_kafka(&self, positions: &HashMap<(String, i32), i64>) {
+    fn mirror_offsets(&self, positions: &HashMap<(String, i32), i64>) {
         if let Ok(mut mirror) = self.mirror.lock() {
             for (key, offset) in positions {
                 let slot = mirror.pending.entry(key.clone()).or_insert(*offset);
@@ -296,19 +405,7 @@ impl IngestLoop {
             mirror.last = Some(Instant::now());
             std::mem::take(&mut mirror.pending)
         };
-        let ownership = &self.consumer.context().ownership;
-        let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), offset) in &due {
-            if ownership.owns(topic, *partition) {
-                tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))
-                    .ok();
-            }
-        }
-        if tpl.count() > 0
-            && let Err(e) = self.consumer.commit(&tpl, CommitMode::Async)
-        {
-            tracing::debug!(error = %e, "offset mirror to Kafka failed (lag monitoring only)");
-        }
+        self.source.mirror(&due);
     }
 }
 

@@ -1,10 +1,11 @@
-//! Ingest: Kafka messages in, one PostgreSQL transaction per batch.
+//! Ingest: the Kafka consume loop and its rebalance protocol; each batch is applied by
+//! `engine::batch` in one PostgreSQL transaction.
 
-pub mod batch;
-pub mod clock;
 pub mod consumer;
-pub mod decode;
-pub mod ownership;
+pub mod failure;
+pub mod gate;
 pub mod rebalance;
-pub mod reject;
-pub mod validate;
+pub mod source;
+
+#[cfg(test)]
+mod tests;

@@ -1,88 +1,83 @@
-//! The consumer context: on every assignment, seek each partition to the next offset stored in
-//! PostgreSQL; on revocation, record that the partitions are gone.
+//! Rebalances, after Vector's Kafka source: librdkafka's rebalance callback runs on the thread
+//! that polls the consumer, so it only signals. It sends `Assigned` or `Revoked` to the
+//! coordinator task and waits on a rendezvous for the answer; the coordinator does the I/O:
+//! on assignment it reads the offsets stored with the state (through the connection pool) and
+//! the callback seeks to them; on revocation it closes the gate for the partitions leaving and
+//! waits, with a deadline kept under the session timeout, for their batches being committed.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::sync::mpsc::{SyncSender, sync_channel};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use secrecy::{ExposeSecret, SecretString};
-use sqlx::Connection;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::UnboundedSender;
 
-use super::ownership::Ownership;
+use super::gate::Gate;
+use crate::engine::ownership::Ownership;
 use crate::metrics::Metrics;
 use crate::store::offsets::{self, Positions};
+
+type Partition = (String, i32);
 
 /// How long an assignment waits for PostgreSQL before falling back to Kafka's committed
 /// offsets (which never run ahead of the stored ones).
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What the callback tells the coordinator, with the rendezvous to answer on.
+#[derive(Debug)]
+pub enum RebalanceEvent {
+    /// Partitions arrive: answer with their stored positions (None: unavailable).
+    Assigned(Vec<Partition>, SyncSender<Option<Positions>>),
+    /// Partitions leave: answer once their batches in flight are done (or the deadline passed).
+    Revoked(Vec<Partition>, SyncSender<()>),
+    /// The assignment was lost (a rebalance error).
+    Lost,
+}
+
+/// The consumer's context: signals rebalances, and keeps librdkafka's statistics.
 #[derive(Debug)]
 pub struct IngestContext {
     pub ownership: Ownership,
-    /// High watermarks of the assigned partitions, from librdkafka's statistics.
-    pub high_watermarks: Arc<std::sync::Mutex<std::collections::HashMap<(String, i32), i64>>>,
-    /// Batch transactions being committed right now.
-    pub in_flight: Arc<AtomicUsize>,
-    /// How long a revocation waits for the batch being committed (kept under the session
-    /// timeout, checked at start-up).
-    pub revoke_drain: Duration,
-    pub database_url: SecretString,
-    pub group_id: String,
-    pub topics: Vec<String>,
-    pub metrics: Metrics,
+    pub events: UnboundedSender<RebalanceEvent>,
+    /// How long a revocation may take: the drain deadline plus a margin.
+    pub revoke_wait: Duration,
 }
 
 impl ClientContext for IngestContext {
     /// librdkafka's periodic statistics: the high watermark of each assigned partition, for
     /// the consumer-lag gauge (no extra requests to the brokers).
     fn stats(&self, statistics: rdkafka::Statistics) {
-        if let Ok(mut highs) = self.high_watermarks.lock() {
-            for (topic, t) in statistics.topics {
-                for (partition, p) in t.partitions {
-                    if partition >= 0 && p.hi_offset >= 0 {
-                        highs.insert((topic.clone(), partition), p.hi_offset);
-                    }
+        let mut highs = HashMap::new();
+        for (topic, t) in statistics.topics {
+            for (partition, p) in t.partitions {
+                if partition >= 0 && p.hi_offset >= 0 {
+                    highs.insert((topic.clone(), partition), p.hi_offset);
                 }
             }
         }
+        self.ownership.set_high_watermarks(highs);
     }
 }
 
-fn pairs(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+fn pairs(tpl: &TopicPartitionList) -> Vec<Partition> {
     tpl.elements()
         .iter()
         .map(|e| (e.topic().to_owned(), e.partition()))
         .collect()
 }
 
-impl IngestContext {
-    /// Reads the stored offsets on a connection of its own. The rebalance callback is
-    /// synchronous and may run on a runtime thread, so the lookup runs on a scoped thread with
-    /// a small runtime of its own.
-    fn stored_positions(&self) -> anyhow::Result<Positions> {
-        let url = self.database_url.expose_secret().to_owned();
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()?;
-                    rt.block_on(async {
-                        tokio::time::timeout(LOOKUP_TIMEOUT, async {
-                            let mut conn = sqlx::PgConnection::connect(&url).await?;
-                            let positions =
-                                offsets::load(&mut conn, &self.group_id, &self.topics).await?;
-                            conn.close().await.ok();
-                            anyhow::Ok(positions)
-                        })
-                        .await?
-                    })
-                })
-                .join()
-                .map_err(|_| anyhow::anyhow!("offset lookup thread panicked"))?
-        })
+/// Waits on the rendezvous. On a multi-threaded runtime's worker (the consume loop polls the
+/// consumer there), the runtime is told that this thread blocks, so other tasks (the
+/// coordinator, the writers) move on.
+fn wait<T>(answer: std::sync::mpsc::Receiver<T>, timeout: Duration) -> Option<T> {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread {
+        tokio::task::block_in_place(|| answer.recv_timeout(timeout).ok())
+    } else {
+        answer.recv_timeout(timeout).ok()
     }
 }
 
@@ -90,49 +85,113 @@ impl ConsumerContext for IngestContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
-                let assigned = pairs(tpl);
-                match self.stored_positions() {
-                    Ok(positions) => {
-                        for mut elem in tpl.elements() {
-                            let key = (elem.topic().to_owned(), elem.partition());
-                            // Nothing stored: nothing of this partition was ever applied.
-                            let offset = positions
-                                .get(&key)
-                                .map_or(Offset::Beginning, |o| Offset::Offset(*o));
-                            if let Err(e) = elem.set_offset(offset) {
-                                tracing::warn!(topic = %key.0, partition = key.1, error = %e, "could not set the start offset");
-                            }
-                        }
-                        tracing::info!(partitions = ?assigned, "partitions assigned; seeking to stored offsets");
-                    }
-                    Err(e) => {
-                        // Kafka's committed offsets trail the stored ones, and anything at or
-                        // below a stored offset is skipped inside the batch transaction.
-                        tracing::warn!(error = %e, "stored offsets unavailable; starting from Kafka's committed offsets");
-                        for mut elem in tpl.elements() {
-                            elem.set_offset(Offset::Stored).ok();
-                        }
+                let (tx, rx) = sync_channel(1);
+                let sent = self.events.send(RebalanceEvent::Assigned(pairs(tpl), tx));
+                let positions = sent
+                    .ok()
+                    .and_then(|()| wait(rx, LOOKUP_TIMEOUT + Duration::from_secs(1)))
+                    .flatten();
+                for mut elem in tpl.elements() {
+                    let offset = match &positions {
+                        // Nothing stored: nothing of this partition was ever applied.
+                        Some(p) => p
+                            .get(&(elem.topic().to_owned(), elem.partition()))
+                            .map_or(Offset::Beginning, |o| Offset::Offset(*o)),
+                        // Kafka's committed offsets trail the stored ones, and anything below a
+                        // stored offset is skipped inside the batch transaction.
+                        None => Offset::Stored,
+                    };
+                    if let Err(e) = elem.set_offset(offset) {
+                        tracing::warn!(topic = elem.topic(), partition = elem.partition(), error = %e, "could not set the start offset");
                     }
                 }
-                self.ownership.assign(assigned);
             }
             Rebalance::Revoke(tpl) => {
-                let revoked = pairs(tpl);
-                // Let the batch being committed finish before the partitions go (bounded);
-                // anything not yet committed is abandoned and consumed again by the new owner.
-                let deadline = std::time::Instant::now() + self.revoke_drain;
-                while self.in_flight.load(Ordering::SeqCst) > 0
-                    && std::time::Instant::now() < deadline
+                let (tx, rx) = sync_channel(1);
+                if self
+                    .events
+                    .send(RebalanceEvent::Revoked(pairs(tpl), tx))
+                    .is_ok()
                 {
-                    std::thread::sleep(Duration::from_millis(5));
+                    wait(rx, self.revoke_wait);
                 }
-                tracing::info!(partitions = ?revoked, "partitions revoked");
-                self.ownership.revoke(revoked);
             }
             Rebalance::Error(e) => {
                 tracing::warn!(error = %e, "rebalance error");
-                self.ownership.revoke_all();
+                self.events.send(RebalanceEvent::Lost).ok();
             }
+        }
+    }
+}
+
+/// The task that answers rebalance events.
+#[derive(Debug)]
+pub struct Coordinator {
+    pub pool: sqlx::PgPool,
+    pub group_id: String,
+    pub topics: Vec<String>,
+    pub ownership: Ownership,
+    pub gate: Gate,
+    pub metrics: Metrics,
+    /// How long a revocation waits for the batches being committed.
+    pub drain: Duration,
+}
+
+impl Coordinator {
+    /// Answers events until every sender (the consumer's context, which closing the consumer
+    /// still needs) is gone and `stop` is cancelled.
+    pub async fn run(
+        self,
+        mut events: UnboundedReceiver<RebalanceEvent>,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> anyhow::Result<()> {
+        while let Some(event) = events.recv().await {
+            self.handle(event).await;
+        }
+        stop.cancelled().await;
+        Ok(())
+    }
+
+    pub async fn handle(&self, event: RebalanceEvent) {
+        match event {
+            RebalanceEvent::Assigned(partitions, answer) => {
+                let positions = match tokio::time::timeout(
+                    LOOKUP_TIMEOUT,
+                    offsets::load(&self.pool, &self.group_id, &self.topics),
+                )
+                .await
+                {
+                    Ok(Ok(p)) => Some(p),
+                    Ok(Err(e)) => {
+                        tracing::warn!(
+                            error = format!("{e:#}"),
+                            "stored offsets unavailable; starting from Kafka's committed offsets"
+                        );
+                        None
+                    }
+                    Err(_) => {
+                        tracing::warn!(
+                            "stored offsets not read in time; starting from Kafka's committed offsets"
+                        );
+                        None
+                    }
+                };
+                self.gate.open(&partitions);
+                self.ownership.assign(partitions.iter().cloned());
+                tracing::info!(partitions = ?partitions, "partitions assigned; seeking to stored offsets");
+                answer.send(positions).ok();
+            }
+            RebalanceEvent::Revoked(partitions, answer) => {
+                let deadline = tokio::time::Instant::now() + self.drain;
+                let drained = self.gate.drain(&partitions, deadline).await;
+                if !drained {
+                    tracing::warn!(partitions = ?partitions, "batches still committing at the revocation deadline; they are abandoned and consumed again by the new owner");
+                }
+                self.ownership.revoke(partitions.iter().cloned());
+                tracing::info!(partitions = ?partitions, "partitions revoked");
+                answer.send(()).ok();
+            }
+            RebalanceEvent::Lost => self.ownership.revoke_all(),
         }
         self.metrics.assigned_partitions(self.ownership.count());
     }

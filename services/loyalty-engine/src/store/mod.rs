@@ -15,7 +15,6 @@
 //! (`plan_cache_mode`) cost a third more latency at 10k events/s here.
 
 pub mod audit;
-pub mod changes;
 pub mod clock;
 pub mod customers;
 pub mod ledger;

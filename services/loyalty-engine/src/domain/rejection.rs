@@ -25,10 +25,14 @@ pub enum RejectReason {
     TooOld,
     ScoreOutOfRange,
     InvalidField,
+    /// The message came from a topic the engine did not subscribe to.
+    UnknownTopic,
+    /// Applying the message failed every time (found by splitting a failing batch).
+    ProcessingFailed,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 19] = [
+    pub const ALL: [RejectReason; 21] = [
         RejectReason::Oversized,
         RejectReason::EmptyPayload,
         RejectReason::UnsupportedContentType,
@@ -48,6 +52,8 @@ impl RejectReason {
         RejectReason::TooOld,
         RejectReason::ScoreOutOfRange,
         RejectReason::InvalidField,
+        RejectReason::UnknownTopic,
+        RejectReason::ProcessingFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -71,6 +77,8 @@ impl RejectReason {
             RejectReason::TooOld => "too_old",
             RejectReason::ScoreOutOfRange => "score_out_of_range",
             RejectReason::InvalidField => "invalid_field",
+            RejectReason::UnknownTopic => "unknown_topic",
+            RejectReason::ProcessingFailed => "processing_failed",
         }
     }
 }

@@ -4,7 +4,7 @@
 use kizuna_proto::v1;
 use kizuna_proto::{CONTENT_TYPE_JSON, CONTENT_TYPE_PROTOBUF, SCHEMA_VERSION};
 
-use super::reject::{RejectReason, Rejection};
+use crate::domain::rejection::{RejectReason, Rejection};
 
 /// Which input topic a message came from; decides the expected message type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

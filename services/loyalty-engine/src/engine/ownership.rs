@@ -1,7 +1,9 @@
-//! Which input partitions this instance owns right now. Written by the rebalance callbacks,
-//! read by the relay and the sweeper so that only the owner publishes or sweeps a customer.
+//! Which input partitions this instance owns right now, and how far they reach (their high
+//! watermarks, from the consumer's statistics). Written by ingest's rebalance coordinator,
+//! read by the relay and the sweeper (only the owner publishes or sweeps a customer) and by
+//! the lag gauge.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -13,8 +15,10 @@ pub struct Ownership {
 #[derive(Debug, Default)]
 struct Inner {
     owned: RwLock<BTreeSet<(String, i32)>>,
-    /// Bumped on every revocation, so the ingest loop can tell its batch may be stale.
+    /// Bumped on every revocation, so the relay can tell its recovery scan may be stale.
     generation: AtomicU64,
+    /// High watermark (next offset to be written) of each assigned partition.
+    high_watermarks: RwLock<HashMap<(String, i32), i64>>,
 }
 
 impl Ownership {
@@ -70,6 +74,31 @@ impl Ownership {
             .read()
             .map(|o| o.iter().cloned().collect())
             .unwrap_or_default()
+    }
+
+    pub fn set_high_watermarks(&self, highs: HashMap<(String, i32), i64>) {
+        if let Ok(mut slot) = self.inner.high_watermarks.write() {
+            *slot = highs;
+        }
+    }
+
+    /// Consumer lag of each owned partition: its high watermark less `stored` (the next
+    /// offset to apply); partitions without statistics yet are left out.
+    pub fn lag(&self, stored: &HashMap<(String, i32), i64>) -> Vec<((String, i32), i64)> {
+        let highs = self
+            .inner
+            .high_watermarks
+            .read()
+            .map(|h| h.clone())
+            .unwrap_or_default();
+        self.owned()
+            .into_iter()
+            .filter_map(|key| {
+                let high = *highs.get(&key)?;
+                let next = stored.get(&key).copied().unwrap_or(0);
+                Some((key, (high - next).max(0)))
+            })
+            .collect()
     }
 
     pub fn count(&self) -> usize {

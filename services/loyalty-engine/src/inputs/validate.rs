@@ -5,13 +5,13 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use kizuna_proto::v1;
 
 use super::decode::WireEvent;
-use super::reject::{RejectReason, Rejection};
 use crate::domain::event::{
     DomainEvent, EventBody, EventMeta, LineItem, Purchase, Refund, SurveyAnswer, SurveyScore,
     TicketPriority, TicketStatus, TicketUpdate,
 };
 use crate::domain::ids::{CustomerId, EventId, IdError};
 use crate::domain::money::{Currency, Minor};
+use crate::domain::rejection::{RejectReason, Rejection};
 
 /// The bounds an input must respect. Built from `[ingest]` settings.
 #[derive(Debug, Clone)]
@@ -27,6 +27,24 @@ pub struct Limits {
     /// The event ledger's retention: older events could no longer be deduplicated, so they
     /// are refused (None: kept forever).
     pub max_age: Option<Duration>,
+}
+
+impl Limits {
+    /// The bounds of `[ingest]` and the programme's currency.
+    pub fn new(
+        settings: &crate::config::Settings,
+        programme: &crate::domain::programme::Programme,
+    ) -> Self {
+        Self {
+            max_id_len: settings.ingest.max_id_len,
+            max_amount_minor: settings.ingest.max_amount_minor,
+            max_future_skew: Duration::seconds(settings.ingest.max_future_skew_secs),
+            currency: programme.currency,
+            max_text_len: settings.ingest.max_text_len,
+            max_line_items: settings.ingest.max_line_items,
+            max_age: settings.ledger_retention(),
+        }
+    }
 }
 
 /// Events dated before this are refused as nonsense (unset timestamps decode to 1970).

@@ -10,6 +10,9 @@ use chrono::{DateTime, Datelike, Months, NaiveDate, TimeZone, Utc};
 
 use super::money::Currency;
 
+mod churn;
+pub use churn::ChurnRules;
+
 /// One tier's requirements. All must hold.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -269,7 +272,7 @@ pub struct Programme {
     #[serde(default)]
     pub retention: Retention,
     #[serde(default)]
-    pub churn: super::churn::ChurnRules,
+    pub churn: ChurnRules,
 }
 
 /// Why a programme file was refused. The message names the file, and the line where it can.
@@ -510,7 +513,7 @@ impl Programme {
 
 /// The example programme shipped with Kizuna (`config/programme.toml`).
 pub fn builtin() -> Programme {
-    match Programme::parse(include_str!("../../config/programme.toml")) {
+    match Programme::parse(include_str!("../../../config/programme.toml")) {
         Ok(p) => p,
         // Covered by a unit test: the shipped file is valid.
         Err(e) => panic!("the built-in programme is invalid: {e}"),

@@ -3,16 +3,15 @@
 
 use sqlx::PgConnection;
 
-use crate::config::Topics;
 use crate::domain::metrics::Metrics;
 use crate::domain::output::Output;
-use crate::domain::programme::Programme;
 use crate::domain::state::CustomerState;
-use crate::outputs::{self, Encoded};
+use crate::store::audit::{self, LoggedOutput};
+use crate::store::customers::{self, Row};
+use crate::store::outbox::{self, OutboxMessage};
 
-use super::audit::{self, LoggedOutput};
-use super::customers::{self, Row};
-use super::outbox::{self, OutboxMessage};
+use super::Core;
+use super::outputs::{self, Encoded};
 
 /// A customer after evaluation.
 #[derive(Debug)]
@@ -30,10 +29,9 @@ pub struct Evaluated {
 /// `extra`, e.g. dead letters) in the outbox and the output log. Returns the encoded outputs.
 pub async fn write(
     conn: &mut PgConnection,
+    core: &Core,
     evaluated: &[Evaluated],
     extra: Vec<OutboxMessage>,
-    topics: &Topics,
-    programme: &Programme,
 ) -> anyhow::Result<Vec<Encoded>> {
     let stale = write_states(conn, evaluated.iter()).await?;
     if let Some(&i) = stale.first() {
@@ -43,7 +41,7 @@ pub async fn write(
             evaluated[i].state.customer_id
         );
     }
-    write_outputs(conn, evaluated, extra, topics, programme).await
+    write_outputs(conn, core, evaluated, extra).await
 }
 
 /// Writes the customers' rows, each only if the stored row is still the version it was
@@ -67,15 +65,19 @@ pub async fn write_states<'a>(
 /// Queues the outputs of written customers (after `extra`) in the outbox and the output log.
 pub async fn write_outputs(
     conn: &mut PgConnection,
+    core: &Core,
     evaluated: &[Evaluated],
     mut extra: Vec<OutboxMessage>,
-    topics: &Topics,
-    programme: &Programme,
 ) -> anyhow::Result<Vec<Encoded>> {
     let mut encoded = Vec::new();
     for e in evaluated {
         for out in &e.outputs {
-            encoded.push(outputs::encode(out, e.home_partition, topics, programme)?);
+            encoded.push(outputs::encode(
+                out,
+                e.home_partition,
+                &core.topics,
+                &core.programme,
+            )?);
         }
     }
     extra.extend(encoded.iter().map(|e| e.message.clone()));

@@ -9,9 +9,9 @@ use crate::domain::churn::{Assessment, Level, Play};
 use crate::domain::metrics::Metrics;
 use crate::domain::output::{Output, OutputKind};
 use crate::domain::programme::Programme;
+use crate::domain::rejection::Rejection;
 use crate::domain::segment::Segment;
 use crate::domain::tier::TierChangeKind;
-use crate::ingest::reject::Rejection;
 use crate::store::outbox::OutboxMessage;
 
 /// `ce_source` of every output.

@@ -1,0 +1,211 @@
+//! One batch, one transaction: offsets checked and advanced, event ids deduplicated, states
+//! loaded and written, outputs and dead letters queued in the outbox, all committed together.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::event::DomainEvent;
+use crate::domain::output::Output;
+use crate::domain::rejection::Rejection;
+use crate::engine::Core;
+use crate::engine::apply::apply_events;
+use crate::engine::outputs::{self, Origin};
+use crate::engine::write;
+use crate::metrics::{Outcome, Stages};
+use crate::partitioner::partition_for;
+use crate::store::ledger::LedgerRow;
+use crate::store::offsets::Positions;
+use crate::store::{ledger, offsets};
+
+/// A consumed message after decoding, with its raw bytes (a refused message goes to the
+/// dead-letter topic as it came).
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub raw: Raw,
+    pub content: Content,
+}
+
+/// A message as it came: key, payload and content type.
+#[derive(Debug, Clone, Default)]
+pub struct Raw {
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub content_type: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Content {
+    Event(Box<DomainEvent>),
+    Rejected(Rejection),
+}
+
+impl Incoming {
+    /// The same message, refused: it will be dead-lettered with `rejection`.
+    pub fn refused(mut self, rejection: Rejection) -> Self {
+        self.content = Content::Rejected(rejection);
+        self
+    }
+}
+
+/// What a committed batch did.
+#[derive(Debug, Default)]
+pub struct BatchReport {
+    pub applied: usize,
+    pub duplicates: usize,
+    pub dead_lettered: usize,
+    pub replayed: usize,
+    pub outputs: Vec<Output>,
+    /// Next offsets stored, to mirror to Kafka for lag monitoring.
+    pub positions: Positions,
+}
+
+/// Applies batches of input to the database.
+#[derive(Debug, Clone)]
+pub struct Processor {
+    pub core: Core,
+    /// False for a quiet backfill: states are updated, no output event is published.
+    pub publish: bool,
+}
+
+impl Processor {
+    /// Applies `batch` in one transaction. On error nothing is written and the whole batch can
+    /// be retried.
+    pub async fn process(
+        &self,
+        batch: &[Incoming],
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<BatchReport> {
+        let mut report = BatchReport::default();
+        if batch.is_empty() {
+            return Ok(report);
+        }
+        let core = &self.core;
+        let group_id = &core.clock.group_id;
+        let mut tx = core.pool.begin().await?;
+
+        // 1. Offsets: lock the partitions' rows; skip what an earlier transaction applied.
+        let partitions: Vec<(String, i32)> = batch
+            .iter()
+            .map(|m| (m.topic.clone(), m.partition))
+            .collect();
+        let mut clock = Stages::start(&core.metrics);
+        let stored = offsets::lock(&mut tx, group_id, &partitions).await?;
+        clock.lap("offsets");
+        let mut next = stored.clone();
+        let mut fresh_msgs = Vec::with_capacity(batch.len());
+        for m in batch {
+            let key = (m.topic.clone(), m.partition);
+            let at = stored.get(&key).copied().unwrap_or(0);
+            if m.offset < at {
+                report.replayed += 1;
+                core.metrics.consumed(&m.topic, Outcome::Replayed, 1);
+                continue;
+            }
+            let slot = next.entry(key).or_insert(0);
+            *slot = (*slot).max(m.offset + 1);
+            fresh_msgs.push(m);
+        }
+
+        // 2. Dead letters go to the outbox, so they are published iff this batch commits.
+        let mut messages = Vec::new();
+        let mut events: Vec<(&Incoming, &DomainEvent)> = Vec::new();
+        for m in &fresh_msgs {
+            match &m.content {
+                Content::Event(e) => events.push((m, e)),
+                Content::Rejected(rejection) => {
+                    let origin = Origin {
+                        topic: &m.topic,
+                        partition: m.partition,
+                        offset: m.offset,
+                        key: m.raw.key.as_deref(),
+                        content_type: m.raw.content_type.as_deref(),
+                    };
+                    messages.push(outputs::dead_letter(
+                        &origin,
+                        &m.raw.payload,
+                        rejection,
+                        &core.topics.dead_letter,
+                        now,
+                    ));
+                    report.dead_lettered += 1;
+                    core.metrics.dead_lettered(&m.topic, rejection.reason);
+                    core.metrics.consumed(&m.topic, Outcome::DeadLettered, 1);
+                }
+            }
+        }
+
+        // 3. Deduplicate on event id through the ledger.
+        let rows: Vec<LedgerRow<'_>> = events
+            .iter()
+            .map(|(m, e)| LedgerRow {
+                event: e,
+                source: format!("{}/{}/{}", m.topic, m.partition, m.offset),
+            })
+            .collect();
+        clock.lap("encode");
+        let is_new = ledger::insert_new(&mut tx, &rows).await?;
+        clock.lap("ledger");
+        let mut fresh: Vec<(&Incoming, &DomainEvent)> = Vec::with_capacity(events.len());
+        for ((m, e), new) in events.iter().zip(is_new) {
+            if new {
+                fresh.push((m, e));
+                report.applied += 1;
+                core.metrics.consumed(&m.topic, Outcome::Applied, 1);
+            } else {
+                report.duplicates += 1;
+                core.metrics.consumed(&m.topic, Outcome::Duplicate, 1);
+            }
+        }
+
+        // 4. Load, apply in event-time order, evaluate once per customer, write back.
+        for (m, e) in &fresh {
+            if partition_for(e.meta.customer_id.as_str().as_bytes(), core.partitions) != m.partition
+            {
+                core.metrics.event_off_home(&m.topic);
+            }
+        }
+        let seen = fresh.iter().map(|(_, e)| e.meta.occurred_at).max();
+        let now = core.clock.advance(&mut tx, seen).await?;
+        let events: Vec<&DomainEvent> = fresh.iter().map(|(_, e)| *e).collect();
+        let mut evaluated = apply_events(&mut tx, core, &events, now, Some(&mut clock)).await?;
+        for (_, e) in &fresh {
+            core.metrics
+                .event_lag((Utc::now() - e.meta.occurred_at).num_milliseconds() as f64 / 1000.0);
+        }
+        if !self.publish {
+            // A quiet backfill: the states are written, their outputs dropped.
+            for e in &mut evaluated {
+                e.outputs.clear();
+            }
+        }
+        write::write_outputs(&mut tx, core, &evaluated, messages).await?;
+        clock.lap("write");
+        offsets::advance(&mut tx, group_id, &next).await?;
+        tx.commit().await?;
+        clock.lap("commit");
+
+        for e in evaluated {
+            for out in e.outputs {
+                self.core.metrics.output(&out);
+                report.outputs.push(out);
+            }
+        }
+        report.positions = next;
+        Ok(report)
+    }
+}
+
+/// Offsets to mirror to Kafka: only the partitions a batch touched.
+pub fn touched(positions: &Positions, batch: &[Incoming]) -> HashMap<(String, i32), i64> {
+    batch
+        .iter()
+        .filter_map(|m| {
+            let key = (m.topic.clone(), m.partition);
+            positions.get(&key).map(|o| (key, *o))
+        })
+        .collect()
+}
