@@ -33,10 +33,7 @@ export KIZUNA_CLOCK="${KIZUNA_CLOCK:-event-time}"
 # customers, so runs never mix.
 run="demo-$(date +%Y%m%d-%H%M%S)"
 export KIZUNA_KAFKA__GROUP_ID="kizuna-$run"
-for t in PURCHASES:purchases SUPPORT_TICKETS:support-tickets SURVEYS:surveys TIER_CHANGED:loyalty.tier-changed \
-  CHURN_RISK:loyalty.churn-risk SEGMENT_CHANGED:loyalty.segment-changed DEAD_LETTER:kizuna.dead-letter; do
-  export "KIZUNA_KAFKA__TOPICS__${t%%:*}=$run.${t#*:}"
-done
+export KIZUNA_KAFKA__TOPIC_PREFIX="$run."
 "$bin/kizuna" topics create
 
 engine_log="$KIZUNA_STATE_DIR/kizuna-demo.log"
@@ -82,7 +79,7 @@ cat >&2 <<INFO
     readiness     $api/readyz
     customer API  $api/v1/customers/${prefix}00003
     engine log    $engine_log
-    topics        $run.*  (follow them yourself: KIZUNA_KAFKA__TOPICS__TIER_CHANGED=$run.loyalty.tier-changed … kizuna watch)
+    topics        $run.*  (follow them yourself: KIZUNA_KAFKA__TOPIC_PREFIX=$run. kizuna watch)
   The simulator now replays a year of ${KIZUNA_DEMO_CUSTOMERS:-40} customers; output events appear below:
     TIER / WARNING  tier changes and announced downgrades
     CHURN           churn-risk level changes, with the play to run and the top drivers

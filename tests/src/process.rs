@@ -12,9 +12,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use kizuna::config::Clock;
 use kizuna::config::Settings;
-use secrecy::ExposeSecret;
 
 use crate::wait_for;
 
@@ -51,106 +49,20 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-/// The `KIZUNA_*` variables that configure an engine like `settings`, listening on `port`.
+/// The `KIZUNA_*` variables that configure an engine like `settings`, listening on `port`,
+/// logging in the readable format.
 pub fn engine_env(settings: &Settings, port: u16) -> Vec<(String, String)> {
-    let k = &settings.kafka;
-    let t = &k.topics;
-    let i = &settings.ingest;
-    let clock = match settings.clock {
-        Clock::Wall => "wall",
-        Clock::EventTime => "event-time",
-    };
-    let vars: Vec<(&str, String)> = vec![
-        ("KIZUNA_KAFKA__BROKERS", k.brokers.clone()),
-        ("KIZUNA_KAFKA__GROUP_ID", k.group_id.clone()),
-        ("KIZUNA_KAFKA__CLIENT_ID", k.client_id.clone()),
-        (
-            "KIZUNA_KAFKA__SESSION_TIMEOUT_MS",
-            k.session_timeout_ms.to_string(),
-        ),
-        ("KIZUNA_KAFKA__PARTITIONS", k.partitions.to_string()),
-        ("KIZUNA_KAFKA__TOPICS__PURCHASES", t.purchases.clone()),
-        (
-            "KIZUNA_KAFKA__TOPICS__SUPPORT_TICKETS",
-            t.support_tickets.clone(),
-        ),
-        ("KIZUNA_KAFKA__TOPICS__SURVEYS", t.surveys.clone()),
-        ("KIZUNA_KAFKA__TOPICS__TIER_CHANGED", t.tier_changed.clone()),
-        ("KIZUNA_KAFKA__TOPICS__CHURN_RISK", t.churn_risk.clone()),
-        (
-            "KIZUNA_KAFKA__TOPICS__SEGMENT_CHANGED",
-            t.segment_changed.clone(),
-        ),
-        ("KIZUNA_KAFKA__TOPICS__DEAD_LETTER", t.dead_letter.clone()),
-        (
-            "KIZUNA_DATABASE__URL",
-            settings.database.url.expose_secret().to_owned(),
-        ),
-        (
-            "KIZUNA_DATABASE__MAX_CONNECTIONS",
-            settings.database.max_connections.to_string(),
-        ),
-        (
-            "KIZUNA_INGEST__BATCH_MAX_EVENTS",
-            i.batch_max_events.to_string(),
-        ),
-        (
-            "KIZUNA_INGEST__BATCH_LINGER_MS",
-            i.batch_linger_ms.to_string(),
-        ),
-        (
-            "KIZUNA_INGEST__MAX_MESSAGE_BYTES",
-            i.max_message_bytes.to_string(),
-        ),
-        ("KIZUNA_INGEST__MAX_ID_LEN", i.max_id_len.to_string()),
-        ("KIZUNA_INGEST__WRITERS", i.writers.to_string()),
-        ("KIZUNA_INGEST__MAX_TEXT_LEN", i.max_text_len.to_string()),
-        (
-            "KIZUNA_INGEST__MAX_LINE_ITEMS",
-            i.max_line_items.to_string(),
-        ),
-        (
-            "KIZUNA_INGEST__MAX_AMOUNT_MINOR",
-            i.max_amount_minor.to_string(),
-        ),
-        (
-            "KIZUNA_INGEST__MAX_FUTURE_SKEW_SECS",
-            i.max_future_skew_secs.to_string(),
-        ),
-        (
-            "KIZUNA_RELAY__BATCH_SIZE",
-            settings.relay.batch_size.to_string(),
-        ),
-        (
-            "KIZUNA_RELAY__POLL_INTERVAL_MS",
-            settings.relay.poll_interval_ms.to_string(),
-        ),
-        (
-            "KIZUNA_SWEEP__INTERVAL_MS",
-            settings.sweep.interval_ms.to_string(),
-        ),
-        (
-            "KIZUNA_SWEEP__BATCH_SIZE",
-            settings.sweep.batch_size.to_string(),
-        ),
-        (
-            "KIZUNA_METRICS__REFRESH_SECS",
-            settings.metrics.refresh_secs.to_string(),
-        ),
-        (
-            "KIZUNA_METRICS__MODEL_REFRESH_SECS",
-            settings.metrics.model_refresh_secs.to_string(),
-        ),
+    let mut vars = settings
+        .to_env()
+        .unwrap_or_else(|e| panic!("test settings must be expressible as variables: {e:#}"));
+    for (key, value) in [
         ("KIZUNA_HTTP__BIND", format!("127.0.0.1:{port}")),
         ("KIZUNA_LOG__FORMAT", "pretty".to_owned()),
-        ("KIZUNA_LOG__LEVEL", settings.log.level.clone()),
-        ("KIZUNA_CLOCK", clock.to_owned()),
-    ];
-    let mut vars = vars;
-    if let Some(ms) = i.revoke_drain_ms {
-        vars.push(("KIZUNA_INGEST__REVOKE_DRAIN_MS", ms.to_string()));
+    ] {
+        vars.retain(|(k, _)| k != key);
+        vars.push((key.to_owned(), value));
     }
-    vars.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+    vars
 }
 
 /// One running (or exited) `kizuna run` process.

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Settings {
     pub kafka: KafkaSettings,
     pub database: DatabaseSettings,
@@ -23,7 +23,7 @@ pub struct Settings {
     pub log: LogSettings,
     /// Path of the tier programme file (TOML). Unset: the built-in example programme
     /// (`services/loyalty-engine/config/programme.toml`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub programme_file: Option<PathBuf>,
     /// "wall" (production) or "event-time" (backfills, simulations: the largest event time
     /// seen is "now").
@@ -41,7 +41,7 @@ pub enum Clock {
     EventTime,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct KafkaSettings {
     /// Bootstrap servers, comma separated.
     pub brokers: String,
@@ -57,11 +57,15 @@ pub struct KafkaSettings {
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
     /// librdkafka properties that hold secrets (e.g. `sasl.password`). Never printed.
-    #[serde(default)]
+    #[serde(default, serialize_with = "redacted_map")]
     pub secret_properties: BTreeMap<String, SecretString>,
+    /// Put before every topic name at load (isolated topics for a demo, a test or a tenant).
+    /// The topics above are shown with it.
+    #[serde(default, skip_serializing)]
+    pub topic_prefix: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Topics {
     pub purchases: String,
     pub support_tickets: String,
@@ -112,16 +116,18 @@ impl Topics {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct DatabaseSettings {
-    /// e.g. `postgres://kizuna:kizuna@127.0.0.1:5432/kizuna`. Secret: it may hold a password.
+    /// e.g. `postgres://kizuna:kizuna@127.0.0.1:5432/kizuna`. Secret: it may hold a password
+    /// (shown with the password redacted).
+    #[serde(serialize_with = "redacted_url")]
     pub url: SecretString,
     pub max_connections: u32,
     /// Apply pending migrations when the engine starts.
     pub migrate_on_start: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct IngestSettings {
     /// A batch closes at this many messages…
     pub batch_max_events: usize,
@@ -138,7 +144,7 @@ pub struct IngestSettings {
     pub writers: usize,
     /// How long a partition revocation waits for the batch being committed. Unset: a third of
     /// the Kafka session timeout. It must stay under half the session timeout.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoke_drain_ms: Option<u64>,
     /// Longest free-text field (sku, category, coupon, channel); survey comments may be 16×.
     pub max_text_len: usize,
@@ -146,7 +152,7 @@ pub struct IngestSettings {
     pub max_line_items: usize,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct RelaySettings {
     /// Rows published per round trip.
     pub batch_size: i64,
@@ -154,7 +160,7 @@ pub struct RelaySettings {
     pub poll_interval_ms: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct SweepSettings {
     /// How often the sweeper looks for customers whose next check is due.
     pub interval_ms: u64,
@@ -162,7 +168,7 @@ pub struct SweepSettings {
     pub batch_size: i64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct LedgerSettings {
     /// Days of events kept in the event ledger (the event-id deduplication, the timeline and
     /// `recompute`'s source). Older rows are pruned by a job, and events older than this are
@@ -172,7 +178,7 @@ pub struct LedgerSettings {
     pub prune_interval_secs: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct MetricsSettings {
     /// How often consumer lag and the pool gauges are refreshed.
     pub refresh_secs: u64,
@@ -183,27 +189,27 @@ pub struct MetricsSettings {
     pub model_refresh_secs: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct HttpSettings {
     /// Address of `/metrics`, the health probes and the customer API. Port 0 picks a free port.
     pub bind: SocketAddr,
     /// Bearer token of the admin endpoints (manual tier override, recompute). Unset: they are
     /// disabled. Like every secret, it may be given as `file:/path`.
-    #[serde(default)]
+    #[serde(default, serialize_with = "redacted_option")]
     pub admin_token: Option<SecretString>,
     /// A separate address for `/metrics` and the probes. Unset: they share `bind`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_bind: Option<SocketAddr>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Pretty,
     Json,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct LogSettings {
     pub format: LogFormat,
     /// An `EnvFilter` directive, e.g. `info,kizuna=debug`. `RUST_LOG` overrides it.
@@ -225,6 +231,15 @@ impl Settings {
 
     /// Loads defaults, then `file` if given, then the environment.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        Self::load_from(file, None)
+    }
+
+    /// Like `load`, with the `KIZUNA_*` variables taken from `env` instead of the process's
+    /// environment when given.
+    pub fn load_from(
+        file: Option<&Path>,
+        env: Option<std::collections::HashMap<String, String>>,
+    ) -> anyhow::Result<Self> {
         let mut builder = config::Config::builder()
             .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
         if let Some(path) = file {
@@ -236,7 +251,8 @@ impl Settings {
         builder = builder.add_source(
             config::Environment::with_prefix("KIZUNA")
                 .prefix_separator("_")
-                .separator("__"),
+                .separator("__")
+                .source(env),
         );
         let mut settings: Settings = builder
             .build()
@@ -244,6 +260,8 @@ impl Settings {
             .try_deserialize()
             .context("configuration is not valid")?;
         settings.read_secret_files()?;
+        let prefix = std::mem::take(&mut settings.kafka.topic_prefix);
+        settings.kafka.topics.add_prefix(&prefix);
         settings.check()?;
         Ok(settings)
     }
@@ -259,14 +277,22 @@ impl Settings {
             }
             Ok(())
         }
-        resolve("database.url", &mut self.database.url)?;
-        if let Some(token) = self.http.admin_token.as_mut() {
-            resolve("http.admin_token", token)?;
-        }
-        for (key, value) in self.kafka.secret_properties.iter_mut() {
-            resolve(&format!("kafka.secret_properties.{key}"), value)?;
+        for (key, secret) in self.secrets_mut() {
+            resolve(&key, secret)?;
         }
         Ok(())
+    }
+
+    /// Every secret of the settings, with its key: the one list of them.
+    fn secrets_mut(&mut self) -> Vec<(String, &mut SecretString)> {
+        let mut out = vec![("database.url".to_owned(), &mut self.database.url)];
+        if let Some(token) = self.http.admin_token.as_mut() {
+            out.push(("http.admin_token".to_owned(), token));
+        }
+        for (key, value) in self.kafka.secret_properties.iter_mut() {
+            out.push((format!("kafka.secret_properties.{key}"), value));
+        }
+        out
     }
 
     /// Refuses combinations that cannot work.
@@ -339,67 +365,80 @@ impl Settings {
         self.database.url.expose_secret()
     }
 
-    /// The configuration as TOML, with every secret replaced by `<redacted>`.
-    pub fn redacted_dump(&self) -> String {
-        let mut out = String::new();
-        let k = &self.kafka;
-        out.push_str(&format!(
-            "[kafka]\nbrokers = {:?}\ngroup_id = {:?}\nclient_id = {:?}\nsession_timeout_ms = {}\npartitions = {}\nreplication_factor = {}\n",
-            k.brokers, k.group_id, k.client_id, k.session_timeout_ms, k.partitions, k.replication_factor
-        ));
-        for (key, value) in &k.properties {
-            out.push_str(&format!("properties.{key:?} = {value:?}\n"));
-        }
-        for key in k.secret_properties.keys() {
-            out.push_str(&format!("secret_properties.{key:?} = \"<redacted>\"\n"));
-        }
-        let t = &k.topics;
-        out.push_str(&format!(
-            "\n[kafka.topics]\npurchases = {:?}\nsupport_tickets = {:?}\nsurveys = {:?}\ntier_changed = {:?}\nchurn_risk = {:?}\nsegment_changed = {:?}\ndead_letter = {:?}\n",
-            t.purchases, t.support_tickets, t.surveys, t.tier_changed, t.churn_risk, t.segment_changed, t.dead_letter
-        ));
-        out.push_str(&format!(
-            "\n[database]\nurl = {:?}\nmax_connections = {}\nmigrate_on_start = {}\n",
-            redact_url(self.database.url.expose_secret()),
-            self.database.max_connections,
-            self.database.migrate_on_start
-        ));
-        let i = &self.ingest;
-        out.push_str(&format!(
-            "\n[ingest]\nwriters = {}\nbatch_max_events = {}\nbatch_linger_ms = {}\nmax_message_bytes = {}\nmax_id_len = {}\nmax_amount_minor = {}\nmax_future_skew_secs = {}\nmax_text_len = {}\nmax_line_items = {}\n",
-            i.writers, i.batch_max_events, i.batch_linger_ms, i.max_message_bytes, i.max_id_len, i.max_amount_minor, i.max_future_skew_secs, i.max_text_len, i.max_line_items
-        ));
-        out.push_str(&format!(
-            "\n[relay]\nbatch_size = {}\npoll_interval_ms = {}\n\n[sweep]\ninterval_ms = {}\nbatch_size = {}\n\n[ledger]\nretention_days = {}\nprune_interval_secs = {}\n\n[metrics]\nrefresh_secs = {}\npopulation_refresh_secs = {}\nmodel_refresh_secs = {}\n\n[http]\nbind = \"{}\"\nmetrics_bind = {}\nadmin_token = {}\n\n[log]\nformat = {:?}\nlevel = {:?}\n\nprogramme_file = {:?}\nclock = {:?}\n",
-            self.relay.batch_size,
-            self.relay.poll_interval_ms,
-            self.sweep.interval_ms,
-            self.sweep.batch_size,
-            self.ledger.retention_days,
-            self.ledger.prune_interval_secs,
-            self.metrics.refresh_secs,
-            self.metrics.population_refresh_secs,
-            self.metrics.model_refresh_secs,
-            self.http.bind,
-            self.http
-                .metrics_bind
-                .map_or_else(|| "\"<same as bind>\"".to_owned(), |a| format!("\"{a}\"")),
-            if self.http.admin_token.is_some() { "\"<redacted>\"" } else { "\"<unset>\"" },
-            match self.log.format {
-                LogFormat::Pretty => "pretty",
-                LogFormat::Json => "json",
-            },
-            self.log.level,
-            self.programme_file
-                .as_ref()
-                .map_or_else(|| "<built-in>".to_owned(), |p| p.display().to_string()),
-            match self.clock {
-                Clock::Wall => "wall",
-                Clock::EventTime => "event-time",
-            }
-        ));
-        out
+    /// The configuration as TOML, every secret redacted (`kizuna config`).
+    pub fn redacted_toml(&self) -> anyhow::Result<String> {
+        toml::to_string_pretty(self).context("printing the configuration")
     }
+
+    /// The `KIZUNA_*` environment variables that configure an engine exactly like these
+    /// settings (secrets included: for child processes, never for printing). Tests and the
+    /// bench start engines with them. librdkafka properties (`kafka.properties`,
+    /// `kafka.secret_properties`) have dots in their names, which environment keys cannot
+    /// carry: settings with any are refused here (give them in a file).
+    pub fn to_env(&self) -> anyhow::Result<Vec<(String, String)>> {
+        if !self.kafka.properties.is_empty() || !self.kafka.secret_properties.is_empty() {
+            bail!(
+                "kafka.properties and kafka.secret_properties cannot be passed as environment variables; use a config file"
+            );
+        }
+        let mut value = toml::Value::try_from(self).context("serialising the settings")?;
+        if let Some(kafka) = value.get_mut("kafka").and_then(toml::Value::as_table_mut) {
+            kafka.remove("properties");
+            kafka.remove("secret_properties");
+        }
+        let mut out = Vec::new();
+        flatten("KIZUNA_", &value, &mut out);
+        let mut exposed = self.clone();
+        for (key, secret) in exposed.secrets_mut() {
+            let name = format!("KIZUNA_{}", key.replace('.', "__").to_uppercase());
+            let secret = secret.expose_secret().to_owned();
+            match out.iter_mut().find(|(n, _)| *n == name) {
+                Some(slot) => slot.1 = secret,
+                None => out.push((name, secret)),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `KIZUNA_SECTION__KEY=value` for every leaf of `value`.
+fn flatten(prefix: &str, value: &toml::Value, out: &mut Vec<(String, String)>) {
+    match value {
+        toml::Value::Table(table) => {
+            for (key, v) in table {
+                let sep = if prefix.ends_with('_') { "" } else { "__" };
+                flatten(&format!("{prefix}{sep}{}", key.to_uppercase()), v, out);
+            }
+        }
+        toml::Value::String(s) => out.push((prefix.to_owned(), s.clone())),
+        other => out.push((prefix.to_owned(), other.to_string())),
+    }
+}
+
+fn redacted_url<S: serde::Serializer>(url: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redact_url(url.expose_secret()))
+}
+
+fn redacted_option<S: serde::Serializer>(
+    secret: &Option<SecretString>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(_) => s.serialize_str("<redacted>"),
+        None => s.serialize_none(),
+    }
+}
+
+fn redacted_map<S: serde::Serializer>(
+    map: &BTreeMap<String, SecretString>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(Some(map.len()))?;
+    for key in map.keys() {
+        m.serialize_entry(key, "<redacted>")?;
+    }
+    m.end()
 }
 
 /// Replaces the password of a `scheme://user:password@host/…` URL.
@@ -434,7 +473,7 @@ mod tests {
         s.kafka
             .secret_properties
             .insert("sasl.password".into(), SecretString::from("s3cr3t"));
-        let dump = s.redacted_dump();
+        let dump = s.redacted_toml().expect("printable");
         assert!(!dump.contains("hunter2"), "{dump}");
         assert!(!dump.contains("s3cr3t"), "{dump}");
         assert!(
@@ -455,11 +494,72 @@ mod tests {
         s.database.url = SecretString::from(format!("file:{}", file.display()));
         s.read_secret_files().expect("readable");
         assert_eq!(s.database_url(), "postgres://app:from-a-file@db/kizuna");
-        assert!(!s.redacted_dump().contains("from-a-file"));
+        assert!(
+            !s.redacted_toml()
+                .expect("printable")
+                .contains("from-a-file")
+        );
         s.http.admin_token = Some(SecretString::from("file:/nonexistent/token".to_owned()));
         let err = s.read_secret_files().expect_err("missing file").to_string();
         assert!(err.contains("http.admin_token"), "{err}");
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn settings_round_trip_through_the_environment_and_print_every_key() {
+        let mut s = Settings::load(None).expect("defaults are valid");
+        s.kafka.brokers = "broker-a:9092,broker-b:9092".into();
+        s.kafka.topics.add_prefix("t1.");
+        s.database.url = SecretString::from("postgres://app:pw@db:5432/kizuna");
+        s.http.admin_token = Some(SecretString::from("token-1".to_owned()));
+        s.ingest.revoke_drain_ms = Some(1_000);
+        s.ingest.writers = 3;
+        s.clock = Clock::EventTime;
+        s.log.format = LogFormat::Json;
+        s.http.metrics_bind = Some("127.0.0.1:9100".parse().expect("address"));
+        let env: std::collections::HashMap<String, String> =
+            s.to_env().expect("to env").into_iter().collect();
+        assert_eq!(env["KIZUNA_KAFKA__TOPICS__PURCHASES"], "t1.purchases");
+        assert_eq!(env["KIZUNA_HTTP__ADMIN_TOKEN"], "token-1");
+        let back = Settings::load_from(None, Some(env)).expect("loads back");
+        let printed = |s: &Settings| s.redacted_toml().expect("printable");
+        assert_eq!(printed(&back), printed(&s));
+        assert_eq!(back.database_url(), "postgres://app:pw@db:5432/kizuna");
+        assert_eq!(
+            back.http
+                .admin_token
+                .as_ref()
+                .map(|t| t.expose_secret().to_owned()),
+            Some("token-1".to_owned())
+        );
+        // Every key of the defaults file is printed by `kizuna config`: the printout is the
+        // settings' own serialisation, so it cannot miss one.
+        let defaults: toml::Table = DEFAULTS.parse().expect("defaults parse");
+        let shown: toml::Table = printed(&s).parse().expect("printout parses");
+        for (section, keys) in &defaults {
+            if let toml::Value::Table(keys) = keys {
+                for key in keys.keys() {
+                    assert!(
+                        shown.get(section).and_then(|t| t.get(key)).is_some(),
+                        "kizuna config misses {section}.{key}"
+                    );
+                }
+            }
+        }
+        assert!(printed(&s).contains("revoke_drain_ms = 1000"));
+    }
+
+    #[test]
+    fn a_topic_prefix_applies_to_every_topic() {
+        let env = std::collections::HashMap::from([(
+            "KIZUNA_KAFKA__TOPIC_PREFIX".to_owned(),
+            "demo-1.".to_owned(),
+        )]);
+        let s = Settings::load_from(None, Some(env)).expect("loads");
+        let t = &s.kafka.topics;
+        for topic in t.inputs().into_iter().chain(t.outputs()) {
+            assert!(topic.starts_with("demo-1."), "{topic}");
+        }
     }
 
     #[test]

@@ -155,7 +155,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Config => {
-            print!("{}", settings.redacted_dump());
+            print!("{}", settings.redacted_toml()?);
             Ok(())
         }
         Command::FitModel { as_of } => {
