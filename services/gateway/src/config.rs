@@ -109,6 +109,17 @@ impl Settings {
         Ok(settings)
     }
 
+    /// The built-in defaults alone: no file, no environment, no checks (tests and the bench set
+    /// what they need, then [`Gateway::build`](crate::startup::Gateway::build) checks).
+    pub fn defaults() -> anyhow::Result<Self> {
+        config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+            .build()
+            .context("reading the gateway defaults")?
+            .try_deserialize()
+            .context("the gateway defaults are not valid")
+    }
+
     /// Secrets may be given as `file:/path`: the file's content, trimmed of trailing newlines.
     pub fn read_secret_files(&mut self) -> anyhow::Result<()> {
         fn resolve(what: &str, secret: &mut Option<SecretString>) -> anyhow::Result<()> {
@@ -216,12 +227,7 @@ mod tests {
     use super::*;
 
     fn with_shopify() -> Settings {
-        let mut s: Settings = config::Config::builder()
-            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
-            .build()
-            .expect("defaults parse")
-            .try_deserialize()
-            .expect("defaults deserialize");
+        let mut s = Settings::defaults().expect("defaults");
         s.sources.shopify.secret = Some(SecretString::from("hush"));
         s
     }
