@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: formatting and lint gates, unit and property tests, then against a real
 # PostgreSQL and real brokers started by deploy/local:
-#   - the end-to-end suite on Apache Kafka and on tansu;
+#   - the end-to-end suite and the webhook gateway suite on Apache Kafka and on tansu;
 #   - the guarantees suite (real engine processes killed with -9, resent events, two
 #     instances, 1,200 hostile messages) on Apache Kafka, then its disruptive tests (PostgreSQL
 #     stopped for 30 s, the broker restarted), one at a time.
@@ -43,6 +43,8 @@ for broker in ${KIZUNA_TEST_BROKERS_LIST:-kafka tansu}; do
   step "end-to-end suite on $broker"
   KIZUNA_BROKER="$broker" "$local_dir/up.sh" >/dev/null
   cargo test --locked -p kizuna-e2e --test e2e -- --test-threads 2
+  step "webhook gateway suite on $broker"
+  cargo test --locked -p kizuna-e2e --test gateway -- --test-threads 2
 
   if [[ "$broker" == kafka && "${KIZUNA_TEST_GUARANTEES:-1}" != 0 ]]; then
     step "guarantees suite on kafka"
