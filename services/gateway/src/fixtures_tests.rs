@@ -212,11 +212,19 @@ fn zendesk_ticket_created_sample_opens_a_ticket_and_a_bad_rating_is_csat_1() {
         t.occurred_at.map(|x| x.seconds),
         Some(at("2025-01-08T10:12:07Z"))
     );
-    let mut e = events(zendesk::map(&json(SATISFACTION), &m.zendesk, None).expect("maps"));
+    // The template carries no time: the signed timestamp dates the rating.
+    let signed = DateTime::parse_from_rfc3339("2026-11-25T09:30:00Z")
+        .map(|t| t.with_timezone(&Utc))
+        .ok();
+    let mut e = events(zendesk::map(&json(SATISFACTION), &m.zendesk, signed).expect("maps"));
     let WireEvent::SupportTicket(t) = e.remove(0) else {
         panic!("ticket expected")
     };
     assert_eq!((t.status(), t.csat), (v1::TicketStatus::Resolved, Some(1)));
+    assert_eq!(
+        t.occurred_at.map(|x| x.seconds),
+        Some(at("2026-11-25T09:30:00Z"))
+    );
 }
 
 #[test]

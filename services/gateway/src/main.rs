@@ -7,6 +7,10 @@ use kizuna_gateway::config::Settings;
 use kizuna_gateway::mapping::Mapping;
 use kizuna_gateway::startup::Gateway;
 
+/// jemalloc, as the engine: less time in the allocator per request than glibc's malloc.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "kizuna-gateway",

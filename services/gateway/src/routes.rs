@@ -443,7 +443,8 @@ impl AppState {
                 let key = mapping::lookup(&json, "event_id").and_then(mapping::text);
                 Ok((mapped, key))
             }
-            Source::Kizuna => Ok((Mapped::Ignored(String::new()), None)),
+            // Handled above: its body is JSON lines, not one JSON document.
+            Source::Kizuna => Ok((Mapped::Events(Vec::new()), None)),
         }
     }
 
@@ -528,16 +529,40 @@ fn encode(event: &WireEvent) -> serde_json::Result<Vec<u8>> {
     }
 }
 
+/// Fields of the kizuna.v1 input messages, as the engine's refusals name them.
+const KIZUNA_FIELDS: [&str; 24] = [
+    "event_id",
+    "customer_id",
+    "occurred_at",
+    "order_id",
+    "kind",
+    "amount_minor",
+    "currency",
+    "line_items",
+    "line_items.sku",
+    "line_items.category",
+    "line_items.unit_price_minor",
+    "discount_minor",
+    "coupon_code",
+    "channel",
+    "referred_by",
+    "ticket_id",
+    "status",
+    "priority",
+    "category",
+    "csat",
+    "sentiment",
+    "survey_id",
+    "score",
+    "comment",
+];
+
 /// The kizuna.v1 field a refusal is about: the first word of its detail when that is a field
 /// name, else the field its reason is always about.
 fn kizuna_field(r: &Rejection) -> &str {
     let first = r.detail.split([' ', ':']).next().unwrap_or_default();
-    if !first.is_empty()
-        && first
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b == b'_' || b == b'.')
-    {
-        return first;
+    if let Some(field) = KIZUNA_FIELDS.iter().find(|f| **f == first) {
+        return field;
     }
     match r.reason {
         RejectReason::InvalidId => "event_id",
@@ -600,6 +625,16 @@ mod tests {
         assert_eq!(kizuna_field(&r), "currency");
         let r = Rejection::new(RejectReason::InvalidField, "3 line items, the limit is 2");
         assert_eq!(kizuna_field(&r), "body");
+        let r = Rejection::new(
+            RejectReason::KeyMismatch,
+            "the message key is not the event's customer_id",
+        );
+        assert_eq!(kizuna_field(&r), "customer_id");
+        let r = Rejection::new(
+            RejectReason::AmountOutOfRange,
+            "amount_minor: amount -5 is outside the accepted range",
+        );
+        assert_eq!(kizuna_field(&r), "amount_minor");
         let r = Rejection::new(RejectReason::MissingField, "event_id is empty");
         assert_eq!(kizuna_field(&r), "event_id");
         assert_eq!(camel("occurred_at"), "occurredAt");

@@ -42,31 +42,24 @@ pub fn map(body: &[u8]) -> Result<Vec<Draft>, LineError> {
         .map(|(n, line)| {
             decode_input_line(line)
                 .map(|event| Draft::new(event, format!("line:{n}")))
-                .map_err(|r| LineError {
-                    line: n,
-                    error: MapError::new(
-                        if lines_field(&r.detail).is_empty() {
-                            "body".to_owned()
-                        } else {
-                            lines_field(&r.detail)
-                        },
-                        r.reason.as_str(),
-                        r.detail,
-                    ),
+                .map_err(|r| {
+                    let field = missing_field(&r.detail).unwrap_or_else(|| "body".to_owned());
+                    LineError {
+                        line: n,
+                        error: MapError::new(field, r.reason.as_str(), r.detail),
+                    }
                 })
         })
         .collect()
 }
 
-/// The JSON field serde names in a decoding error (`unknown variant … at line 1 column 40` has
-/// none; `invalid type: … for field amountMinor` does not exist in serde_json's wording), so
-/// this only recognises "missing field `x`".
-fn lines_field(detail: &str) -> String {
+/// The field serde names when one is missing ("missing field `x`"); its other errors name a
+/// position, not a field.
+fn missing_field(detail: &str) -> Option<String> {
     detail
         .split_once("missing field `")
         .and_then(|(_, rest)| rest.split_once('`'))
         .map(|(f, _)| f.to_owned())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
