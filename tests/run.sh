@@ -2,9 +2,13 @@
 # Runs every test: formatting and lint gates, unit and property tests, then against a real
 # PostgreSQL and real brokers started by deploy/local:
 #   - the end-to-end suite and the webhook gateway suite on Apache Kafka and on tansu;
+#   - the webhook-delivery suite on each broker: kizuna-webhooks posting to a real HTTP receiver
+#     (tests/receivers/webhook_receiver.py) that verifies every delivery with the Standard
+#     Webhooks reference library (installed by deploy/local/prereqs.sh);
 #   - the guarantees suite (real engine processes killed with -9, resent events, two
-#     instances, 1,200 hostile messages) on Apache Kafka, then its disruptive tests (PostgreSQL
-#     stopped for 30 s, the broker restarted), one at a time.
+#     instances, 1,200 hostile messages, producers on any partitioner) on Apache Kafka, then
+#     its disruptive tests (PostgreSQL stopped for 30 s, the broker restarted), one at a time;
+#     the any-partitioner guarantees on tansu too.
 # Installs what is missing on a fresh Debian machine.
 #
 #   KIZUNA_TEST_BROKERS_LIST   brokers for the end-to-end suite (default "kafka tansu")
@@ -45,12 +49,17 @@ for broker in ${KIZUNA_TEST_BROKERS_LIST:-kafka tansu}; do
   cargo test --locked -p kizuna-e2e --test e2e -- --test-threads 2
   step "webhook gateway suite on $broker"
   cargo test --locked -p kizuna-e2e --test gateway -- --test-threads 2
+  step "webhook delivery suite on $broker"
+  cargo test --locked -p kizuna-e2e --test webhooks -- --test-threads 2
 
   if [[ "$broker" == kafka && "${KIZUNA_TEST_GUARANTEES:-1}" != 0 ]]; then
     step "guarantees suite on kafka"
     KIZUNA_BROKER=kafka cargo test --locked -p kizuna-e2e --test guarantees -- --test-threads 1 --nocapture
     step "guarantees suite on kafka: disruptive tests (PostgreSQL outage, broker restart)"
     KIZUNA_BROKER=kafka cargo test --locked -p kizuna-e2e --test guarantees -- --ignored --test-threads 1 --nocapture
+  elif [[ "$broker" == tansu && "${KIZUNA_TEST_GUARANTEES:-1}" != 0 ]]; then
+    step "guarantees on tansu: any partitioner (murmur2, CRC32 and key-less producers)"
+    KIZUNA_BROKER=tansu cargo test --locked -p kizuna-e2e --test guarantees any_partitioner -- --test-threads 1 --nocapture
   fi
 done
 

@@ -73,10 +73,10 @@ fi
 # topics (it reads the same KIZUNA_* variables as the engine). Its Shopify secret is random per
 # run. The sample order is written next to the state and signed here with openssl, so the curl
 # printed below is ready to paste; pasting it twice resends the same delivery, counted once.
-#   KIZUNA_DEMO_GATEWAY_BIND   the gateway's address (default 127.0.0.1:8090)
+#   KIZUNA_DEMO_GATEWAY_BIND   the gateway's address (default 127.0.0.1:8085)
 log "building kizuna-gateway"
 (cd "$repo" && cargo build --locked --bin kizuna-gateway >&2)
-gateway_bind="${KIZUNA_DEMO_GATEWAY_BIND:-127.0.0.1:8090}"
+gateway_bind="${KIZUNA_DEMO_GATEWAY_BIND:-127.0.0.1:8085}"
 gateway_log="$KIZUNA_STATE_DIR/kizuna-gateway-demo.log"
 if pid="$(running_pid kizuna-gateway-demo "kizuna-gateway")"; then
   log "stopping the previous demo gateway (pid $pid)"
@@ -84,7 +84,7 @@ if pid="$(running_pid kizuna-gateway-demo "kizuna-gateway")"; then
   wait_until 30 0.2 bash -c "! kill -0 $pid 2>/dev/null" || kill -9 "$pid" 2>/dev/null || true
 fi
 shopify_secret="$(openssl rand -hex 24)"
-KIZUNA_GATEWAY__HTTP__BIND="$gateway_bind" KIZUNA_GATEWAY__SOURCES__SHOPIFY__SECRET="$shopify_secret" \
+KIZUNA_GATEWAY_HTTP__BIND="$gateway_bind" KIZUNA_GATEWAY_SOURCES__SHOPIFY__SECRET="$shopify_secret" \
   setsid "$bin/kizuna-gateway" run >>"$gateway_log" 2>&1 </dev/null 9>&- &
 gateway=$!
 write_pid kizuna-gateway-demo "$gateway"

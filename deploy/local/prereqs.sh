@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Install what building and running Kizuna needs on a fresh Debian 12 machine, skipping what is
 # there: a C toolchain and headers for librdkafka (built from source by the rdkafka crate),
-# Python 3 (broker readiness probe), and Rust (rustup) when cargo is missing.
+# Python 3 (broker readiness probe, the tests' webhook receiver), Rust (rustup) when cargo is
+# missing, and a virtualenv ($KIZUNA_CACHE_DIR/venv-receivers) with the Standard Webhooks
+# reference library (PyPI standardwebhooks, pinned in tests/receivers/requirements.txt) that the
+# webhook tests' receiver verifies every signature with.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 missing=()
-for pkg in build-essential pkg-config libssl-dev zlib1g-dev python3 curl ca-certificates; do
+for pkg in build-essential pkg-config libssl-dev zlib1g-dev python3 python3-venv curl ca-certificates; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if ((${#missing[@]})); then
@@ -24,4 +27,17 @@ if ! command -v cargo >/dev/null 2>&1; then
     log "installing Rust with rustup"
     curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal >&2
   fi
+fi
+
+# The webhook receiver's virtualenv, made with Debian's python3 (not a pyenv shim) so it is the
+# same on every machine; reinstalled only when the pinned requirements change.
+requirements="$KIZUNA_LOCAL_DIR/../../tests/receivers/requirements.txt"
+venv="$KIZUNA_CACHE_DIR/venv-receivers"
+if [[ -f "$requirements" ]] && ! cmp -s "$requirements" "$venv/requirements.txt" 2>/dev/null; then
+  ensure_dirs
+  log "installing the webhook receiver's Python packages into $venv"
+  rm -rf "$venv"
+  /usr/bin/python3 -m venv "$venv" >&2
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements" >&2
+  cp "$requirements" "$venv/requirements.txt"
 fi

@@ -27,6 +27,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub mod process;
+pub mod webhooks;
 
 pub fn brokers() -> String {
     std::env::var("KIZUNA_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())

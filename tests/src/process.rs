@@ -399,3 +399,27 @@ pub fn metric_by_label(text: &str, name: &str, label: &str) -> Vec<(String, f64)
     }
     out.into_iter().collect()
 }
+
+/// Runs a `kizuna` command (`recompute`, `fit-model`, …) configured like `settings`, to its
+/// end; returns whether it succeeded, with its stdout and stderr.
+pub fn run_command(settings: &Settings, args: &[&str]) -> anyhow::Result<(bool, String, String)> {
+    let binary = engine_binary()?;
+    let mut command = Command::new(&binary);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("KIZUNA_") {
+            command.env_remove(&key);
+        }
+    }
+    let out = command
+        .args(args)
+        .env_remove("RUST_LOG")
+        .envs(engine_env(settings, 0))
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {} {}", binary.display(), args.join(" ")))?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}

@@ -783,6 +783,16 @@ async fn backfill_fit_model_export_scores_and_recompute_from_the_cli() -> anyhow
     assert!(err.contains("line 31: score_out_of_range"), "{err}");
     assert!(err.contains(&format!("{valid} events applied")), "{err}");
     assert!(err.contains("2 bad lines skipped"), "{err}");
+    // --no-outputs: the states are there, no output event was queued or logged.
+    let pool = env.pool().await?;
+    let (states, queued, logged): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM customers), (SELECT count(*) FROM outbox), (SELECT count(*) FROM output_log)",
+    )
+    .fetch_one(&pool)
+    .await?;
+    pool.close().await;
+    assert!(states > 0, "the backfill wrote no customer");
+    assert_eq!((queued, logged), (0, 0), "--no-outputs queued outputs");
     // Running it again applies nothing twice.
     let (ok, _, err) = kizuna_cli(&env, &["backfill", &path, "--clock", "event-time"], None)?;
     assert!(ok, "{err}");

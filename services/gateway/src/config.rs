@@ -1,6 +1,8 @@
 //! Configuration in layers: built-in defaults (`config/default.toml`), then an optional TOML file,
-//! then `KIZUNA_GATEWAY__SECTION__KEY` environment variables. Secrets are wrapped so they never
-//! print, and may be given as `file:/path`. Impossible combinations are refused at start-up.
+//! then `KIZUNA_GATEWAY_<SECTION>__<KEY>` environment variables (as the engine's
+//! `KIZUNA_<SECTION>__<KEY>` and kizuna-webhooks' `KIZUNA_WEBHOOKS_<SECTION>__<KEY>`). Secrets
+//! are wrapped so they never print, and may be given as `file:/path`. Impossible combinations
+//! are refused at start-up.
 //!
 //! What the gateway shares with the engine (brokers, topics, input limits, the programme's
 //! currency) is not repeated here: it comes from the engine's own [`kizuna::config::Settings`],
@@ -84,7 +86,7 @@ pub struct LogSettings {
 const DEFAULTS: &str = include_str!("../config/default.toml");
 
 impl Settings {
-    /// Loads defaults, then `file` if given, then `KIZUNA_GATEWAY__…` variables.
+    /// Loads defaults, then `file` if given, then `KIZUNA_GATEWAY_<SECTION>__<KEY>` variables.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
         let mut builder = config::Config::builder()
             .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
@@ -96,7 +98,7 @@ impl Settings {
         }
         builder = builder.add_source(
             config::Environment::with_prefix("KIZUNA_GATEWAY")
-                .prefix_separator("__")
+                .prefix_separator("_")
                 .separator("__"),
         );
         let mut settings: Settings = builder
@@ -154,7 +156,7 @@ impl Settings {
             && s.kizuna.token.is_none()
         {
             bail!(
-                "no source is enabled: set at least one of sources.shopify.secret, sources.zendesk.secret, sources.typeform.secret, sources.kizuna.token (e.g. KIZUNA_GATEWAY__SOURCES__SHOPIFY__SECRET=file:/run/secrets/shopify)"
+                "no source is enabled: set at least one of sources.shopify.secret, sources.zendesk.secret, sources.typeform.secret, sources.kizuna.token (e.g. KIZUNA_GATEWAY_SOURCES__SHOPIFY__SECRET=file:/run/secrets/shopify)"
             );
         }
         if self.http.max_body_bytes == 0 {

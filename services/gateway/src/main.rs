@@ -18,7 +18,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
     about = "Kizuna's webhook gateway: Shopify, Zendesk, Typeform and Kizuna JSON in, kizuna.v1 input events out, answered after the broker's acknowledgement"
 )]
 struct Cli {
-    /// The gateway's configuration file (TOML), over its defaults and under KIZUNA_GATEWAY__*
+    /// The gateway's configuration file (TOML), over its defaults and under KIZUNA_GATEWAY_*
     /// variables.
     #[arg(long, short, env = "KIZUNA_GATEWAY_CONFIG", global = true)]
     config: Option<PathBuf>,

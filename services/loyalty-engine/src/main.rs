@@ -284,6 +284,7 @@ async fn backfill(
         clock: settings.clock,
         model,
         publish,
+        partitions: settings.kafka.partitions,
     };
     let limits = limits(settings, &programme);
     let (reader, total, name): (Box<dyn BufRead>, Option<u64>, String) = if file == "-" {

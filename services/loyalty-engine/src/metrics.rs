@@ -19,6 +19,8 @@ pub struct Metrics {
     registry: Registry,
     events: IntCounterVec,
     dead_letters: IntCounterVec,
+    off_home: IntCounterVec,
+    stale_rows: IntCounter,
     batch_size: Histogram,
     batch_seconds: Histogram,
     batch_failures: IntCounter,
@@ -106,6 +108,29 @@ impl Metrics {
                         "Input messages sent to the dead-letter topic, by reason.",
                     ),
                     &["topic", "reason"],
+                )
+                .expect("valid metric"),
+            ),
+            off_home: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "kizuna_events_off_home_partition_total",
+                        "Applied events that arrived on a partition other than the one Kafka's \
+                         default partitioner (murmur2 of the customer id) picks: key-less \
+                         messages, producers on another partitioner (librdkafka's default is \
+                         CRC32), or a partition count that changed.",
+                    ),
+                    &["topic"],
+                )
+                .expect("valid metric"),
+            ),
+            stale_rows: register(
+                r,
+                IntCounter::new(
+                    "kizuna_customer_write_conflicts_total",
+                    "Customer rows another writer created between this writer's read and its \
+                     write; the events were re-applied on the stored row.",
                 )
                 .expect("valid metric"),
             ),
@@ -382,6 +407,16 @@ impl Metrics {
         self.dead_letters
             .with_label_values(&[topic, reason.as_str()])
             .inc();
+    }
+
+    /// An applied event arrived off its customer's murmur2 partition.
+    pub fn event_off_home(&self, topic: &str) {
+        self.off_home.with_label_values(&[topic]).inc();
+    }
+
+    /// Customers re-applied because another writer created their row first.
+    pub fn write_conflicts(&self, customers: usize) {
+        self.stale_rows.inc_by(customers as u64);
     }
 
     pub fn batch_committed(&self, events: usize, seconds: f64) {

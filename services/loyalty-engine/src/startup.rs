@@ -93,9 +93,10 @@ impl Application {
         }
 
         let kafka_settings = settings.kafka.clone();
-        tokio::task::spawn_blocking(move || kafka::check_input_partitions(&kafka_settings))
-            .await
-            .context("partition check panicked")??;
+        let partitions =
+            tokio::task::spawn_blocking(move || kafka::check_input_partitions(&kafka_settings))
+                .await
+                .context("partition check panicked")??;
 
         let ownership = Ownership::default();
         let inputs: Vec<String> = settings
@@ -154,6 +155,7 @@ impl Application {
             clock: settings.clock,
             model: model.clone(),
             publish: true,
+            partitions,
         };
         let stop = CancellationToken::new();
         let background = CancellationToken::new();

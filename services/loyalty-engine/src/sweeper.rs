@@ -71,14 +71,15 @@ impl Sweeper {
         let model = self.model.get();
         let evaluated: Vec<Evaluated> = due
             .into_iter()
-            .map(|(state, home)| {
+            .map(|row| {
                 let (state, metrics, outputs) =
-                    sweep(state, &self.programme, model.as_deref(), now);
+                    sweep(row.state, &self.programme, model.as_deref(), now);
                 Evaluated {
                     state,
-                    home_partition: home,
+                    home_partition: row.home_partition,
                     metrics,
                     outputs,
+                    replaces: row.version,
                 }
             })
             .collect();

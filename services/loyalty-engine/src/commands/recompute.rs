@@ -47,9 +47,10 @@ pub async fn run(
         let referrals = ledger::referrals_of(&mut tx, &keys).await?;
         let mut evaluated = Vec::with_capacity(locked.len());
         for id in ids {
-            let Some((old, home)) = locked.get(id) else {
+            let Some(row) = locked.get(id) else {
                 continue;
             };
+            let old = &row.state;
             let mine: Vec<&DomainEvent> = events
                 .iter()
                 .filter(|e| &e.meta.customer_id == id)
@@ -66,9 +67,10 @@ pub async fn run(
             report.outputs += outputs.len() as u64;
             evaluated.push(Evaluated {
                 state,
-                home_partition: *home,
+                home_partition: row.home_partition,
                 metrics,
                 outputs,
+                replaces: row.version,
             });
         }
         changes::write(&mut tx, &evaluated, Vec::new(), topics, programme).await?;

@@ -114,7 +114,12 @@ async fn apply_override(
         return Err(OverrideError::InThePast);
     }
     let mut loaded = customers::load_for_update(&mut tx, &[customer]).await?;
-    let Some((current, home)) = loaded.remove(customer) else {
+    let Some(customers::Loaded {
+        state: current,
+        home_partition: home,
+        version,
+    }) = loaded.remove(customer)
+    else {
         return Ok(None);
     };
     let previous_tier = current.tier().to_owned();
@@ -144,6 +149,7 @@ async fn apply_override(
         home_partition: home,
         metrics,
         outputs,
+        replaces: version,
     }];
     changes::write(
         &mut tx,

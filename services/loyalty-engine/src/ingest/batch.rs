@@ -17,6 +17,7 @@ use crate::domain::programme::Programme;
 use crate::metrics::{Metrics, Outcome};
 use crate::model_cache::ModelCache;
 use crate::outputs::{self, Origin};
+use crate::partitioner::partition_for;
 use crate::store::changes::{self, Evaluated};
 use crate::store::ledger::LedgerRow;
 use crate::store::offsets::Positions;
@@ -69,6 +70,9 @@ pub struct Processor {
     pub model: ModelCache,
     /// False for a quiet backfill: states are updated, no output event is published.
     pub publish: bool,
+    /// Partitions of the input topics: a new customer's home partition is the one Kafka's
+    /// default partitioner gives their id.
+    pub partitions: i32,
 }
 
 impl Processor {
@@ -165,15 +169,23 @@ impl Processor {
         }
 
         // 4. Load, apply in event-time order, evaluate once per customer, write back.
+        for (m, e) in &fresh {
+            if partition_for(e.meta.customer_id.as_str().as_bytes(), self.partitions) != m.partition
+            {
+                self.metrics.event_off_home(&m.topic);
+            }
+        }
         let seen = fresh.iter().map(|(_, e)| e.meta.occurred_at).max();
         let now = self.clock.now(&mut tx, &self.group_id, seen).await?;
         let model = self.model.get();
-        let evaluated = evaluate_batch(
+        let mut evaluated = evaluate_and_write_states(
             &mut tx,
             &fresh,
             &self.programme,
             model.as_deref(),
             now,
+            self.partitions,
+            &self.metrics,
             Some(&mut clock),
         )
         .await?;
@@ -181,7 +193,14 @@ impl Processor {
             self.metrics
                 .event_lag((Utc::now() - e.meta.occurred_at).num_milliseconds() as f64 / 1000.0);
         }
-        changes::write(&mut tx, &evaluated, messages, &self.topics, &self.programme).await?;
+        if !self.publish {
+            // A quiet backfill: the states are written, their outputs dropped.
+            for e in &mut evaluated {
+                e.outputs.clear();
+            }
+        }
+        changes::write_outputs(&mut tx, &evaluated, messages, &self.topics, &self.programme)
+            .await?;
         clock.lap("write");
         offsets::advance(&mut tx, &self.group_id, &next).await?;
         tx.commit().await?;
@@ -198,63 +217,126 @@ impl Processor {
     }
 }
 
+/// How many times a batch re-applies customers whose rows other writers created meanwhile
+/// before it gives up (and is retried whole).
+const MAX_WRITE_ROUNDS: usize = 5;
+
 /// Applies fresh events (and the referral credits they carry) to their customers inside the
-/// transaction, evaluating each customer once at `now`.
-pub async fn evaluate_batch(
+/// transaction, evaluating each customer once at `now`, and writes their rows.
+///
+/// A customer who has a row is locked while loaded, so concurrent batches touching them wait
+/// for each other. A customer who has none yet cannot be locked: when another writer creates
+/// the row between this batch's read and its write (one customer's events arriving on two
+/// partitions owned by different writers or instances), the write is refused by the row's
+/// version, and the customer's events are applied again on the row now stored. A new customer's
+/// home partition is the one Kafka's default partitioner gives their id among `partitions`; it
+/// never changes after.
+#[allow(clippy::too_many_arguments)]
+pub async fn evaluate_and_write_states(
     conn: &mut sqlx::PgConnection,
     fresh: &[(&Incoming, &DomainEvent)],
     programme: &Programme,
     model: Option<&Model>,
     now: DateTime<Utc>,
+    partitions: i32,
+    metrics: &Metrics,
     mut clock: Option<&mut Stages<'_>>,
 ) -> anyhow::Result<Vec<Evaluated>> {
-    let mut by_customer: BTreeMap<&CustomerId, (Changes<'_>, i32)> = BTreeMap::new();
+    let by_customer = group_by_customer(fresh);
+    let ids: Vec<&CustomerId> = by_customer.keys().copied().collect();
+    let mut evaluated =
+        evaluate(conn, &by_customer, &ids, programme, model, now, partitions).await?;
+    if let Some(c) = clock.as_deref_mut() {
+        c.lap("load");
+    }
+    let mut pending: Vec<usize> = (0..evaluated.len()).collect();
+    for _ in 0..MAX_WRITE_ROUNDS {
+        let stale = changes::write_states(conn, pending.iter().map(|&i| &evaluated[i])).await?;
+        if stale.is_empty() {
+            if let Some(c) = clock {
+                c.lap("apply");
+            }
+            return Ok(evaluated);
+        }
+        metrics.write_conflicts(stale.len());
+        pending = stale.into_iter().map(|s| pending[s]).collect();
+        let ids: Vec<&CustomerId> = pending
+            .iter()
+            .map(|&i| &evaluated[i].state.customer_id)
+            .collect();
+        let again = evaluate(conn, &by_customer, &ids, programme, model, now, partitions).await?;
+        for (&i, e) in pending.iter().zip(again) {
+            evaluated[i] = e;
+        }
+    }
+    anyhow::bail!(
+        "{} customers' rows kept changing between read and write; retrying the batch",
+        pending.len()
+    )
+}
+
+/// Each customer's events of the batch in event-time order, with the referrals they are
+/// credited for.
+fn group_by_customer<'a>(
+    fresh: &[(&'a Incoming, &'a DomainEvent)],
+) -> BTreeMap<&'a CustomerId, Changes<'a>> {
+    let mut by_customer: BTreeMap<&CustomerId, Changes<'_>> = BTreeMap::new();
     let mut sorted: Vec<&(&Incoming, &DomainEvent)> = fresh.iter().collect();
     sorted.sort_by(|a, b| {
         (a.1.meta.occurred_at, a.1.meta.event_id.as_str())
             .cmp(&(b.1.meta.occurred_at, b.1.meta.event_id.as_str()))
     });
-    for (m, e) in sorted {
-        let entry = by_customer
+    for (_, e) in sorted {
+        by_customer
             .entry(&e.meta.customer_id)
-            .or_insert_with(|| (Changes::default(), m.partition));
-        entry.0.events.push(e);
-        entry.1 = m.partition;
+            .or_default()
+            .events
+            .push(e);
         if let EventBody::Purchase(p) = &e.body
             && let Some(referrer) = &p.referred_by
         {
             by_customer
                 .entry(referrer)
-                .or_insert_with(|| (Changes::default(), m.partition))
-                .0
+                .or_default()
                 .referred
                 .push((e.meta.customer_id.clone(), e));
         }
     }
-    let ids: Vec<&CustomerId> = by_customer.keys().copied().collect();
-    let mut states = customers::load_for_update(conn, &ids).await?;
-    if let Some(c) = clock.as_deref_mut() {
-        c.lap("load");
-    }
-    let mut evaluated = Vec::with_capacity(by_customer.len());
-    for (id, (changes, partition)) in by_customer {
-        let (state, home) = match states.remove(id) {
-            // A customer keeps the partition their own events arrive on; a referrer seen only
-            // through a referral keeps the one they had.
-            Some((s, home)) if changes.events.is_empty() => (Some(s), home),
-            Some((s, _)) => (Some(s), partition),
-            None => (None, partition),
+    by_customer
+}
+
+/// Loads and locks the rows of `ids` and applies their changes.
+async fn evaluate(
+    conn: &mut sqlx::PgConnection,
+    by_customer: &BTreeMap<&CustomerId, Changes<'_>>,
+    ids: &[&CustomerId],
+    programme: &Programme,
+    model: Option<&Model>,
+    now: DateTime<Utc>,
+    partitions: i32,
+) -> anyhow::Result<Vec<Evaluated>> {
+    let mut rows = customers::load_for_update(conn, ids).await?;
+    let mut evaluated = Vec::with_capacity(ids.len());
+    for id in ids {
+        let Some(changes) = by_customer.get(id) else {
+            continue;
         };
-        let (state, metrics, outputs) = apply(id, state, &changes, programme, model, now);
+        let (state, home, replaces) = match rows.remove(*id) {
+            Some(row) => (Some(row.state), row.home_partition, row.version),
+            None => (
+                None,
+                partition_for(id.as_str().as_bytes(), partitions),
+                customers::NO_ROW,
+            ),
+        };
+        let (state, metrics, outputs) = apply(id, state, changes, programme, model, now);
         evaluated.push(Evaluated {
             state,
             home_partition: home,
             metrics,
             outputs,
+            replaces,
         });
-    }
-    if let Some(c) = clock {
-        c.lap("apply");
     }
     Ok(evaluated)
 }

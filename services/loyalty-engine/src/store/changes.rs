@@ -21,26 +21,57 @@ pub struct Evaluated {
     pub home_partition: i32,
     pub metrics: Metrics,
     pub outputs: Vec<Output>,
+    /// The version of the stored row the evaluation started from (`customers::NO_ROW` for a
+    /// customer without one).
+    pub replaces: i64,
 }
 
-/// Writes the customers, then queues their outputs (after `extra`, e.g. dead letters) in the
-/// outbox and the output log. Returns the encoded outputs.
+/// Writes customers whose rows the caller loaded and locked, then queues their outputs (after
+/// `extra`, e.g. dead letters) in the outbox and the output log. Returns the encoded outputs.
 pub async fn write(
+    conn: &mut PgConnection,
+    evaluated: &[Evaluated],
+    extra: Vec<OutboxMessage>,
+    topics: &Topics,
+    programme: &Programme,
+) -> anyhow::Result<Vec<Encoded>> {
+    let stale = write_states(conn, evaluated.iter()).await?;
+    if let Some(&i) = stale.first() {
+        anyhow::bail!(
+            "{} customer rows changed under their lock (the first: {})",
+            stale.len(),
+            evaluated[i].state.customer_id
+        );
+    }
+    write_outputs(conn, evaluated, extra, topics, programme).await
+}
+
+/// Writes the customers' rows, each only if the stored row is still the version it was
+/// evaluated from; returns the positions (in `evaluated`) of those that were not (see
+/// `customers::upsert`).
+pub async fn write_states<'a>(
+    conn: &mut PgConnection,
+    evaluated: impl Iterator<Item = &'a Evaluated>,
+) -> anyhow::Result<Vec<usize>> {
+    let rows: Vec<Row<'_>> = evaluated
+        .map(|e| Row {
+            state: &e.state,
+            home_partition: e.home_partition,
+            metrics: &e.metrics,
+            replaces: e.replaces,
+        })
+        .collect();
+    customers::upsert(conn, &rows).await
+}
+
+/// Queues the outputs of written customers (after `extra`) in the outbox and the output log.
+pub async fn write_outputs(
     conn: &mut PgConnection,
     evaluated: &[Evaluated],
     mut extra: Vec<OutboxMessage>,
     topics: &Topics,
     programme: &Programme,
 ) -> anyhow::Result<Vec<Encoded>> {
-    let rows: Vec<Row<'_>> = evaluated
-        .iter()
-        .map(|e| Row {
-            state: &e.state,
-            home_partition: e.home_partition,
-            metrics: &e.metrics,
-        })
-        .collect();
-    customers::upsert(conn, &rows).await?;
     let mut encoded = Vec::new();
     for e in evaluated {
         for out in &e.outputs {

@@ -17,26 +17,50 @@ pub fn decode(bytes: &[u8]) -> anyhow::Result<CustomerState> {
     Ok(rmp_serde::from_slice(bytes)?)
 }
 
-/// Loads and locks the given customers' rows for this transaction, with their home
-/// partitions. Ids are locked in sorted order, so concurrent batches cannot deadlock.
+/// A stored customer, as loaded under a row lock.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub state: CustomerState,
+    /// The input partition number whose owner relays this customer's outputs and sweeps them.
+    /// Fixed when the row is created, so all of a customer's outputs queue in one partition of
+    /// the outbox, in the order they were written, whichever partitions their events arrive on.
+    pub home_partition: i32,
+    /// The row's version: a write says which version it replaces.
+    pub version: i64,
+}
+
+/// The version a write expects to replace when no row exists yet.
+pub const NO_ROW: i64 = 0;
+
+fn loaded((state, home_partition, version): (Vec<u8>, i32, i64)) -> anyhow::Result<Loaded> {
+    Ok(Loaded {
+        state: decode(&state)?,
+        home_partition,
+        version,
+    })
+}
+
+/// Loads and locks the given customers' rows for this transaction. Ids are locked in sorted
+/// order, so concurrent batches cannot deadlock. A customer without a row is absent from the
+/// result: nothing is locked for them, which is why `upsert` checks versions.
 pub async fn load_for_update(
     conn: &mut PgConnection,
     ids: &[&CustomerId],
-) -> anyhow::Result<HashMap<CustomerId, (CustomerState, i32)>> {
+) -> anyhow::Result<HashMap<CustomerId, Loaded>> {
     let mut keys: Vec<&str> = ids.iter().map(|id| id.as_str()).collect();
     keys.sort_unstable();
     keys.dedup();
-    let rows: Vec<(Vec<u8>, i32)> = sqlx::query_as(
-        "SELECT state, home_partition FROM customers WHERE customer_id = ANY($1) ORDER BY customer_id FOR UPDATE",
+    let rows: Vec<(Vec<u8>, i32, i64)> = sqlx::query_as(
+        "SELECT state, home_partition, version FROM customers WHERE customer_id = ANY($1) ORDER BY customer_id FOR UPDATE",
     )
     .persistent(false) // planned per batch: see the store module's note on plans
     .bind(&keys)
     .fetch_all(&mut *conn)
     .await?;
     let mut out = HashMap::with_capacity(rows.len());
-    for (state, partition) in rows {
-        let state = decode(&state)?;
-        out.insert(state.customer_id.clone(), (state, partition));
+    for row in rows {
+        let row = loaded(row)?;
+        out.insert(row.state.customer_id.clone(), row);
     }
     Ok(out)
 }
@@ -61,12 +85,19 @@ pub struct Row<'a> {
     pub state: &'a CustomerState,
     pub home_partition: i32,
     pub metrics: &'a Metrics,
+    /// The version of the row this write replaces, as loaded; `NO_ROW` for a customer whose
+    /// row did not exist when the writer looked.
+    pub replaces: i64,
 }
 
-/// Writes states with one set-based statement.
-pub async fn upsert(conn: &mut PgConnection, states: &[Row<'_>]) -> anyhow::Result<()> {
+/// Writes states with one set-based statement, each only if the stored row is still the one it
+/// replaces. Returns the indexes of the rows that were not written because their expectation
+/// was stale: a customer another transaction created after this one looked (rows loaded with
+/// `load_for_update` are locked, so they cannot change under the writer). Such a row is left
+/// locked by this transaction: load it again and re-apply.
+pub async fn upsert(conn: &mut PgConnection, states: &[Row<'_>]) -> anyhow::Result<Vec<usize>> {
     if states.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let mut ids = Vec::with_capacity(states.len());
     let mut tiers = Vec::with_capacity(states.len());
@@ -77,6 +108,7 @@ pub async fn upsert(conn: &mut PgConnection, states: &[Row<'_>]) -> anyhow::Resu
     let mut segments = Vec::with_capacity(states.len());
     let mut next_checks = Vec::with_capacity(states.len());
     let mut churn_levels = Vec::with_capacity(states.len());
+    let mut versions = Vec::with_capacity(states.len());
     for row in states {
         let state = row.state;
         ids.push(state.customer_id.as_str());
@@ -88,13 +120,16 @@ pub async fn upsert(conn: &mut PgConnection, states: &[Row<'_>]) -> anyhow::Resu
         segments.push(state.status.segment.map(|s| s.as_str()));
         next_checks.push(state.status.next_check_at);
         churn_levels.push(state.status.churn.as_ref().map(|c| c.level.as_str()));
+        versions.push(row.replaces + 1);
     }
-    sqlx::query(
+    // On a conflict the row is locked whether or not the WHERE clause lets it be updated.
+    let written: Vec<(String,)> = sqlx::query_as(
         "INSERT INTO customers (customer_id, tier, lifetime_spend_minor, orders, home_partition, state,
-                                segment, next_check_at, churn_level, updated_at)
-         SELECT c, t, s, o, p, d, g, n, l, now()
+                                segment, next_check_at, churn_level, version, updated_at)
+         SELECT c, t, s, o, p, d, g, n, l, v, now()
          FROM unnest($1::text[], $2::text[], $3::bigint[], $4::float8[], $5::int[], $6::bytea[],
-                     $7::text[], $8::timestamptz[], $9::text[]) AS x(c, t, s, o, p, d, g, n, l)
+                     $7::text[], $8::timestamptz[], $9::text[], $10::bigint[])
+              AS x(c, t, s, o, p, d, g, n, l, v)
          ON CONFLICT (customer_id) DO UPDATE SET
              tier = EXCLUDED.tier,
              lifetime_spend_minor = EXCLUDED.lifetime_spend_minor,
@@ -104,7 +139,10 @@ pub async fn upsert(conn: &mut PgConnection, states: &[Row<'_>]) -> anyhow::Resu
              segment = EXCLUDED.segment,
              next_check_at = EXCLUDED.next_check_at,
              churn_level = EXCLUDED.churn_level,
-             updated_at = now()",
+             version = EXCLUDED.version,
+             updated_at = now()
+         WHERE customers.version = EXCLUDED.version - 1
+         RETURNING customer_id",
     )
     .bind(&ids)
     .bind(&tiers)
@@ -115,9 +153,19 @@ pub async fn upsert(conn: &mut PgConnection, states: &[Row<'_>]) -> anyhow::Resu
     .bind(&segments)
     .bind(&next_checks)
     .bind(&churn_levels)
-    .execute(&mut *conn)
+    .bind(&versions)
+    .fetch_all(&mut *conn)
     .await?;
-    Ok(())
+    if written.len() == states.len() {
+        return Ok(Vec::new());
+    }
+    let written: std::collections::HashSet<&str> = written.iter().map(|(c,)| c.as_str()).collect();
+    Ok(ids
+        .iter()
+        .enumerate()
+        .filter(|(_, id)| !written.contains(**id))
+        .map(|(i, _)| i)
+        .collect())
 }
 
 /// Locks up to `limit` customers of the given partitions whose next check is due at `now`.
@@ -127,9 +175,9 @@ pub async fn lock_due(
     partitions: &[i32],
     now: chrono::DateTime<chrono::Utc>,
     limit: i64,
-) -> anyhow::Result<Vec<(CustomerState, i32)>> {
-    let rows: Vec<(Vec<u8>, i32)> = sqlx::query_as(
-        "SELECT state, home_partition FROM customers
+) -> anyhow::Result<Vec<Loaded>> {
+    let rows: Vec<(Vec<u8>, i32, i64)> = sqlx::query_as(
+        "SELECT state, home_partition, version FROM customers
          WHERE home_partition = ANY($1) AND next_check_at <= $2
          ORDER BY next_check_at
          LIMIT $3
@@ -141,9 +189,7 @@ pub async fn lock_due(
     .bind(limit)
     .fetch_all(&mut *conn)
     .await?;
-    rows.into_iter()
-        .map(|(state, partition)| Ok((decode(&state)?, partition)))
-        .collect()
+    rows.into_iter().map(loaded).collect()
 }
 
 /// Customers after `after` (by id), `limit` at a time, for whole-population jobs.

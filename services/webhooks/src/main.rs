@@ -1,0 +1,73 @@
+//! `kizuna-webhooks`: webhook delivery of the engine's outputs.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use kizuna_webhooks::config::Settings;
+use kizuna_webhooks::startup::Application;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kizuna-webhooks",
+    version,
+    about = "Kizuna webhook delivery: the engine's output topics posted to subscribers as Standard Webhooks"
+)]
+struct Cli {
+    /// Configuration file (TOML), layered over the defaults and under KIZUNA_WEBHOOKS_* variables.
+    #[arg(long, short, env = "KIZUNA_WEBHOOKS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Apply pending database migrations and exit.
+    #[arg(long)]
+    migrate_only: bool,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kizuna-webhooks: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::load(cli.config.as_deref())?;
+    kizuna::telemetry::init(settings.log.format, &settings.log.level, std::io::stdout);
+    if cli.migrate_only {
+        let pool = kizuna::store::pool(settings.database_url(), 1)?;
+        kizuna::store::migrate(&pool).await?;
+        return Ok(());
+    }
+    let app = Application::build(settings).await?;
+    let stop = app.stop_token();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested");
+        stop.cancel();
+    });
+    app.run_until_stopped().await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        tokio::signal::ctrl_c().await.ok();
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

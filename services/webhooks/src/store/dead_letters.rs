@@ -1,0 +1,81 @@
+//! `webhook_dead_letters`: per subscription, the events still failing at the end of the retry
+//! period.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub ce_id: Uuid,
+    pub ce_type: String,
+    pub customer_id: String,
+    /// The CloudEvent that was sent.
+    pub body: Vec<u8>,
+    pub attempts: i32,
+    pub last_status: Option<i32>,
+    pub last_error: Option<String>,
+    pub first_attempt_at: Option<DateTime<Utc>>,
+    pub dead_at: DateTime<Utc>,
+}
+
+/// A subscription's dead letters, newest first; `before` pages back by id.
+pub async fn list<'e>(
+    db: impl PgExecutor<'e>,
+    subscription: Uuid,
+    limit: i64,
+    before: Option<i64>,
+) -> sqlx::Result<Vec<DeadLetter>> {
+    type Row = (
+        i64,
+        Uuid,
+        String,
+        String,
+        Vec<u8>,
+        i32,
+        Option<i32>,
+        Option<String>,
+        Option<DateTime<Utc>>,
+        DateTime<Utc>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, ce_id, ce_type, customer_id, body, attempts, last_status, last_error, first_attempt_at, dead_at
+         FROM webhook_dead_letters WHERE subscription_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+    )
+    .bind(subscription)
+    .bind(before.unwrap_or(i64::MAX))
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(
+                id,
+                ce_id,
+                ce_type,
+                customer_id,
+                body,
+                attempts,
+                last_status,
+                last_error,
+                first_attempt_at,
+                dead_at,
+            )| {
+                DeadLetter {
+                    id,
+                    ce_id,
+                    ce_type,
+                    customer_id,
+                    body,
+                    attempts,
+                    last_status,
+                    last_error,
+                    first_attempt_at,
+                    dead_at,
+                }
+            },
+        )
+        .collect())
+}
