@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: formatting and lint gates, unit and property tests, then against a real
 # PostgreSQL and real brokers started by deploy/local:
-#   - the end-to-end suite on Apache Kafka and on tansu;
+#   - the end-to-end suite and the webhook gateway suite on Apache Kafka and on tansu;
 #   - the webhook-delivery suite on each broker: kizuna-webhooks posting to a real HTTP receiver
 #     (tests/receivers/webhook_receiver.py) that verifies every delivery with the Standard
 #     Webhooks reference library (installed by deploy/local/prereqs.sh);
@@ -47,6 +47,8 @@ for broker in ${KIZUNA_TEST_BROKERS_LIST:-kafka tansu}; do
   step "end-to-end suite on $broker"
   KIZUNA_BROKER="$broker" "$local_dir/up.sh" >/dev/null
   cargo test --locked -p kizuna-e2e --test e2e -- --test-threads 2
+  step "webhook gateway suite on $broker"
+  cargo test --locked -p kizuna-e2e --test gateway -- --test-threads 2
   step "webhook delivery suite on $broker"
   cargo test --locked -p kizuna-e2e --test webhooks -- --test-threads 2
 

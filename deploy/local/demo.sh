@@ -65,6 +65,56 @@ if ! wait_until 120 0.5 curl -fsS -o /dev/null "$api/readyz"; then
   die "the engine did not become ready within 120 s; see $engine_log"
 fi
 
+# ---- webhook gateway (issue 15: webhooks in) ---------------------------------------------------
+# The gateway takes signed platform webhooks and produces kizuna.v1 events to this run's input
+# topics (it reads the same KIZUNA_* variables as the engine). Its Shopify secret is random per
+# run. The sample order is written next to the state and signed here with openssl, so the curl
+# printed below is ready to paste; pasting it twice resends the same delivery, counted once.
+#   KIZUNA_DEMO_GATEWAY_BIND   the gateway's address (default 127.0.0.1:8085)
+log "building kizuna-gateway"
+(cd "$repo" && cargo build --locked --bin kizuna-gateway >&2)
+gateway_bind="${KIZUNA_DEMO_GATEWAY_BIND:-127.0.0.1:8085}"
+gateway_log="$KIZUNA_STATE_DIR/kizuna-gateway-demo.log"
+if pid="$(running_pid kizuna-gateway-demo "kizuna-gateway")"; then
+  log "stopping the previous demo gateway (pid $pid)"
+  kill "$pid" 2>/dev/null || true
+  wait_until 30 0.2 bash -c "! kill -0 $pid 2>/dev/null" || kill -9 "$pid" 2>/dev/null || true
+fi
+shopify_secret="$(openssl rand -hex 24)"
+KIZUNA_GATEWAY_HTTP__BIND="$gateway_bind" KIZUNA_GATEWAY_SOURCES__SHOPIFY__SECRET="$shopify_secret" \
+  setsid "$bin/kizuna-gateway" run >>"$gateway_log" 2>&1 </dev/null 9>&- &
+gateway=$!
+write_pid kizuna-gateway-demo "$gateway"
+trap 'kill "$gateway" 2>/dev/null || true; rm -f "$(pid_file kizuna-gateway-demo)"; cleanup' EXIT
+if ! wait_until 60 0.5 curl -fsS -o /dev/null "http://$gateway_bind/readyz"; then
+  tail -n 30 "$gateway_log" >&2
+  die "the gateway did not become ready within 60 s; see $gateway_log"
+fi
+order_file="$KIZUNA_STATE_DIR/demo-shopify-order.json"
+order_customer="1${run##*-}01"   # a Shopify customer id of this run (digits, no leading zero)
+cat >"$order_file" <<ORDER
+{"id": 1${run##*-}42, "name": "#1042", "processed_at": "$(date -u +%Y-%m-%dT%H:%M:%SZ)", "currency": "JPY",
+ "total_price": "42000", "total_discounts": "3000", "source_name": "web",
+ "discount_codes": [{"code": "WELCOME", "amount": "3000", "type": "fixed_amount"}],
+ "customer": {"id": $order_customer},
+ "line_items": [{"sku": "TEA-01", "title": "Sencha", "quantity": 3, "price": "5000"},
+                {"sku": "POT-02", "title": "Kyusu teapot", "quantity": 1, "price": "30000"}]}
+ORDER
+order_sig="$(openssl dgst -sha256 -hmac "$shopify_secret" -binary <"$order_file" | base64)"
+cat >&2 <<GATEWAY
+
+  Webhooks in: the gateway listens on http://$gateway_bind (log $gateway_log).
+  Post a signed sample Shopify order (orders/paid, 42,000 JPY); the answer comes after the broker's ack:
+
+curl -sS http://$gateway_bind/webhooks/shopify -H 'Content-Type: application/json' -H 'X-Shopify-Topic: orders/paid' -H 'X-Shopify-Webhook-Id: $run' -H 'X-Shopify-Hmac-Sha256: $order_sig' --data-binary @$order_file
+
+  Then: curl -s $api/v1/customers/$order_customer | python3 -m json.tool
+  Pasting it again resends the same delivery (same X-Shopify-Webhook-Id): the engine counts it once.
+  (The demo engine runs on the event-time clock and this order is dated now: pasted before the
+  replay ends, it moves the demo's clock to now.)
+GATEWAY
+# ---- end of webhook gateway block -------------------------------------------------------------
+
 prefix="c${run##*-}-"   # customers of this run only
 ready="$KIZUNA_STATE_DIR/watch.ready"
 rm -f "$ready"

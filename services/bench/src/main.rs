@@ -9,6 +9,7 @@
 mod churn;
 mod engine;
 mod env;
+mod gateway;
 mod produce;
 mod report;
 mod scenarios;
@@ -42,7 +43,10 @@ enum Scenario {
     Memory,
     /// Churn-risk quality against simulated ground truth (no Kafka, no PostgreSQL).
     Churn,
-    /// quick, memory and churn.
+    /// The webhook gateway: signed Shopify orders over HTTP, each answered after the broker's
+    /// acknowledgement: requests/s, p50/p99; against the same producer without HTTP (not in quick).
+    Gateway,
+    /// quick, memory, churn and gateway.
     All,
     /// Remove databases and topics left by earlier runs (--keep, or a run killed by force).
     Clean,
@@ -159,6 +163,15 @@ struct Args {
     /// churn: days between sweeps in the replay.
     #[arg(long, default_value_t = 7)]
     churn_sweep_days: i64,
+    /// gateway: concurrent HTTP clients (and concurrent producer calls of the baseline).
+    #[arg(long, default_value_t = 32)]
+    gateway_clients: usize,
+    /// gateway: seconds measured (after the warm-up), for the gateway and for the baseline.
+    #[arg(long, default_value_t = 20)]
+    gateway_seconds: u64,
+    /// gateway: seconds of load before each measurement starts.
+    #[arg(long, default_value_t = 3)]
+    gateway_warm_up: u64,
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -244,6 +257,30 @@ async fn main() -> anyhow::Result<()> {
         if let Err(e) = result {
             eprintln!("kizuna-bench: {e:#}");
             failed = Some(e);
+        }
+    }
+    if wanted(&args, Scenario::Gateway) {
+        println!();
+        let stack = Stack {
+            brokers: args.brokers.clone(),
+            admin_url: args.database_url.clone(),
+            partitions: args.partitions,
+            keep: args.keep,
+            created: Arc::new(Mutex::new(env::Created::default())),
+        };
+        let opts = gateway::GatewayOptions {
+            clients: args.gateway_clients.max(1),
+            duration: Duration::from_secs(args.gateway_seconds.max(1)),
+            warm_up: Duration::from_secs(args.gateway_warm_up),
+        };
+        let result = gateway::run(&stack, opts).await;
+        stack.cleanup_all().await;
+        match result {
+            Ok(run) => print_gateway(&run, opts),
+            Err(e) => {
+                eprintln!("kizuna-bench: gateway: {e:#}");
+                failed = Some(e);
+            }
         }
     }
     if wanted(&args, Scenario::Churn) {
@@ -621,6 +658,42 @@ async fn engine_scenarios(args: &Args, stack: &Stack) -> anyhow::Result<()> {
         anyhow::bail!("{} scenario(s) failed", errors.len());
     }
     Ok(())
+}
+
+fn print_gateway(run: &gateway::GatewayRun, opts: gateway::GatewayOptions) {
+    let row = |name: &str, m: &gateway::Measure, note: String| Row {
+        scenario: name.into(),
+        events: m.requests,
+        seconds: m.seconds,
+        rate: m.rate(),
+        latency: Some(m.latency),
+        note,
+    };
+    report::print_table(&[
+        row(
+            "gateway (HTTP, signed Shopify)",
+            &run.gateway,
+            format!(
+                "{} clients; 200 only after acks=all; {} failed; body {} B",
+                opts.clients, run.gateway.failures, run.body_bytes
+            ),
+        ),
+        row(
+            "baseline (same producer, no HTTP)",
+            &run.baseline,
+            format!(
+                "{} concurrent calls; {} failed; event {} B",
+                opts.clients, run.baseline.failures, run.event_bytes
+            ),
+        ),
+    ]);
+    let ratio = run.gateway.rate() / run.baseline.rate().max(1e-9);
+    let p99 = match (run.gateway.latency.p99, run.baseline.latency.p99) {
+        (Some(g), Some(b)) if b > 0.0 => format!("{:.2}", g / b),
+        _ => "-".into(),
+    };
+    println!();
+    println!("ratios: gateway/baseline requests/s = {ratio:.3}   p99 gateway/baseline = {p99}");
 }
 
 /// Which broker deploy/local/up.sh last started (`kafka` or `tansu`), if it did.
