@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use kizuna::ingest::decode::WireEvent;
+use kizuna::inputs::decode::WireEvent;
 use kizuna_gateway::api::Source;
 use kizuna_gateway::mapping::{Mapped, Mapping, shopify};
 use kizuna_gateway::produce::{Outgoing, Producer};

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
 use kizuna::domain::money::Currency;
-use kizuna::ingest::decode::WireEvent;
-use kizuna::ingest::validate::{Limits, validate};
+use kizuna::inputs::decode::WireEvent;
+use kizuna::inputs::validate::{Limits, validate};
 use kizuna_proto::v1;
 use serde_json::Value;
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use kizuna::config::{KafkaSettings as EngineKafka, Topics};
-use kizuna::ingest::decode::InputKind;
+use kizuna::inputs::decode::InputKind;
 use rdkafka::client::Client;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};

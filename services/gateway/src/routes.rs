@@ -14,9 +14,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use kizuna::ingest::decode::WireEvent;
-use kizuna::ingest::reject::{RejectReason, Rejection};
-use kizuna::ingest::validate::{Limits, validate};
+use kizuna::domain::rejection::{RejectReason, Rejection};
+use kizuna::inputs::decode::WireEvent;
+use kizuna::inputs::validate::{Limits, validate};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 

@@ -34,8 +34,8 @@ impl Gateway {
             .check()
             .context("the engine configuration the gateway shares")?;
         let mapping = Mapping::load(settings.mapping_file.as_deref())?;
-        let programme = kizuna::startup::load_programme(&engine)?;
-        let limits = kizuna::startup::limits(&engine, &programme);
+        let programme = engine.load_programme()?;
+        let limits = kizuna::inputs::validate::Limits::new(&engine, &programme);
         let producer = Producer::new(&engine.kafka, &settings.kafka)?;
         let metrics = Metrics::new();
         let listener = TcpListener::bind(settings.http.bind)

@@ -1,8 +1,8 @@
 //! Kizuna's own JSON (`POST /v1/events`): one `InputEvent` in the protobuf JSON mapping, or JSON
 //! lines of them, read exactly as `kizuna backfill` reads its files
-//! ([`kizuna::ingest::decode::decode_input_line`]).
+//! ([`kizuna::inputs::decode::decode_input_line`]).
 
-use kizuna::ingest::decode::decode_input_line;
+use kizuna::inputs::decode::decode_input_line;
 
 use super::{Draft, MapError};
 
@@ -64,7 +64,7 @@ fn missing_field(detail: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use kizuna::ingest::decode::WireEvent;
+    use kizuna::inputs::decode::WireEvent;
 
     use super::*;
 

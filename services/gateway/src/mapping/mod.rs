@@ -13,7 +13,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use kizuna::ingest::decode::{InputKind, WireEvent};
+use kizuna::inputs::decode::{InputKind, WireEvent};
 use serde::Deserialize;
 use serde_json::Value;
 

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use kizuna::ingest::decode::WireEvent;
+use kizuna::inputs::decode::WireEvent;
 use kizuna_proto::v1;
 use serde::Deserialize;
 use serde_json::Value;

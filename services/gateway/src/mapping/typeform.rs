@@ -1,6 +1,6 @@
 //! Typeform `form_response` events → kizuna.v1 `SurveyResponse`, one per score answer.
 
-use kizuna::ingest::decode::WireEvent;
+use kizuna::inputs::decode::WireEvent;
 use kizuna_proto::v1;
 use serde::Deserialize;
 use serde_json::Value;

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use kizuna::ingest::decode::WireEvent;
+use kizuna::inputs::decode::WireEvent;
 use kizuna_proto::v1;
 use serde::Deserialize;
 use serde_json::Value;
