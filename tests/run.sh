@@ -51,6 +51,9 @@ for broker in ${KIZUNA_TEST_BROKERS_LIST:-kafka tansu}; do
   cargo test --locked -p kizuna-e2e --test gateway -- --test-threads 2
   step "webhook delivery suite on $broker"
   cargo test --locked -p kizuna-e2e --test webhooks -- --test-threads 2
+  # Schema Registry framing: needs the registry up.sh starts (Apicurio, 127.0.0.1:8081).
+  step "schema registry framing suite on $broker"
+  cargo test --locked -p kizuna-e2e --test registry -- --test-threads 2
 
   if [[ "$broker" == kafka && "${KIZUNA_TEST_GUARANTEES:-1}" != 0 ]]; then
     step "guarantees suite on kafka"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Stop what the kizuna-stack scripts started, and nothing else:
-#   down.sh          broker (kafka and/or tansu, by pid file) and PostgreSQL
-#                    (only if postgres.sh started the cluster); restores the
-#                    kernel writeback settings up.sh changed
+#   down.sh          broker (kafka and/or tansu, by pid file), the Schema
+#                    Registry (registry.sh) and PostgreSQL (only if postgres.sh
+#                    started the cluster); restores the kernel writeback
+#                    settings up.sh changed
 #   down.sh broker   just the broker
 # Data stays in $KIZUNA_STATE_DIR (tansu memory storage is lost, by nature).
 set -euo pipefail
@@ -21,6 +22,8 @@ stop_pid kafka "$KAFKA_MARKER"
 stop_pid tansu "$TANSU_MARKER"
 rm -f "$KIZUNA_STATE_DIR/broker"
 [[ "$what" == broker ]] && exit 0
+
+"$KIZUNA_LOCAL_DIR/registry.sh" stop
 
 marker="$KIZUNA_STATE_DIR/postgres.started"
 if [[ -f "$marker" ]]; then

@@ -14,6 +14,13 @@ pub mod v1 {
 
 pub use pbjson_types::Timestamp;
 
+/// The source of `kizuna/v1/inputs.proto`, as registered in a Schema Registry.
+pub const INPUTS_PROTO: &str = include_str!("../kizuna/v1/inputs.proto");
+
+/// The source of `kizuna/v1/outputs.proto`, as registered in a Schema Registry for the output
+/// topics (`kizuna topics create` with `outputs.format = "confluent-protobuf"`).
+pub const OUTPUTS_PROTO: &str = include_str!("../kizuna/v1/outputs.proto");
+
 /// The schema version carried by every Kizuna message (`ce_type` prefix, `ce_dataschema`).
 pub const SCHEMA_VERSION: &str = "kizuna.v1";
 

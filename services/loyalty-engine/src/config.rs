@@ -21,6 +21,8 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     pub http: HttpSettings,
     pub log: LogSettings,
+    pub registry: RegistrySettings,
+    pub outputs: OutputsSettings,
     /// Path of the tier programme file (TOML). Unset: the built-in example programme
     /// (`services/loyalty-engine/config/programme.toml`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -216,6 +218,48 @@ pub struct LogSettings {
     pub level: String,
 }
 
+/// A Schema Registry with the Confluent-compatible REST API (Confluent Schema Registry, or
+/// Apicurio Registry at `…/apis/ccompat/v7`). It resolves the schema ids of registry-framed
+/// input messages, and holds the output schemas when `outputs.format = "confluent-protobuf"`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct RegistrySettings {
+    /// Base URL of the Confluent-compatible API, e.g. `http://127.0.0.1:8081/apis/ccompat/v7`.
+    /// Unset: a registry-framed input is dead-lettered (`registry_not_configured`). Credentials
+    /// go in `username`/`password`, never in the URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// HTTP basic authentication, with `password`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Secret (may be `file:/path`); never printed.
+    #[serde(default, serialize_with = "redacted_option")]
+    pub password: Option<SecretString>,
+    /// Timeout of one request to the registry.
+    pub request_timeout_ms: u64,
+    /// Attempts of one lookup before it counts as a transient failure (the batch then waits
+    /// and retries, like a database outage; nothing is dead-lettered for it).
+    pub attempts: u32,
+    /// Schemas kept by id (they never change under an id); the oldest is dropped beyond this.
+    pub cache_size: usize,
+}
+
+/// How outputs are published.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct OutputsSettings {
+    pub format: OutputFormat,
+}
+
+/// The payload format of the output topics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputFormat {
+    /// The protobuf JSON mapping, `content-type: application/json` (the default).
+    Json,
+    /// Binary protobuf in Confluent's Schema Registry framing (magic byte, schema id of the
+    /// subject `<topic>-value`, message indexes), `content-type: application/x-protobuf`.
+    ConfluentProtobuf,
+}
+
 const DEFAULTS: &str = include_str!("../config/default.toml");
 
 impl Settings {
@@ -289,6 +333,9 @@ impl Settings {
         if let Some(token) = self.http.admin_token.as_mut() {
             out.push(("http.admin_token".to_owned(), token));
         }
+        if let Some(password) = self.registry.password.as_mut() {
+            out.push(("registry.password".to_owned(), password));
+        }
         for (key, value) in self.kafka.secret_properties.iter_mut() {
             out.push((format!("kafka.secret_properties.{key}"), value));
         }
@@ -342,6 +389,33 @@ impl Settings {
         }
         if self.relay.batch_size < 1 {
             bail!("relay.batch_size must be at least 1");
+        }
+        self.check_registry()
+    }
+
+    fn check_registry(&self) -> anyhow::Result<()> {
+        let r = &self.registry;
+        if let Some(url) = &r.url {
+            let Some((scheme, rest)) = url.split_once("://") else {
+                bail!("registry.url {url:?} is not an http(s) URL");
+            };
+            if !matches!(scheme, "http" | "https") || rest.is_empty() {
+                bail!("registry.url {url:?} is not an http(s) URL");
+            }
+            if rest.split('/').next().is_some_and(|host| host.contains('@')) {
+                bail!(
+                    "registry.url must not carry credentials; set registry.username and registry.password"
+                );
+            }
+        }
+        if r.password.is_some() != r.username.is_some() {
+            bail!("registry.username and registry.password go together");
+        }
+        if r.request_timeout_ms == 0 || r.attempts == 0 || r.cache_size == 0 {
+            bail!("registry.request_timeout_ms, attempts and cache_size must be positive");
+        }
+        if self.outputs.format == OutputFormat::ConfluentProtobuf && r.url.is_none() {
+            bail!("outputs.format = \"confluent-protobuf\" needs registry.url");
         }
         Ok(())
     }
@@ -517,10 +591,17 @@ mod tests {
         s.clock = Clock::EventTime;
         s.log.format = LogFormat::Json;
         s.http.metrics_bind = Some("127.0.0.1:9100".parse().expect("address"));
+        s.registry.url = Some("http://registry:8081/apis/ccompat/v7".into());
+        s.registry.username = Some("kizuna".into());
+        s.registry.password = Some(SecretString::from("registry-pw".to_owned()));
+        s.registry.cache_size = 17;
+        s.outputs.format = OutputFormat::ConfluentProtobuf;
         let env: std::collections::HashMap<String, String> =
             s.to_env().expect("to env").into_iter().collect();
         assert_eq!(env["KIZUNA_KAFKA__TOPICS__PURCHASES"], "t1.purchases");
         assert_eq!(env["KIZUNA_HTTP__ADMIN_TOKEN"], "token-1");
+        assert_eq!(env["KIZUNA_REGISTRY__PASSWORD"], "registry-pw");
+        assert_eq!(env["KIZUNA_OUTPUTS__FORMAT"], "confluent-protobuf");
         let back = Settings::load_from(None, Some(env)).expect("loads back");
         let printed = |s: &Settings| s.redacted_toml().expect("printable");
         assert_eq!(printed(&back), printed(&s));
@@ -547,6 +628,31 @@ mod tests {
             }
         }
         assert!(printed(&s).contains("revoke_drain_ms = 1000"));
+        assert!(!printed(&s).contains("registry-pw"));
+        assert_eq!(
+            back.registry
+                .password
+                .as_ref()
+                .map(|t| t.expose_secret().to_owned()),
+            Some("registry-pw".to_owned())
+        );
+    }
+
+    #[test]
+    fn registry_settings_that_cannot_work_are_refused() {
+        let mut s = Settings::load(None).expect("defaults are valid");
+        s.outputs.format = OutputFormat::ConfluentProtobuf;
+        let err = s.check().expect_err("no registry").to_string();
+        assert!(err.contains("registry.url"), "{err}");
+        s.registry.url = Some("http://user:pw@registry:8081".into());
+        let err = s.check().expect_err("credentials in the url").to_string();
+        assert!(err.contains("registry.username"), "{err}");
+        s.registry.url = Some("registry:8081".into());
+        assert!(s.check().is_err());
+        s.registry.url = Some("https://registry.example.com/apis/ccompat/v7".into());
+        assert!(s.check().is_ok());
+        s.registry.username = Some("kizuna".into());
+        assert!(s.check().is_err(), "a username without a password");
     }
 
     #[test]

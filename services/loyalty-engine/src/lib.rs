@@ -23,6 +23,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod partitioner;
 pub mod pruner;
+pub mod registry;
 pub mod relay;
 pub mod startup;
 pub mod store;

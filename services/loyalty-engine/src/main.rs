@@ -104,7 +104,9 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum TopicsCommand {
-    /// Create the input, output and dead-letter topics that do not exist yet.
+    /// Create the input, output and dead-letter topics that do not exist yet; with
+    /// `outputs.format = "confluent-protobuf"`, register the output schemas
+    /// (`<topic>-value`, PROTOBUF) in the Schema Registry.
     Create,
 }
 
@@ -151,6 +153,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 eprintln!("all topics exist");
             } else {
                 eprintln!("created topics: {}", created.join(", "));
+            }
+            for (subject, id) in commands::schemas::register_outputs(&settings).await? {
+                eprintln!("registered kizuna.v1 outputs.proto as {subject} (schema id {id})");
             }
             Ok(())
         }

@@ -11,6 +11,7 @@
 //! deleted), however many rounds the backlog takes.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -24,11 +25,105 @@ use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{KafkaSettings, RelaySettings};
+use crate::config::{KafkaSettings, RelaySettings, Topics};
+use crate::engine::outputs::{OUTPUT_MESSAGES, output_protobuf};
 use crate::engine::ownership::Ownership;
+use crate::inputs::frame::{self, ProtoSchema};
 use crate::kafka::base_config;
 use crate::metrics::Metrics;
-use crate::store::outbox::{self, NOTIFY_CHANNEL, OutboxRow};
+use crate::registry::{SchemaRegistry, value_subject};
+use crate::store::outbox::{self, NOTIFY_CHANNEL, OutboxMessage, OutboxRow};
+
+/// `content-type` of outputs in Schema Registry framing.
+pub const CONTENT_TYPE_FRAMED: &str = "application/x-protobuf";
+
+/// `outputs.format = "confluent-protobuf"`: the outputs leave as binary protobuf in Schema
+/// Registry framing, with the id `outputs.proto` has under their topic's subject
+/// (`<topic>-value`, registered by `kizuna topics create`) and the index of their message in
+/// it. The outbox keeps the JSON; the relay converts at publish time, so the ids are looked up
+/// (once) by the instance that publishes. Dead letters are published as they came.
+pub struct OutputFraming {
+    registry: Arc<SchemaRegistry>,
+    /// The framed topics: tier changes, churn risk, segment changes.
+    topics: Vec<String>,
+    /// Schema id per topic, once looked up.
+    ids: HashMap<String, u32>,
+    /// Message indexes in `outputs.proto` per `ce_type`.
+    indexes: HashMap<&'static str, Vec<i32>>,
+}
+
+impl std::fmt::Debug for OutputFraming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutputFraming")
+            .field("ids", &self.ids)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OutputFraming {
+    pub fn new(registry: Arc<SchemaRegistry>, topics: &Topics) -> anyhow::Result<Self> {
+        let schema = ProtoSchema::parse(kizuna_proto::OUTPUTS_PROTO)
+            .map_err(|e| anyhow::anyhow!("outputs.proto: {e}"))?;
+        let mut indexes = HashMap::new();
+        for (ce_type, message) in OUTPUT_MESSAGES {
+            let at = schema
+                .index_of(message)
+                .with_context(|| format!("outputs.proto has no message {message}"))?;
+            indexes.insert(ce_type, at);
+        }
+        Ok(Self {
+            registry,
+            topics: vec![
+                topics.tier_changed.clone(),
+                topics.churn_risk.clone(),
+                topics.segment_changed.clone(),
+            ],
+            ids: HashMap::new(),
+            indexes,
+        })
+    }
+
+    async fn id(&mut self, topic: &str) -> anyhow::Result<u32> {
+        if let Some(id) = self.ids.get(topic) {
+            return Ok(*id);
+        }
+        let subject = value_subject(topic);
+        let id = self
+            .registry
+            .lookup(&subject, kizuna_proto::OUTPUTS_PROTO)
+            .await?
+            .with_context(|| {
+                format!(
+                    "kizuna.v1 outputs.proto is not registered under subject {subject} in {}; run `kizuna topics create`",
+                    self.registry.base_url()
+                )
+            })?;
+        tracing::info!(subject, id, "output schema id");
+        self.ids.insert(topic.to_owned(), id);
+        Ok(id)
+    }
+
+    /// The framed payload of `m`, or None to publish it as it is (not a framed topic).
+    pub async fn payload(&mut self, m: &OutboxMessage) -> anyhow::Result<Option<Vec<u8>>> {
+        if !self.topics.contains(&m.topic) {
+            return Ok(None);
+        }
+        let ce_type = m
+            .headers
+            .iter()
+            .find(|(k, _)| k == "ce_type")
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+            .unwrap_or_default();
+        let Some(indexes) = self.indexes.get(ce_type).cloned() else {
+            anyhow::bail!("output {} on {} has ce_type {ce_type:?}, which outputs.proto does not define", m.ce_id, m.topic);
+        };
+        let body = output_protobuf(ce_type, &m.payload)
+            .with_context(|| format!("encoding output {} as protobuf", m.ce_id))?
+            .with_context(|| format!("no protobuf message for ce_type {ce_type:?}"))?;
+        let id = self.id(&m.topic).await?;
+        Ok(Some(frame::write(id, &indexes, &body)))
+    }
+}
 
 /// How far before the oldest pending row's creation the recovery scan starts (clock skew
 /// between the database and the brokers, producer retries).
@@ -56,6 +151,8 @@ pub struct Relay {
     recovered: Option<Recovered>,
     /// The last round was full: a backlog (see `outbox::lock_batch`).
     backlog: bool,
+    /// Registry framing of the outputs; None: JSON as the outbox holds it.
+    framing: Option<OutputFraming>,
 }
 
 /// What one relay round did.
@@ -95,7 +192,14 @@ impl Relay {
             metrics,
             recovered: None,
             backlog: false,
+            framing: None,
         })
+    }
+
+    /// Publishes the outputs in Schema Registry framing.
+    pub fn with_framing(mut self, framing: Option<OutputFraming>) -> Self {
+        self.framing = framing;
+        self
     }
 
     /// Publishes rows until `shutdown`; then drains what the owned partitions still hold.
@@ -219,7 +323,21 @@ impl Relay {
                 rows.retain(|row| !already.contains(&row.id));
             }
         }
-        let deliveries = join_all(rows.iter().map(|row| self.send(row))).await;
+        // Framing needs the registry's ids: if it does not answer, nothing is published and
+        // the round is retried (the transaction is rolled back, the rows stay).
+        let mut framed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            framed.push(match self.framing.as_mut() {
+                Some(f) => f.payload(&row.message).await?,
+                None => None,
+            });
+        }
+        let deliveries = join_all(
+            rows.iter()
+                .zip(&framed)
+                .map(|(row, framed)| self.send(row, framed.as_deref())),
+        )
+        .await;
         let mut done = Vec::with_capacity(rows.len());
         let mut failed = None;
         for (row, result) in rows.iter().zip(deliveries) {
@@ -267,17 +385,23 @@ impl Relay {
             .context("recovery scan panicked")?
     }
 
-    async fn send(&self, row: &OutboxRow) -> Result<(), String> {
+    /// Publishes `row`; with `framed`, that payload in place of the JSON (and its
+    /// `content-type`).
+    async fn send(&self, row: &OutboxRow, framed: Option<&[u8]>) -> Result<(), String> {
         let m = &row.message;
         let mut headers = OwnedHeaders::new_with_capacity(m.headers.len());
         for (k, v) in &m.headers {
+            let value: &[u8] = match framed {
+                Some(_) if k == "content-type" => CONTENT_TYPE_FRAMED.as_bytes(),
+                _ => v,
+            };
             headers = headers.insert(Header {
                 key: k,
-                value: Some(v),
+                value: Some(value),
             });
         }
         let mut record = FutureRecord::<[u8], [u8]>::to(&m.topic)
-            .payload(&m.payload)
+            .payload(framed.unwrap_or(&m.payload))
             .headers(headers);
         if let Some(key) = &m.key {
             record = record.key(key);

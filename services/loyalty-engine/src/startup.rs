@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Settings;
+use crate::config::{OutputFormat, Settings};
 use crate::engine::Core;
 use crate::engine::batch::Processor;
 use crate::engine::ownership::Ownership;
@@ -29,7 +29,8 @@ use crate::ingest::source::{IngestConsumer, KafkaSource};
 use crate::inputs::validate::Limits;
 use crate::metrics::Metrics;
 use crate::pruner::Pruner;
-use crate::relay::Relay;
+use crate::registry::SchemaRegistry;
+use crate::relay::{OutputFraming, Relay};
 use crate::sweeper::Sweeper;
 use crate::{kafka, store};
 
@@ -221,6 +222,14 @@ impl Application {
             consumer: Arc::new(consumer(&settings, &ownership, events)?),
         };
         let limits = Limits::new(&settings, &programme);
+        let registry = SchemaRegistry::from_settings(&settings.registry)?;
+        let framing = match (&registry, settings.outputs.format) {
+            (Some(registry), OutputFormat::ConfluentProtobuf) => Some(OutputFraming::new(
+                registry.clone(),
+                &settings.kafka.topics,
+            )?),
+            _ => None,
+        };
         let ingest = IngestLoop::new(
             source,
             Processor {
@@ -231,7 +240,8 @@ impl Application {
                 &settings.kafka.topics,
                 limits.clone(),
                 settings.ingest.max_message_bytes,
-            ),
+            )
+            .with_registry(registry),
             settings.ingest.clone(),
             ownership.clone(),
             gate,
@@ -245,7 +255,8 @@ impl Application {
             ownership.clone(),
             settings.relay.clone(),
             metrics.clone(),
-        )?;
+        )?
+        .with_framing(framing);
         let gauges = Gauges {
             pool: pool.clone(),
             metrics: metrics.clone(),

@@ -1,10 +1,12 @@
 //! Operator commands that run next to (or instead of) the engine: fitting the churn model,
-//! backfilling history, exporting scores, recomputing after a rule change.
+//! backfilling history, exporting scores, recomputing after a rule change, registering the
+//! output schemas.
 
 pub mod backfill;
 pub mod export_scores;
 pub mod fit_model;
 pub mod recompute;
+pub mod schemas;
 
 use std::sync::Arc;
 

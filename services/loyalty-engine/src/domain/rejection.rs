@@ -29,10 +29,17 @@ pub enum RejectReason {
     UnknownTopic,
     /// Applying the message failed every time (found by splitting a failing batch).
     ProcessingFailed,
+    /// A registry-framed message whose schema id the Schema Registry does not know.
+    UnknownSchemaId,
+    /// A registry-framed message whose schema is not the topic's `kizuna.v1` message (another
+    /// message, another package, not a protobuf schema).
+    WrongSchema,
+    /// A registry-framed message, and no Schema Registry is configured (`registry.url`).
+    RegistryNotConfigured,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 21] = [
+    pub const ALL: [RejectReason; 24] = [
         RejectReason::Oversized,
         RejectReason::EmptyPayload,
         RejectReason::UnsupportedContentType,
@@ -54,6 +61,9 @@ impl RejectReason {
         RejectReason::InvalidField,
         RejectReason::UnknownTopic,
         RejectReason::ProcessingFailed,
+        RejectReason::UnknownSchemaId,
+        RejectReason::WrongSchema,
+        RejectReason::RegistryNotConfigured,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -79,6 +89,9 @@ impl RejectReason {
             RejectReason::InvalidField => "invalid_field",
             RejectReason::UnknownTopic => "unknown_topic",
             RejectReason::ProcessingFailed => "processing_failed",
+            RejectReason::UnknownSchemaId => "unknown_schema_id",
+            RejectReason::WrongSchema => "wrong_schema",
+            RejectReason::RegistryNotConfigured => "registry_not_configured",
         }
     }
 }

@@ -41,7 +41,28 @@ pub struct Raw {
 pub enum Content {
     Event(Box<DomainEvent>),
     Rejected(Rejection),
+    /// A message in Schema Registry framing whose schema was not cached when it was consumed:
+    /// ingest fetches the schema and makes it an `Event` or `Rejected` before the batch is
+    /// applied. A batch that still holds one is refused whole (nothing applied).
+    Unresolved(Box<Unresolved>),
 }
+
+/// What ingest needs to finish decoding a registry-framed message once its schema is fetched
+/// (the frame itself is parsed again from `Raw::payload`).
+#[derive(Debug, Clone)]
+pub struct Unresolved {
+    pub schema_id: u32,
+    /// The `ce_type` / `kizuna-schema` header, still checked.
+    pub schema_header: Option<Vec<u8>>,
+    /// When it was consumed: the "now" it is validated against.
+    pub received_at: DateTime<Utc>,
+}
+
+/// A batch was handed to `Processor::process` with a registry-framed message not resolved
+/// yet. Transient: the consume loop resolves the batch again before the retry.
+#[derive(Debug, thiserror::Error)]
+#[error("the batch holds registry-framed messages whose schema is not resolved yet")]
+pub struct UnresolvedInBatch;
 
 impl Incoming {
     /// The same message, refused: it will be dead-lettered with `rejection`.
@@ -83,6 +104,12 @@ impl Processor {
         if batch.is_empty() {
             return Ok(report);
         }
+        if batch
+            .iter()
+            .any(|m| matches!(m.content, Content::Unresolved(_)))
+        {
+            return Err(UnresolvedInBatch.into());
+        }
         let core = &self.core;
         let group_id = &core.clock.group_id;
         let mut tx = core.pool.begin().await?;
@@ -116,6 +143,8 @@ impl Processor {
         for m in &fresh_msgs {
             match &m.content {
                 Content::Event(e) => events.push((m, e)),
+                // Refused above, before the transaction.
+                Content::Unresolved(_) => {}
                 Content::Rejected(rejection) => {
                     let origin = Origin {
                         topic: &m.topic,

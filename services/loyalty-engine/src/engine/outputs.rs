@@ -274,6 +274,34 @@ pub fn encode(
     })
 }
 
+/// The output messages by `ce_type`, with the `outputs.proto` message each one is.
+pub const OUTPUT_MESSAGES: [(&str, &str); 4] = [
+    (ce_type::TIER_CHANGED, "TierChanged"),
+    (ce_type::TIER_WILL_DOWNGRADE, "TierWillDowngrade"),
+    (ce_type::CHURN_RISK_CHANGED, "ChurnRiskChanged"),
+    (ce_type::SEGMENT_CHANGED, "SegmentChanged"),
+];
+
+fn json_to_protobuf<T>(json: &[u8]) -> anyhow::Result<Vec<u8>>
+where
+    T: prost::Message + serde::de::DeserializeOwned,
+{
+    let msg: T = serde_json::from_slice(json)?;
+    Ok(msg.encode_to_vec())
+}
+
+/// The binary protobuf of an output's JSON payload (as the outbox holds it), by its
+/// `ce_type`; None for a `ce_type` that is not an output message.
+pub fn output_protobuf(ce_type: &str, json: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
+    Ok(Some(match ce_type {
+        ce_type::TIER_CHANGED => json_to_protobuf::<v1::TierChanged>(json)?,
+        ce_type::TIER_WILL_DOWNGRADE => json_to_protobuf::<v1::TierWillDowngrade>(json)?,
+        ce_type::CHURN_RISK_CHANGED => json_to_protobuf::<v1::ChurnRiskChanged>(json)?,
+        ce_type::SEGMENT_CHANGED => json_to_protobuf::<v1::SegmentChanged>(json)?,
+        _ => return Ok(None),
+    }))
+}
+
 /// Where a refused message came from.
 #[derive(Debug, Clone)]
 pub struct Origin<'a> {

@@ -21,12 +21,14 @@ use super::gate::Gate;
 use super::source::{RawMessage, Source};
 use crate::config::{IngestSettings, Topics};
 use crate::domain::rejection::{RejectReason, Rejection};
-use crate::engine::batch::{BatchReport, Content, Incoming, Processor, Raw, touched};
+use crate::engine::batch::{BatchReport, Content, Incoming, Processor, Raw, Unresolved, touched};
 use crate::engine::ownership::Ownership;
 use crate::health::Health;
-use crate::inputs::decode::{InputKind, WireHeaders, decode};
+use crate::inputs::decode::{InputKind, WireHeaders, check_size, decode, decode_framed_body};
+use crate::inputs::frame;
 use crate::inputs::validate::{Limits, validate};
 use crate::metrics::Metrics;
+use crate::registry::{LookupError, Registered, RegistryUnavailable, SchemaRegistry};
 
 /// Where batches are applied: the database in production, a fake in the loop's unit tests.
 pub trait Sink: Send + Sync + 'static {
@@ -49,6 +51,8 @@ pub struct Decoder {
     kinds: HashMap<String, InputKind>,
     limits: Limits,
     max_message_bytes: usize,
+    /// Resolves the schema ids of registry-framed messages; None: no registry configured.
+    registry: Option<Arc<SchemaRegistry>>,
 }
 
 impl Decoder {
@@ -61,43 +65,23 @@ impl Decoder {
             ]),
             limits,
             max_message_bytes,
+            registry: None,
         }
     }
 
+    /// Reads registry-framed messages with `registry`.
+    pub fn with_registry(mut self, registry: Option<Arc<SchemaRegistry>>) -> Self {
+        self.registry = registry;
+        self
+    }
+
     /// Decodes and validates `msg`; a message that cannot be applied is kept, refused with its
-    /// reason, for the dead-letter topic.
+    /// reason, for the dead-letter topic. A registry-framed message whose schema is not cached
+    /// stays `Unresolved` until `resolve`.
     pub fn decode(&self, msg: RawMessage, now: DateTime<Utc>) -> Incoming {
-        let kind = self.kinds.get(&msg.topic).copied().ok_or_else(|| {
-            tracing::error!(
-                topic = %msg.topic,
-                partition = msg.partition,
-                offset = msg.offset,
-                "message from a topic the engine did not subscribe to; dead-lettering it"
-            );
-            Rejection::new(
-                RejectReason::UnknownTopic,
-                format!("{} is not one of the input topics", msg.topic),
-            )
-        });
-        let headers = WireHeaders {
-            content_type: msg.content_type.as_deref(),
-            schema: msg.schema.as_deref(),
-        };
-        let result = kind
-            .and_then(|k| decode(k, msg.payload.as_deref(), headers, self.max_message_bytes))
-            .and_then(|w| validate(&w, msg.key.as_deref(), &self.limits, now));
-        let content = match result {
-            Ok(event) => Content::Event(Box::new(event)),
-            Err(rejection) => {
-                tracing::warn!(
-                    topic = msg.topic,
-                    partition = msg.partition,
-                    offset = msg.offset,
-                    reason = %rejection.reason,
-                    "input refused; sending it to the dead-letter topic"
-                );
-                Content::Rejected(rejection)
-            }
+        let content = match self.content(&msg, now) {
+            Ok(content) => content,
+            Err(rejection) => self.refused(&msg.topic, msg.partition, msg.offset, rejection),
         };
         Incoming {
             topic: msg.topic,
@@ -110,6 +94,154 @@ impl Decoder {
             },
             content,
         }
+    }
+
+    fn kind(&self, topic: &str, partition: i32, offset: i64) -> Result<InputKind, Rejection> {
+        self.kinds.get(topic).copied().ok_or_else(|| {
+            tracing::error!(
+                topic,
+                partition,
+                offset,
+                "message from a topic the engine did not subscribe to; dead-lettering it"
+            );
+            Rejection::new(
+                RejectReason::UnknownTopic,
+                format!("{topic} is not one of the input topics"),
+            )
+        })
+    }
+
+    fn refused(&self, topic: &str, partition: i32, offset: i64, rejection: Rejection) -> Content {
+        tracing::warn!(
+            topic,
+            partition,
+            offset,
+            reason = %rejection.reason,
+            "input refused; sending it to the dead-letter topic"
+        );
+        Content::Rejected(rejection)
+    }
+
+    fn content(&self, msg: &RawMessage, now: DateTime<Utc>) -> Result<Content, Rejection> {
+        let kind = self.kind(&msg.topic, msg.partition, msg.offset)?;
+        let headers = WireHeaders {
+            content_type: msg.content_type.as_deref(),
+            schema: msg.schema.as_deref(),
+        };
+        let payload = check_size(msg.payload.as_deref(), self.max_message_bytes)?;
+        if !frame::is_framed(payload) {
+            let wire = decode(kind, Some(payload), headers, self.max_message_bytes)?;
+            let event = validate(&wire, msg.key.as_deref(), &self.limits, now)?;
+            return Ok(Content::Event(Box::new(event)));
+        }
+        let frame = frame::parse(payload)?;
+        let Some(registry) = &self.registry else {
+            return Err(Rejection::new(
+                RejectReason::RegistryNotConfigured,
+                format!(
+                    "the message is in Schema Registry framing (schema id {}), and no registry is configured (registry.url)",
+                    frame.schema_id
+                ),
+            ));
+        };
+        match registry.cached(frame.schema_id) {
+            Some(schema) => self.framed(kind, &frame, &schema, headers, msg.key.as_deref(), now),
+            None => Ok(Content::Unresolved(Box::new(Unresolved {
+                schema_id: frame.schema_id,
+                schema_header: msg.schema.clone(),
+                received_at: now,
+            }))),
+        }
+    }
+
+    /// A framed message whose schema is known: the schema must be the topic's `kizuna.v1`
+    /// message, then the body is binary protobuf.
+    fn framed(
+        &self,
+        kind: InputKind,
+        frame: &frame::Frame<'_>,
+        schema: &Registered,
+        headers: WireHeaders<'_>,
+        key: Option<&[u8]>,
+        now: DateTime<Utc>,
+    ) -> Result<Content, Rejection> {
+        match schema {
+            Registered::Proto(schema) => {
+                frame::check(schema, frame.schema_id, &frame.indexes, kind)?;
+            }
+            Registered::Unusable(why) => {
+                return Err(Rejection::new(
+                    RejectReason::WrongSchema,
+                    format!(
+                        "schema id {} is {why}; expected {}",
+                        frame.schema_id,
+                        frame::expected_message(kind)
+                    ),
+                ));
+            }
+        }
+        let wire = decode_framed_body(kind, frame.body, headers)?;
+        let event = validate(&wire, key, &self.limits, now)?;
+        Ok(Content::Event(Box::new(event)))
+    }
+
+    /// Fetches the schemas of the batch's `Unresolved` messages and decodes them. A registry
+    /// that does not answer leaves them unresolved and is a transient failure of the batch.
+    pub async fn resolve(&self, batch: &mut [Incoming]) -> Result<(), RegistryUnavailable> {
+        for m in batch.iter_mut() {
+            let Content::Unresolved(u) = &m.content else {
+                continue;
+            };
+            let u = u.clone();
+            let result = self.resolve_one(m, &u).await?;
+            m.content = match result {
+                Ok(content) => content,
+                Err(rejection) => self.refused(&m.topic, m.partition, m.offset, rejection),
+            };
+        }
+        Ok(())
+    }
+
+    async fn resolve_one(
+        &self,
+        m: &Incoming,
+        u: &Unresolved,
+    ) -> Result<Result<Content, Rejection>, RegistryUnavailable> {
+        let Some(registry) = &self.registry else {
+            return Ok(Err(Rejection::new(
+                RejectReason::RegistryNotConfigured,
+                "no registry is configured (registry.url)",
+            )));
+        };
+        let schema = match registry.schema(u.schema_id).await {
+            Ok(schema) => schema,
+            Err(LookupError::NotFound(id)) => {
+                return Ok(Err(Rejection::new(
+                    RejectReason::UnknownSchemaId,
+                    format!(
+                        "schema id {id} is not registered in the schema registry ({})",
+                        registry.base_url()
+                    ),
+                )));
+            }
+            Err(LookupError::Unavailable(e)) => return Err(e),
+        };
+        let result = self.kind(&m.topic, m.partition, m.offset).and_then(|kind| {
+            let frame = frame::parse(&m.raw.payload)?;
+            let headers = WireHeaders {
+                content_type: m.raw.content_type.as_deref(),
+                schema: u.schema_header.as_deref(),
+            };
+            self.framed(
+                kind,
+                &frame,
+                &schema,
+                headers,
+                m.raw.key.as_deref(),
+                u.received_at,
+            )
+        });
+        Ok(result)
     }
 }
 
@@ -291,18 +423,26 @@ impl<S: Source, K: Sink> IngestLoop<S, K> {
         let mut work = VecDeque::from([batch]);
         let mut backoff = Backoff::new(RETRY_FIRST, RETRY_MAX);
         while let Some(mut part) = work.pop_front() {
-            // Partitions revoked (or being revoked) meanwhile: their messages are the new
-            // owner's, who reads them again from the stored offsets.
-            let admitted = self.gate.admit(&mut part, |topic, partition| {
-                self.ownership.owns(topic, partition)
-            });
-            if part.is_empty() {
-                self.gate.release(admitted);
-                continue;
-            }
             let started = Instant::now();
-            let result = self.sink.process(&part).await;
-            self.gate.release(admitted);
+            // Registry-framed messages whose schema was not cached: fetched before the
+            // partitions are admitted, so a slow registry does not hold up a rebalance.
+            let result = match self.decoder.resolve(&mut part).await {
+                Err(unavailable) => Err(anyhow::Error::new(unavailable)),
+                Ok(()) => {
+                    // Partitions revoked (or being revoked) meanwhile: their messages are the
+                    // new owner's, who reads them again from the stored offsets.
+                    let admitted = self.gate.admit(&mut part, |topic, partition| {
+                        self.ownership.owns(topic, partition)
+                    });
+                    if part.is_empty() {
+                        self.gate.release(admitted);
+                        continue;
+                    }
+                    let result = self.sink.process(&part).await;
+                    self.gate.release(admitted);
+                    result
+                }
+            };
             let error = match result {
                 Ok(report) => {
                     self.committed(&part, &report, started.elapsed());

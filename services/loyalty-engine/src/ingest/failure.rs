@@ -5,6 +5,8 @@
 use std::time::Duration;
 
 use crate::engine::Contention;
+use crate::engine::batch::UnresolvedInBatch;
+use crate::registry::RegistryUnavailable;
 
 /// Why a batch failed, as far as the consume loop is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +26,10 @@ pub enum Failure {
 /// misread as poison still applies everything).
 pub fn classify(error: &anyhow::Error) -> Failure {
     for cause in error.chain() {
-        if cause.is::<Contention>() {
+        if cause.is::<Contention>()
+            || cause.is::<RegistryUnavailable>()
+            || cause.is::<UnresolvedInBatch>()
+        {
             return Failure::Transient;
         }
         if let Some(e) = cause.downcast_ref::<sqlx::Error>() {
@@ -119,6 +124,11 @@ mod tests {
         assert_eq!(classify(&poison), Failure::Poison);
         let contention = anyhow::Error::new(Contention("rows kept changing".into()));
         assert_eq!(classify(&contention), Failure::Transient);
+        // A schema registry that does not answer never sends a message to the dead letters.
+        let registry = anyhow::Error::new(crate::registry::RegistryUnavailable(
+            "GET /schemas/ids/7: connection refused".into(),
+        ));
+        assert_eq!(classify(&registry), Failure::Transient);
         assert_eq!(
             classify(&anyhow::Error::new(sqlx::Error::PoolTimedOut)),
             Failure::Transient

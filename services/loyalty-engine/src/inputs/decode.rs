@@ -113,13 +113,8 @@ where
     }
 }
 
-/// Decodes one input message. `max_bytes` bounds the payload size.
-pub fn decode(
-    kind: InputKind,
-    payload: Option<&[u8]>,
-    headers: WireHeaders<'_>,
-    max_bytes: usize,
-) -> Result<WireEvent, Rejection> {
+/// The payload, if it is neither empty nor over `max_bytes`.
+pub fn check_size(payload: Option<&[u8]>, max_bytes: usize) -> Result<&[u8], Rejection> {
     let payload = payload.unwrap_or_default();
     if payload.is_empty() {
         return Err(Rejection::new(
@@ -136,13 +131,42 @@ pub fn decode(
             ),
         ));
     }
+    Ok(payload)
+}
+
+/// Decodes one unframed input message (JSON or binary protobuf, by `content-type`).
+/// `max_bytes` bounds the payload size. A registry-framed message (`inputs::frame`) is read
+/// with `decode_framed_body` once its schema is checked.
+pub fn decode(
+    kind: InputKind,
+    payload: Option<&[u8]>,
+    headers: WireHeaders<'_>,
+    max_bytes: usize,
+) -> Result<WireEvent, Rejection> {
+    let payload = check_size(payload, max_bytes)?;
     check_schema(headers.schema)?;
     let format = format_of(headers.content_type)?;
+    decode_format(kind, format, payload)
+}
+
+fn decode_format(kind: InputKind, format: Format, payload: &[u8]) -> Result<WireEvent, Rejection> {
     Ok(match kind {
         InputKind::Purchase => WireEvent::Purchase(decode_as(format, payload)?),
         InputKind::SupportTicket => WireEvent::SupportTicket(decode_as(format, payload)?),
         InputKind::Survey => WireEvent::Survey(decode_as(format, payload)?),
     })
+}
+
+/// Decodes the binary protobuf body of a registry-framed message whose registered schema was
+/// checked to be the topic's `kizuna.v1` message. A `ce_type`/`kizuna-schema` header, if any,
+/// must still name `kizuna.v1`; `content-type` is not consulted (the frame says protobuf).
+pub fn decode_framed_body(
+    kind: InputKind,
+    body: &[u8],
+    headers: WireHeaders<'_>,
+) -> Result<WireEvent, Rejection> {
+    check_schema(headers.schema)?;
+    decode_format(kind, Format::Protobuf, body)
 }
 
 /// Decodes one `InputEvent` JSON line (backfill files).
