@@ -1,5 +1,6 @@
 //! `kizuna watch`: a live view of the output topics, for demos and for operators.
-//! It reads like any subscriber would: plain Kafka, CloudEvents headers, JSON payloads.
+//! It reads like any subscriber would: plain Kafka, CloudEvents headers, JSON payloads (or
+//! binary protobuf in Schema Registry framing, read by `ce_type` with the built-in types).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -12,6 +13,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::KafkaSettings;
+use crate::engine::outputs::output_json;
+use crate::inputs::frame;
 use crate::kafka::base_config;
 
 /// Options of `kizuna watch`.
@@ -52,8 +55,18 @@ fn short_enum(value: &str) -> String {
 
 /// One line for one output event.
 pub fn describe(ce_type: &str, payload: &[u8]) -> String {
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(payload) else {
-        return format!("{ce_type}: <{} bytes, not JSON>", payload.len());
+    let decoded = if frame::is_framed(payload) {
+        frame::parse(payload)
+            .ok()
+            .and_then(|f| output_json(ce_type, f.body))
+    } else {
+        serde_json::from_slice::<serde_json::Value>(payload).ok()
+    };
+    let Some(v) = decoded else {
+        return format!(
+            "{ce_type}: <{} bytes, not JSON nor a framed output>",
+            payload.len()
+        );
     };
     let who = text(&v, "customerId");
     match ce_type.rsplit('.').next().unwrap_or(ce_type) {
@@ -183,6 +196,25 @@ pub async fn watch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn framed_outputs_read_like_json_ones() {
+        use kizuna_proto::v1;
+        use prost::Message;
+        let msg = v1::TierChanged {
+            customer_id: "c-1".into(),
+            previous_tier: "member".into(),
+            new_tier: "silver".into(),
+            kind: v1::TierChangeKind::Upgrade as i32,
+            reason: "spend 35000 JPY".into(),
+            ..Default::default()
+        };
+        let json = serde_json::to_vec(&msg).expect("json");
+        let framed = frame::write(12, &[1], &msg.encode_to_vec());
+        let line = describe("kizuna.v1.TierChanged", &framed);
+        assert_eq!(line, describe("kizuna.v1.TierChanged", &json));
+        assert!(line.contains("silver"), "{line}");
+    }
 
     #[test]
     fn tier_changes_read_well() {

@@ -302,6 +302,25 @@ pub fn output_protobuf(ce_type: &str, json: &[u8]) -> anyhow::Result<Option<Vec<
     }))
 }
 
+fn protobuf_to_json<T>(body: &[u8]) -> Option<serde_json::Value>
+where
+    T: prost::Message + Default + serde::Serialize,
+{
+    serde_json::to_value(T::decode(body).ok()?).ok()
+}
+
+/// The JSON mapping of an output's binary protobuf (the body of a framed output), by its
+/// `ce_type`; None when it is not an output message or does not decode.
+pub fn output_json(ce_type: &str, body: &[u8]) -> Option<serde_json::Value> {
+    match ce_type {
+        ce_type::TIER_CHANGED => protobuf_to_json::<v1::TierChanged>(body),
+        ce_type::TIER_WILL_DOWNGRADE => protobuf_to_json::<v1::TierWillDowngrade>(body),
+        ce_type::CHURN_RISK_CHANGED => protobuf_to_json::<v1::ChurnRiskChanged>(body),
+        ce_type::SEGMENT_CHANGED => protobuf_to_json::<v1::SegmentChanged>(body),
+        _ => None,
+    }
+}
+
 /// Where a refused message came from.
 #[derive(Debug, Clone)]
 pub struct Origin<'a> {
