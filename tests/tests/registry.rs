@@ -92,7 +92,10 @@ fn framed(schema_id: u32, indexes: &[i32], body: &[u8]) -> Vec<u8> {
 /// Schema id, message indexes and body of a framed message.
 fn unframe(bytes: &[u8]) -> anyhow::Result<(u32, Vec<i32>, &[u8])> {
     if bytes.first() != Some(&0) || bytes.len() < 6 {
-        bail!("not in registry framing: {:?}", &bytes[..bytes.len().min(8)]);
+        bail!(
+            "not in registry framing: {:?}",
+            &bytes[..bytes.len().min(8)]
+        );
     }
     let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
     let mut at = 5;
@@ -253,10 +256,7 @@ async fn framed_purchases_and_tickets_update_the_state() -> anyhow::Result<()> {
     assert_eq!(state["metrics"]["bad_experiences"], json!(1), "{state}");
 
     // Nothing went to the dead letters.
-    let letters = env
-        .reader(&topics.dead_letter)?
-        .read_to_end(WAIT)
-        .await?;
+    let letters = env.reader(&topics.dead_letter)?.read_to_end(WAIT).await?;
     assert!(letters.is_empty(), "{letters:?}");
     let text = app.get_text("/metrics").await?;
     assert_eq!(
@@ -319,11 +319,7 @@ async fn unknown_ids_and_other_schemas_go_to_the_dead_letters_with_a_reason() ->
             "wrong_schema",
             "is shop.v1.Purchase, expected kizuna.v1.Purchase".into(),
         ),
-        (
-            framed(avro, &[0], &body),
-            "wrong_schema",
-            "AVRO".into(),
-        ),
+        (framed(avro, &[0], &body), "wrong_schema", "AVRO".into()),
         (
             // Truncated inside the schema id.
             vec![0, 0, 0],
@@ -572,10 +568,7 @@ async fn outputs_in_registry_framing_decode_through_the_registry() -> anyhow::Re
     );
     assert_eq!(event.kind(), v1::TierChangeKind::Upgrade);
     assert_eq!(event.caused_by, "evt-o2");
-    assert_eq!(
-        event.metrics.map(|m| m.lifetime_spend_minor),
-        Some(35_000)
-    );
+    assert_eq!(event.metrics.map(|m| m.lifetime_spend_minor), Some(35_000));
 
     // The segment change of the same purchases, framed the same way with its own message.
     let segments = env
@@ -590,7 +583,10 @@ async fn outputs_in_registry_framing_decode_through_the_registry() -> anyhow::Re
     );
     let seg = v1::SegmentChanged::decode(seg_body)?;
     assert_eq!(seg.customer_id, "cust-o");
-    assert_eq!(segments[0].header("ce_type"), Some("kizuna.v1.SegmentChanged"));
+    assert_eq!(
+        segments[0].header("ce_type"),
+        Some("kizuna.v1.SegmentChanged")
+    );
 
     // Registering again is harmless: the same ids.
     let (ok, _, again) = run_command(&env.settings, &["topics", "create"])?;

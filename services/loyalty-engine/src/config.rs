@@ -402,7 +402,11 @@ impl Settings {
             if !matches!(scheme, "http" | "https") || rest.is_empty() {
                 bail!("registry.url {url:?} is not an http(s) URL");
             }
-            if rest.split('/').next().is_some_and(|host| host.contains('@')) {
+            if rest
+                .split('/')
+                .next()
+                .is_some_and(|host| host.contains('@'))
+            {
                 bail!(
                     "registry.url must not carry credentials; set registry.username and registry.password"
                 );

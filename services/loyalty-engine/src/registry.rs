@@ -297,9 +297,10 @@ mod tests {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("a free port");
-        let registry = SchemaRegistry::from_settings(&settings(&format!("http://127.0.0.1:{port}")))
-            .expect("client")
-            .expect("configured");
+        let registry =
+            SchemaRegistry::from_settings(&settings(&format!("http://127.0.0.1:{port}")))
+                .expect("client")
+                .expect("configured");
         let err = registry.schema(1).await.expect_err("nothing listens");
         assert!(matches!(err, LookupError::Unavailable(_)), "{err}");
         assert!(registry.cached(1).is_none());

@@ -115,7 +115,11 @@ impl OutputFraming {
             .and_then(|(_, v)| std::str::from_utf8(v).ok())
             .unwrap_or_default();
         let Some(indexes) = self.indexes.get(ce_type).cloned() else {
-            anyhow::bail!("output {} on {} has ce_type {ce_type:?}, which outputs.proto does not define", m.ce_id, m.topic);
+            anyhow::bail!(
+                "output {} on {} has ce_type {ce_type:?}, which outputs.proto does not define",
+                m.ce_id,
+                m.topic
+            );
         };
         let body = output_protobuf(ce_type, &m.payload)
             .with_context(|| format!("encoding output {} as protobuf", m.ce_id))?

@@ -109,6 +109,7 @@ impl Sink for FakeDb {
             let reason = match &m.content {
                 Content::Event(_) => None,
                 Content::Rejected(r) => Some(r.reason),
+                Content::Unresolved(_) => anyhow::bail!("an unresolved message reached the sink"),
             };
             db.applied.push((m.offset, reason));
         }

@@ -299,7 +299,11 @@ mod tests {
             );
         }
         let negative = parse(&[0, 0, 0, 0, 1, 1]).expect_err("count -1");
-        assert!(negative.detail.contains("not between"), "{}", negative.detail);
+        assert!(
+            negative.detail.contains("not between"),
+            "{}",
+            negative.detail
+        );
         let huge = parse(&[0, 0, 0, 0, 1, 0xfe, 0xff, 0xff, 0xff, 0x0f]).expect_err("huge count");
         assert!(huge.detail.contains("not between"), "{}", huge.detail);
         let long = parse(&[0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]).expect_err("long");
@@ -335,7 +339,10 @@ mod tests {
     fn the_kizuna_inputs_schema_names_its_messages_by_index() {
         let schema = ProtoSchema::parse(INPUTS).expect("inputs.proto parses");
         assert_eq!(schema.package, "kizuna.v1");
-        assert_eq!(schema.message_at(&[1]).as_deref(), Some("kizuna.v1.Purchase"));
+        assert_eq!(
+            schema.message_at(&[1]).as_deref(),
+            Some("kizuna.v1.Purchase")
+        );
         assert_eq!(schema.index_of("SupportTicket"), Some(vec![2]));
         assert_eq!(schema.message_at(&[9]), None);
         assert_eq!(schema.message_at(&[1, 0]), None);
