@@ -570,7 +570,19 @@ async fn outputs_in_registry_framing_decode_through_the_registry() -> anyhow::Re
     assert_eq!(event.caused_by, "evt-o2");
     assert_eq!(event.metrics.map(|m| m.lifetime_spend_minor), Some(35_000));
 
-    // The segment change of the same purchases, framed the same way with its own message.
+    // A promoter's answer makes the customer an angel (promoter, spend under the threshold):
+    // a SegmentChanged, framed the same way with its own message index.
+    producer
+        .send_json(
+            &topics.surveys,
+            "cust-o",
+            &json!({"eventId": "evt-o3", "customerId": "cust-o",
+                    "occurredAt": chrono::Utc::now().to_rfc3339(), "surveyId": "nps-1",
+                    "kind": "SURVEY_KIND_NPS", "score": 9}),
+        )
+        .await?;
+    app.wait_for_customer("cust-o", "angel", |s| s["segment"] == json!("angel"))
+        .await?;
     let segments = env
         .reader(&topics.segment_changed)?
         .collect_until(WAIT, |got| !got.is_empty())
@@ -583,6 +595,8 @@ async fn outputs_in_registry_framing_decode_through_the_registry() -> anyhow::Re
     );
     let seg = v1::SegmentChanged::decode(seg_body)?;
     assert_eq!(seg.customer_id, "cust-o");
+    assert_eq!(seg.new_segment(), v1::Segment::Angel);
+    assert_eq!(seg.caused_by, "evt-o3");
     assert_eq!(
         segments[0].header("ce_type"),
         Some("kizuna.v1.SegmentChanged")

@@ -150,7 +150,9 @@ impl SchemaRegistry {
                 // Confluent omits the type for AVRO; some registries omit it for every type.
                 None => match ProtoSchema::parse(&s.schema) {
                     Ok(p) => Registered::Proto(p),
-                    Err(_) => Registered::Unusable("not a PROTOBUF schema".into()),
+                    Err(_) => {
+                        Registered::Unusable("an AVRO schema (no schemaType), not PROTOBUF".into())
+                    }
                 },
             },
         };
