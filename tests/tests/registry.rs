@@ -366,6 +366,19 @@ async fn unknown_ids_and_other_schemas_go_to_the_dead_letters_with_a_reason() ->
     }
 
     let text = app.get_text("/metrics").await?;
+    let lookups = |outcome| {
+        metric_sum(
+            &text,
+            "kizuna_schema_registry_lookups_total",
+            &[("outcome", outcome)],
+        )
+    };
+    assert_eq!(
+        lookups("found"),
+        3.0,
+        "three schemas, each fetched once: {text}"
+    );
+    assert!(lookups("not_found") >= 1.0, "{text}");
     let p = topics.purchases.as_str();
     for (reason, n) in [("unknown_schema_id", 1.0), ("wrong_schema", 3.0)] {
         assert_eq!(
@@ -476,6 +489,15 @@ async fn an_unreachable_registry_holds_the_batch_and_dead_letters_nothing() -> a
     .await?;
     let (status, _) = app.get("/v1/customers/cust-u").await?;
     assert_eq!(status, 404);
+    let text = app.get_text("/metrics").await?;
+    assert!(
+        metric_sum(
+            &text,
+            "kizuna_schema_registry_lookups_total",
+            &[("outcome", "unavailable")]
+        ) >= 1.0,
+        "{text}"
+    );
     let (ready, body) = app.get("/readyz").await?;
     assert_eq!(ready, 503, "{body}");
     assert!(

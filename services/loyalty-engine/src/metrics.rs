@@ -24,6 +24,7 @@ pub struct Metrics {
     batch_size: Histogram,
     batch_seconds: Histogram,
     batch_failures: IntCounter,
+    registry_lookups: IntCounterVec,
     batch_stages: HistogramVec,
     event_lag_seconds: Histogram,
     receive_lag_seconds: Histogram,
@@ -169,6 +170,17 @@ impl Metrics {
                 IntCounter::new(
                     "kizuna_batch_failures_total",
                     "Batches whose transaction failed and was retried.",
+                )
+                .expect("valid metric"),
+            ),
+            registry_lookups: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "kizuna_schema_registry_lookups_total",
+                        "Schema Registry requests by outcome (found, not_found, unavailable: no answer after every attempt); cached schemas are not counted.",
+                    ),
+                    &["outcome"],
                 )
                 .expect("valid metric"),
             ),
@@ -445,6 +457,11 @@ impl Metrics {
 
     pub fn batch_failed(&self) {
         self.batch_failures.inc();
+    }
+
+    /// A Schema Registry lookup ended: `found`, `not_found` or `unavailable`.
+    pub fn registry_lookup(&self, outcome: &str) {
+        self.registry_lookups.with_label_values(&[outcome]).inc();
     }
 
     pub fn receive_lag(&self, seconds: f64) {

@@ -19,6 +19,7 @@ use serde::Deserialize;
 
 use crate::config::RegistrySettings;
 use crate::inputs::frame::ProtoSchema;
+use crate::metrics::Metrics;
 
 /// The registry's media type.
 const MEDIA_TYPE: &str = "application/vnd.schemaregistry.v1+json";
@@ -61,10 +62,36 @@ struct IdAnswer {
 }
 
 /// Schemas by id, bounded: the oldest entry goes first.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Cache {
     by_id: HashMap<u32, Arc<Registered>>,
     order: VecDeque<u32>,
+    capacity: usize,
+}
+
+impl Cache {
+    fn new(capacity: usize) -> Self {
+        Self {
+            by_id: HashMap::new(),
+            order: VecDeque::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn get(&self, id: u32) -> Option<Arc<Registered>> {
+        self.by_id.get(&id).cloned()
+    }
+
+    fn insert(&mut self, id: u32, schema: Arc<Registered>) {
+        if self.by_id.insert(id, schema).is_none() {
+            self.order.push_back(id);
+        }
+        while self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.by_id.remove(&old);
+            }
+        }
+    }
 }
 
 pub struct SchemaRegistry {
@@ -73,8 +100,8 @@ pub struct SchemaRegistry {
     username: Option<String>,
     password: Option<SecretString>,
     attempts: u32,
-    capacity: usize,
     cache: Mutex<Cache>,
+    metrics: Option<Metrics>,
 }
 
 impl std::fmt::Debug for SchemaRegistry {
@@ -94,6 +121,22 @@ enum Answer {
 impl SchemaRegistry {
     /// The client of `settings.url`; None when no registry is configured.
     pub fn from_settings(settings: &RegistrySettings) -> anyhow::Result<Option<Arc<Self>>> {
+        Self::build(settings, None)
+    }
+
+    /// The client of `settings.url`, counting its lookups in `metrics`
+    /// (`kizuna_schema_registry_lookups_total`).
+    pub fn with_metrics(
+        settings: &RegistrySettings,
+        metrics: &Metrics,
+    ) -> anyhow::Result<Option<Arc<Self>>> {
+        Self::build(settings, Some(metrics.clone()))
+    }
+
+    fn build(
+        settings: &RegistrySettings,
+        metrics: Option<Metrics>,
+    ) -> anyhow::Result<Option<Arc<Self>>> {
         let Some(url) = settings.url.as_deref() else {
             return Ok(None);
         };
@@ -108,9 +151,15 @@ impl SchemaRegistry {
             username: settings.username.clone(),
             password: settings.password.clone(),
             attempts: settings.attempts.max(1),
-            capacity: settings.cache_size.max(1),
-            cache: Mutex::default(),
+            cache: Mutex::new(Cache::new(settings.cache_size)),
+            metrics,
         })))
+    }
+
+    fn count(&self, outcome: &str) {
+        if let Some(m) = &self.metrics {
+            m.registry_lookup(outcome);
+        }
     }
 
     pub fn base_url(&self) -> &str {
@@ -119,7 +168,7 @@ impl SchemaRegistry {
 
     /// The schema of `id` if it is cached: no I/O.
     pub fn cached(&self, id: u32) -> Option<Arc<Registered>> {
-        self.cache.lock().ok()?.by_id.get(&id).cloned()
+        self.cache.lock().ok()?.get(id)
     }
 
     /// The schema of `id`, from the cache or the registry.
@@ -127,15 +176,20 @@ impl SchemaRegistry {
         if let Some(hit) = self.cached(id) {
             return Ok(hit);
         }
-        let body = match self
+        let answer = self
             .exchange(reqwest::Method::GET, &format!("/schemas/ids/{id}"), None)
-            .await?
-        {
+            .await
+            .inspect_err(|_| self.count("unavailable"))?;
+        let body = match answer {
             Answer::Ok(body) => body,
-            Answer::NotFound(_) => return Err(LookupError::NotFound(id)),
+            Answer::NotFound(_) => {
+                self.count("not_found");
+                return Err(LookupError::NotFound(id));
+            }
         };
         let registered = match serde_json::from_str::<SchemaById>(&body) {
             Err(e) => {
+                self.count("unavailable");
                 return Err(RegistryUnavailable(format!(
                     "GET /schemas/ids/{id}: not a schema answer: {e}"
                 ))
@@ -156,16 +210,10 @@ impl SchemaRegistry {
                 },
             },
         };
+        self.count("found");
         let registered = Arc::new(registered);
-        if let Ok(mut cache) = self.cache.lock()
-            && cache.by_id.insert(id, registered.clone()).is_none()
-        {
-            cache.order.push_back(id);
-            while cache.order.len() > self.capacity {
-                if let Some(old) = cache.order.pop_front() {
-                    cache.by_id.remove(&old);
-                }
-            }
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.insert(id, registered.clone());
         }
         Ok(registered)
     }
@@ -306,6 +354,20 @@ mod tests {
         let err = registry.schema(1).await.expect_err("nothing listens");
         assert!(matches!(err, LookupError::Unavailable(_)), "{err}");
         assert!(registry.cached(1).is_none());
+    }
+
+    #[test]
+    fn the_cache_is_bounded_and_drops_the_oldest_first() {
+        let mut cache = Cache::new(2);
+        let schema = |n: &str| Arc::new(Registered::Unusable(n.to_owned()));
+        cache.insert(1, schema("a"));
+        cache.insert(2, schema("b"));
+        cache.insert(1, schema("a again"));
+        cache.insert(3, schema("c"));
+        assert!(cache.get(1).is_none(), "the oldest went first");
+        assert!(cache.get(2).is_some() && cache.get(3).is_some());
+        assert_eq!(cache.by_id.len(), 2);
+        assert_eq!(cache.order.len(), 2);
     }
 
     #[test]

@@ -222,7 +222,7 @@ impl Application {
             consumer: Arc::new(consumer(&settings, &ownership, events)?),
         };
         let limits = Limits::new(&settings, &programme);
-        let registry = SchemaRegistry::from_settings(&settings.registry)?;
+        let registry = SchemaRegistry::with_metrics(&settings.registry, &metrics)?;
         let framing = match (&registry, settings.outputs.format) {
             (Some(registry), OutputFormat::ConfluentProtobuf) => Some(OutputFraming::new(
                 registry.clone(),

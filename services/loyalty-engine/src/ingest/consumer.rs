@@ -8,7 +8,7 @@
 //! `processing_failed` while the rest is applied. Rebalances go through the coordinator
 //! (`rebalance`), which closes the gate (`gate`) for partitions leaving.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -188,12 +188,15 @@ impl Decoder {
     /// Fetches the schemas of the batch's `Unresolved` messages and decodes them. A registry
     /// that does not answer leaves them unresolved and is a transient failure of the batch.
     pub async fn resolve(&self, batch: &mut [Incoming]) -> Result<(), RegistryUnavailable> {
+        // Ids the registry said it does not know, asked once per batch (found schemas are
+        // cached by the client).
+        let mut unknown = HashSet::new();
         for m in batch.iter_mut() {
             let Content::Unresolved(u) = &m.content else {
                 continue;
             };
             let u = u.clone();
-            let result = self.resolve_one(m, &u).await?;
+            let result = self.resolve_one(m, &u, &mut unknown).await?;
             m.content = match result {
                 Ok(content) => content,
                 Err(rejection) => self.refused(&m.topic, m.partition, m.offset, rejection),
@@ -206,6 +209,7 @@ impl Decoder {
         &self,
         m: &Incoming,
         u: &Unresolved,
+        unknown: &mut HashSet<u32>,
     ) -> Result<Result<Content, Rejection>, RegistryUnavailable> {
         let Some(registry) = &self.registry else {
             return Ok(Err(Rejection::new(
@@ -213,9 +217,15 @@ impl Decoder {
                 "no registry is configured (registry.url)",
             )));
         };
-        let schema = match registry.schema(u.schema_id).await {
+        let looked_up = if unknown.contains(&u.schema_id) {
+            Err(LookupError::NotFound(u.schema_id))
+        } else {
+            registry.schema(u.schema_id).await
+        };
+        let schema = match looked_up {
             Ok(schema) => schema,
             Err(LookupError::NotFound(id)) => {
+                unknown.insert(id);
                 return Ok(Err(Rejection::new(
                     RejectReason::UnknownSchemaId,
                     format!(
