@@ -399,3 +399,65 @@ fn truncate(text: &str, max: usize) -> String {
     }
     format!("{}…", &text[..end])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inputs::frame::ProtoSchema;
+
+    #[test]
+    fn every_output_message_is_in_outputs_proto_at_the_documented_index() {
+        let schema = ProtoSchema::parse(kizuna_proto::OUTPUTS_PROTO).expect("outputs.proto");
+        assert_eq!(schema.package, "kizuna.v1");
+        let found: Vec<(&str, Vec<i32>)> = OUTPUT_MESSAGES
+            .iter()
+            .map(|(ce_type, name)| (*ce_type, schema.index_of(name).expect(name)))
+            .collect();
+        // The README's Schema Registry section names these indexes.
+        assert_eq!(
+            found,
+            vec![
+                (ce_type::TIER_CHANGED, vec![1]),
+                (ce_type::TIER_WILL_DOWNGRADE, vec![2]),
+                (ce_type::CHURN_RISK_CHANGED, vec![4]),
+                (ce_type::SEGMENT_CHANGED, vec![5]),
+            ]
+        );
+        for (ce_type, at) in &found {
+            assert_eq!(schema.message_at(at).as_deref(), Some(*ce_type));
+        }
+    }
+
+    #[test]
+    fn an_output_survives_json_to_protobuf_and_back() {
+        let msg = v1::ChurnRiskChanged {
+            customer_id: "c-1".into(),
+            new_level: v1::ChurnLevel::High as i32,
+            score: 0.8,
+            p_alive: Some(0.4),
+            drivers: vec![v1::ChurnDriver {
+                name: "inactivity".into(),
+                contribution: 0.5,
+                detail: "90 days".into(),
+            }],
+            ..Default::default()
+        };
+        let json = serde_json::to_vec(&msg).expect("json");
+        let proto = output_protobuf(ce_type::CHURN_RISK_CHANGED, &json)
+            .expect("converts")
+            .expect("an output type");
+        assert_eq!(
+            <v1::ChurnRiskChanged as prost::Message>::decode(proto.as_slice()).expect("decodes"),
+            msg
+        );
+        assert_eq!(
+            output_json(ce_type::CHURN_RISK_CHANGED, &proto),
+            Some(serde_json::to_value(&msg).expect("json"))
+        );
+        assert!(
+            output_protobuf("kizuna.v1.Unknown", &json)
+                .expect("no error")
+                .is_none()
+        );
+    }
+}
