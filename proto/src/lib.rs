@@ -24,6 +24,19 @@ pub const OUTPUTS_PROTO: &str = include_str!("../kizuna/v1/outputs.proto");
 /// The schema version carried by every Kizuna message (`ce_type` prefix, `ce_dataschema`).
 pub const SCHEMA_VERSION: &str = "kizuna.v1";
 
+/// Base of the CloudEvents `dataschema` (Kafka header `ce_dataschema`) of every output: the
+/// file that defines the message, then `#` and the message's full protobuf name, which is also
+/// its `ce_type`. Stable: `kizuna.v1` only grows (`buf breaking` in CI), and a `kizuna.v2` would
+/// live in another file, so another URI.
+pub const DATASCHEMA_BASE: &str =
+    "https://github.com/kizuna-loyalty/kizuna/blob/main/proto/kizuna/v1/outputs.proto#";
+
+/// The `dataschema` of an output of this `ce_type` (a full message name such as
+/// `kizuna.v1.TierChanged`).
+pub fn dataschema(ce_type: &str) -> String {
+    format!("{DATASCHEMA_BASE}{ce_type}")
+}
+
 /// `content-type` of the default wire format: the protobuf JSON mapping.
 pub const CONTENT_TYPE_JSON: &str = "application/json";
 

@@ -93,6 +93,12 @@ async fn purchases_carry_a_customer_across_a_tier_threshold() -> anyhow::Result<
     assert_eq!(msg.header("ce_type"), Some("kizuna.v1.TierChanged"));
     assert_eq!(msg.header("ce_source"), Some("kizuna/loyalty-engine"));
     assert_eq!(msg.header("content-type"), Some("application/json"));
+    assert_eq!(
+        msg.header("ce_dataschema"),
+        Some(
+            "https://github.com/kizuna-loyalty/kizuna/blob/main/proto/kizuna/v1/outputs.proto#kizuna.v1.TierChanged"
+        )
+    );
     let ce_id = msg.header("ce_id").unwrap_or_default();
     assert!(
         uuid::Uuid::parse_str(ce_id).is_ok(),
@@ -262,6 +268,10 @@ async fn a_hostage_appears_when_a_big_spender_answers_nps_3() -> anyhow::Result<
         })
         .expect("found above");
     assert_eq!(hostage.header("ce_type"), Some("kizuna.v1.SegmentChanged"));
+    assert_eq!(
+        hostage.header("ce_dataschema").map(str::to_owned),
+        Some(kizuna_proto::dataschema("kizuna.v1.SegmentChanged"))
+    );
     assert_eq!(hostage.key.as_deref(), Some("cust-h"));
     let event: v1::SegmentChanged = serde_json::from_slice(&hostage.payload)?;
     assert_eq!(event.previous_segment(), v1::Segment::HighValueNotLoyal);
@@ -619,6 +629,10 @@ async fn a_churn_alert_says_why_and_what_to_do() -> anyhow::Result<()> {
         })
         .expect("found above");
     assert_eq!(alert.header("ce_type"), Some("kizuna.v1.ChurnRiskChanged"));
+    assert_eq!(
+        alert.header("ce_dataschema").map(str::to_owned),
+        Some(kizuna_proto::dataschema("kizuna.v1.ChurnRiskChanged"))
+    );
     let event: v1::ChurnRiskChanged = serde_json::from_slice(&alert.payload)?;
     assert_eq!(
         event.play(),

@@ -2,7 +2,7 @@
 //! RFC 9457 problem details of every refusal. Handlers build these and nothing else, so an
 //! OpenAPI description can be derived from this module alone.
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -38,7 +38,7 @@ impl Source {
 }
 
 /// One event the request produced, as the broker acknowledged it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProducedEvent {
     /// The kizuna `eventId`: deterministic, so a resent delivery produces the same id and the
@@ -50,7 +50,7 @@ pub struct ProducedEvent {
 }
 
 /// The 200 answer: every event below is durable (acknowledged by all in-sync replicas).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Accepted {
     /// Number of kizuna.v1 events produced (0 when the payload carries nothing Kizuna records).
@@ -132,8 +132,7 @@ pub enum ProblemKind {
 }
 
 /// Base of the problem `type` URIs: the README's table of problem types.
-pub const PROBLEM_TYPE_BASE: &str =
-    "https://github.com/kizuna-loyalty/kizuna/blob/main/README.md#problem-";
+pub use kizuna::http::problem::{PROBLEM_JSON, TYPE_BASE as PROBLEM_TYPE_BASE};
 
 impl ProblemKind {
     pub fn slug(self) -> &'static str {
@@ -206,25 +205,6 @@ pub struct Problem {
     pub retry_after_secs: Option<u64>,
 }
 
-/// The JSON body of a [`Problem`].
-#[derive(Debug, Serialize)]
-pub struct ProblemBody<'a> {
-    #[serde(rename = "type")]
-    pub type_uri: String,
-    pub title: &'static str,
-    pub status: u16,
-    pub detail: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub line: Option<usize>,
-}
-
-/// `application/problem+json`
-pub const PROBLEM_JSON: &str = "application/problem+json";
-
 impl Problem {
     pub fn new(kind: ProblemKind, detail: impl Into<String>) -> Self {
         Self {
@@ -273,41 +253,43 @@ impl Problem {
         self.kind.outcome()
     }
 
-    pub fn body(&self) -> ProblemBody<'_> {
-        ProblemBody {
-            type_uri: format!("{PROBLEM_TYPE_BASE}{}", self.kind.slug()),
-            title: self.kind.title(),
-            status: self.kind.status().as_u16(),
-            detail: &self.detail,
-            field: self.field.as_deref(),
-            reason: self.reason,
-            line: self.line,
+    /// The shared RFC 9457 body and headers of this refusal.
+    pub fn shared(&self) -> kizuna::http::Problem {
+        let mut p = kizuna::http::Problem::new(
+            self.kind.status(),
+            self.kind.slug(),
+            self.kind.title(),
+            self.detail.clone(),
+        );
+        if let Some(field) = &self.field {
+            p = p.field(field.clone());
         }
+        if let Some(reason) = self.reason {
+            p = p.reason(reason);
+        }
+        if let Some(line) = self.line {
+            p = p.line(line);
+        }
+        if let Some(challenge) = self.www_authenticate {
+            p = p.challenge(challenge);
+        }
+        if let Some(secs) = self.retry_after_secs {
+            p = p.retry_after(secs);
+        }
+        p
     }
 }
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let body = serde_json::to_vec(&self.body()).unwrap_or_default();
-        let mut response = (self.status(), body).into_response();
-        let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if let Some(challenge) = self.www_authenticate {
-            headers.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(challenge),
-            );
-        }
-        if let Some(secs) = self.retry_after_secs {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        response
+        self.shared().into_response()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::{HeaderValue, header};
 
     #[test]
     fn a_problem_is_rfc_9457_json_with_its_headers() {
@@ -323,7 +305,7 @@ mod tests {
         let p = Problem::new(ProblemKind::UnmappablePayload, "customer.id is missing")
             .field("customer.id")
             .reason("missing_field");
-        let json = serde_json::to_value(p.body()).expect("serializes");
+        let json = serde_json::to_value(p.shared()).expect("serializes");
         assert_eq!(json["status"], 422);
         assert_eq!(json["field"], "customer.id");
         assert_eq!(

@@ -18,6 +18,7 @@ pub mod config;
 pub mod idempotency;
 pub mod mapping;
 pub mod metrics;
+pub mod openapi;
 pub mod produce;
 pub mod rate_limit;
 pub mod routes;

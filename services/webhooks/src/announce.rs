@@ -94,6 +94,7 @@ impl Announcer {
         )
         .to_string();
         let time = d.disabled_at.to_rfc3339_opts(SecondsFormat::Millis, true);
+        let dataschema = kizuna_proto::dataschema(ce_type::WEBHOOK_SUBSCRIPTION_DISABLED);
         let headers = [
             ("ce_specversion", "1.0"),
             ("ce_id", ce_id.as_str()),
@@ -101,6 +102,7 @@ impl Announcer {
             ("ce_source", CE_SOURCE),
             ("ce_time", time.as_str()),
             ("ce_subject", key.as_str()),
+            ("ce_dataschema", dataschema.as_str()),
             ("content-type", CONTENT_TYPE_JSON),
         ]
         .into_iter()

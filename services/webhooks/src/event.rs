@@ -107,6 +107,7 @@ impl OutputEvent {
             subject: &'a str,
             time: String,
             datacontenttype: &'static str,
+            dataschema: String,
             data: &'a serde_json::Value,
         }
         let event = CloudEvent {
@@ -117,6 +118,7 @@ impl OutputEvent {
             subject: &self.subject,
             time: self.time.to_rfc3339_opts(SecondsFormat::Millis, true),
             datacontenttype: "application/json",
+            dataschema: kizuna_proto::dataschema(self.event_type.as_str()),
             data: &self.data,
         };
         // Serialising a struct of strings and a JSON value cannot fail.
@@ -153,6 +155,10 @@ mod tests {
         assert_eq!(body["subject"], "cust-42");
         assert_eq!(body["time"], "2026-11-25T09:30:00.123Z");
         assert_eq!(body["datacontenttype"], "application/json");
+        assert_eq!(
+            body["dataschema"],
+            "https://github.com/kizuna-loyalty/kizuna/blob/main/proto/kizuna/v1/outputs.proto#kizuna.v1.TierChanged"
+        );
         assert_eq!(body["data"]["newTier"], "silver");
     }
 

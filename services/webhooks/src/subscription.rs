@@ -49,13 +49,16 @@ impl EventType {
 ///   tier (names from the programme, e.g. `gold`).
 /// - `segments`: a `SegmentChanged` passes when it moves to or from a listed segment
 ///   (`hostage`, or `SEGMENT_HOSTAGE`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Filter {
+    /// ChurnRiskChanged only: deliver these levels (`high` or `CHURN_LEVEL_HIGH`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub churn_levels: Option<Vec<String>>,
+    /// TierChanged and TierWillDowngrade only: deliver changes to or from these tiers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tiers: Option<Vec<String>>,
+    /// SegmentChanged only: deliver changes to or from these segments (`hostage`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segments: Option<Vec<String>>,
 }

@@ -123,6 +123,10 @@ fn headers(
                 .into_bytes(),
         ),
         ("ce_subject".into(), subject.as_bytes().to_vec()),
+        (
+            "ce_dataschema".into(),
+            kizuna_proto::dataschema(ce_type).into_bytes(),
+        ),
         ("content-type".into(), CONTENT_TYPE_JSON.as_bytes().to_vec()),
     ]
 }

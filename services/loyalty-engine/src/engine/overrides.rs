@@ -14,10 +14,13 @@ use super::Core;
 use super::write::{self, Evaluated};
 
 /// An operator's request.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
 pub struct OverrideRequest {
+    /// A tier of the programme.
     pub tier: String,
+    /// Why (kept in the audit trail, published as the change's reason).
     pub reason: String,
+    /// When the customer returns to the rules; in the future.
     pub expires_at: DateTime<Utc>,
     /// Who sets it (an operator's name or email, for the audit trail).
     pub set_by: String,

@@ -4,25 +4,36 @@
 //! manual tier until `expires_at`; it is audited (`tier_overrides`), published as a
 //! `TierChanged` of kind OVERRIDE, and the customer returns to the rules when it expires.
 
-use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
-use serde_json::json;
 
-use super::{AppState, error, view};
+use super::problem::{ApiJson, ApiPath, Problem};
+use super::{AppState, view};
 use crate::domain::ids::CustomerId;
 use crate::engine::overrides::{OverrideError, OverrideRequest, set_override};
 
-/// Checks the bearer token in constant time.
-pub fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), Box<Response>> {
+/// An extractor that admits only requests with the admin bearer token; it runs before the
+/// body is read, so an unauthenticated request learns nothing about its body.
+#[derive(Debug, Clone, Copy)]
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        authorized(state, &parts.headers).map(|()| Admin)
+    }
+}
+
+/// Checks the bearer token in constant time: 403 when no token is configured, 401 with
+/// `WWW-Authenticate: Bearer realm="kizuna"` when it is missing or wrong.
+pub fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), Problem> {
     let Some(expected) = &state.admin_token else {
-        return Err(Box::new(error(
-            StatusCode::FORBIDDEN,
-            "the admin API is disabled: set http.admin_token",
-        )));
+        return Err(Problem::admin_disabled());
     };
     let given = headers
         .get(header::AUTHORIZATION)
@@ -39,58 +50,77 @@ pub fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), Box<Respo
     if same && !expected.is_empty() {
         Ok(())
     } else {
-        Err(Box::new(error(
-            StatusCode::UNAUTHORIZED,
-            "a valid bearer token is required",
-        )))
+        Err(Problem::bearer_required())
     }
 }
 
+/// The customer after the override.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Overridden<'a> {
+    pub customer: view::CustomerView<'a>,
+}
+
+/// Sets a manual tier until `expires_at`: audited, published as a `TierChanged` of kind
+/// OVERRIDE; the customer returns to the rules when it expires.
+#[utoipa::path(
+    post,
+    path = "/v1/customers/{id}/tier-override",
+    tag = "admin",
+    params(("id" = String, Path, description = "The customer id")),
+    request_body = OverrideRequest,
+    security(("adminToken" = [])),
+    responses(
+        (status = 200, description = "The override is set", body = Overridden),
+        (status = 400, description = "Unknown tier, missing reason or set_by, expires_at in the past, invalid id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "Bearer realm=\"kizuna\""))),
+        (status = 403, description = "The admin API is disabled (no http.admin_token)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown customer", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn set_tier_override(
+    _: Admin,
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Json(req): Json<OverrideRequest>,
-) -> Response {
-    if let Err(denied) = authorized(&state, &headers) {
-        return *denied;
-    }
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<OverrideRequest>,
+) -> Result<Response, Problem> {
     let Ok(customer) = CustomerId::parse(&id, state.limits.max_id_len) else {
-        return error(StatusCode::BAD_REQUEST, "invalid customer id");
+        return Err(Problem::malformed("invalid customer id").field("id"));
     };
     match set_override(&state.core, &customer, &req).await {
         Ok(done) => {
             let model = state.core.model.get();
-            let body = view::customer(
-                &done.state,
-                &done.metrics,
-                &state.core.programme,
-                model.as_deref(),
-                done.now,
-            );
-            Json(json!({ "customer": body })).into_response()
+            let body = Overridden {
+                customer: view::customer(
+                    &done.state,
+                    &done.metrics,
+                    &state.core.programme,
+                    model.as_deref(),
+                    done.now,
+                ),
+            };
+            Ok(ApiJson(body).into_response())
         }
-        Err(OverrideError::UnknownTier) => error(StatusCode::BAD_REQUEST, "unknown tier"),
+        Err(OverrideError::UnknownTier) => Err(Problem::malformed("unknown tier").field("tier")),
         Err(OverrideError::MissingReason) => {
-            error(StatusCode::BAD_REQUEST, "reason and set_by are required")
+            Err(Problem::malformed("reason and set_by are required").field("reason"))
         }
-        Err(OverrideError::UnknownCustomer) => error(StatusCode::NOT_FOUND, "unknown customer"),
+        Err(OverrideError::UnknownCustomer) => Err(Problem::not_found("unknown customer")),
         Err(OverrideError::InThePast) => {
-            error(StatusCode::BAD_REQUEST, "expires_at must be in the future")
+            Err(Problem::malformed("expires_at must be in the future").field("expires_at"))
         }
         Err(OverrideError::Store(e)) => {
             tracing::warn!(error = format!("{e:#}"), "tier override failed");
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the database is unavailable",
-            )
+            Err(Problem::unavailable("the database is unavailable"))
         }
     }
 }
 
 /// The state of the recompute started through the admin API.
-#[derive(Debug, Default, Clone, serde::Serialize)]
+#[derive(Debug, Default, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct RecomputeJob {
+    /// `running`, `finished` or `failed` (`""` before the first run).
     pub state: String,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -100,25 +130,40 @@ pub struct RecomputeJob {
     pub error: Option<String>,
 }
 
-/// `POST /v1/admin/recompute`: starts `kizuna recompute` in the background (202), or says a
-/// run is already going (409).
-pub async fn start_recompute(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(denied) = authorized(&state, &headers) {
-        return *denied;
-    }
+/// The admin API's answer about a recompute.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct RecomputeStatus {
+    pub recompute: RecomputeJob,
+}
+
+fn job_answer(status: StatusCode, job: RecomputeJob) -> Response {
+    (status, ApiJson(RecomputeStatus { recompute: job })).into_response()
+}
+
+/// Starts `kizuna recompute` in the background (202), or says a run is already going (409).
+#[utoipa::path(
+    post,
+    path = "/v1/admin/recompute",
+    tag = "admin",
+    security(("adminToken" = [])),
+    responses(
+        (status = 202, description = "Started", body = RecomputeStatus),
+        (status = 409, description = "A recompute is already running (its state)", body = RecomputeStatus),
+        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "Bearer realm=\"kizuna\""))),
+        (status = 403, description = "The admin API is disabled (no http.admin_token)", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub async fn start_recompute(
+    _: Admin,
+    State(state): State<AppState>,
+) -> Result<Response, Problem> {
     {
         let Ok(mut job) = state.recompute.lock() else {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "recompute state unavailable",
-            );
+            return Err(Problem::internal("recompute state unavailable"));
         };
         if job.state == "running" {
-            return (
-                StatusCode::CONFLICT,
-                Json(json!({ "recompute": job.clone() })),
-            )
-                .into_response();
+            return Ok(job_answer(StatusCode::CONFLICT, job.clone()));
         }
         *job = RecomputeJob {
             state: "running".into(),
@@ -160,18 +205,30 @@ pub async fn start_recompute(State(state): State<AppState>, headers: HeaderMap) 
         .lock()
         .map(|j| j.clone())
         .unwrap_or_default();
-    (StatusCode::ACCEPTED, Json(json!({ "recompute": job }))).into_response()
+    Ok(job_answer(StatusCode::ACCEPTED, job))
 }
 
-/// `GET /v1/admin/recompute`: the last recompute's state.
-pub async fn recompute_status(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(denied) = authorized(&state, &headers) {
-        return *denied;
-    }
+/// The last recompute's state.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/recompute",
+    tag = "admin",
+    security(("adminToken" = [])),
+    responses(
+        (status = 200, description = "The last recompute's state", body = RecomputeStatus),
+        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "Bearer realm=\"kizuna\""))),
+        (status = 403, description = "The admin API is disabled (no http.admin_token)", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub async fn recompute_status(
+    _: Admin,
+    State(state): State<AppState>,
+) -> Result<Response, Problem> {
     let job = state
         .recompute
         .lock()
         .map(|j| j.clone())
         .unwrap_or_default();
-    Json(json!({ "recompute": job })).into_response()
+    Ok(job_answer(StatusCode::OK, job))
 }

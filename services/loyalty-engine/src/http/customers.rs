@@ -1,55 +1,64 @@
 //! `GET /v1/customers/{id}[?as_of=TIME]`: a customer's loyalty state, with the metrics as of
 //! now (the engine's clock) or the time asked.
 
-use axum::Json;
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 
-use super::{AppState, error, view};
+use super::problem::{ApiJson, ApiPath, ApiQuery, Problem};
+use super::{AppState, view};
 use crate::domain::metrics::Metrics;
 use crate::store::customers;
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AsOf {
+    /// Derive the metrics as of this time (RFC 3339) instead of the engine's now.
     pub as_of: Option<DateTime<Utc>>,
 }
 
+/// A customer's loyalty state: tier, segment, motive, churn risk, and the metrics as of now or
+/// the time asked.
+#[utoipa::path(
+    get,
+    path = "/v1/customers/{id}",
+    tag = "customers",
+    params(("id" = String, Path, description = "The customer id"), AsOf),
+    responses(
+        (status = 200, description = "The customer's state", body = view::CustomerView),
+        (status = 400, description = "Invalid customer id or `as_of`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown customer", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn get_customer(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    Query(q): Query<AsOf>,
-) -> Response {
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<AsOf>,
+) -> Result<Response, Problem> {
     if id.is_empty() || id.len() > 1024 {
-        return error(StatusCode::BAD_REQUEST, "invalid customer id");
+        return Err(Problem::malformed("invalid customer id").field("id"));
     }
     let as_of = match q.as_of {
         Some(t) => t,
-        None => match state.now().await {
-            Ok(t) => t,
-            Err(e) => return e,
-        },
+        None => state.now().await?,
     };
     match customers::get(&state.core.pool, &id).await {
         Ok(Some(customer)) => {
             let metrics = Metrics::derive(&customer.facts, &state.core.programme, as_of);
-            Json(view::customer(
+            Ok(ApiJson(view::customer(
                 &customer,
                 &metrics,
                 &state.core.programme,
                 state.core.model.get().as_deref(),
                 as_of,
             ))
-            .into_response()
+            .into_response())
         }
-        Ok(None) => error(StatusCode::NOT_FOUND, "unknown customer"),
+        Ok(None) => Err(Problem::not_found("unknown customer")),
         Err(e) => {
             tracing::warn!(error = format!("{e:#}"), "customer lookup failed");
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the database is unavailable",
-            )
+            Err(Problem::unavailable("the database is unavailable"))
         }
     }
 }

@@ -1,27 +1,34 @@
-//! The HTTP server: `/metrics`, `/healthz`, `/readyz`, the customer API and the admin API.
+//! The HTTP server: `/metrics`, `/healthz`, `/readyz`, the customer API, the admin API and
+//! its OpenAPI 3.1 description at `/v1/openapi.json`. Every error is an RFC 9457 problem
+//! ([`problem`]), the framework's own rejections included.
 
 mod admin;
 mod customers;
 mod evaluate;
+pub mod openapi;
 mod probes;
+pub mod problem;
 mod timeline;
 mod view;
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::StatusCode;
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::response::Response;
+use axum::routing::get;
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::engine::Core;
 use crate::health::Health;
 use crate::inputs::validate::Limits;
+
+pub use problem::Problem;
 
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -50,23 +57,48 @@ impl AppState {
     }
 
     /// The engine's "now" (`engine::clock`), or 503 when the database cannot say.
-    async fn now(&self) -> Result<DateTime<Utc>, Response> {
-        self.core.clock.now(&self.core.pool).await.map_err(|_| {
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the database is unavailable",
-            )
-        })
+    async fn now(&self) -> Result<DateTime<Utc>, Problem> {
+        self.core
+            .clock
+            .now(&self.core.pool)
+            .await
+            .map_err(|_| Problem::unavailable("the database is unavailable"))
     }
 }
 
-/// A JSON error body.
-fn error(status: StatusCode, message: &str) -> Response {
-    (status, Json(serde_json::json!({ "error": message }))).into_response()
+/// The API's routes, each with its OpenAPI operation (`#[utoipa::path]` on the handler), so
+/// the description cannot list a route the router does not serve, or miss one.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(customers::get_customer))
+        .routes(routes!(timeline::timeline))
+        .routes(routes!(admin::set_tier_override))
+        .routes(routes!(evaluate::evaluate))
+        .routes(routes!(admin::start_recompute, admin::recompute_status))
+        .routes(routes!(openapi::serve))
+}
+
+/// `/metrics` and the probes, documented like the API.
+fn probe_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(probes::metrics))
+        .routes(routes!(probes::healthz))
+        .routes(routes!(probes::readyz))
+}
+
+/// The OpenAPI 3.1 document of the engine's HTTP API (`docs/openapi/engine.json`).
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    openapi::document(
+        api_routes()
+            .merge(probe_routes())
+            .split_for_parts()
+            .1,
+    )
 }
 
 /// The API, with `/metrics` and the probes unless they are served separately.
 pub fn router(state: AppState, with_metrics: bool) -> Router {
+    let (api, _) = api_routes().split_for_parts();
     let base = if with_metrics {
         metrics_router()
     } else {
@@ -74,31 +106,23 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
             .route("/healthz", get(probes::healthz))
             .route("/readyz", get(probes::readyz))
     };
-    base.route("/v1/customers/{id}", get(customers::get_customer))
-        .route("/v1/customers/{id}/timeline", get(timeline::timeline))
-        .route(
-            "/v1/customers/{id}/tier-override",
-            post(admin::set_tier_override),
-        )
-        .route("/v1/evaluate", post(evaluate::evaluate))
-        .route(
-            "/v1/admin/recompute",
-            post(admin::start_recompute).get(admin::recompute_status),
-        )
+    base.merge(api)
+        .fallback(problem::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(middleware::map_response(problem::errors_as_problems))
         .with_state(state)
 }
 
 fn metrics_router() -> Router<AppState> {
-    Router::new()
-        .route("/metrics", get(probes::metrics))
-        .route("/healthz", get(probes::healthz))
-        .route("/readyz", get(probes::readyz))
+    probe_routes().split_for_parts().0
 }
 
 /// `/metrics` and the probes alone, for `http.metrics_bind`.
 pub fn metrics_only(state: AppState) -> Router {
-    metrics_router().with_state(state)
+    metrics_router()
+        .fallback(problem::not_found)
+        .layer(middleware::map_response(problem::errors_as_problems))
+        .with_state(state)
 }
 
 /// Records request durations by route template (never by raw path: ids are not labels).

@@ -9,6 +9,13 @@ use axum::response::IntoResponse;
 use super::AppState;
 use crate::store;
 
+/// Prometheus metrics, text exposition format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String)),
+)]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(
@@ -20,12 +27,39 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// The process is alive.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "`ok`", content_type = "text/plain", body = String)),
+)]
 pub async fn healthz() -> &'static str {
     "ok"
 }
 
+/// Readiness, as the probe reads it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    pub ready: bool,
+    /// The database answers.
+    pub database: bool,
+    /// Batches are committing.
+    pub ingest: bool,
+    /// Tasks of the engine that ended (each takes readiness down).
+    pub ended_tasks: Vec<String>,
+}
+
 /// Ready to do work: the database answers, batches are committing and every task of the
 /// engine runs.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "Not ready (the same body, saying what is not)", body = Readiness),
+    ),
+)]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let db = tokio::time::timeout(Duration::from_secs(2), store::ping(&state.core.pool))
         .await
@@ -34,12 +68,12 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let ended = state.health.ended_tasks();
     let ready = db && ingest && ended.is_empty();
     state.core.metrics.readiness(ready);
-    let body = serde_json::json!({
-        "ready": ready,
-        "database": db,
-        "ingest": ingest,
-        "ended_tasks": ended,
-    });
+    let body = Readiness {
+        ready,
+        database: db,
+        ingest,
+        ended_tasks: ended.into_iter().map(|t| t.to_string()).collect(),
+    };
     let status = if ready {
         StatusCode::OK
     } else {

@@ -2,10 +2,6 @@
 //! described for OpenAPI in one place too). Errors are RFC 9457 problem details
 //! (`application/problem+json`), the framework's own extractor rejections included.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{FromRequest, Request};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -16,7 +12,7 @@ use crate::store::subscriptions::Subscription;
 use crate::subscription::Filter;
 
 /// `POST /v1/webhooks/subscriptions`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSubscription {
     /// Where deliveries are posted: http or https.
@@ -33,7 +29,7 @@ pub struct CreateSubscription {
 }
 
 /// A subscription as the API shows it (without its secret).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SubscriptionView {
     pub id: Uuid,
     pub url: String,
@@ -75,20 +71,20 @@ impl SubscriptionView {
 }
 
 /// The answer to a creation: the subscription and its secret (also at `GET …/secret`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CreatedSubscription {
     #[serde(flatten)]
     pub subscription: SubscriptionView,
     pub secret: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SubscriptionList {
     pub subscriptions: Vec<SubscriptionView>,
 }
 
 /// `GET /v1/webhooks/subscriptions/{id}/secret`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SecretView {
     pub secret: String,
     /// The previous secret still signs deliveries until then, after a rotation.
@@ -97,7 +93,7 @@ pub struct SecretView {
 }
 
 /// `POST /v1/webhooks/subscriptions/{id}/rotate-secret` (the body is optional).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateSecret {
     /// A secret of your own; by default one is generated.
@@ -106,7 +102,7 @@ pub struct RotateSecret {
 }
 
 /// `POST /v1/webhooks/subscriptions/{id}/replay`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayRequest {
     /// Queue again the subscription's events the engine recorded from this time on…
@@ -116,7 +112,7 @@ pub struct ReplayRequest {
     pub until: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ReplayResult {
     /// Deliveries queued (events already waiting for the subscription are not queued twice).
     pub queued: u64,
@@ -125,9 +121,12 @@ pub struct ReplayResult {
 }
 
 /// `?limit=N&before=ID` of the delivery log and the dead letters.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
+    /// Items per page, 1 to 1000 (default 100).
     pub limit: Option<i64>,
+    /// The `next` of the previous page.
     pub before: Option<i64>,
 }
 
@@ -138,7 +137,7 @@ impl Page {
 }
 
 /// One attempt in the delivery log.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AttemptView {
     pub id: i64,
     pub webhook_id: Uuid,
@@ -169,7 +168,7 @@ impl From<Attempt> for AttemptView {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AttemptList {
     pub attempts: Vec<AttemptView>,
     /// `before` of the next page, when there may be one.
@@ -178,7 +177,7 @@ pub struct AttemptList {
 }
 
 /// One dead letter: the event as it was sent, and how its delivery ended.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeadLetterView {
     pub id: i64,
     pub webhook_id: Uuid,
@@ -186,6 +185,7 @@ pub struct DeadLetterView {
     pub ce_type: String,
     pub customer_id: String,
     /// The CloudEvent that was posted.
+    #[schema(value_type = Object)]
     pub event: serde_json::Value,
     pub attempts: i32,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -214,158 +214,12 @@ impl From<DeadLetter> for DeadLetterView {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeadLetterList {
     pub dead_letters: Vec<DeadLetterView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next: Option<i64>,
 }
 
-/// An RFC 9457 problem detail.
-#[derive(Debug, Clone, Serialize)]
-pub struct Problem {
-    /// A URI naming the kind of problem (`about:blank` when the status says it all).
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub title: &'static str,
-    pub status: u16,
-    pub detail: String,
-    /// The request field to fix, for validation problems.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<&'static str>,
-}
-
-/// `type` URIs of the problems this API answers.
-pub mod problem_type {
-    pub const UNAUTHORIZED: &str = "urn:kizuna:problem:unauthorized";
-    pub const ADMIN_DISABLED: &str = "urn:kizuna:problem:admin-disabled";
-    pub const NOT_FOUND: &str = "urn:kizuna:problem:not-found";
-    pub const INVALID: &str = "urn:kizuna:problem:invalid-request";
-    pub const CONFLICT: &str = "urn:kizuna:problem:conflict";
-    pub const UNAVAILABLE: &str = "urn:kizuna:problem:unavailable";
-}
-
-impl Problem {
-    pub fn unauthorized() -> Self {
-        Self {
-            kind: problem_type::UNAUTHORIZED,
-            title: "Unauthorized",
-            status: 401,
-            detail: "a valid bearer token is required (Authorization: Bearer …)".into(),
-            field: None,
-        }
-    }
-
-    pub fn admin_disabled() -> Self {
-        Self {
-            kind: problem_type::ADMIN_DISABLED,
-            title: "Admin API disabled",
-            status: 403,
-            detail: "the admin API is disabled: set http.admin_token".into(),
-            field: None,
-        }
-    }
-
-    pub fn not_found(what: &str) -> Self {
-        Self {
-            kind: problem_type::NOT_FOUND,
-            title: "Not found",
-            status: 404,
-            detail: format!("no such {what}"),
-            field: None,
-        }
-    }
-
-    pub fn invalid(status: u16, field: Option<&'static str>, detail: impl Into<String>) -> Self {
-        Self {
-            kind: problem_type::INVALID,
-            title: "Invalid request",
-            status,
-            detail: detail.into(),
-            field,
-        }
-    }
-
-    pub fn conflict(detail: impl Into<String>) -> Self {
-        Self {
-            kind: problem_type::CONFLICT,
-            title: "Conflict",
-            status: 409,
-            detail: detail.into(),
-            field: None,
-        }
-    }
-
-    pub fn unavailable() -> Self {
-        Self {
-            kind: problem_type::UNAVAILABLE,
-            title: "Service unavailable",
-            status: 503,
-            detail: "the database is unavailable".into(),
-            field: None,
-        }
-    }
-}
-
-impl IntoResponse for Problem {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = serde_json::to_vec(&self).unwrap_or_default();
-        let mut response = (status, body).into_response();
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        if status == StatusCode::UNAUTHORIZED {
-            headers.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"kizuna-webhooks\""),
-            );
-        }
-        response
-    }
-}
-
-impl From<sqlx::Error> for Problem {
-    fn from(e: sqlx::Error) -> Self {
-        tracing::warn!(error = %e, "admin API: database error");
-        Problem::unavailable()
-    }
-}
-
-impl From<JsonRejection> for Problem {
-    fn from(r: JsonRejection) -> Self {
-        let status = r.status().as_u16();
-        Problem::invalid(status, None, r.body_text())
-    }
-}
-
-impl From<QueryRejection> for Problem {
-    fn from(r: QueryRejection) -> Self {
-        Problem::invalid(400, None, r.body_text())
-    }
-}
-
-/// `axum::Json`, with its rejections answered as problem details.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ApiJson<T>(pub T);
-
-impl<S, T> FromRequest<S> for ApiJson<T>
-where
-    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
-    S: Send + Sync,
-{
-    type Rejection = Problem;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
-        Ok(Self(value))
-    }
-}
-
-impl<T: Serialize> IntoResponse for ApiJson<T> {
-    fn into_response(self) -> Response {
-        axum::Json(self.0).into_response()
-    }
-}
+/// Errors are the shared RFC 9457 problems; the extractors answer their rejections as problems.
+pub use kizuna::http::problem::{ApiJson, ApiPath, ApiQuery, Problem};

@@ -2,11 +2,11 @@
 //! `/v1/webhooks/subscriptions`, behind a bearer token (`http.admin_token`).
 
 pub mod api;
+pub mod openapi;
 
 use std::sync::Arc;
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,7 +15,11 @@ use chrono::Utc;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
 use tokio::sync::Notify;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
+
+use kizuna::http::problem;
 
 use self::api::*;
 use crate::config::DeliverySettings;
@@ -36,35 +40,42 @@ pub struct AppState {
     pub wake: Arc<Notify>,
 }
 
-pub fn router(state: AppState) -> Router {
-    let admin = Router::new()
-        .route("/v1/webhooks/subscriptions", post(create).get(list))
-        .route("/v1/webhooks/subscriptions/{id}", get(show).delete(remove))
-        .route("/v1/webhooks/subscriptions/{id}/pause", post(pause))
-        .route("/v1/webhooks/subscriptions/{id}/resume", post(resume))
-        .route("/v1/webhooks/subscriptions/{id}/secret", get(secret))
-        .route(
-            "/v1/webhooks/subscriptions/{id}/rotate-secret",
-            post(rotate_secret),
-        )
-        .route("/v1/webhooks/subscriptions/{id}/replay", post(replay))
-        .route("/v1/webhooks/subscriptions/{id}/attempts", get(attempt_log))
-        .route(
-            "/v1/webhooks/subscriptions/{id}/dead-letters",
-            get(dead_letter_list),
-        )
-        .route_layer(middleware::from_fn_with_state(state.clone(), authorize))
-        .fallback(not_found);
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .merge(admin)
-        .with_state(state)
+/// The admin API, each route with its OpenAPI operation (`#[utoipa::path]` on the handler).
+fn admin_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(show, remove))
+        .routes(routes!(pause))
+        .routes(routes!(resume))
+        .routes(routes!(secret))
+        .routes(routes!(rotate_secret))
+        .routes(routes!(replay))
+        .routes(routes!(attempt_log))
+        .routes(routes!(dead_letter_list))
 }
 
-async fn not_found() -> Problem {
-    Problem::not_found("resource")
+/// `/metrics`, the probes and the description, open to all.
+fn open_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(metrics))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(openapi::serve))
+}
+
+/// The OpenAPI 3.1 document of the admin API (`docs/openapi/webhooks.json`).
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    openapi::document(admin_routes().merge(open_routes()).split_for_parts().1)
+}
+
+pub fn router(state: AppState) -> Router {
+    let (admin, _) = admin_routes().split_for_parts();
+    let (open, _) = open_routes().split_for_parts();
+    let admin = admin.route_layer(middleware::from_fn_with_state(state.clone(), authorize));
+    open.merge(admin)
+        .fallback(problem::not_found)
+        .layer(middleware::map_response(problem::errors_as_problems))
+        .with_state(state)
 }
 
 /// The bearer token, compared in constant time.
@@ -92,10 +103,17 @@ async fn authorize(
     if same && !expected.is_empty() {
         next.run(req).await
     } else {
-        Problem::unauthorized().into_response()
+        Problem::bearer_required().into_response()
     }
 }
 
+/// Prometheus metrics, text exposition format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String)),
+)]
 async fn metrics(State(state): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -104,6 +122,27 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// The process is alive.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "`ok`", content_type = "text/plain", body = String)),
+)]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Ready when the database answers.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready"),
+        (status = 503, description = "The database does not answer", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn readyz(State(state): State<AppState>) -> StatusCode {
     if kizuna::store::ping(&state.pool).await {
         StatusCode::OK
@@ -113,32 +152,51 @@ async fn readyz(State(state): State<AppState>) -> StatusCode {
 }
 
 fn subscription_id(raw: &str) -> Result<Uuid, Problem> {
-    Uuid::parse_str(raw).map_err(|_| Problem::not_found("subscription"))
+    Uuid::parse_str(raw).map_err(|_| no_subscription())
+}
+
+fn no_subscription() -> Problem {
+    Problem::not_found("no such subscription")
 }
 
 fn parse_secret(text: Option<String>) -> Result<Secret, Problem> {
     match text {
         None => Ok(Secret::generate()),
         Some(t) => {
-            Secret::parse(&t).map_err(|e| Problem::invalid(422, Some("secret"), e.to_string()))
+            Secret::parse(&t).map_err(|e| Problem::invalid(e.to_string()).field("secret"))
         }
     }
 }
 
+/// Creates a subscription; the answer carries its secret.
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/subscriptions",
+    tag = "subscriptions",
+    request_body = CreateSubscription,
+    security(("adminToken" = [])),
+    responses(
+        (status = 201, description = "Created", body = CreatedSubscription,
+            headers(("Location" = String, description = "The subscription's URL"))),
+        (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is not acceptable (`field` names it)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "Bearer realm=\"kizuna\""))),
+        (status = 403, description = "The admin API is disabled (no http.admin_token)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn create(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<CreateSubscription>,
 ) -> Result<Response, Problem> {
-    let invalid = |e: crate::subscription::Invalid| Problem::invalid(422, Some(e.field), e.message);
+    let invalid = |e: crate::subscription::Invalid| Problem::invalid(e.message).field(e.field);
     let url = parse_url(&req.url, state.delivery.allow_private_networks).map_err(invalid)?;
     let event_types = parse_event_types(&req.event_types).map_err(invalid)?;
     let filter = req.filter.parse().map_err(invalid)?;
     if req.description.len() > 1024 {
-        return Err(Problem::invalid(
-            422,
-            Some("description"),
-            "at most 1024 characters",
-        ));
+        return Err(Problem::invalid("at most 1024 characters").field("description"));
     }
     let secret = parse_secret(req.secret)?;
     let sub = subscriptions::insert(
@@ -167,6 +225,20 @@ async fn create(
         .into_response())
 }
 
+/// Every subscription (without secrets).
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks/subscriptions",
+    tag = "subscriptions",
+    security(("adminToken" = [])),
+    responses(
+        (status = 200, description = "The subscriptions", body = SubscriptionList),
+        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "Bearer realm=\"kizuna\""))),
+        (status = 403, description = "The admin API is disabled (no http.admin_token)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn list(State(state): State<AppState>) -> Result<ApiJson<SubscriptionList>, Problem> {
     let subs = subscriptions::list(&state.pool).await?;
     Ok(ApiJson(SubscriptionList {
@@ -174,53 +246,117 @@ async fn list(State(state): State<AppState>) -> Result<ApiJson<SubscriptionList>
     }))
 }
 
+/// One subscription, with the number of events waiting for it.
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks/subscriptions/{id}",
+    tag = "subscriptions",
+    params(("id" = uuid::Uuid, Path, description = "The subscription id")),
+    security(("adminToken" = [])),
+    responses(
+        (status = 200, description = "The subscription", body = SubscriptionView),
+        (status = 404, description = "No such subscription", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "Bearer realm=\"kizuna\""))),
+        (status = 403, description = "The admin API is disabled (no http.admin_token)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn show(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<ApiJson<SubscriptionView>, Problem> {
     let id = subscription_id(&id)?;
     let sub = subscriptions::get(&state.pool, id)
         .await?
-        .ok_or_else(|| Problem::not_found("subscription"))?;
+        .ok_or_else(|| no_subscription())?;
     let pending = queue::pending_for(&state.pool, id).await?;
     Ok(ApiJson(SubscriptionView::of(&sub, Some(pending))))
 }
 
+/// Deletes a subscription and everything queued for it.
+#[utoipa::path(
+    delete,
+    path = "/v1/webhooks/subscriptions/{id}",
+    tag = "subscriptions",
+    params(("id" = uuid::Uuid, Path, description = "The subscription id")),
+    security(("adminToken" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such subscription", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "Bearer realm=\"kizuna\""))),
+        (status = 403, description = "The admin API is disabled (no http.admin_token)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn remove(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, Problem> {
     let id = subscription_id(&id)?;
     if !subscriptions::delete(&state.pool, id).await? {
-        return Err(Problem::not_found("subscription"));
+        return Err(no_subscription());
     }
     update_gauges(&state).await;
     tracing::info!(subscription = %id, "webhook subscription deleted");
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Pauses deliveries; events keep queueing.
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/subscriptions/{id}/pause",
+    tag = "subscriptions",
+    params(("id" = uuid::Uuid, Path, description = "The subscription id")),
+    security(("adminToken" = [])),
+    responses(
+        (status = 200, description = "Paused", body = SubscriptionView),
+        (status = 404, description = "No such subscription", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "Bearer realm=\"kizuna\""))),
+        (status = 403, description = "The admin API is disabled (no http.admin_token)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn pause(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<ApiJson<SubscriptionView>, Problem> {
     let id = subscription_id(&id)?;
     let sub = subscriptions::pause(&state.pool, id)
         .await?
-        .ok_or_else(|| Problem::not_found("subscription"))?;
+        .ok_or_else(|| no_subscription())?;
     update_gauges(&state).await;
     tracing::info!(subscription = %id, status = sub.status.as_str(), "webhook subscription paused");
     Ok(ApiJson(SubscriptionView::of(&sub, None)))
 }
 
+/// Resumes a paused or disabled subscription.
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/subscriptions/{id}/resume",
+    tag = "subscriptions",
+    params(("id" = uuid::Uuid, Path, description = "The subscription id")),
+    security(("adminToken" = [])),
+    responses(
+        (status = 200, description = "Active", body = SubscriptionView),
+        (status = 404, description = "No such subscription", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "Bearer realm=\"kizuna\""))),
+        (status = 403, description = "The admin API is disabled (no http.admin_token)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn resume(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<ApiJson<SubscriptionView>, Problem> {
     let id = subscription_id(&id)?;
     let mut tx = state.pool.begin().await?;
     let sub = subscriptions::resume(&mut tx, id)
         .await?
-        .ok_or_else(|| Problem::not_found("subscription"))?;
+        .ok_or_else(|| no_subscription())?;
     tx.commit().await?;
     update_gauges(&state).await;
     state.wake.notify_one();
@@ -228,36 +364,70 @@ async fn resume(
     Ok(ApiJson(SubscriptionView::of(&sub, None)))
 }
 
+/// The signing secret.
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks/subscriptions/{id}/secret",
+    tag = "subscriptions",
+    params(("id" = uuid::Uuid, Path, description = "The subscription id")),
+    security(("adminToken" = [])),
+    responses(
+        (status = 200, description = "The secret", body = SecretView),
+        (status = 404, description = "No such subscription", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "Bearer realm=\"kizuna\""))),
+        (status = 403, description = "The admin API is disabled (no http.admin_token)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn secret(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<ApiJson<SecretView>, Problem> {
     let id = subscription_id(&id)?;
     let sub = subscriptions::get(&state.pool, id)
         .await?
-        .ok_or_else(|| Problem::not_found("subscription"))?;
+        .ok_or_else(|| no_subscription())?;
     Ok(ApiJson(SecretView {
         secret: sub.secret.expose(),
         previous_valid_until: sub.previous_secret_until.filter(|t| *t > Utc::now()),
     }))
 }
 
+/// Rotates the secret; the previous one keeps signing deliveries for delivery.rotation_grace.
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/subscriptions/{id}/rotate-secret",
+    tag = "subscriptions",
+    params(("id" = uuid::Uuid, Path, description = "The subscription id")),
+    request_body(content = Option<RotateSecret>, description = "Optional: a secret of your own"),
+    security(("adminToken" = [])),
+    responses(
+        (status = 200, description = "The new secret", body = SecretView),
+        (status = 404, description = "No such subscription", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not an acceptable secret", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "Bearer realm=\"kizuna\""))),
+        (status = 403, description = "The admin API is disabled (no http.admin_token)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn rotate_secret(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     body: axum::body::Bytes,
 ) -> Result<ApiJson<SecretView>, Problem> {
     let id = subscription_id(&id)?;
     let req: RotateSecret = if body.is_empty() {
         RotateSecret::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| Problem::invalid(422, None, e.to_string()))?
+        serde_json::from_slice(&body).map_err(|e| Problem::invalid(e.to_string()))?
     };
     let secret = parse_secret(req.secret)?;
     let until = Utc::now() + state.delivery.rotation_grace();
     let sub = subscriptions::rotate(&state.pool, id, &secret, until)
         .await?
-        .ok_or_else(|| Problem::not_found("subscription"))?;
+        .ok_or_else(|| no_subscription())?;
     tracing::info!(subscription = %id, "webhook secret rotated");
     Ok(ApiJson(SecretView {
         secret: sub.secret.expose(),
@@ -267,15 +437,33 @@ async fn rotate_secret(
 
 /// Re-queues the subscription's events recorded in the engine's `output_log` in the interval,
 /// through its current filter, in the engine's commit order.
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/subscriptions/{id}/replay",
+    tag = "subscriptions",
+    params(("id" = uuid::Uuid, Path, description = "The subscription id")),
+    request_body = ReplayRequest,
+    security(("adminToken" = [])),
+    responses(
+        (status = 202, description = "Queued", body = ReplayResult),
+        (status = 404, description = "No such subscription", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The subscription is disabled", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "since is not before until", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "Bearer realm=\"kizuna\""))),
+        (status = 403, description = "The admin API is disabled (no http.admin_token)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn replay(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<ReplayRequest>,
 ) -> Result<Response, Problem> {
     let id = subscription_id(&id)?;
     let sub = subscriptions::get(&state.pool, id)
         .await?
-        .ok_or_else(|| Problem::not_found("subscription"))?;
+        .ok_or_else(|| no_subscription())?;
     if sub.status == Status::Disabled {
         return Err(Problem::conflict(
             "the subscription is disabled: resume it first",
@@ -283,11 +471,7 @@ async fn replay(
     }
     let until = req.until.unwrap_or_else(Utc::now);
     if req.since >= until {
-        return Err(Problem::invalid(
-            422,
-            Some("since"),
-            "since must be before until",
-        ));
+        return Err(Problem::invalid("since must be before until").field("since"));
     }
     let types: Vec<&str> = sub.event_types.iter().map(|t| t.as_str()).collect();
     let mut cursor: Option<replay::Cursor> = None;
@@ -336,15 +520,31 @@ async fn replay(
         .into_response())
 }
 
+/// The delivery log, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks/subscriptions/{id}/attempts",
+    tag = "subscriptions",
+    params(("id" = uuid::Uuid, Path, description = "The subscription id"), Page),
+    security(("adminToken" = [])),
+    responses(
+        (status = 200, description = "A page of attempts", body = AttemptList),
+        (status = 400, description = "Bad query parameters", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such subscription", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "Bearer realm=\"kizuna\""))),
+        (status = 403, description = "The admin API is disabled (no http.admin_token)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn attempt_log(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    page: Result<Query<Page>, QueryRejection>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(page): ApiQuery<Page>,
 ) -> Result<ApiJson<AttemptList>, Problem> {
     let id = subscription_id(&id)?;
-    let Query(page) = page?;
     if subscriptions::get(&state.pool, id).await?.is_none() {
-        return Err(Problem::not_found("subscription"));
+        return Err(no_subscription());
     }
     let limit = page.limit();
     let rows = attempts::list(&state.pool, id, limit, page.before).await?;
@@ -357,15 +557,31 @@ async fn attempt_log(
     }))
 }
 
+/// The subscription's dead letters, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks/subscriptions/{id}/dead-letters",
+    tag = "subscriptions",
+    params(("id" = uuid::Uuid, Path, description = "The subscription id"), Page),
+    security(("adminToken" = [])),
+    responses(
+        (status = 200, description = "A page of dead letters", body = DeadLetterList),
+        (status = 400, description = "Bad query parameters", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such subscription", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "Bearer realm=\"kizuna\""))),
+        (status = 403, description = "The admin API is disabled (no http.admin_token)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn dead_letter_list(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    page: Result<Query<Page>, QueryRejection>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(page): ApiQuery<Page>,
 ) -> Result<ApiJson<DeadLetterList>, Problem> {
     let id = subscription_id(&id)?;
-    let Query(page) = page?;
     if subscriptions::get(&state.pool, id).await?.is_none() {
-        return Err(Problem::not_found("subscription"));
+        return Err(no_subscription());
     }
     let limit = page.limit();
     let rows = dead_letters::list(&state.pool, id, limit, page.before).await?;

@@ -1,0 +1,151 @@
+//! The OpenAPI 3.1 description of the engine's HTTP API, generated from the handlers'
+//! `#[utoipa::path]` annotations and the types they read and write, served at
+//! `/v1/openapi.json` and checked in as `docs/openapi/engine.json`.
+//!
+//! Also the helpers kizuna-gateway and kizuna-webhooks describe their APIs with: the bearer
+//! security scheme, and [`check_checked_in`], which the three services' tests call to fail
+//! when a checked-in document differs from the generated one (`KIZUNA_WRITE_CONTRACTS=1`
+//! rewrites it instead).
+
+use std::path::Path;
+use std::sync::LazyLock;
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+use super::problem;
+
+/// Name of the security scheme of endpoints behind `http.admin_token`.
+pub const ADMIN_TOKEN: &str = "adminToken";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Kizuna loyalty engine",
+        description = "A customer's loyalty state and timeline, a dry run of an event, and the admin API (tier overrides, recompute). Every error is RFC 9457 problem details (application/problem+json).",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    tags(
+        (name = "customers", description = "A customer's state, metrics and timeline"),
+        (name = "admin", description = "Operators' endpoints, behind the bearer token http.admin_token"),
+        (name = "operations", description = "Metrics, probes and this description"),
+    ),
+    components(schemas(problem::Problem)),
+)]
+struct EngineDoc;
+
+/// The engine's document: its header, the routes' operations, the admin scheme, and a
+/// problem as the `default` response of every operation.
+pub fn document(paths: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    let mut doc = EngineDoc::openapi();
+    doc.merge(paths);
+    add_bearer_scheme(
+        &mut doc,
+        ADMIN_TOKEN,
+        "The admin token (`http.admin_token`). A 401 answers `WWW-Authenticate: Bearer realm=\"kizuna\"`; with no token configured the admin API answers 403.",
+    );
+    problem::add_default_problem_responses(&mut doc);
+    doc
+}
+
+/// Adds an HTTP bearer security scheme to `doc`'s components.
+pub fn add_bearer_scheme(doc: &mut utoipa::openapi::OpenApi, name: &str, description: &str) {
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        name,
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some(description))
+                .build(),
+        ),
+    );
+}
+
+/// The document as served and checked in: pretty JSON with a final newline.
+pub fn render(doc: &utoipa::openapi::OpenApi) -> String {
+    let mut text = doc
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    text.push('\n');
+    text
+}
+
+static DOCUMENT: LazyLock<String> = LazyLock::new(|| render(&super::openapi_document()));
+
+/// This API's OpenAPI 3.1 description.
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json", body = Object)),
+)]
+pub async fn serve() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], DOCUMENT.as_str())
+}
+
+/// Compares `doc` with the checked-in file at `path`: `Err` with a hint when they differ. With
+/// `KIZUNA_WRITE_CONTRACTS=1` it writes the file instead.
+pub fn check_checked_in(path: &Path, doc: &utoipa::openapi::OpenApi) -> Result<(), String> {
+    let generated = render(doc);
+    if std::env::var("KIZUNA_WRITE_CONTRACTS").as_deref() == Ok("1") {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        return std::fs::write(path, generated).map_err(|e| format!("{}: {e}", path.display()));
+    }
+    let checked_in = std::fs::read_to_string(path).unwrap_or_default();
+    if checked_in == generated {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} differs from the OpenAPI document the code generates; regenerate it with \
+             `KIZUNA_WRITE_CONTRACTS=1 cargo test --workspace --lib openapi` (or \
+             tests/contracts/check.sh --write) and commit it",
+            path.display()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_checked_in_openapi_document_is_the_generated_one() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi/engine.json");
+        if let Err(e) = check_checked_in(&path, &crate::http::openapi_document()) {
+            panic!("{e}");
+        }
+    }
+
+    #[test]
+    fn every_operation_documents_its_problems() {
+        let doc = crate::http::openapi_document();
+        let json = serde_json::to_value(&doc).expect("serializes");
+        assert_eq!(json["openapi"], "3.1.0");
+        let paths = json["paths"].as_object().expect("paths");
+        for path in [
+            "/v1/customers/{id}",
+            "/v1/customers/{id}/timeline",
+            "/v1/customers/{id}/tier-override",
+            "/v1/evaluate",
+            "/v1/admin/recompute",
+            "/v1/openapi.json",
+            "/metrics",
+            "/healthz",
+            "/readyz",
+        ] {
+            let item = paths.get(path).unwrap_or_else(|| panic!("{path} missing"));
+            for (method, op) in item.as_object().expect("path item") {
+                let default = &op["responses"]["default"]["content"]["application/problem+json"];
+                assert!(default.is_object(), "{method} {path}: no problem default");
+            }
+        }
+        let override_op = &paths["/v1/customers/{id}/tier-override"]["post"];
+        assert_eq!(override_op["security"][0][ADMIN_TOKEN], serde_json::json!([]));
+        assert!(override_op["responses"]["401"].is_object());
+    }
+}
