@@ -38,6 +38,9 @@ cargo clippy --locked --all-targets -- -D warnings
 step "unit and property tests"
 cargo test --locked --workspace --exclude kizuna-e2e
 
+step "published contracts: buf lint and breaking, AsyncAPI, OpenAPI (tests/contracts/check.sh)"
+"$repo/tests/contracts/check.sh"
+
 step "building the binaries and the end-to-end suite"
 cargo build --locked --bins
 cargo test --locked -p kizuna-e2e --no-run

@@ -4,7 +4,9 @@
 # Python 3 (broker readiness probe, the tests' webhook receiver), Rust (rustup) when cargo is
 # missing, and a virtualenv ($KIZUNA_CACHE_DIR/venv-receivers) with the Standard Webhooks
 # reference library (PyPI standardwebhooks, pinned in tests/receivers/requirements.txt) that the
-# webhook tests' receiver verifies every signature with.
+# webhook tests' receiver verifies every signature with, and one ($KIZUNA_CACHE_DIR/venv-contracts)
+# with openapi-spec-validator (pinned in tests/contracts/requirements.txt) for
+# tests/contracts/check.sh.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -36,6 +38,19 @@ venv="$KIZUNA_CACHE_DIR/venv-receivers"
 if [[ -f "$requirements" ]] && ! cmp -s "$requirements" "$venv/requirements.txt" 2>/dev/null; then
   ensure_dirs
   log "installing the webhook receiver's Python packages into $venv"
+  rm -rf "$venv"
+  /usr/bin/python3 -m venv "$venv" >&2
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements" >&2
+  cp "$requirements" "$venv/requirements.txt"
+fi
+
+# The contract checks' virtualenv (tests/contracts/check.sh): openapi-spec-validator, and PyYAML
+# for the AsyncAPI generator; reinstalled only when the pinned requirements change.
+requirements="$KIZUNA_LOCAL_DIR/../../tests/contracts/requirements.txt"
+venv="$KIZUNA_CACHE_DIR/venv-contracts"
+if [[ -f "$requirements" ]] && ! cmp -s "$requirements" "$venv/requirements.txt" 2>/dev/null; then
+  ensure_dirs
+  log "installing the contract checks' Python packages into $venv"
   rm -rf "$venv"
   /usr/bin/python3 -m venv "$venv" >&2
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements" >&2

@@ -8,6 +8,8 @@ mod evaluate;
 pub mod openapi;
 mod probes;
 pub mod problem;
+#[cfg(test)]
+mod tests;
 mod timeline;
 mod view;
 
