@@ -27,3 +27,5 @@ pub mod startup;
 
 #[cfg(test)]
 mod fixtures_tests;
+#[cfg(test)]
+mod problem_tests;

@@ -154,10 +154,7 @@ fn job_answer(status: StatusCode, job: RecomputeJob) -> Response {
         (status = 403, description = "The admin API is disabled (no http.admin_token)", body = Problem, content_type = "application/problem+json"),
     ),
 )]
-pub async fn start_recompute(
-    _: Admin,
-    State(state): State<AppState>,
-) -> Result<Response, Problem> {
+pub async fn start_recompute(_: Admin, State(state): State<AppState>) -> Result<Response, Problem> {
     {
         let Ok(mut job) = state.recompute.lock() else {
             return Err(Problem::internal("recompute state unavailable"));

@@ -112,7 +112,13 @@ pub async fn evaluate(
     }
     let result = DryRunResult {
         dry_run: true,
-        state: view::customer(&next, &metrics, &state.core.programme, model.as_deref(), now),
+        state: view::customer(
+            &next,
+            &metrics,
+            &state.core.programme,
+            model.as_deref(),
+            now,
+        ),
         outputs: encoded,
     };
     Ok(axum::response::IntoResponse::into_response(ApiJson(result)))

@@ -90,12 +90,7 @@ fn probe_routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI 3.1 document of the engine's HTTP API (`docs/openapi/engine.json`).
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    openapi::document(
-        api_routes()
-            .merge(probe_routes())
-            .split_for_parts()
-            .1,
-    )
+    openapi::document(api_routes().merge(probe_routes()).split_for_parts().1)
 }
 
 /// The API, with `/metrics` and the probes unless they are served separately.

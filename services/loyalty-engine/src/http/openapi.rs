@@ -83,7 +83,10 @@ static DOCUMENT: LazyLock<String> = LazyLock::new(|| render(&super::openapi_docu
     responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json", body = Object)),
 )]
 pub async fn serve() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], DOCUMENT.as_str())
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        DOCUMENT.as_str(),
+    )
 }
 
 /// Compares `doc` with the checked-in file at `path`: `Err` with a hint when they differ. With
@@ -145,7 +148,10 @@ mod tests {
             }
         }
         let override_op = &paths["/v1/customers/{id}/tier-override"]["post"];
-        assert_eq!(override_op["security"][0][ADMIN_TOKEN], serde_json::json!([]));
+        assert_eq!(
+            override_op["security"][0][ADMIN_TOKEN],
+            serde_json::json!([])
+        );
         assert!(override_op["responses"]["401"].is_object());
     }
 }

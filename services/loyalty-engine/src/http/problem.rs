@@ -32,7 +32,30 @@ pub const TYPE_BASE: &str = "https://github.com/kizuna-loyalty/kizuna/blob/main/
 /// `WWW-Authenticate` of a 401 on an endpoint behind an admin bearer token.
 pub const BEARER_CHALLENGE: &str = "Bearer realm=\"kizuna\"";
 
-/// An RFC 9457 problem details body, with the headers that go with it.
+/// An RFC 9457 problem, boxed (it travels in `Err`s): its [`Details`] and the headers that go
+/// with it. Serializes as its details.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem(Box<Details>);
+
+impl Serialize for Problem {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl utoipa::PartialSchema for Problem {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <Details as utoipa::PartialSchema>::schema()
+    }
+}
+
+impl utoipa::ToSchema for Problem {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Problem")
+    }
+}
+
+/// An RFC 9457 problem details body (`application/problem+json`).
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[schema(
     description = "RFC 9457 problem details (application/problem+json). `type` links to the README's table of problem types.",
@@ -43,7 +66,7 @@ pub const BEARER_CHALLENGE: &str = "Bearer realm=\"kizuna\"";
         "detail": "Failed to parse the request body as JSON: expected value at line 1 column 2"
     })
 )]
-pub struct Problem {
+pub struct Details {
     /// A URI naming the kind of problem: the README's anchor for it.
     #[serde(rename = "type")]
     pub type_uri: String,
@@ -99,7 +122,7 @@ impl Problem {
         title: impl Into<Cow<'static, str>>,
         detail: impl Into<String>,
     ) -> Self {
-        Self {
+        Self(Box::new(Details {
             type_uri: format!("{TYPE_BASE}{slug}"),
             title: title.into(),
             status: status.as_u16(),
@@ -109,7 +132,7 @@ impl Problem {
             line: None,
             www_authenticate: None,
             retry_after_secs: None,
-        }
+        }))
     }
 
     /// The generic problem of a status (`malformed-request` for 400, `not-found` for 404, …);
@@ -124,7 +147,7 @@ impl Problem {
                     status.canonical_reason().unwrap_or("Error"),
                     detail,
                 );
-                p.type_uri = "about:blank".into();
+                p.0.type_uri = "about:blank".into();
                 p
             }
         }
@@ -181,34 +204,39 @@ impl Problem {
     }
 
     pub fn field(mut self, field: impl Into<String>) -> Self {
-        self.field = Some(field.into());
+        self.0.field = Some(field.into());
         self
     }
 
     pub fn reason(mut self, reason: impl Into<Cow<'static, str>>) -> Self {
-        self.reason = Some(reason.into());
+        self.0.reason = Some(reason.into());
         self
     }
 
     pub fn line(mut self, line: usize) -> Self {
-        self.line = Some(line as u64);
+        self.0.line = Some(line as u64);
         self
     }
 
     /// `WWW-Authenticate` (a 401's challenge).
     pub fn challenge(mut self, challenge: impl Into<Cow<'static, str>>) -> Self {
-        self.www_authenticate = Some(challenge.into());
+        self.0.www_authenticate = Some(challenge.into());
         self
     }
 
     /// `Retry-After`, in seconds (at least 1).
     pub fn retry_after(mut self, secs: u64) -> Self {
-        self.retry_after_secs = Some(secs.max(1));
+        self.0.retry_after_secs = Some(secs.max(1));
         self
     }
 
     pub fn status_code(&self) -> StatusCode {
-        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    /// The body.
+    pub fn details(&self) -> &Details {
+        &self.0
     }
 }
 
@@ -219,13 +247,14 @@ impl IntoResponse for Problem {
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if let Some(challenge) = self
+            .0
             .www_authenticate
             .as_deref()
             .and_then(|c| HeaderValue::from_str(c).ok())
         {
             headers.insert(header::WWW_AUTHENTICATE, challenge);
         }
-        if let Some(secs) = self.retry_after_secs {
+        if let Some(secs) = self.0.retry_after_secs {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response

@@ -48,15 +48,23 @@ async fn problem(app: Router, req: Request<Body>, status: u16, slug: &str) -> (H
     let text = String::from_utf8_lossy(&body).into_owned();
     assert_eq!(got.as_u16(), status, "{text}");
     assert_eq!(
-        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+        headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
         Some(PROBLEM_JSON),
         "{text}"
     );
     let json: Value = serde_json::from_slice(&body).expect("a JSON body");
     assert_eq!(json["type"], format!("{TYPE_BASE}{slug}"), "{json}");
     assert_eq!(json["status"], status, "{json}");
-    assert!(json["title"].as_str().is_some_and(|t| !t.is_empty()), "{json}");
-    assert!(json["detail"].as_str().is_some_and(|d| !d.is_empty()), "{json}");
+    assert!(
+        json["title"].as_str().is_some_and(|t| !t.is_empty()),
+        "{json}"
+    );
+    assert!(
+        json["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "{json}"
+    );
     (headers, json)
 }
 
@@ -74,19 +82,53 @@ fn get(path: &str) -> Request<Body> {
 #[tokio::test]
 async fn framework_rejections_are_problems() {
     // A body that is not JSON.
-    let (_, p) = problem(app(None), post_json("/v1/evaluate", "{not json"), 400, "malformed-request").await;
-    assert!(p["detail"].as_str().is_some_and(|d| d.contains("JSON")), "{p}");
+    let (_, p) = problem(
+        app(None),
+        post_json("/v1/evaluate", "{not json"),
+        400,
+        "malformed-request",
+    )
+    .await;
+    assert!(
+        p["detail"].as_str().is_some_and(|d| d.contains("JSON")),
+        "{p}"
+    );
     // JSON of the wrong shape.
-    problem(app(None), post_json("/v1/evaluate", r#"{"customer_id": 5}"#), 422, "invalid-request").await;
+    problem(
+        app(None),
+        post_json("/v1/evaluate", r#"{"customer_id": 5}"#),
+        422,
+        "invalid-request",
+    )
+    .await;
     // No JSON content type.
-    let req = Request::post("/v1/evaluate").body(Body::from("{}")).expect("a request");
+    let req = Request::post("/v1/evaluate")
+        .body(Body::from("{}"))
+        .expect("a request");
     problem(app(None), req, 415, "unsupported-media-type").await;
     // A query parameter of the wrong type.
-    problem(app(None), get("/v1/customers/c1/timeline?limit=many"), 400, "malformed-request").await;
-    problem(app(None), get("/v1/customers/c1?as_of=yesterday"), 400, "malformed-request").await;
+    problem(
+        app(None),
+        get("/v1/customers/c1/timeline?limit=many"),
+        400,
+        "malformed-request",
+    )
+    .await;
+    problem(
+        app(None),
+        get("/v1/customers/c1?as_of=yesterday"),
+        400,
+        "malformed-request",
+    )
+    .await;
     // No such route.
     let (_, p) = problem(app(None), get("/v1/nowhere"), 404, "not-found").await;
-    assert!(p["detail"].as_str().is_some_and(|d| d.contains("/v1/nowhere")), "{p}");
+    assert!(
+        p["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("/v1/nowhere")),
+        "{p}"
+    );
     // A route without that method: 405, with the methods it has.
     let req = Request::builder()
         .method(Method::DELETE)
@@ -102,7 +144,11 @@ async fn framework_rejections_are_problems() {
 
 #[tokio::test]
 async fn the_admin_api_challenges_for_its_bearer_token() {
-    for auth in [None, Some("Bearer wrong"), Some("Basic a2l6dW5hOmtpenVuYQ==")] {
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some("Basic a2l6dW5hOmtpenVuYQ=="),
+    ] {
         let mut req = Request::get("/v1/admin/recompute");
         if let Some(a) = auth {
             req = req.header(header::AUTHORIZATION, a);
@@ -110,7 +156,9 @@ async fn the_admin_api_challenges_for_its_bearer_token() {
         let req = req.body(Body::empty()).expect("a request");
         let (headers, _) = problem(app(Some("s3cret")), req, 401, "unauthorized").await;
         assert_eq!(
-            headers.get(header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()),
+            headers
+                .get(header::WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok()),
             Some(BEARER_CHALLENGE)
         );
     }
@@ -150,7 +198,9 @@ async fn the_served_openapi_document_is_the_generated_one() {
     let (status, headers, body) = call(app(None), get("/v1/openapi.json")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
-        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+        headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
         Some("application/json")
     );
     let served = String::from_utf8(body).expect("UTF-8");

@@ -3,13 +3,14 @@
 
 pub mod api;
 pub mod openapi;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Router, middleware};
 use chrono::Utc;
 use secrecy::{ExposeSecret, SecretString};
@@ -162,9 +163,7 @@ fn no_subscription() -> Problem {
 fn parse_secret(text: Option<String>) -> Result<Secret, Problem> {
     match text {
         None => Ok(Secret::generate()),
-        Some(t) => {
-            Secret::parse(&t).map_err(|e| Problem::invalid(e.to_string()).field("secret"))
-        }
+        Some(t) => Secret::parse(&t).map_err(|e| Problem::invalid(e.to_string()).field("secret")),
     }
 }
 
@@ -269,7 +268,7 @@ async fn show(
     let id = subscription_id(&id)?;
     let sub = subscriptions::get(&state.pool, id)
         .await?
-        .ok_or_else(|| no_subscription())?;
+        .ok_or_else(no_subscription)?;
     let pending = queue::pending_for(&state.pool, id).await?;
     Ok(ApiJson(SubscriptionView::of(&sub, Some(pending))))
 }
@@ -326,7 +325,7 @@ async fn pause(
     let id = subscription_id(&id)?;
     let sub = subscriptions::pause(&state.pool, id)
         .await?
-        .ok_or_else(|| no_subscription())?;
+        .ok_or_else(no_subscription)?;
     update_gauges(&state).await;
     tracing::info!(subscription = %id, status = sub.status.as_str(), "webhook subscription paused");
     Ok(ApiJson(SubscriptionView::of(&sub, None)))
@@ -356,7 +355,7 @@ async fn resume(
     let mut tx = state.pool.begin().await?;
     let sub = subscriptions::resume(&mut tx, id)
         .await?
-        .ok_or_else(|| no_subscription())?;
+        .ok_or_else(no_subscription)?;
     tx.commit().await?;
     update_gauges(&state).await;
     state.wake.notify_one();
@@ -387,7 +386,7 @@ async fn secret(
     let id = subscription_id(&id)?;
     let sub = subscriptions::get(&state.pool, id)
         .await?
-        .ok_or_else(|| no_subscription())?;
+        .ok_or_else(no_subscription)?;
     Ok(ApiJson(SecretView {
         secret: sub.secret.expose(),
         previous_valid_until: sub.previous_secret_until.filter(|t| *t > Utc::now()),
@@ -427,7 +426,7 @@ async fn rotate_secret(
     let until = Utc::now() + state.delivery.rotation_grace();
     let sub = subscriptions::rotate(&state.pool, id, &secret, until)
         .await?
-        .ok_or_else(|| no_subscription())?;
+        .ok_or_else(no_subscription)?;
     tracing::info!(subscription = %id, "webhook secret rotated");
     Ok(ApiJson(SecretView {
         secret: sub.secret.expose(),
@@ -463,7 +462,7 @@ async fn replay(
     let id = subscription_id(&id)?;
     let sub = subscriptions::get(&state.pool, id)
         .await?
-        .ok_or_else(|| no_subscription())?;
+        .ok_or_else(no_subscription)?;
     if sub.status == Status::Disabled {
         return Err(Problem::conflict(
             "the subscription is disabled: resume it first",
