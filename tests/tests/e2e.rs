@@ -444,12 +444,35 @@ async fn dry_run_timeline_and_audited_override() -> anyhow::Result<()> {
         .send()
         .await?;
     assert_eq!(resp.status().as_u16(), 422);
+    assert_eq!(
+        resp.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/problem+json")
+    );
+    let problem: serde_json::Value = resp.json().await?;
+    assert_eq!(problem["status"], json!(422));
+    assert!(
+        problem["type"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("#problem-would-be-dead-lettered")),
+        "{problem}"
+    );
+    assert!(problem["reason"].is_string(), "{problem}");
 
     // The admin override needs the bearer token.
     let req = json!({ "tier": "gold", "reason": "goodwill after a lost parcel", "expires_at": (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339(), "set_by": "ops-lead" });
     let path = app.url("/v1/customers/cust-d/tier-override");
     let resp = app.http.post(&path).json(&req).send().await?;
     assert_eq!(resp.status().as_u16(), 401);
+    assert_eq!(
+        resp.headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok()),
+        Some("Bearer realm=\"kizuna\"")
+    );
+    let problem: serde_json::Value = resp.json().await?;
+    assert_eq!(problem["status"], json!(401));
     let resp = app
         .http
         .post(&path)
