@@ -138,6 +138,10 @@ async fn engine_outputs_reach_a_subscriber_signed_and_verified() -> anyhow::Resu
     assert_eq!(event["source"], "kizuna/loyalty-engine");
     assert_eq!(event["subject"], "cust-a");
     assert_eq!(event["datacontenttype"], "application/json");
+    assert_eq!(
+        event["dataschema"].as_str().map(str::to_owned),
+        Some(kizuna_proto::dataschema(TIER_CHANGED))
+    );
     assert_eq!(event["time"], json!(tier[0].header("ce_time")));
     assert_eq!(event["data"]["newTier"], "silver");
     assert_eq!(event["data"]["previousTier"], "member");
@@ -775,6 +779,12 @@ async fn a_subscription_that_keeps_failing_is_disabled_and_announced() -> anyhow
             Some("kizuna.v1.WebhookSubscriptionDisabled")
         );
         assert_eq!(m.header("ce_source"), Some("kizuna/webhooks"));
+        assert_eq!(
+            m.header("ce_dataschema").map(str::to_owned),
+            Some(kizuna_proto::dataschema(
+                "kizuna.v1.WebhookSubscriptionDisabled"
+            ))
+        );
         let payload = m.json()?;
         assert_eq!(m.key.as_deref(), payload["subscriptionId"].as_str());
         assert!(
