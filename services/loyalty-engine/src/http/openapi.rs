@@ -105,8 +105,9 @@ pub fn check_checked_in(path: &Path, doc: &utoipa::openapi::OpenApi) -> Result<(
     } else {
         Err(format!(
             "{} differs from the OpenAPI document the code generates; regenerate it with \
-             `KIZUNA_WRITE_CONTRACTS=1 cargo test --workspace --lib openapi` (or \
-             tests/contracts/check.sh --write) and commit it",
+             tests/contracts/check.sh --write (or KIZUNA_WRITE_CONTRACTS=1 cargo test \
+             -p kizuna-loyalty-engine -p kizuna-gateway -p kizuna-webhooks --lib \
+             checked_in_openapi_document) and commit it",
             path.display()
         ))
     }
