@@ -12,6 +12,7 @@ config/default.toml.
 """
 
 import json
+import re
 import sys
 import tomllib
 from pathlib import Path
@@ -20,9 +21,11 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = "kizuna.v1"
-DATASCHEMA_BASE = (
-    "https://github.com/kizuna-loyalty/kizuna/blob/main/proto/kizuna/v1/outputs.proto#"
-)
+# The base of every output's ce_dataschema, read from where the services take it.
+DATASCHEMA_BASE = re.search(
+    r'pub const DATASCHEMA_BASE: &str =\s*"([^"]+)"',
+    (REPO / "proto/src/lib.rs").read_text(),
+).group(1)
 
 SCALARS = {
     "TYPE_STRING": {"type": "string"},
