@@ -145,7 +145,11 @@ def ce_headers(ce_type):
                 "const": DATASCHEMA_BASE + ce_type,
                 "description": "The proto file that defines the payload, # the message's full name (also its ce_type).",
             },
-            "content-type": {"type": "string", "const": "application/json"},
+            "content-type": {
+                "type": "string",
+                "enum": ["application/json", "application/x-protobuf"],
+                "description": "application/json (the protobuf JSON mapping) by default; application/x-protobuf in Schema Registry framing with outputs.format = \"confluent-protobuf\" (the engine's outputs).",
+            },
         },
     }
 
@@ -156,7 +160,7 @@ INPUT_HEADERS = {
         "content-type": {
             "type": "string",
             "enum": ["application/json", "application/x-protobuf"],
-            "description": "The protobuf JSON mapping (the default, also when absent) or binary protobuf.",
+            "description": "The protobuf JSON mapping (the default, also when absent) or binary protobuf. A payload in Schema Registry framing (magic byte 0, a 4-byte schema id, message indexes: Confluent's wire format) is read as such whatever this header says (README: Schema Registry).",
         },
         "ce_type": {
             "type": "string",
@@ -293,7 +297,9 @@ def document(descriptor):
             "version": "1.0.0",
             "description": (
                 "The Kafka topics of Kizuna's loyalty engine, contract kizuna.v1 (proto/kizuna/v1). "
-                "Payloads are the protobuf JSON mapping by default; inputs may be binary protobuf. "
+                "Payloads are the protobuf JSON mapping by default; inputs may be binary protobuf or in "
+                "Schema Registry framing, and outputs may be published in Schema Registry framing "
+                "(outputs.format). "
                 "Outputs follow the CloudEvents Kafka binding in binary mode: ce_* headers, with "
                 "ce_dataschema naming the message. Topic names are the defaults "
                 "(kafka.topics.*, kafka.topic_prefix); the payload schemas are generated from the protos "
