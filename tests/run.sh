@@ -5,6 +5,8 @@
 #   - the webhook-delivery suite on each broker: kizuna-webhooks posting to a real HTTP receiver
 #     (tests/receivers/webhook_receiver.py) that verifies every delivery with the Standard
 #     Webhooks reference library (installed by deploy/local/prereqs.sh);
+#   - the console in Debian's Chromium (Playwright, axe-core), on Apache Kafka; screenshots of
+#     every page in both languages go to tests/artifacts/console/;
 #   - the guarantees suite (real engine processes killed with -9, resent events, two
 #     instances, 1,200 hostile messages, producers on any partitioner) on Apache Kafka, then
 #     its disruptive tests (PostgreSQL stopped for 30 s, the broker restarted), one at a time;
@@ -57,6 +59,10 @@ for broker in ${KIZUNA_TEST_BROKERS_LIST:-kafka tansu}; do
   # Schema Registry framing: needs the registry up.sh starts (Apicurio, 127.0.0.1:8081).
   step "schema registry framing suite on $broker"
   cargo test --locked -p kizuna-e2e --test registry -- --test-threads 2
+  if [[ "$broker" == kafka ]]; then
+    step "console in a real browser (Debian's Chromium, Playwright, axe-core) on kafka"
+    cargo test --locked -p kizuna-e2e --test console -- --test-threads 1
+  fi
 
   if [[ "$broker" == kafka && "${KIZUNA_TEST_GUARANTEES:-1}" != 0 ]]; then
     step "guarantees suite on kafka"

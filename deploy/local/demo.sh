@@ -29,6 +29,11 @@ export KIZUNA_KAFKA__BROKERS="$KIZUNA_BROKER_HOST:$KIZUNA_BROKER_PORT"
 export KIZUNA_DATABASE__URL="postgres://kizuna:kizuna@127.0.0.1:5432/kizuna"
 export KIZUNA_HTTP__BIND="${KIZUNA_HTTP__BIND:-127.0.0.1:8080}"
 export KIZUNA_CLOCK="${KIZUNA_CLOCK:-event-time}"
+# The console (/console/): fresh login tokens per run unless given; figures refreshed every 2 s
+# so the overview follows the simulated year as it plays.
+export KIZUNA_CONSOLE__VIEWER_TOKEN="${KIZUNA_CONSOLE__VIEWER_TOKEN:-$(openssl rand -hex 16)}"
+export KIZUNA_CONSOLE__ADMIN_TOKEN="${KIZUNA_CONSOLE__ADMIN_TOKEN:-$(openssl rand -hex 16)}"
+export KIZUNA_CONSOLE__REFRESH_SECS="${KIZUNA_CONSOLE__REFRESH_SECS:-2}"
 # Each run replays its own year: its own topics, consumer group (and so event-time clock) and
 # customers, so runs never mix.
 run="demo-$(date +%Y%m%d-%H%M%S)"
@@ -125,6 +130,9 @@ wait_until 30 0.2 test -f "$ready" || die "kizuna watch did not start"
 cat >&2 <<INFO
 
   Kizuna is running.
+    console       $api/console/   (follows the simulated year as it plays; ja/en)
+      log in as admin   $api/console/login?token=$KIZUNA_CONSOLE__ADMIN_TOKEN
+      log in as viewer  $api/console/login?token=$KIZUNA_CONSOLE__VIEWER_TOKEN
     metrics       $api/metrics
     readiness     $api/readyz
     customer API  $api/v1/customers/${prefix}00003

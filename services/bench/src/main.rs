@@ -7,6 +7,7 @@
 //! churn-risk quality against simulated ground truth.
 
 mod churn;
+mod console;
 mod engine;
 mod env;
 mod gateway;
@@ -46,7 +47,9 @@ enum Scenario {
     /// The webhook gateway: signed Shopify orders over HTTP, each answered after the broker's
     /// acknowledgement: requests/s, p50/p99; against the same producer without HTTP (not in quick).
     Gateway,
-    /// quick, memory, churn and gateway.
+    /// The marketer console at 1,000,000 customers: p50/p99 render time per page (not in quick).
+    Console,
+    /// quick, memory, churn, gateway and console.
     All,
     /// Remove databases and topics left by earlier runs (--keep, or a run killed by force).
     Clean,
@@ -172,6 +175,15 @@ struct Args {
     /// gateway: seconds of load before each measurement starts.
     #[arg(long, default_value_t = 3)]
     gateway_warm_up: u64,
+    /// console: customers in the database.
+    #[arg(long, default_value_t = 1_000_000)]
+    console_customers: u32,
+    /// console: simulated customers the population is copied from.
+    #[arg(long, default_value_t = 2_000)]
+    console_templates: u32,
+    /// console: requests per page (after three that warm up).
+    #[arg(long, default_value_t = 100)]
+    console_requests: usize,
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -220,6 +232,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Latency,
         Scenario::Memory,
         Scenario::Ceiling,
+        Scenario::Console,
     ]
     .into_iter()
     .any(|s| wanted(&args, s));
@@ -366,6 +379,18 @@ async fn engine_scenarios(args: &Args, stack: &Stack) -> anyhow::Result<()> {
     let mut samples = None;
     let mut errors = Vec::new();
 
+    if wanted(args, Scenario::Console) {
+        let opts = console::ConsoleOptions {
+            customers: args.console_customers,
+            templates: args.console_templates.max(1),
+            requests: args.console_requests.max(1),
+        };
+        match console::run(&ctx, stack, opts).await {
+            Ok(run) => console::print(&run, opts),
+            Err(e) => errors.push(format!("console: {e:#}")),
+        }
+        println!();
+    }
     if wanted(args, Scenario::Throughput) {
         match scenarios::drain(&ctx, "throughput", args.events, &[]).await {
             Ok((d, env)) => {

@@ -20,6 +20,8 @@ pub struct Settings {
     pub ledger: LedgerSettings,
     pub metrics: MetricsSettings,
     pub http: HttpSettings,
+    #[serde(default)]
+    pub console: ConsoleSettings,
     pub log: LogSettings,
     pub registry: RegistrySettings,
     pub outputs: OutputsSettings,
@@ -204,6 +206,39 @@ pub struct HttpSettings {
     pub metrics_bind: Option<SocketAddr>,
 }
 
+/// The marketer console under `/console/` on the HTTP server (`http.bind`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ConsoleSettings {
+    /// Login token of the viewer role (reads every page). Unset: no viewer can log in.
+    #[serde(serialize_with = "redacted_option")]
+    pub viewer_token: Option<SecretString>,
+    /// Login token of the admin role (also the tier override and the programme what-if).
+    /// Unset: no admin can log in. With neither token the console is closed.
+    #[serde(serialize_with = "redacted_option")]
+    pub admin_token: Option<SecretString>,
+    /// Hours a console session lasts.
+    pub session_hours: u32,
+    /// Seconds between refreshes of the overview's figures (population counts by tier, grid
+    /// cell and churn level, grid moves, alerts, dead letters): one set of queries in the
+    /// background, never one per page view.
+    pub refresh_secs: u64,
+    /// Mark the session cookie `Secure` (set it when the console is served over HTTPS).
+    pub secure_cookie: bool,
+}
+
+impl Default for ConsoleSettings {
+    fn default() -> Self {
+        Self {
+            viewer_token: None,
+            admin_token: None,
+            session_hours: 12,
+            refresh_secs: 15,
+            secure_cookie: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -336,6 +371,12 @@ impl Settings {
         if let Some(password) = self.registry.password.as_mut() {
             out.push(("registry.password".to_owned(), password));
         }
+        if let Some(token) = self.console.viewer_token.as_mut() {
+            out.push(("console.viewer_token".to_owned(), token));
+        }
+        if let Some(token) = self.console.admin_token.as_mut() {
+            out.push(("console.admin_token".to_owned(), token));
+        }
         for (key, value) in self.kafka.secret_properties.iter_mut() {
             out.push((format!("kafka.secret_properties.{key}"), value));
         }
@@ -386,6 +427,14 @@ impl Settings {
         }
         if self.sweep.batch_size < 1 || self.sweep.interval_ms == 0 {
             bail!("sweep.batch_size and sweep.interval_ms must be positive");
+        }
+        if self.console.refresh_secs == 0 || self.console.session_hours == 0 {
+            bail!("console.refresh_secs and console.session_hours must be positive");
+        }
+        if let (Some(v), Some(a)) = (&self.console.viewer_token, &self.console.admin_token)
+            && v.expose_secret() == a.expose_secret()
+        {
+            bail!("console.viewer_token and console.admin_token must differ");
         }
         if self.relay.batch_size < 1 {
             bail!("relay.batch_size must be at least 1");
@@ -551,8 +600,12 @@ mod tests {
         s.kafka
             .secret_properties
             .insert("sasl.password".into(), SecretString::from("s3cr3t"));
+        s.console.viewer_token = Some(SecretString::from("viewer-t0ken"));
+        s.console.admin_token = Some(SecretString::from("admin-t0ken"));
         let dump = s.redacted_toml().expect("printable");
         assert!(!dump.contains("hunter2"), "{dump}");
+        assert!(!dump.contains("viewer-t0ken"), "{dump}");
+        assert!(!dump.contains("admin-t0ken"), "{dump}");
         assert!(!dump.contains("s3cr3t"), "{dump}");
         assert!(
             dump.contains("postgres://kizuna:<redacted>@db:5432/kizuna"),

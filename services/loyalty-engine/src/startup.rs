@@ -21,6 +21,7 @@ use crate::engine::batch::Processor;
 use crate::engine::ownership::Ownership;
 use crate::gauges::Gauges;
 use crate::health::Health;
+use crate::http::console::{ConsoleState, Snapshots};
 use crate::http::{AppState, metrics_only, router};
 use crate::ingest::consumer::{Decoder, IngestLoop};
 use crate::ingest::gate::Gate;
@@ -276,12 +277,20 @@ impl Application {
             Some(l) => l.local_addr()?.port(),
             None => port,
         };
+        let console_figures = Snapshots::default();
+        let console = ConsoleState::new(
+            core.clone(),
+            &settings.console,
+            console_figures.clone(),
+            limits.max_id_len,
+        );
         let app_state = AppState::new(
             core.clone(),
             health.clone(),
             limits,
             settings.http.admin_token.clone(),
-        );
+        )
+        .with_console(console);
 
         let stop = CancellationToken::new();
         let background = CancellationToken::new();
@@ -293,6 +302,16 @@ impl Application {
             ),
             spawn("relay", relay.run(background.clone()).boxed()),
             spawn("gauges", gauges.run(background.clone()).boxed()),
+            spawn(
+                "console figures",
+                console_figures
+                    .run(
+                        core.clone(),
+                        Duration::from_secs(settings.console.refresh_secs),
+                        background.clone(),
+                    )
+                    .boxed(),
+            ),
             spawn(
                 "HTTP server",
                 serve(

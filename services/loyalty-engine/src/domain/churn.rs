@@ -345,6 +345,17 @@ pub struct ChurnStatus {
     pub score: f64,
     pub play: Play,
     pub since: DateTime<Utc>,
+    /// CLV over the horizon at the evaluation, when a model with Gamma-Gamma is fitted: with the
+    /// score it gives the value at risk the console's churn queue is sorted by.
+    #[serde(default)]
+    pub clv_minor: Option<f64>,
+}
+
+impl ChurnStatus {
+    /// The value at risk: score × CLV, or score × lifetime spend where no CLV is known.
+    pub fn value_at_risk(&self, lifetime_spend_minor: i64) -> f64 {
+        self.score * self.clv_minor.unwrap_or(lifetime_spend_minor as f64)
+    }
 }
 
 /// One sentence for a churn change.

@@ -99,6 +99,7 @@ pub fn evaluate(
         score: assessment.score,
         play,
         since,
+        clv_minor: assessment.clv_minor,
     });
 
     let (mot, signals) = motive(&m, &programme.motives);

@@ -16,7 +16,7 @@ use crate::metrics::{Outcome, Stages};
 use crate::partitioner::partition_for;
 use crate::store::ledger::LedgerRow;
 use crate::store::offsets::Positions;
-use crate::store::{ledger, offsets};
+use crate::store::{dead_letters, ledger, offsets};
 
 /// A consumed message after decoding, with its raw bytes (a refused message goes to the
 /// dead-letter topic as it came).
@@ -139,6 +139,7 @@ impl Processor {
 
         // 2. Dead letters go to the outbox, so they are published iff this batch commits.
         let mut messages = Vec::new();
+        let mut refused: Vec<&str> = Vec::new();
         let mut events: Vec<(&Incoming, &DomainEvent)> = Vec::new();
         for m in &fresh_msgs {
             match &m.content {
@@ -161,11 +162,14 @@ impl Processor {
                         now,
                     ));
                     report.dead_lettered += 1;
+                    refused.push(rejection.reason.as_str());
                     core.metrics.dead_lettered(&m.topic, rejection.reason);
                     core.metrics.consumed(&m.topic, Outcome::DeadLettered, 1);
                 }
             }
         }
+
+        dead_letters::count(&mut tx, now, &refused).await?;
 
         // 3. Deduplicate on event id through the ledger.
         let rows: Vec<LedgerRow<'_>> = events

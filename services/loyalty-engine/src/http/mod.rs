@@ -1,8 +1,10 @@
 //! The HTTP server: `/metrics`, `/healthz`, `/readyz`, the customer API, the admin API and
 //! its OpenAPI 3.1 description at `/v1/openapi.json`. Every error is an RFC 9457 problem
-//! ([`problem`]), the framework's own rejections included.
+//! ([`problem`]), the framework's own rejections included. The marketer console (`/console/`)
+//! answers in HTML, its own refusals included, so it sits outside the problem mapping.
 
 mod admin;
+pub mod console;
 mod customers;
 mod evaluate;
 pub mod openapi;
@@ -40,6 +42,8 @@ pub struct AppState {
     pub admin_token: Option<SecretString>,
     /// The last recompute started through the admin API.
     pub recompute: Arc<std::sync::Mutex<admin::RecomputeJob>>,
+    /// The console, served under `/console/` when set.
+    pub console: Option<console::ConsoleState>,
 }
 
 impl AppState {
@@ -55,7 +59,14 @@ impl AppState {
             limits,
             admin_token,
             recompute: Arc::default(),
+            console: None,
         }
+    }
+
+    /// Serves the console too.
+    pub fn with_console(mut self, console: console::ConsoleState) -> Self {
+        self.console = Some(console);
+        self
     }
 
     /// The engine's "now" (`engine::clock`), or 503 when the database cannot say.
@@ -103,11 +114,20 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
             .route("/healthz", get(probes::healthz))
             .route("/readyz", get(probes::readyz))
     };
-    base.merge(api)
+    // The console's pages are timed like the API's; its refusals stay HTML (not problems).
+    let console = state.console.clone().map(|c| {
+        console::router(c).layer(middleware::from_fn_with_state(state.clone(), track))
+    });
+    let app = base
+        .merge(api)
         .fallback(problem::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(middleware::map_response(problem::errors_as_problems))
-        .with_state(state)
+        .with_state(state);
+    match console {
+        Some(c) => app.merge(c),
+        None => app,
+    }
 }
 
 fn metrics_router() -> Router<AppState> {

@@ -68,3 +68,63 @@ pub async fn record_override(
     .await?;
     Ok(())
 }
+
+/// Segment changes published since `from`: (previous, new, count), with the protobuf enum
+/// names of the payload (`SEGMENT_LOYAL`; no previous segment is NULL).
+pub async fn segment_moves_since(
+    pool: &sqlx::PgPool,
+    from: DateTime<Utc>,
+) -> sqlx::Result<Vec<(Option<String>, Option<String>, i64)>> {
+    sqlx::query_as(
+        "SELECT payload->>'previousSegment', payload->>'newSegment', count(*) FROM output_log
+         WHERE ce_type = 'kizuna.v1.SegmentChanged' AND effective_at >= $1
+         GROUP BY 1, 2",
+    )
+    .bind(from)
+    .fetch_all(pool)
+    .await
+}
+
+/// Churn alerts (a rise to medium or high) published since `from`: (play, new level, count),
+/// with the protobuf enum names of the payload.
+pub async fn churn_alerts_since(
+    pool: &sqlx::PgPool,
+    from: DateTime<Utc>,
+) -> sqlx::Result<Vec<(Option<String>, Option<String>, i64)>> {
+    sqlx::query_as(
+        "SELECT payload->>'play', payload->>'newLevel', count(*) FROM output_log
+         WHERE ce_type = 'kizuna.v1.ChurnRiskChanged' AND effective_at >= $1
+           AND payload->>'newLevel' IN ('CHURN_LEVEL_MEDIUM', 'CHURN_LEVEL_HIGH')
+         GROUP BY 1, 2",
+    )
+    .bind(from)
+    .fetch_all(pool)
+    .await
+}
+
+/// The manual overrides of a customer, newest first.
+pub async fn overrides_of(
+    pool: &sqlx::PgPool,
+    customer_id: &str,
+    limit: i64,
+) -> sqlx::Result<Vec<OverrideRecord>> {
+    sqlx::query_as(
+        "SELECT previous_tier, tier, reason, set_by, set_at, expires_at FROM tier_overrides
+         WHERE customer_id = $1 ORDER BY set_at DESC, id DESC LIMIT $2",
+    )
+    .bind(customer_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// One row of the override audit trail.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OverrideRecord {
+    pub previous_tier: String,
+    pub tier: String,
+    pub reason: String,
+    pub set_by: String,
+    pub set_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}

@@ -109,6 +109,8 @@ pub async fn upsert(conn: &mut PgConnection, states: &[Row<'_>]) -> anyhow::Resu
     let mut next_checks = Vec::with_capacity(states.len());
     let mut churn_levels = Vec::with_capacity(states.len());
     let mut versions = Vec::with_capacity(states.len());
+    let mut plays = Vec::with_capacity(states.len());
+    let mut at_risk = Vec::with_capacity(states.len());
     for row in states {
         let state = row.state;
         ids.push(state.customer_id.as_str());
@@ -121,15 +123,25 @@ pub async fn upsert(conn: &mut PgConnection, states: &[Row<'_>]) -> anyhow::Resu
         next_checks.push(state.status.next_check_at);
         churn_levels.push(state.status.churn.as_ref().map(|c| c.level.as_str()));
         versions.push(row.replaces + 1);
+        plays.push(state.status.churn.as_ref().map(|c| c.play.as_str()));
+        at_risk.push(
+            state
+                .status
+                .churn
+                .as_ref()
+                .map(|c| c.value_at_risk(row.metrics.lifetime_spend_minor)),
+        );
     }
     // On a conflict the row is locked whether or not the WHERE clause lets it be updated.
     let written: Vec<(String,)> = sqlx::query_as(
         "INSERT INTO customers (customer_id, tier, lifetime_spend_minor, orders, home_partition, state,
-                                segment, next_check_at, churn_level, version, updated_at)
-         SELECT c, t, s, o, p, d, g, n, l, v, now()
+                                segment, next_check_at, churn_level, version, churn_play,
+                                value_at_risk, updated_at)
+         SELECT c, t, s, o, p, d, g, n, l, v, y, r, now()
          FROM unnest($1::text[], $2::text[], $3::bigint[], $4::float8[], $5::int[], $6::bytea[],
-                     $7::text[], $8::timestamptz[], $9::text[], $10::bigint[])
-              AS x(c, t, s, o, p, d, g, n, l, v)
+                     $7::text[], $8::timestamptz[], $9::text[], $10::bigint[], $11::text[],
+                     $12::float8[])
+              AS x(c, t, s, o, p, d, g, n, l, v, y, r)
          ON CONFLICT (customer_id) DO UPDATE SET
              tier = EXCLUDED.tier,
              lifetime_spend_minor = EXCLUDED.lifetime_spend_minor,
@@ -140,6 +152,8 @@ pub async fn upsert(conn: &mut PgConnection, states: &[Row<'_>]) -> anyhow::Resu
              next_check_at = EXCLUDED.next_check_at,
              churn_level = EXCLUDED.churn_level,
              version = EXCLUDED.version,
+             churn_play = EXCLUDED.churn_play,
+             value_at_risk = EXCLUDED.value_at_risk,
              updated_at = now()
          WHERE customers.version = EXCLUDED.version - 1
          RETURNING customer_id",
@@ -154,6 +168,8 @@ pub async fn upsert(conn: &mut PgConnection, states: &[Row<'_>]) -> anyhow::Resu
     .bind(&next_checks)
     .bind(&churn_levels)
     .bind(&versions)
+    .bind(&plays)
+    .bind(&at_risk)
     .fetch_all(&mut *conn)
     .await?;
     if written.len() == states.len() {
@@ -260,4 +276,82 @@ pub async fn for_each_page(
         after = Some(last.customer_id.as_str().to_owned());
         each(&page).await?;
     }
+}
+
+/// Filters of the churn queue; None passes everything.
+#[derive(Debug, Clone, Default)]
+pub struct QueueFilter {
+    pub play: Option<String>,
+    pub tier: Option<String>,
+    pub segment: Option<String>,
+    /// "medium" or "high"; None: both.
+    pub level: Option<String>,
+}
+
+/// A position in the churn queue: rows after it come next.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueCursor {
+    pub value_at_risk: f64,
+    pub customer_id: String,
+}
+
+/// One row of the churn queue.
+#[derive(Debug, Clone)]
+pub struct QueueRow {
+    pub state: CustomerState,
+    pub value_at_risk: Option<f64>,
+}
+
+/// Customers at medium or high churn risk, by value at risk (highest first, then id), `limit`
+/// after `after`. Reads the `customers_churn_queue` index in order.
+pub async fn churn_queue(
+    pool: &sqlx::PgPool,
+    filter: &QueueFilter,
+    after: Option<&QueueCursor>,
+    limit: i64,
+) -> anyhow::Result<Vec<QueueRow>> {
+    let rows: Vec<(Vec<u8>, Option<f64>)> = sqlx::query_as(
+        "SELECT state, value_at_risk FROM customers
+         WHERE churn_level IN ('medium', 'high')
+           AND ($1::text IS NULL OR churn_play = $1)
+           AND ($2::text IS NULL OR tier = $2)
+           AND ($3::text IS NULL OR segment = $3)
+           AND ($4::text IS NULL OR churn_level = $4)
+           AND ($5::float8 IS NULL
+                OR value_at_risk < $5
+                OR (value_at_risk = $5 AND customer_id > $6)
+                OR value_at_risk IS NULL)
+         ORDER BY value_at_risk DESC NULLS LAST, customer_id
+         LIMIT $7",
+    )
+    .persistent(false)
+    .bind(filter.play.as_deref())
+    .bind(filter.tier.as_deref())
+    .bind(filter.segment.as_deref())
+    .bind(filter.level.as_deref())
+    .bind(after.map(|c| c.value_at_risk))
+    .bind(after.map(|c| c.customer_id.as_str()).unwrap_or(""))
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|(state, value_at_risk)| {
+            Ok(QueueRow {
+                state: decode(&state)?,
+                value_at_risk,
+            })
+        })
+        .collect()
+}
+
+/// Up to `limit` customer ids at or after `from` in id order (search suggestions).
+pub async fn ids_from(pool: &sqlx::PgPool, from: &str, limit: i64) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT customer_id FROM customers WHERE customer_id >= $1 ORDER BY customer_id LIMIT $2",
+    )
+    .persistent(false)
+    .bind(from)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
 }

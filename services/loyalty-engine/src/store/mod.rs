@@ -17,6 +17,7 @@
 pub mod audit;
 pub mod clock;
 pub mod customers;
+pub mod dead_letters;
 pub mod ledger;
 pub mod models;
 pub mod offsets;

@@ -74,3 +74,29 @@ pub async fn store(
     .await?;
     Ok(version)
 }
+
+/// What the console shows of the latest model.
+#[derive(Debug, Clone)]
+pub struct ModelSummary {
+    pub version: i64,
+    pub fitted_at: DateTime<Utc>,
+    pub customers: f64,
+    pub gamma_gamma: bool,
+}
+
+/// The latest model's version, fit time and size, if any was stored.
+pub async fn latest_info(pool: &PgPool) -> sqlx::Result<Option<ModelSummary>> {
+    let row: Option<(i64, DateTime<Utc>, f64, bool)> = sqlx::query_as(
+        "SELECT version, fitted_at, customers, gg_p IS NOT NULL FROM churn_models ORDER BY version DESC LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(
+        |(version, fitted_at, customers, gamma_gamma)| ModelSummary {
+            version,
+            fitted_at,
+            customers,
+            gamma_gamma,
+        },
+    ))
+}
