@@ -126,13 +126,17 @@ async fn the_console_in_a_real_browser() -> anyhow::Result<()> {
     env.producer()?
         .send(&topics.purchases, Some("nobody"), b"{not json", &[])
         .await?;
-    wait_for("the dead letter counted", Duration::from_secs(60), || async {
-        let (dead,): (i64,) =
-            sqlx::query_as("SELECT COALESCE(sum(n), 0)::bigint FROM dead_letter_counts")
-                .fetch_one(&pool)
-                .await?;
-        Ok((dead >= 1).then_some(()))
-    })
+    wait_for(
+        "the dead letter counted",
+        Duration::from_secs(60),
+        || async {
+            let (dead,): (i64,) =
+                sqlx::query_as("SELECT COALESCE(sum(n), 0)::bigint FROM dead_letter_counts")
+                    .fetch_one(&pool)
+                    .await?;
+            Ok((dead >= 1).then_some(()))
+        },
+    )
     .await?;
 
     // 2. A churn model, then a recompute so every row carries CLV and value at risk with it.

@@ -115,9 +115,10 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
             .route("/readyz", get(probes::readyz))
     };
     // The console's pages are timed like the API's; its refusals stay HTML (not problems).
-    let console = state.console.clone().map(|c| {
-        console::router(c).layer(middleware::from_fn_with_state(state.clone(), track))
-    });
+    let console = state
+        .console
+        .clone()
+        .map(|c| console::router(c).layer(middleware::from_fn_with_state(state.clone(), track)));
     let app = base
         .merge(api)
         .fallback(problem::not_found)

@@ -14,8 +14,8 @@ use maud::{Markup, html};
 
 use super::i18n;
 use super::page::{ConsoleState, Ctx, page, problem, require, unavailable, url_encode};
-use crate::domain::programme::{Programme, WindowKind};
 use super::whatif::WhatIfJob;
+use crate::domain::programme::{Programme, WindowKind};
 use crate::engine::recompute::what_if;
 
 /// Customers named in a what-if's result.
