@@ -287,14 +287,24 @@ async fn the_console_in_a_real_browser() -> anyhow::Result<()> {
     app.stop().await?;
     let copy = format!("{}_whatif", env.database);
     let mut admin_conn = PgConnection::connect(&admin_database_url()).await?;
+    // A template must have no other session: the stopped engine's last connections may take a
+    // moment to go, so end them (they are this test's own) and retry.
     wait_for(
         "a copy of the database",
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         || async {
-            let made = sqlx::query(&format!("CREATE DATABASE {copy} TEMPLATE {}", env.database))
-                .execute(&mut PgConnection::connect(&admin_database_url()).await?)
-                .await;
-            Ok(made.is_ok().then_some(()))
+            let mut c = PgConnection::connect(&admin_database_url()).await?;
+            sqlx::query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+            )
+            .bind(&env.database)
+            .execute(&mut c)
+            .await?;
+            sqlx::query(&format!("CREATE DATABASE {copy} TEMPLATE {}", env.database))
+                .execute(&mut c)
+                .await?;
+            Ok(Some(()))
         },
     )
     .await?;

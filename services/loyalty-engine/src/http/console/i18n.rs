@@ -344,6 +344,13 @@ const TABLE: &[(&str, &str, &str)] = &[
         "プログラムが正しくありません",
     ),
     ("prog.whatif.checked", "Customers evaluated", "評価した顧客"),
+    (
+        "win.rolling",
+        "rolling (the last N months)",
+        "ローリング（直近Nか月）",
+    ),
+    ("win.calendar_year", "calendar year", "暦年"),
+    ("win.calendar_quarter", "calendar quarter", "四半期"),
     ("days", "days", "日"),
     ("months", "months", "か月"),
     ("seg.loyal", "loyal", "ロイヤル"),

@@ -155,8 +155,8 @@ fn body(ctx: &Ctx, p: &Programme, job: &WhatIfJob) -> Markup {
                     }
                     label for="window-kind" { (ctx.t("prog.window")) }
                     select id="window-kind" name="window" {
-                        @for w in ["rolling", "calendar_year", "calendar_quarter"] {
-                            option value=(w) selected[window == w] { (w) }
+                        @for (w, key) in [("rolling", "win.rolling"), ("calendar_year", "win.calendar_year"), ("calendar_quarter", "win.calendar_quarter")] {
+                            option value=(w) selected[window == w] { (ctx.t(key)) }
                         }
                     }
                     label for="months" { (ctx.t("prog.whatif.months")) }
