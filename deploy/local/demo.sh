@@ -65,7 +65,7 @@ trap cleanup EXIT
 trap 'exit 0' INT TERM
 
 api="http://$KIZUNA_HTTP__BIND"
-if ! wait_until 120 0.5 curl -fsS -o /dev/null "$api/readyz"; then
+if ! wait_until 120 0.5 curl -fs -o /dev/null "$api/readyz"; then
   tail -n 30 "$engine_log" >&2
   die "the engine did not become ready within 120 s; see $engine_log"
 fi
@@ -91,7 +91,7 @@ KIZUNA_GATEWAY_HTTP__BIND="$gateway_bind" KIZUNA_GATEWAY_SOURCES__SHOPIFY__SECRE
 gateway=$!
 write_pid kizuna-gateway-demo "$gateway"
 trap 'kill "$gateway" 2>/dev/null || true; rm -f "$(pid_file kizuna-gateway-demo)"; cleanup' EXIT
-if ! wait_until 60 0.5 curl -fsS -o /dev/null "http://$gateway_bind/readyz"; then
+if ! wait_until 60 0.5 curl -fs -o /dev/null "http://$gateway_bind/readyz"; then
   tail -n 30 "$gateway_log" >&2
   die "the gateway did not become ready within 60 s; see $gateway_log"
 fi

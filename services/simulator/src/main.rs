@@ -81,6 +81,10 @@ struct Args {
     tickets_topic: String,
     #[arg(long, env = "KIZUNA_KAFKA__TOPICS__SURVEYS", default_value = "surveys")]
     surveys_topic: String,
+    /// Put before each topic name, as the engine's `kafka.topic_prefix` does (the demo gives
+    /// every run its own topics this way).
+    #[arg(long, env = "KIZUNA_KAFKA__TOPIC_PREFIX", default_value = "")]
+    topic_prefix: String,
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
@@ -169,9 +173,9 @@ async fn main() -> anyhow::Result<()> {
         ),
         None => {
             let topics = Topics {
-                purchases: args.purchases_topic.clone(),
-                tickets: args.tickets_topic.clone(),
-                surveys: args.surveys_topic.clone(),
+                purchases: format!("{}{}", args.topic_prefix, args.purchases_topic),
+                tickets: format!("{}{}", args.topic_prefix, args.tickets_topic),
+                surveys: format!("{}{}", args.topic_prefix, args.surveys_topic),
             };
             let sink = Sink::Kafka(KafkaSink::new(&args.brokers, topics)?);
             (sink, args.rate.unwrap_or(DEFAULT_KAFKA_RATE))
