@@ -12,7 +12,7 @@
 //! The two outage tests are `#[ignore]`d because they stop PostgreSQL or restart the broker
 //! under everyone's feet; `tests/run.sh` runs them on their own with `--ignored`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -1044,12 +1044,35 @@ async fn check_outputs(env: &TestEnv, rows: &BTreeMap<String, Row>) -> anyhow::R
     let mut out = Published::default();
     let mut problems = Vec::new();
     let mut by_topic: Vec<(String, Vec<Received>)> = Vec::new();
-    for topic in [
-        &topics.tier_changed,
-        &topics.segment_changed,
-        &topics.churn_risk,
+    for (topic, types) in [
+        (
+            &topics.tier_changed,
+            &["kizuna.v1.TierChanged", "kizuna.v1.TierWillDowngrade"][..],
+        ),
+        (&topics.segment_changed, &["kizuna.v1.SegmentChanged"][..]),
+        (&topics.churn_risk, &["kizuna.v1.ChurnRiskChanged"][..]),
     ] {
-        let msgs = env.reader(topic)?.read_to_end(READ).await?;
+        // Up to the high watermark, and on until every logged output of the topic is read: a
+        // broker may report a watermark below the last offset (see `read_to_end`). Should an
+        // output be missing, the read times out and the error names it.
+        let want: HashSet<&str> = logged
+            .iter()
+            .filter(|(_, (_, ty))| types.contains(&ty.as_str()))
+            .map(|(id, _)| id.as_str())
+            .collect();
+        let msgs = env
+            .reader(topic)?
+            .read_to_end_and(READ, |got| {
+                let ids: HashSet<&str> = got.iter().filter_map(|m| m.header("ce_id")).collect();
+                want.is_subset(&ids)
+            })
+            .await
+            .with_context(|| {
+                format!(
+                    "reading {topic} until its {} logged outputs are read",
+                    want.len()
+                )
+            })?;
         by_topic.push((topic.clone(), msgs));
     }
     let mut segments: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
@@ -3198,17 +3221,26 @@ async fn any_partitioner_recompute_repairs_states_that_lost_an_update() -> anyho
     let status = engine.terminate(Duration::from_secs(60)).await?;
     ensure!(status.success(), "the engine exited with {status}");
     pool.close().await;
-    let restored: Vec<String> = env
-        .reader(&env.settings.kafka.topics.tier_changed)?
-        .read_to_end(READ)
-        .await?
-        .iter()
-        .filter_map(|m| {
-            let v = m.json().ok()?;
-            (v["causedBy"] == "recompute" && v["newTier"] == "gold")
-                .then(|| v["customerId"].as_str().unwrap_or_default().to_owned())
-        })
-        .collect();
+    let restored_by = |got: &[Received]| -> Vec<String> {
+        got.iter()
+            .filter_map(|m| {
+                let v = m.json().ok()?;
+                (v["causedBy"] == "recompute" && v["newTier"] == "gold")
+                    .then(|| v["customerId"].as_str().unwrap_or_default().to_owned())
+            })
+            .collect()
+    };
+    // To the watermark and on until every damaged customer's restoring change is read (a
+    // broker's watermark may lag its last offset: see `read_to_end`); a missing one times out.
+    let restored = restored_by(
+        &env.reader(&env.settings.kafka.topics.tier_changed)?
+            .read_to_end_and(READ, |got| {
+                let restored = restored_by(got);
+                damaged.iter().all(|c| restored.contains(c))
+            })
+            .await
+            .context("reading the tier changes until every damaged customer's is read")?,
+    );
     let mut restored_sorted = restored.clone();
     restored_sorted.sort();
     let mut damaged_sorted = damaged.clone();
