@@ -156,6 +156,7 @@ impl TestEnv {
                 format!("reader-{}-{}", self.id, uuid::Uuid::new_v4()),
             )
             .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
             .create()?;
         let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
         let mut tpl = TopicPartitionList::new();
@@ -357,7 +358,7 @@ impl std::fmt::Debug for TopicReader {
     }
 }
 
-fn received(msg: &rdkafka::message::BorrowedMessage<'_>) -> Received {
+fn received_message(msg: &rdkafka::message::BorrowedMessage<'_>) -> Received {
     let headers = msg
         .headers()
         .map(|hs| {
@@ -390,54 +391,58 @@ impl TopicReader {
         let mut got = Vec::new();
         let deadline = tokio::time::Instant::now() + timeout;
         while !done(&got) {
-            let msg = tokio::time::timeout_at(deadline, self.consumer.recv())
-                .await
-                .with_context(|| {
-                    format!(
-                        "timed out after {timeout:?} on {}; received {} messages",
-                        self.topic,
-                        got.len()
-                    )
-                })??;
-            got.push(received(&msg));
+            if let Read::Message(m) = self.next(deadline, timeout, got.len()).await? {
+                got.push(m);
+            }
         }
         Ok(got)
     }
 
-    /// Reads everything the topic holds right now: up to each partition's high watermark.
-    ///
-    /// tansu 0.6 (memory storage) can report a high watermark below the partition's last
-    /// offset: after the relay's multi-record batches, a partition holding offsets 0–267
-    /// reported 262, minutes later still. A test that knows what must be on the topic uses
-    /// [`TopicReader::read_to_end_and`] so that it does not stop at such a watermark.
+    /// Reads everything the topic holds right now: every partition to where the consumer
+    /// reports its end. Not to the high watermark that ListOffsets returns: tansu 0.6 can report
+    /// one below a partition's last offset (offsets 0–267 on the topic, watermark 262, minutes
+    /// later still), and a reader that stopped there missed messages.
     pub async fn read_to_end(&self, timeout: Duration) -> anyhow::Result<Vec<Received>> {
-        self.read_to_end_and(timeout, |_| true).await
-    }
-
-    /// Reads up to each partition's high watermark and on until `also` is satisfied too, or
-    /// fails after `timeout`.
-    pub async fn read_to_end_and(
-        &self,
-        timeout: Duration,
-        also: impl Fn(&[Received]) -> bool,
-    ) -> anyhow::Result<Vec<Received>> {
-        let mut ends = HashMap::new();
-        for p in &self.partitions {
-            let (low, high) =
-                self.consumer
-                    .fetch_watermarks(&self.topic, *p, Duration::from_secs(10))?;
-            if high > low {
-                ends.insert(*p, high);
+        let mut open: std::collections::HashSet<i32> = self.partitions.iter().copied().collect();
+        let mut got = Vec::new();
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !open.is_empty() {
+            match self.next(deadline, timeout, got.len()).await? {
+                Read::Message(m) => got.push(m),
+                Read::End(partition) => {
+                    open.remove(&partition);
+                }
             }
         }
-        self.collect_until(timeout, |got| {
-            ends.iter().all(|(p, high)| {
-                got.iter()
-                    .any(|m| m.partition == *p && m.offset + 1 >= *high)
-            }) && also(got)
-        })
-        .await
+        Ok(got)
     }
+
+    async fn next(
+        &self,
+        deadline: tokio::time::Instant,
+        timeout: Duration,
+        received: usize,
+    ) -> anyhow::Result<Read> {
+        let next = tokio::time::timeout_at(deadline, self.consumer.recv())
+            .await
+            .with_context(|| {
+                format!(
+                    "timed out after {timeout:?} on {}; received {received} messages",
+                    self.topic
+                )
+            })?;
+        match next {
+            Ok(msg) => Ok(Read::Message(received_message(&msg))),
+            Err(rdkafka::error::KafkaError::PartitionEOF(partition)) => Ok(Read::End(partition)),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// What a reader's next step brought: a message, or the end of a partition.
+enum Read {
+    Message(Received),
+    End(i32),
 }
 
 impl TestEnv {

@@ -18,6 +18,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
@@ -420,11 +421,30 @@ impl Relay {
 
 /// Reads `topics` from the first message at or after `since` to their current end and returns
 /// the `ce_id` headers found. Blocking.
+///
+/// The end of a partition is where the consumer reports end-of-partition, not the high
+/// watermark that ListOffsets returns: tansu 0.6 can report a watermark below a partition's
+/// last offset, and a scan that stopped there would miss outputs published before a crash and
+/// publish them twice.
 pub fn published_ids(
     settings: &KafkaSettings,
     topics: &[String],
     since: DateTime<Utc>,
 ) -> anyhow::Result<HashSet<String>> {
+    let mut found = HashSet::new();
+    // One consumer a topic: an end-of-partition event names the partition, not the topic.
+    for topic in topics {
+        scan_topic(settings, topic, since, &mut found)?;
+    }
+    Ok(found)
+}
+
+fn scan_topic(
+    settings: &KafkaSettings,
+    topic: &str,
+    since: DateTime<Utc>,
+    found: &mut HashSet<String>,
+) -> anyhow::Result<()> {
     let timeout = Duration::from_secs(30);
     let consumer: BaseConsumer = base_config(settings)
         .set(
@@ -432,48 +452,36 @@ pub fn published_ids(
             format!("kizuna-relay-recovery-{}", uuid::Uuid::new_v4()),
         )
         .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
         .create()
         .context("creating the recovery consumer")?;
     let mut query = TopicPartitionList::new();
-    for topic in topics {
-        let md = consumer.fetch_metadata(Some(topic), timeout)?;
-        for t in md.topics() {
-            for p in t.partitions() {
-                query.add_partition_offset(
-                    topic,
-                    p.id(),
-                    Offset::Offset(since.timestamp_millis()),
-                )?;
-            }
+    let md = consumer.fetch_metadata(Some(topic), timeout)?;
+    for t in md.topics() {
+        for p in t.partitions() {
+            query.add_partition_offset(topic, p.id(), Offset::Offset(since.timestamp_millis()))?;
         }
     }
     let starts = consumer
         .offsets_for_times(query, timeout)
         .context("looking up offsets by time")?;
     let mut assignment = TopicPartitionList::new();
-    let mut ends: HashMap<(String, i32), i64> = HashMap::new();
+    let mut open: HashSet<i32> = HashSet::new();
     for elem in starts.elements() {
+        // `End`: no message at or after `since` in this partition.
         if let Offset::Offset(start) = elem.offset() {
-            let (_, high) = consumer.fetch_watermarks(elem.topic(), elem.partition(), timeout)?;
-            if start < high {
-                assignment.add_partition_offset(
-                    elem.topic(),
-                    elem.partition(),
-                    Offset::Offset(start),
-                )?;
-                ends.insert((elem.topic().to_owned(), elem.partition()), high);
-            }
+            assignment.add_partition_offset(topic, elem.partition(), Offset::Offset(start))?;
+            open.insert(elem.partition());
         }
     }
-    let mut found = HashSet::new();
-    if ends.is_empty() {
-        return Ok(found);
+    if open.is_empty() {
+        return Ok(());
     }
     consumer.assign(&assignment)?;
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while !ends.is_empty() {
+    while !open.is_empty() {
         if std::time::Instant::now() > deadline {
-            anyhow::bail!("recovery scan did not reach the end of the output topics in time");
+            anyhow::bail!("recovery scan did not reach the end of {topic} in time");
         }
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
@@ -485,14 +493,13 @@ pub fn published_ids(
                 {
                     found.insert(id.to_owned());
                 }
-                let key = (m.topic().to_owned(), m.partition());
-                if ends.get(&key).is_some_and(|end| m.offset() + 1 >= *end) {
-                    ends.remove(&key);
-                }
             }
-            Some(Err(e)) => anyhow::bail!("recovery scan: {e}"),
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                open.remove(&partition);
+            }
+            Some(Err(e)) => anyhow::bail!("recovery scan of {topic}: {e}"),
             None => {}
         }
     }
-    Ok(found)
+    Ok(())
 }
