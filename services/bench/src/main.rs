@@ -17,7 +17,6 @@ mod scenarios;
 mod workload;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -216,13 +215,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     if wanted(&args, Scenario::Clean) {
-        let stack = Stack {
-            brokers: args.brokers.clone(),
-            admin_url: args.database_url.clone(),
-            partitions: args.partitions,
-            keep: false,
-            created: Arc::new(Mutex::new(env::Created::default())),
-        };
+        let stack = Stack::new(&args.brokers, &args.database_url, args.partitions, false);
         let (dbs, topics) = stack.remove_leftovers().await?;
         println!("removed {dbs} bench databases and {topics} bench topics");
     }
@@ -238,13 +231,12 @@ async fn main() -> anyhow::Result<()> {
     .any(|s| wanted(&args, s));
     let mut failed = None;
     if engine_needed {
-        let stack = Stack {
-            brokers: args.brokers.clone(),
-            admin_url: args.database_url.clone(),
-            partitions: args.partitions,
-            keep: args.keep,
-            created: Arc::new(Mutex::new(env::Created::default())),
-        };
+        let stack = Stack::new(
+            &args.brokers,
+            &args.database_url,
+            args.partitions,
+            args.keep,
+        );
         {
             let stack = stack.clone();
             tokio::spawn(async move {
@@ -274,13 +266,12 @@ async fn main() -> anyhow::Result<()> {
     }
     if wanted(&args, Scenario::Gateway) {
         println!();
-        let stack = Stack {
-            brokers: args.brokers.clone(),
-            admin_url: args.database_url.clone(),
-            partitions: args.partitions,
-            keep: args.keep,
-            created: Arc::new(Mutex::new(env::Created::default())),
-        };
+        let stack = Stack::new(
+            &args.brokers,
+            &args.database_url,
+            args.partitions,
+            args.keep,
+        );
         let opts = gateway::GatewayOptions {
             clients: args.gateway_clients.max(1),
             duration: Duration::from_secs(args.gateway_seconds.max(1)),

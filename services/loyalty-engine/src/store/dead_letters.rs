@@ -1,6 +1,7 @@
 //! `dead_letter_counts`: dead letters per hour (engine time) and reason, counted in the batch
 //! transaction that queues them, for the console's "last 24 hours".
 
+use super::sql;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use sqlx::{PgConnection, PgPool};
 
@@ -21,16 +22,12 @@ pub async fn count(
     let keys: Vec<&str> = per.keys().copied().collect();
     let ns: Vec<i64> = per.values().copied().collect();
     // Sorted keys: concurrent batches lock the rows in the same order.
-    sqlx::query(
-        "INSERT INTO dead_letter_counts (hour, reason, n)
-         SELECT $1, r, n FROM unnest($2::text[], $3::bigint[]) AS x(r, n)
-         ON CONFLICT (hour, reason) DO UPDATE SET n = dead_letter_counts.n + EXCLUDED.n",
-    )
-    .bind(hour)
-    .bind(&keys)
-    .bind(&ns)
-    .execute(conn)
-    .await?;
+    sqlx::query(sql::DEAD_LETTERS_COUNT)
+        .bind(hour)
+        .bind(&keys)
+        .bind(&ns)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
