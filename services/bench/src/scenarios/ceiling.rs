@@ -15,7 +15,7 @@ use sqlx::Connection;
 
 use super::Ctx;
 use crate::env::BenchEnv;
-use crate::workload::{Dating, Input, Workload};
+use crate::workload::Input;
 
 /// Samples of what the engine wrote, for the ceiling, as stored.
 #[derive(Debug, Clone, Default)]
@@ -176,16 +176,7 @@ fn build<'a>(
 ) -> anyhow::Result<Vec<CeilingBatch<'a>>> {
     let mut rng = Rng::new(ctx.seed ^ 0xCE11);
     let now = Utc::now();
-    let mut workload = Workload::new(
-        ctx.seed,
-        &env.id,
-        ctx.customers,
-        0.0,
-        Dating::Recent {
-            now,
-            days: ctx.history_days,
-        },
-    );
+    let mut workload = ctx.backlog(&env.id, now);
     let fallback_body: &'a [Vec<u8>] = samples.bodies.values().next().map_or(&[], Vec::as_slice);
     let body_of = |input: Input| -> (&'static str, &'a [Vec<u8>]) {
         let kind = match input {

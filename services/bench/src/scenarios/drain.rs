@@ -8,7 +8,6 @@ use super::Ctx;
 use crate::engine::Engine;
 use crate::env::BenchEnv;
 use crate::produce;
-use crate::workload::{Dating, Workload};
 
 /// What a drain of a pre-loaded backlog measured.
 #[derive(Debug, Clone)]
@@ -73,16 +72,7 @@ pub async fn drain(
     );
     let produce_seconds = {
         let env = env.clone();
-        let mut workload = Workload::new(
-            ctx.seed,
-            &env.id,
-            ctx.customers,
-            0.0,
-            Dating::Recent {
-                now: Utc::now(),
-                days: ctx.history_days,
-            },
-        );
+        let mut workload = ctx.backlog(&env.id, Utc::now());
         tokio::task::spawn_blocking(move || produce::preload(&env, &mut workload, n))
             .await??
             .as_secs_f64()

@@ -16,7 +16,10 @@ pub use latency::latency;
 pub use memory::memory;
 
 use crate::engine::Engine;
+use chrono::{DateTime, Utc};
+
 use crate::env::{BenchEnv, Stack};
+use crate::workload::{Dating, Workload};
 
 /// What every scenario needs.
 #[derive(Debug, Clone)]
@@ -34,6 +37,23 @@ pub struct Ctx {
     pub engine_env: Vec<(String, String)>,
     /// The offered rate before a latency measurement starts.
     pub latency_warm_up: Duration,
+}
+
+impl Ctx {
+    /// The workload of a pre-loaded backlog of run `run`: no markers, dated over the
+    /// `history_days` before `now`.
+    pub fn backlog(&self, run: &str, now: DateTime<Utc>) -> Workload {
+        Workload::new(
+            self.seed,
+            run,
+            self.customers,
+            0.0,
+            Dating::Recent {
+                now,
+                days: self.history_days,
+            },
+        )
+    }
 }
 
 /// Starts the engine on `env` with the scenario's settings and waits until it is ready.
