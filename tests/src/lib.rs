@@ -144,11 +144,12 @@ impl TestEnv {
 
     /// Drops the database and deletes the topics.
     pub async fn cleanup(self) -> anyhow::Result<()> {
-        // FORCE cannot end an autovacuum worker that happens to be in the database: retried.
+        // FORCE cannot end an autovacuum worker that may be in a freshly filled database:
+        // retried for up to 30 s.
         kizuna_testkit::database::drop(
             &admin_database_url(),
             &self.database,
-            Duration::from_secs(10),
+            Duration::from_secs(30),
         )
         .await?;
         // Best effort: brokers without topic deletion keep them; names are unique anyway.
