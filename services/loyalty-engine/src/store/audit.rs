@@ -1,9 +1,10 @@
 //! `output_log` and `tier_overrides`: what was published and what operators did, for the
 //! customer timeline and the audit trail.
 
-use super::sql;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
+
+use crate::store::sql;
 
 /// One published output, as the timeline shows it.
 #[derive(Debug, Clone)]

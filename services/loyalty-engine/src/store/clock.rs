@@ -1,9 +1,10 @@
 //! `engine_clock`: the event-time clock, the largest event time seen, for backfills and
 //! simulations (`clock = "event-time"`).
 
-use super::sql;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
+
+use crate::store::sql;
 
 /// Moves the clock forward to `seen` (never back) and returns the clock.
 pub async fn advance(

@@ -4,10 +4,10 @@ use std::collections::HashMap;
 
 use sqlx::PgConnection;
 
-use super::sql;
 use crate::domain::ids::CustomerId;
 use crate::domain::metrics::Metrics;
 use crate::domain::state::CustomerState;
+use crate::store::sql;
 
 /// The stored form of a state: MessagePack with field names.
 pub fn encode(state: &CustomerState) -> anyhow::Result<Vec<u8>> {

@@ -1,9 +1,10 @@
 //! `dead_letter_counts`: dead letters per hour (engine time) and reason, counted in the batch
 //! transaction that queues them, for the console's "last 24 hours".
 
-use super::sql;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use sqlx::{PgConnection, PgPool};
+
+use crate::store::sql;
 
 /// Adds the batch's dead letters (one reason per letter) to the hour of `now`.
 pub async fn count(

@@ -7,8 +7,8 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
-use super::sql;
 use crate::domain::event::{DomainEvent, EventBody};
+use crate::store::sql;
 
 /// One event to record.
 #[derive(Debug)]

@@ -2,8 +2,9 @@
 
 use std::collections::HashMap;
 
-use super::sql;
 use sqlx::PgConnection;
+
+use crate::store::sql;
 
 /// (topic, partition) → next offset to consume.
 pub type Positions = HashMap<(String, i32), i64>;

@@ -1,9 +1,10 @@
 //! `outbox`: output events and dead letters waiting for the relay, written in the same
 //! transaction as the state change that caused them.
 
-use super::sql;
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
+
+use crate::store::sql;
 
 /// Channel notified when rows are added, so the relay wakes at once.
 pub const NOTIFY_CHANNEL: &str = "kizuna_outbox";
