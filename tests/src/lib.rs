@@ -8,26 +8,26 @@
 //!   others (default `postgres://kizuna:kizuna@127.0.0.1:5432/kizuna`).
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use kizuna::config::Settings;
 use kizuna::startup::Application;
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use secrecy::SecretString;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub mod process;
 pub mod webhooks;
+
+/// The engine as a child process, and the `/metrics` parser: see `kizuna-testkit`.
+pub use kizuna_testkit::process;
+pub use kizuna_testkit::wait_for;
 
 pub fn brokers() -> String {
     std::env::var("KIZUNA_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
@@ -36,32 +36,6 @@ pub fn brokers() -> String {
 pub fn admin_database_url() -> String {
     std::env::var("KIZUNA_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://kizuna:kizuna@127.0.0.1:5432/kizuna".into())
-}
-
-/// Polls `check` until it returns Some, or fails after `timeout` with `what` in the message.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<Option<T>>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut last_error = None;
-    loop {
-        match check().await {
-            Ok(Some(v)) => return Ok(v),
-            Ok(None) => {}
-            Err(e) => last_error = Some(e),
-        }
-        if tokio::time::Instant::now() >= deadline {
-            match last_error {
-                Some(e) => {
-                    bail!("timed out after {timeout:?} waiting for {what}; last error: {e:#}")
-                }
-                None => bail!("timed out after {timeout:?} waiting for {what}"),
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// A fresh database, fresh topics and a fresh consumer group for one test.
@@ -76,22 +50,13 @@ pub struct TestEnv {
 /// Creates the database `kizuna_test_<id>`; returns its name and URL.
 async fn create_database(id: &str) -> anyhow::Result<(String, String)> {
     let database = format!("kizuna_test_{id}");
-    let admin_url = admin_database_url();
-    let mut admin = PgConnection::connect(&admin_url)
-        .await
-        .with_context(|| "connecting to PostgreSQL; is the stack up (deploy/local/up.sh)?")?;
-    sqlx::query(&format!("CREATE DATABASE {database}"))
-        .execute(&mut admin)
-        .await?;
-    let (base, _) = admin_url
-        .rsplit_once('/')
-        .context("database url without a database name")?;
-    Ok((database.clone(), format!("{base}/{database}")))
+    let url = kizuna_testkit::database::create(&admin_database_url(), &database).await?;
+    Ok((database, url))
 }
 
 impl TestEnv {
     pub async fn new() -> anyhow::Result<Self> {
-        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let id = kizuna_testkit::fresh_id(12);
         let (database, database_url) = create_database(&id).await?;
 
         let mut settings = Settings::load(None)?;
@@ -111,7 +76,7 @@ impl TestEnv {
         settings.metrics.population_refresh_secs = 1;
         settings.metrics.model_refresh_secs = 1;
         settings.http.admin_token = Some(SecretString::from(format!("admin-{id}")));
-        kizuna::kafka::create_topics(&settings.kafka).await?;
+        kizuna_testkit::topics::create(&settings.kafka).await?;
         Ok(Self {
             id,
             database,
@@ -180,25 +145,17 @@ impl TestEnv {
 
     /// Drops the database and deletes the topics.
     pub async fn cleanup(self) -> anyhow::Result<()> {
-        let mut admin = PgConnection::connect(&admin_database_url()).await?;
-        // FORCE cannot end an autovacuum worker that happens to be in the database: retry.
-        let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.database);
-        let mut attempts = 0;
-        while let Err(e) = sqlx::query(&drop).execute(&mut admin).await {
-            attempts += 1;
-            if attempts >= 50 {
-                return Err(e).context("dropping the test database");
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        let client: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &self.settings.kafka.brokers)
-            .create()?;
-        let t = &self.settings.kafka.topics;
-        let names: Vec<&str> = t.inputs().into_iter().chain(t.outputs()).collect();
+        // FORCE cannot end an autovacuum worker that may be in a freshly filled database:
+        // retried for up to 30 s.
+        kizuna_testkit::database::drop(
+            &admin_database_url(),
+            &self.database,
+            Duration::from_secs(30),
+        )
+        .await?;
         // Best effort: brokers without topic deletion keep them; names are unique anyway.
-        client
-            .delete_topics(&names, &AdminOptions::new())
+        let topics = kizuna_testkit::topics::names(&self.settings.kafka.topics);
+        kizuna_testkit::topics::delete(&self.settings.kafka.brokers, &topics)
             .await
             .ok();
         Ok(())
@@ -461,7 +418,7 @@ impl TestEnv {
             *topic = format!("test-{}-{tag}.{name}", self.id);
         }
         settings.database.url = SecretString::from(database_url.clone());
-        kizuna::kafka::create_topics(&settings.kafka).await?;
+        kizuna_testkit::topics::create(&settings.kafka).await?;
         Ok(Self {
             id,
             database,

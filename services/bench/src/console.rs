@@ -24,6 +24,8 @@ use kizuna_proto::v1::input_event::Event;
 use kizuna_simulator::calendar::DAY;
 use kizuna_simulator::world::{World, WorldConfig};
 
+use kizuna_testkit::Rng;
+
 use crate::engine::Engine;
 use crate::env::Stack;
 use crate::scenarios::Ctx;
@@ -157,7 +159,7 @@ async fn fan_out(pool: &sqlx::PgPool, n: u32, templates: u32) -> anyhow::Result<
 }
 
 /// The path of a page's next request (from a pseudo-random state, for customer pages).
-type PathOf = Box<dyn Fn(&mut u64) -> String>;
+type PathOf = Box<dyn Fn(&mut Rng) -> String>;
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
@@ -185,7 +187,7 @@ pub async fn run(ctx: &Ctx, stack: &Stack, opts: ConsoleOptions) -> anyhow::Resu
     extra.push(("KIZUNA_CONSOLE__REFRESH_SECS".into(), "60".into()));
     let mut engine = Engine::spawn(&ctx.kizuna, stack, &env, &extra, &ctx.log_dir, "console")?;
     let result = measure(&mut engine, &viewer, opts).await;
-    engine.stop(Duration::from_secs(10));
+    engine.stop(Duration::from_secs(10)).await;
     pool.close().await;
     stack.drop_env(&env).await;
     let (first_figures_seconds, pages) = result?;
@@ -253,7 +255,7 @@ async fn measure(
         .and_then(|s| s.split('"').next())
         .map(|s| s.replace("&amp;", "&"))
         .context("the churn queue has no second page")?;
-    let mut rng_id = 7919u64;
+    let mut rng_id = Rng::new(7919);
     let pages: Vec<(String, PathOf)> = vec![
         ("overview".into(), Box::new(|_| "/console/".into())),
         ("churn queue".into(), Box::new(|_| "/console/churn".into())),
@@ -275,13 +277,10 @@ async fn measure(
         ),
         (
             "customer".into(),
-            Box::new(move |r: &mut u64| {
-                *r = r
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
+            Box::new(move |r: &mut Rng| {
                 format!(
                     "/console/customers/b{:06}",
-                    (*r >> 33) % u64::from(opts.customers)
+                    r.below(u64::from(opts.customers))
                 )
             }),
         ),
@@ -299,14 +298,8 @@ async fn measure(
         ),
         (
             "API customer (reference)".into(),
-            Box::new(move |r: &mut u64| {
-                *r = r
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                format!(
-                    "/v1/customers/b{:06}",
-                    (*r >> 33) % u64::from(opts.customers)
-                )
+            Box::new(move |r: &mut Rng| {
+                format!("/v1/customers/b{:06}", r.below(u64::from(opts.customers)))
             }),
         ),
     ];

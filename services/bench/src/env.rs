@@ -4,12 +4,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Context;
 use kizuna::config::{Settings, Topics};
-use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions};
-use rdkafka::client::DefaultClientContext;
-use sqlx::{Connection, PgConnection, PgPool};
+use kizuna_testkit::{database, topics};
+use secrecy::SecretString;
+use sqlx::PgPool;
 
 /// What was created, to remove at the end.
 #[derive(Debug, Default)]
@@ -40,6 +38,8 @@ pub struct BenchEnv {
     pub group_id: String,
     pub topics: Topics,
     pub brokers: String,
+    /// The engine's settings for this environment (database, brokers, group, topics).
+    pub settings: Settings,
 }
 
 fn lock(created: &Arc<Mutex<Created>>) -> std::sync::MutexGuard<'_, Created> {
@@ -49,20 +49,22 @@ fn lock(created: &Arc<Mutex<Created>>) -> std::sync::MutexGuard<'_, Created> {
 }
 
 impl Stack {
+    pub fn new(brokers: &str, admin_url: &str, partitions: i32, keep: bool) -> Self {
+        Self {
+            brokers: brokers.to_owned(),
+            admin_url: admin_url.to_owned(),
+            partitions,
+            keep,
+            created: Arc::new(Mutex::new(Created::default())),
+        }
+    }
+
     pub fn register_pid(&self, pid: u32) {
         lock(&self.created).pids.push(pid);
     }
 
     pub fn forget_pid(&self, pid: u32) {
         lock(&self.created).pids.retain(|p| *p != pid);
-    }
-
-    async fn admin(&self) -> anyhow::Result<PgConnection> {
-        PgConnection::connect(&self.admin_url)
-            .await
-            .with_context(|| {
-                "connecting to PostgreSQL; is the stack up (deploy/local/up.sh)?".to_owned()
-            })
     }
 
     /// A fresh database, migrated by the engine binary `engine` (`kizuna migrate`, so the schema
@@ -74,40 +76,31 @@ impl Stack {
         kafka: bool,
         engine: Option<&std::path::Path>,
     ) -> anyhow::Result<BenchEnv> {
-        let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+        let id = kizuna_testkit::fresh_id(10);
         let database = format!("kizuna_bench_{}_{id}", scenario.replace('-', "_"));
-        let mut admin = self.admin().await?;
-        sqlx::query(&format!("CREATE DATABASE {database}"))
-            .execute(&mut admin)
-            .await
-            .with_context(|| format!("creating database {database}"))?;
+        let database_url = database::create(&self.admin_url, &database).await?;
         lock(&self.created).databases.push(database.clone());
-        let (base, _) = self
-            .admin_url
-            .rsplit_once('/')
-            .context("database url without a database name")?;
-        let database_url = format!("{base}/{database}");
 
+        let group_id = format!("kizuna-bench-{id}");
         let mut settings = Settings::load(None)?;
+        settings.database.url = SecretString::from(database_url.clone());
         settings.kafka.brokers = self.brokers.clone();
+        settings.kafka.group_id = group_id.clone();
         settings.kafka.partitions = self.partitions;
+        settings.kafka.session_timeout_ms = 6_000;
         settings.kafka.topics.add_prefix(&format!("bench-{id}."));
+        settings.log.level = "warn".into();
         if kafka {
-            {
-                let mut created = lock(&self.created);
-                let t = &settings.kafka.topics;
-                created
-                    .topics
-                    .extend(t.inputs().into_iter().chain(t.outputs()).map(str::to_owned));
-            }
-            kizuna::kafka::create_topics(&settings.kafka)
-                .await
-                .context("creating the bench topics; is the broker up (deploy/local/up.sh)?")?;
+            lock(&self.created)
+                .topics
+                .extend(topics::names(&settings.kafka.topics));
+            topics::create(&settings.kafka).await?;
         }
         match engine {
             Some(bin) => {
-                let (bin, url) = (bin.to_owned(), database_url.clone());
-                tokio::task::spawn_blocking(move || crate::engine::migrate(&bin, &url)).await??;
+                let (bin, settings) = (bin.to_owned(), settings.clone());
+                tokio::task::spawn_blocking(move || crate::engine::migrate(&bin, &settings))
+                    .await??;
             }
             None => {
                 let pool = PgPool::connect(&database_url).await?;
@@ -116,12 +109,13 @@ impl Stack {
             }
         }
         Ok(BenchEnv {
-            group_id: format!("kizuna-bench-{id}"),
+            group_id,
             id,
             database,
             database_url,
-            topics: settings.kafka.topics,
+            topics: settings.kafka.topics.clone(),
             brokers: self.brokers.clone(),
+            settings,
         })
     }
 
@@ -130,13 +124,7 @@ impl Stack {
         if self.keep {
             return;
         }
-        let t = &env.topics;
-        let topics: Vec<String> = t
-            .inputs()
-            .into_iter()
-            .chain(t.outputs())
-            .map(str::to_owned)
-            .collect();
+        let topics = topics::names(&env.topics);
         self.remove(std::slice::from_ref(&env.database), &topics)
             .await;
         let mut created = lock(&self.created);
@@ -155,7 +143,7 @@ impl Stack {
             )
         };
         for pid in pids {
-            crate::engine::kill_pid(pid, true);
+            kizuna_testkit::process::signal(pid, true).ok();
         }
         if self.keep {
             if !dbs.is_empty() || !topics.is_empty() {
@@ -173,80 +161,26 @@ impl Stack {
     /// Removes the databases and topics earlier runs left behind (`--keep`, or a run killed
     /// before it could clean up): databases `kizuna_bench_…` and topics `bench-<id>.…`.
     pub async fn remove_leftovers(&self) -> anyhow::Result<(usize, usize)> {
-        let mut admin = self.admin().await?;
-        let dbs: Vec<String> = sqlx::query_scalar(
-            "SELECT datname FROM pg_database WHERE datname LIKE 'kizuna\\_bench\\_%'",
-        )
-        .fetch_all(&mut admin)
-        .await?;
-        let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
-            .create()?;
-        let md =
-            rdkafka::consumer::Consumer::fetch_metadata(&consumer, None, Duration::from_secs(10))?;
-        let topics: Vec<String> = md
-            .topics()
-            .iter()
-            .map(|t| t.name().to_owned())
-            .filter(|name| is_bench_topic(name))
-            .collect();
+        let dbs = database::list(&self.admin_url, "kizuna_bench_").await?;
+        let topics = topics::list(&self.brokers, is_bench_topic)?;
         self.remove(&dbs, &topics).await;
         Ok((dbs.len(), topics.len()))
     }
 
     async fn remove(&self, databases: &[String], topics: &[String]) {
+        // An autovacuum worker in the database cannot be terminated by a non-superuser: wait
+        // for it to finish (after a run that wrote millions of rows, that takes minutes).
         const DROP_WAIT: Duration = Duration::from_secs(300);
-        if !databases.is_empty() {
-            match self.admin().await {
-                Ok(mut admin) => {
-                    for db in databases {
-                        // An autovacuum worker in the database cannot be terminated by a
-                        // non-superuser: wait for it to finish (after a run that wrote
-                        // millions of rows, that takes minutes).
-                        let started = std::time::Instant::now();
-                        let mut tries = 0u32;
-                        loop {
-                            let sql = format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)");
-                            match sqlx::query(&sql).execute(&mut admin).await {
-                                Ok(_) => break,
-                                Err(e) if started.elapsed() < DROP_WAIT => {
-                                    if tries.is_multiple_of(20) {
-                                        eprintln!(
-                                            "kizuna-bench: dropping {db}: {e}; retrying for up to {} s",
-                                            DROP_WAIT.saturating_sub(started.elapsed()).as_secs()
-                                        );
-                                    }
-                                    tries += 1;
-                                    tokio::time::sleep(Duration::from_millis(500)).await;
-                                }
-                                Err(e) => {
-                                    eprintln!(
-                                        "kizuna-bench: could not drop database {db}: {e}; \
-                                         `kizuna-bench clean` removes it later"
-                                    );
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                }
-                Err(e) => eprintln!("kizuna-bench: could not drop databases: {e:#}"),
+        for db in databases {
+            if let Err(e) = database::drop(&self.admin_url, db, DROP_WAIT).await {
+                eprintln!(
+                    "kizuna-bench: could not drop database {db}: {e:#}; \
+                     `kizuna-bench clean` removes it later"
+                );
             }
         }
-        if !topics.is_empty() {
-            let client: Result<AdminClient<DefaultClientContext>, _> = ClientConfig::new()
-                .set("bootstrap.servers", &self.brokers)
-                .create();
-            match client {
-                Ok(client) => {
-                    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-                    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-                    if let Err(e) = client.delete_topics(&names, &opts).await {
-                        eprintln!("kizuna-bench: could not delete topics: {e}");
-                    }
-                }
-                Err(e) => eprintln!("kizuna-bench: could not delete topics: {e}"),
-            }
+        if let Err(e) = topics::delete(&self.brokers, topics).await {
+            eprintln!("kizuna-bench: could not delete topics: {e:#}");
         }
     }
 }

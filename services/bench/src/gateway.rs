@@ -170,6 +170,46 @@ fn merge(results: Vec<ClientResult>, seconds: f64) -> Measure {
     }
 }
 
+/// Runs `opts.clients` closed-loop clients: client `c` makes its `k`-th call (k = 0, 1, …)
+/// with `call(c, k)`, which says whether it succeeded, until the end. Only calls sent after
+/// the warm-up and answered before the end are measured.
+async fn closed_loop<F, Fut>(opts: GatewayOptions, call: F) -> anyhow::Result<Measure>
+where
+    F: Fn(usize, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let start = Instant::now();
+    let measure_from = start + opts.warm_up;
+    let end = measure_from + opts.duration;
+    let mut tasks = Vec::new();
+    for c in 0..opts.clients {
+        let call = call.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut failures = 0u64;
+            let mut k = 0;
+            while Instant::now() < end {
+                let sent = Instant::now();
+                let ok = call(c, k).await;
+                k += 1;
+                if sent >= measure_from && Instant::now() <= end {
+                    if ok {
+                        latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+                    } else {
+                        failures += 1;
+                    }
+                }
+            }
+            (latencies, failures)
+        }));
+    }
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.context("a client task panicked")?);
+    }
+    Ok(merge(results, opts.duration.as_secs_f64()))
+}
+
 async fn http_clients(
     url: &str,
     orders: Arc<Vec<SignedOrder>>,
@@ -180,54 +220,30 @@ async fn http_clients(
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(30))
         .build()?;
-    let start = Instant::now();
-    let measure_from = start + opts.warm_up;
-    let end = measure_from + opts.duration;
-    let mut tasks = Vec::new();
-    for c in 0..opts.clients {
-        let (client, url, orders) = (client.clone(), url.to_owned(), orders.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut failures = 0u64;
-            let mut i = c;
-            let mut n = 0u64;
-            while Instant::now() < end {
-                let (body, signature) = &orders[i % orders.len()];
-                i += opts.clients;
-                n += 1;
-                let sent = Instant::now();
-                let result = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .header("X-Shopify-Topic", "orders/paid")
-                    .header("X-Shopify-Hmac-Sha256", signature.as_str())
-                    .header("X-Shopify-Webhook-Id", format!("bench-{c}-{n}"))
-                    .body(body.clone())
-                    .send()
-                    .await;
-                let ok = match result {
-                    Ok(r) => {
-                        let status = r.status().as_u16();
-                        r.bytes().await.is_ok() && status == 200
-                    }
-                    Err(_) => false,
-                };
-                if sent >= measure_from && Instant::now() <= end {
-                    if ok {
-                        latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
-                    } else {
-                        failures += 1;
-                    }
+    let url = url.to_owned();
+    closed_loop(opts, move |c, k| {
+        let (client, url, orders) = (client.clone(), url.clone(), orders.clone());
+        async move {
+            let (body, signature) = &orders[(c + k * opts.clients) % orders.len()];
+            let result = client
+                .post(&url)
+                .header("content-type", "application/json")
+                .header("X-Shopify-Topic", "orders/paid")
+                .header("X-Shopify-Hmac-Sha256", signature.as_str())
+                .header("X-Shopify-Webhook-Id", format!("bench-{c}-{}", k + 1))
+                .body(body.clone())
+                .send()
+                .await;
+            match result {
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    r.bytes().await.is_ok() && status == 200
                 }
+                Err(_) => false,
             }
-            (latencies, failures)
-        }));
-    }
-    let mut results = Vec::new();
-    for t in tasks {
-        results.push(t.await.context("a client panicked")?);
-    }
-    Ok(merge(results, opts.duration.as_secs_f64()))
+        }
+    })
+    .await
 }
 
 async fn direct_producers(
@@ -235,39 +251,20 @@ async fn direct_producers(
     events: Arc<Vec<Outgoing>>,
     opts: GatewayOptions,
 ) -> anyhow::Result<Measure> {
-    let start = Instant::now();
-    let measure_from = start + opts.warm_up;
-    let end = measure_from + opts.duration;
-    let mut tasks = Vec::new();
-    for c in 0..opts.clients {
-        let (producer, events) = (producer.clone(), events.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut failures = 0u64;
-            let mut i = c;
-            while Instant::now() < end {
-                let event = &events[i % events.len()];
-                i += opts.clients;
-                let sent = Instant::now();
-                let ok = producer
+    let measure = {
+        let producer = producer.clone();
+        closed_loop(opts, move |c, k| {
+            let (producer, events) = (producer.clone(), events.clone());
+            async move {
+                let event = &events[(c + k * opts.clients) % events.len()];
+                producer
                     .send_all(Source::Shopify, std::slice::from_ref(event))
                     .await
-                    .is_ok();
-                if sent >= measure_from && Instant::now() <= end {
-                    if ok {
-                        latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
-                    } else {
-                        failures += 1;
-                    }
-                }
+                    .is_ok()
             }
-            (latencies, failures)
-        }));
-    }
-    let mut results = Vec::new();
-    for t in tasks {
-        results.push(t.await.context("a producer task panicked")?);
-    }
+        })
+        .await
+    };
     producer.flush(Duration::from_secs(30));
-    Ok(merge(results, opts.duration.as_secs_f64()))
+    measure
 }

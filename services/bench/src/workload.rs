@@ -14,8 +14,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 use kizuna_proto::v1;
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+use kizuna_testkit::Rng as SeededRng;
+use rand::Rng;
 
 /// Amount of a marker purchase: above the grid's high-value threshold (100,000 JPY).
 pub const MARKER_AMOUNT_MINOR: i64 = 150_000;
@@ -62,7 +62,7 @@ const CHANNELS: [&str; 3] = ["web", "app", "store"];
 /// A deterministic stream of benchmark events.
 #[derive(Debug)]
 pub struct Workload {
-    rng: SmallRng,
+    rng: SeededRng,
     /// Part of every id, so separate runs never collide.
     run: String,
     customers: u32,
@@ -75,7 +75,7 @@ pub struct Workload {
 impl Workload {
     pub fn new(seed: u64, run: &str, customers: u32, marker_share: f64, dating: Dating) -> Self {
         Self {
-            rng: SmallRng::seed_from_u64(seed),
+            rng: SeededRng::new(seed),
             run: run.to_owned(),
             customers: customers.max(1),
             marker_share: marker_share.clamp(0.0, 1.0),

@@ -4,6 +4,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
+use crate::store::sql;
+
 /// One published output, as the timeline shows it.
 #[derive(Debug, Clone)]
 pub struct LoggedOutput<'a> {
@@ -25,19 +27,15 @@ pub async fn log_outputs(conn: &mut PgConnection, rows: &[LoggedOutput<'_>]) -> 
     let causes: Vec<&str> = rows.iter().map(|r| r.caused_by).collect();
     let times: Vec<DateTime<Utc>> = rows.iter().map(|r| r.effective_at).collect();
     let payloads: Vec<&serde_json::Value> = rows.iter().map(|r| r.payload).collect();
-    sqlx::query(
-        "INSERT INTO output_log (customer_id, ce_id, ce_type, caused_by, effective_at, payload)
-         SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[])
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(&customers)
-    .bind(&ids)
-    .bind(&types)
-    .bind(&causes)
-    .bind(&times)
-    .bind(&payloads)
-    .execute(&mut *conn)
-    .await?;
+    sqlx::query(sql::OUTPUT_LOG_INSERT)
+        .bind(&customers)
+        .bind(&ids)
+        .bind(&types)
+        .bind(&causes)
+        .bind(&times)
+        .bind(&payloads)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 

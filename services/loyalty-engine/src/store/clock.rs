@@ -4,6 +4,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
+use crate::store::sql;
+
 /// Moves the clock forward to `seen` (never back) and returns the clock.
 pub async fn advance(
     conn: &mut PgConnection,
@@ -11,14 +13,11 @@ pub async fn advance(
     seen: Option<DateTime<Utc>>,
 ) -> sqlx::Result<Option<DateTime<Utc>>> {
     if let Some(seen) = seen {
-        sqlx::query(
-            "INSERT INTO engine_clock (group_id, max_event_time) VALUES ($1, $2)
-             ON CONFLICT (group_id) DO UPDATE SET max_event_time = GREATEST(engine_clock.max_event_time, EXCLUDED.max_event_time)",
-        )
-        .bind(group_id)
-        .bind(seen)
-        .execute(&mut *conn)
-        .await?;
+        sqlx::query(sql::CLOCK_ADVANCE)
+            .bind(group_id)
+            .bind(seen)
+            .execute(&mut *conn)
+            .await?;
     }
     read(conn, group_id).await
 }

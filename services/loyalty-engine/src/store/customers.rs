@@ -7,6 +7,7 @@ use sqlx::PgConnection;
 use crate::domain::ids::CustomerId;
 use crate::domain::metrics::Metrics;
 use crate::domain::state::CustomerState;
+use crate::store::sql;
 
 /// The stored form of a state: MessagePack with field names.
 pub fn encode(state: &CustomerState) -> anyhow::Result<Vec<u8>> {
@@ -50,13 +51,11 @@ pub async fn load_for_update(
     let mut keys: Vec<&str> = ids.iter().map(|id| id.as_str()).collect();
     keys.sort_unstable();
     keys.dedup();
-    let rows: Vec<(Vec<u8>, i32, i64)> = sqlx::query_as(
-        "SELECT state, home_partition, version FROM customers WHERE customer_id = ANY($1) ORDER BY customer_id FOR UPDATE",
-    )
-    .persistent(false) // planned per batch: see the store module's note on plans
-    .bind(&keys)
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows: Vec<(Vec<u8>, i32, i64)> = sqlx::query_as(sql::CUSTOMERS_LOCK)
+        .persistent(false) // planned per batch: see the store module's note on plans
+        .bind(&keys)
+        .fetch_all(&mut *conn)
+        .await?;
     let mut out = HashMap::with_capacity(rows.len());
     for row in rows {
         let row = loaded(row)?;
@@ -133,45 +132,21 @@ pub async fn upsert(conn: &mut PgConnection, states: &[Row<'_>]) -> anyhow::Resu
         );
     }
     // On a conflict the row is locked whether or not the WHERE clause lets it be updated.
-    let written: Vec<(String,)> = sqlx::query_as(
-        "INSERT INTO customers (customer_id, tier, lifetime_spend_minor, orders, home_partition, state,
-                                segment, next_check_at, churn_level, version, churn_play,
-                                value_at_risk, updated_at)
-         SELECT c, t, s, o, p, d, g, n, l, v, y, r, now()
-         FROM unnest($1::text[], $2::text[], $3::bigint[], $4::float8[], $5::int[], $6::bytea[],
-                     $7::text[], $8::timestamptz[], $9::text[], $10::bigint[], $11::text[],
-                     $12::float8[])
-              AS x(c, t, s, o, p, d, g, n, l, v, y, r)
-         ON CONFLICT (customer_id) DO UPDATE SET
-             tier = EXCLUDED.tier,
-             lifetime_spend_minor = EXCLUDED.lifetime_spend_minor,
-             orders = EXCLUDED.orders,
-             home_partition = EXCLUDED.home_partition,
-             state = EXCLUDED.state,
-             segment = EXCLUDED.segment,
-             next_check_at = EXCLUDED.next_check_at,
-             churn_level = EXCLUDED.churn_level,
-             version = EXCLUDED.version,
-             churn_play = EXCLUDED.churn_play,
-             value_at_risk = EXCLUDED.value_at_risk,
-             updated_at = now()
-         WHERE customers.version = EXCLUDED.version - 1
-         RETURNING customer_id",
-    )
-    .bind(&ids)
-    .bind(&tiers)
-    .bind(&spend)
-    .bind(&orders)
-    .bind(&partitions)
-    .bind(&docs)
-    .bind(&segments)
-    .bind(&next_checks)
-    .bind(&churn_levels)
-    .bind(&versions)
-    .bind(&plays)
-    .bind(&at_risk)
-    .fetch_all(&mut *conn)
-    .await?;
+    let written: Vec<(String,)> = sqlx::query_as(sql::CUSTOMERS_UPSERT)
+        .bind(&ids)
+        .bind(&tiers)
+        .bind(&spend)
+        .bind(&orders)
+        .bind(&partitions)
+        .bind(&docs)
+        .bind(&segments)
+        .bind(&next_checks)
+        .bind(&churn_levels)
+        .bind(&versions)
+        .bind(&plays)
+        .bind(&at_risk)
+        .fetch_all(&mut *conn)
+        .await?;
     if written.len() == states.len() {
         return Ok(Vec::new());
     }

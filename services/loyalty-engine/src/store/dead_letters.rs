@@ -4,6 +4,8 @@
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use sqlx::{PgConnection, PgPool};
 
+use crate::store::sql;
+
 /// Adds the batch's dead letters (one reason per letter) to the hour of `now`.
 pub async fn count(
     conn: &mut PgConnection,
@@ -21,16 +23,12 @@ pub async fn count(
     let keys: Vec<&str> = per.keys().copied().collect();
     let ns: Vec<i64> = per.values().copied().collect();
     // Sorted keys: concurrent batches lock the rows in the same order.
-    sqlx::query(
-        "INSERT INTO dead_letter_counts (hour, reason, n)
-         SELECT $1, r, n FROM unnest($2::text[], $3::bigint[]) AS x(r, n)
-         ON CONFLICT (hour, reason) DO UPDATE SET n = dead_letter_counts.n + EXCLUDED.n",
-    )
-    .bind(hour)
-    .bind(&keys)
-    .bind(&ns)
-    .execute(conn)
-    .await?;
+    sqlx::query(sql::DEAD_LETTERS_COUNT)
+        .bind(hour)
+        .bind(&keys)
+        .bind(&ns)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 use crate::domain::event::{DomainEvent, EventBody};
+use crate::store::sql;
 
 /// One event to record.
 #[derive(Debug)]
@@ -56,21 +57,16 @@ pub async fn insert_new(
         .map(|r| encode(r.event))
         .collect::<anyhow::Result<_>>()?;
     let sources: Vec<&str> = rows.iter().map(|r| r.source.as_str()).collect();
-    let inserted: Vec<(String, String)> = sqlx::query_as(
-        "INSERT INTO event_ledger (customer_id, event_id, occurred_at, kind, referred_by, body, source)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::bytea[], $7::text[])
-         ON CONFLICT (customer_id, event_id) DO NOTHING
-         RETURNING customer_id, event_id",
-    )
-    .bind(&customers)
-    .bind(&events)
-    .bind(&times)
-    .bind(&kinds)
-    .bind(&referrers)
-    .bind(&bodies)
-    .bind(&sources)
-    .fetch_all(&mut *conn)
-    .await?;
+    let inserted: Vec<(String, String)> = sqlx::query_as(sql::LEDGER_INSERT)
+        .bind(&customers)
+        .bind(&events)
+        .bind(&times)
+        .bind(&kinds)
+        .bind(&referrers)
+        .bind(&bodies)
+        .bind(&sources)
+        .fetch_all(&mut *conn)
+        .await?;
     let mut new: HashSet<(String, String)> = inserted.into_iter().collect();
     Ok(rows
         .iter()

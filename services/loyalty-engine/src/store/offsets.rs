@@ -4,6 +4,8 @@ use std::collections::HashMap;
 
 use sqlx::PgConnection;
 
+use crate::store::sql;
+
 /// (topic, partition) → next offset to consume.
 pub type Positions = HashMap<(String, i32), i64>;
 
@@ -22,17 +24,12 @@ pub async fn lock(
     sorted.dedup();
     let topics: Vec<&str> = sorted.iter().map(|(t, _)| t.as_str()).collect();
     let parts: Vec<i32> = sorted.iter().map(|(_, p)| *p).collect();
-    let rows: Vec<(String, i32, i64)> = sqlx::query_as(
-        "INSERT INTO consumer_offsets AS c (group_id, topic, partition, next_offset)
-         SELECT $1, t, p, 0 FROM unnest($2::text[], $3::int[]) AS x(t, p) ORDER BY t, p
-         ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = c.next_offset
-         RETURNING topic, partition, next_offset",
-    )
-    .bind(group_id)
-    .bind(&topics)
-    .bind(&parts)
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows: Vec<(String, i32, i64)> = sqlx::query_as(sql::OFFSETS_LOCK)
+        .bind(group_id)
+        .bind(&topics)
+        .bind(&parts)
+        .fetch_all(&mut *conn)
+        .await?;
     Ok(rows.into_iter().map(|(t, p, o)| ((t, p), o)).collect())
 }
 
@@ -50,17 +47,13 @@ pub async fn advance(
         parts.push(*p);
         offsets.push(*o);
     }
-    sqlx::query(
-        "UPDATE consumer_offsets c SET next_offset = GREATEST(c.next_offset, x.o), updated_at = now()
-         FROM unnest($2::text[], $3::int[], $4::bigint[]) AS x(t, p, o)
-         WHERE c.group_id = $1 AND c.topic = x.t AND c.partition = x.p",
-    )
-    .bind(group_id)
-    .bind(&topics)
-    .bind(&parts)
-    .bind(&offsets)
-    .execute(&mut *conn)
-    .await?;
+    sqlx::query(sql::OFFSETS_ADVANCE)
+        .bind(group_id)
+        .bind(&topics)
+        .bind(&parts)
+        .bind(&offsets)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 

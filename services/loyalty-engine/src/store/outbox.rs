@@ -4,6 +4,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
+use crate::store::sql;
+
 /// Channel notified when rows are added, so the relay wakes at once.
 pub const NOTIFY_CHANNEL: &str = "kizuna_outbox";
 
@@ -71,23 +73,17 @@ pub async fn insert(conn: &mut PgConnection, messages: &[OutboxMessage]) -> sqlx
         .iter()
         .map(|m| encode_headers(&m.headers))
         .collect();
-    sqlx::query(
-        "WITH added AS (
-             INSERT INTO outbox (ce_id, partition, customer_id, topic, key, payload, headers)
-             SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::bytea[], $6::bytea[], $7::jsonb[])
-             RETURNING 1)
-         SELECT pg_notify($8, '') WHERE EXISTS (SELECT 1 FROM added)",
-    )
-    .bind(&ce_ids)
-    .bind(&partitions)
-    .bind(&customers)
-    .bind(&topics)
-    .bind(&keys)
-    .bind(&payloads)
-    .bind(&headers)
-    .bind(NOTIFY_CHANNEL)
-    .execute(&mut *conn)
-    .await?;
+    sqlx::query(sql::OUTBOX_INSERT)
+        .bind(&ce_ids)
+        .bind(&partitions)
+        .bind(&customers)
+        .bind(&topics)
+        .bind(&keys)
+        .bind(&payloads)
+        .bind(&headers)
+        .bind(NOTIFY_CHANNEL)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 

@@ -1,19 +1,24 @@
-//! The real `kizuna` binary as a child process, for tests that kill, stop and restart it.
+//! The real `kizuna` binary as a child process, for tests that kill, stop and restart it and
+//! for the bench's engine scenarios.
 //!
 //! The binary is the one `cargo build --bin kizuna` put next to the test executable
-//! (`$CARGO_TARGET_DIR/debug/kizuna`), or `KIZUNA_TEST_ENGINE_BIN`. It is configured only
-//! through `KIZUNA_*` environment variables built from a [`Settings`], listens on a port picked
-//! here, and writes its log to a file of its own, whose tail is shown when something fails.
+//! (`$CARGO_TARGET_DIR/debug/kizuna`), or `KIZUNA_TEST_ENGINE_BIN`, or any path given to
+//! [`EngineProcess::launch`]. It is configured only through `KIZUNA_*` environment variables
+//! built from a [`Settings`] (inherited `KIZUNA_*` and `RUST_LOG` are removed), listens on a
+//! port picked here, and writes its log to a file of its own, whose tail is shown when
+//! something fails.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use kizuna::config::Settings;
 
+use crate::metrics::Metrics;
+pub use crate::metrics::{metric_by_label, metric_sum};
 use crate::wait_for;
 
 /// Path of the engine binary: `KIZUNA_TEST_ENGINE_BIN`, else `kizuna` in the directory above
@@ -55,14 +60,67 @@ pub fn engine_env(settings: &Settings, port: u16) -> Vec<(String, String)> {
     let mut vars = settings
         .to_env()
         .unwrap_or_else(|e| panic!("test settings must be expressible as variables: {e:#}"));
-    for (key, value) in [
-        ("KIZUNA_HTTP__BIND", format!("127.0.0.1:{port}")),
-        ("KIZUNA_LOG__FORMAT", "pretty".to_owned()),
-    ] {
-        vars.retain(|(k, _)| k != key);
-        vars.push((key.to_owned(), value));
-    }
+    set_vars(
+        &mut vars,
+        &[
+            ("KIZUNA_HTTP__BIND".to_owned(), format!("127.0.0.1:{port}")),
+            ("KIZUNA_LOG__FORMAT".to_owned(), "pretty".to_owned()),
+        ],
+    );
     vars
+}
+
+/// Sets (or replaces) each of `extra` in `vars`.
+fn set_vars(vars: &mut Vec<(String, String)>, extra: &[(String, String)]) {
+    for (key, value) in extra {
+        vars.retain(|(k, _)| k != key);
+        vars.push((key.clone(), value.clone()));
+    }
+}
+
+/// A `kizuna` command whose environment holds only `vars` of the `KIZUNA_*` kind, and no
+/// `RUST_LOG`, whatever the caller's environment.
+fn command(binary: &Path, vars: Vec<(String, String)>) -> Command {
+    let mut command = Command::new(binary);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("KIZUNA_") {
+            command.env_remove(&key);
+        }
+    }
+    command
+        .env_remove("RUST_LOG")
+        .envs(vars)
+        .stdin(Stdio::null());
+    command
+}
+
+/// Sends SIGTERM (or SIGKILL when `hard`) to `pid` through `kill(1)`: the workspace forbids
+/// unsafe code, so no direct syscall. Only for processes that have not been reaped (a reaped
+/// pid may be someone else's).
+pub fn signal(pid: u32, hard: bool) -> anyhow::Result<()> {
+    let status = Command::new("kill")
+        .args([if hard { "-KILL" } else { "-TERM" }, &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("running kill")?;
+    if !status.success() {
+        bail!("kill {pid} failed: {status}");
+    }
+    Ok(())
+}
+
+/// How to start an engine: [`EngineProcess::launch`].
+#[derive(Debug, Clone)]
+pub struct Launch<'a> {
+    /// The `kizuna` binary.
+    pub binary: &'a Path,
+    pub name: &'a str,
+    pub settings: &'a Settings,
+    /// Further `KIZUNA_*` variables, set last (they win over the settings').
+    pub extra_env: &'a [(String, String)],
+    /// The log file (appended to).
+    pub log_path: PathBuf,
 }
 
 /// One running (or exited) `kizuna run` process.
@@ -71,45 +129,51 @@ pub struct EngineProcess {
     pub name: String,
     pub port: u16,
     pub log_path: PathBuf,
+    /// When it was spawned.
+    pub started: Instant,
     child: Child,
     exited: Option<ExitStatus>,
     http: reqwest::Client,
 }
 
 impl EngineProcess {
-    /// Starts `kizuna run` configured like `settings`; its log goes to `log_dir/<name>.log`.
+    /// Starts `kizuna run` (the binary of [`engine_binary`]) configured like `settings`; its log
+    /// goes to `log_dir/<name>.log`.
     pub fn spawn(name: &str, settings: &Settings, log_dir: &Path) -> anyhow::Result<Self> {
         let binary = engine_binary()?;
-        std::fs::create_dir_all(log_dir)
-            .with_context(|| format!("creating {}", log_dir.display()))?;
-        let log_path = log_dir.join(format!("{name}.log"));
+        Self::launch(Launch {
+            binary: &binary,
+            name,
+            settings,
+            extra_env: &[],
+            log_path: log_dir.join(format!("{name}.log")),
+        })
+    }
+
+    /// Starts `kizuna run` as `launch` says.
+    pub fn launch(launch: Launch<'_>) -> anyhow::Result<Self> {
+        let log_path = launch.log_path;
+        if let Some(dir) = log_path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
         let log = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log_path)
             .with_context(|| format!("opening {}", log_path.display()))?;
         let port = free_port()?;
-        let mut command = Command::new(&binary);
-        command.arg("run");
-        // Only the variables set here configure the engine, whatever the caller's environment.
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("KIZUNA_") {
-                command.env_remove(&key);
-            }
-        }
-        command
-            .env_remove("RUST_LOG")
-            .envs(engine_env(settings, port))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
+        let mut vars = engine_env(launch.settings, port);
+        set_vars(&mut vars, launch.extra_env);
+        let mut command = command(launch.binary, vars);
+        command.arg("run").stdout(log.try_clone()?).stderr(log);
         let child = command
             .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
+            .with_context(|| format!("starting {}", launch.binary.display()))?;
         Ok(Self {
-            name: name.to_owned(),
+            name: launch.name.to_owned(),
             port,
             log_path,
+            started: Instant::now(),
             child,
             exited: None,
             http: reqwest::Client::builder()
@@ -120,6 +184,11 @@ impl EngineProcess {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -138,8 +207,9 @@ impl EngineProcess {
     pub fn ensure_running(&mut self) -> anyhow::Result<()> {
         if let Some(status) = self.try_exit_status()? {
             bail!(
-                "engine {} exited unexpectedly ({status}); log tail:\n{}",
+                "engine {} exited unexpectedly ({status}); log tail ({}):\n{}",
                 self.name,
+                self.log_path.display(),
                 self.log_tail(40)
             );
         }
@@ -154,22 +224,24 @@ impl EngineProcess {
         }
     }
 
-    /// Waits until `/readyz` answers 200; fails early if the process exits.
-    pub async fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
+    /// Waits until `/readyz` answers 200; fails early if the process exits. Returns the time
+    /// since the spawn.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<Duration> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             self.ensure_running()?;
             if self.readyz().await == Some(200) {
-                return Ok(());
+                return Ok(self.started.elapsed());
             }
             if tokio::time::Instant::now() >= deadline {
                 bail!(
-                    "engine {} not ready after {timeout:?}; log tail:\n{}",
+                    "engine {} not ready after {timeout:?}; log tail ({}):\n{}",
                     self.name,
+                    self.log_path.display(),
                     self.log_tail(40)
                 );
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -177,6 +249,27 @@ impl EngineProcess {
     pub async fn metrics(&self) -> anyhow::Result<String> {
         let resp = self.http.get(self.url("/metrics")).send().await?;
         Ok(resp.error_for_status()?.text().await?)
+    }
+
+    /// `/metrics`, parsed.
+    pub async fn scrape(&self) -> anyhow::Result<Metrics> {
+        Ok(Metrics {
+            text: self.metrics().await?,
+        })
+    }
+
+    /// (VmRSS, VmHWM) in KiB, from /proc/PID/status.
+    pub fn rss_kib(&self) -> anyhow::Result<(u64, u64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        Ok((field("VmRSS:"), field("VmHWM:")))
     }
 
     /// SIGKILL, then reap. No chance to finish anything.
@@ -194,6 +287,7 @@ impl EngineProcess {
     }
 
     /// SIGTERM, then waits up to `timeout` for the process to exit and returns its status.
+    /// If it does not exit in time, it is killed and this fails.
     pub async fn terminate(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
         // Only signal a child that has not been reaped: its pid cannot have been reused.
         if let Some(status) = self.try_exit_status()? {
@@ -203,13 +297,7 @@ impl EngineProcess {
                 self.log_tail(40)
             );
         }
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .context("running kill -TERM")?;
-        if !status.success() {
-            bail!("kill -TERM {} failed: {status}", self.child.id());
-        }
+        signal(self.child.id(), false)?;
         let exited = wait_for(
             &format!("engine {} to exit after SIGTERM", self.name),
             timeout,
@@ -229,6 +317,14 @@ impl EngineProcess {
                 self.exited = self.child.wait().ok();
                 Err(e.context(format!("log tail:\n{}", self.log_tail(40))))
             }
+        }
+    }
+
+    /// Stops the engine whatever its state: SIGTERM and up to `grace` to exit, then SIGKILL.
+    /// Nothing to do if it has already exited.
+    pub async fn stop(&mut self, grace: Duration) {
+        if matches!(self.try_exit_status(), Ok(None)) {
+            self.terminate(grace).await.ok();
         }
     }
 
@@ -267,66 +363,20 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
     }
 }
 
-/// Sums the samples of a Prometheus counter whose labels include every `label="value"` of
-/// `filter`.
-pub fn metric_sum(text: &str, name: &str, filter: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            let labels = match series.split_once('{') {
-                Some((n, rest)) if n == name => rest.trim_end_matches('}'),
-                None if series == name => "",
-                _ => return None,
-            };
-            let ok = filter
-                .iter()
-                .all(|(k, v)| labels.split(',').any(|kv| kv == format!("{k}=\"{v}\"")));
-            if ok { value.parse::<f64>().ok() } else { None }
-        })
-        .sum()
-}
-
-/// The values of label `label` of a counter, with the sum of their samples.
-pub fn metric_by_label(text: &str, name: &str, label: &str) -> Vec<(String, f64)> {
-    let mut out: std::collections::BTreeMap<String, f64> = std::collections::BTreeMap::new();
-    for l in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some((series, value)) = l.rsplit_once(' ') else {
-            continue;
-        };
-        let Some((n, rest)) = series.split_once('{') else {
-            continue;
-        };
-        if n != name {
-            continue;
-        }
-        let Ok(v) = value.parse::<f64>() else {
-            continue;
-        };
-        for kv in rest.trim_end_matches('}').split(',') {
-            if let Some(val) = kv.strip_prefix(&format!("{label}=\"")) {
-                *out.entry(val.trim_end_matches('"').to_owned()).or_default() += v;
-            }
-        }
-    }
-    out.into_iter().collect()
-}
-
-/// Runs a `kizuna` command (`recompute`, `fit-model`, …) configured like `settings`, to its
-/// end; returns whether it succeeded, with its stdout and stderr.
+/// Runs a `kizuna` command (`recompute`, `fit-model`, …) of [`engine_binary`] configured like
+/// `settings`, to its end; returns whether it succeeded, with its stdout and stderr.
 pub fn run_command(settings: &Settings, args: &[&str]) -> anyhow::Result<(bool, String, String)> {
-    let binary = engine_binary()?;
-    let mut command = Command::new(&binary);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("KIZUNA_") {
-            command.env_remove(&key);
-        }
-    }
-    let out = command
+    run_command_of(&engine_binary()?, settings, args)
+}
+
+/// [`run_command`] with another binary.
+pub fn run_command_of(
+    binary: &Path,
+    settings: &Settings,
+    args: &[&str],
+) -> anyhow::Result<(bool, String, String)> {
+    let out = command(binary, engine_env(settings, 0))
         .args(args)
-        .env_remove("RUST_LOG")
-        .envs(engine_env(settings, 0))
-        .stdin(Stdio::null())
         .output()
         .with_context(|| format!("running {} {}", binary.display(), args.join(" ")))?;
     Ok((
@@ -334,4 +384,34 @@ pub fn run_command(settings: &Settings, args: &[&str]) -> anyhow::Result<(bool, 
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extra_variables_replace_the_settings_ones() -> anyhow::Result<()> {
+        let settings = Settings::load(None)?;
+        let mut vars = engine_env(&settings, 4242);
+        assert!(vars.contains(&("KIZUNA_HTTP__BIND".into(), "127.0.0.1:4242".into())));
+        set_vars(&mut vars, &[("KIZUNA_LOG__FORMAT".into(), "json".into())]);
+        let formats: Vec<&str> = vars
+            .iter()
+            .filter(|(k, _)| k == "KIZUNA_LOG__FORMAT")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(formats, ["json"]);
+        Ok(())
+    }
+
+    #[test]
+    fn the_tail_of_a_log() -> anyhow::Result<()> {
+        let path = std::env::temp_dir().join(format!("kizuna-testkit-{}.log", crate::fresh_id(8)));
+        std::fs::write(&path, "a\nb\nc\n")?;
+        assert_eq!(log_tail(&path, 2), "b\nc");
+        std::fs::remove_file(&path)?;
+        assert!(log_tail(&path, 2).starts_with("(no log at"));
+        Ok(())
+    }
 }

@@ -1,0 +1,426 @@
+//! The engine scenarios of one invocation, run in order, then the table, the ratios and the
+//! targets; and the gateway's table.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+
+use crate::cli::{Args, Scenario, wanted};
+use crate::env::Stack;
+use crate::report::{self, Row, Target};
+use crate::scenarios::{self, Ctx};
+use crate::{console, engine, gateway};
+
+pub async fn engine_scenarios(args: &Args, stack: &Stack) -> anyhow::Result<()> {
+    let kizuna = engine::locate(args.kizuna.as_deref())?;
+    let built = std::fs::metadata(&kizuna)
+        .and_then(|m| m.modified())
+        .map(|t| DateTime::<Utc>::from(t).to_rfc3339())
+        .unwrap_or_default();
+    println!("  {:<13} {} (built {built})", "engine", kizuna.display());
+    if kizuna.components().any(|c| c.as_os_str() == "debug") {
+        println!("  WARNING: the engine is a debug build; build with --release for real figures");
+    }
+    let pg: String = {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&args.database_url)
+            .await
+            .context("connecting to PostgreSQL; is the stack up (deploy/local/up.sh)?")?;
+        sqlx::query_scalar("SHOW server_version")
+            .fetch_one(&mut c)
+            .await?
+    };
+    println!(
+        "  {:<13} PostgreSQL {pg}; broker {}{}",
+        "stack",
+        args.brokers,
+        local_broker_kind().map_or(String::new(), |k| format!(
+            " ({k}, started by deploy/local)"
+        ))
+    );
+    let log_dir = match &args.log_dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!(
+            "kizuna-bench-{}",
+            uuid::Uuid::new_v4()
+                .simple()
+                .to_string()
+                .get(..8)
+                .unwrap_or("x")
+        )),
+    };
+    std::fs::create_dir_all(&log_dir)?;
+    println!("  {:<13} {}", "logs, CSVs", log_dir.display());
+    println!();
+    let ctx = Ctx {
+        stack: stack.clone(),
+        kizuna,
+        log_dir,
+        seed: args.seed,
+        customers: args.customers,
+        history_days: args.history_days,
+        marker_share: args.marker_share,
+        drain_timeout: Duration::from_secs(args.drain_timeout),
+        engine_env: args.engine_env.clone(),
+        latency_warm_up: Duration::from_secs(args.latency_warm_up),
+    };
+
+    let mut rows: Vec<Row> = Vec::new();
+    let mut engine_rate = None;
+    let mut ceiling_rate = None;
+    let mut naive_rate = None;
+    let mut latencies: Vec<(f64, report::Latency)> = Vec::new();
+    let mut breakdowns: Vec<String> = Vec::new();
+    let mut samples = None;
+    let mut errors = Vec::new();
+
+    if wanted(args, Scenario::Console) {
+        let opts = console::ConsoleOptions {
+            customers: args.console_customers,
+            templates: args.console_templates.max(1),
+            requests: args.console_requests.max(1),
+        };
+        match console::run(&ctx, stack, opts).await {
+            Ok(run) => console::print(&run, opts),
+            Err(e) => errors.push(format!("console: {e:#}")),
+        }
+        println!();
+    }
+    if wanted(args, Scenario::Throughput) {
+        match scenarios::drain(&ctx, "throughput", args.events, &[]).await {
+            Ok((d, env)) => {
+                if wanted(args, Scenario::Ceiling) {
+                    match scenarios::sample(&env, args.events).await {
+                        Ok(s) => samples = Some(s),
+                        Err(e) => errors.push(format!("sampling the throughput run: {e:#}")),
+                    }
+                }
+                stack.drop_env(&env).await;
+                rows.push(Row {
+                    scenario: "throughput (engine, backlog)".into(),
+                    events: d.steady_events,
+                    seconds: d.steady_seconds,
+                    rate: d.rate,
+                    latency: None,
+                    note: d.note(),
+                });
+                if d.complete {
+                    engine_rate = Some(d.rate);
+                } else {
+                    errors.push("throughput: the backlog was not drained in time".into());
+                    engine_rate = Some(d.rate);
+                }
+            }
+            Err(e) => errors.push(format!("throughput: {e:#}")),
+        }
+    }
+    if wanted(args, Scenario::Ceiling) {
+        let s = match samples.take() {
+            Some(s) => Some(s),
+            None => {
+                // No throughput run to sample: drain a small backlog to get real rows.
+                eprintln!("kizuna-bench: ceiling: sampling a small engine run for realistic rows…");
+                match scenarios::drain(&ctx, "sample", 20_000, &[]).await {
+                    Ok((_, env)) => {
+                        let s = scenarios::sample(&env, 20_000).await;
+                        stack.drop_env(&env).await;
+                        match s {
+                            Ok(s) => Some(s),
+                            Err(e) => {
+                                errors.push(format!("ceiling samples: {e:#}"));
+                                None
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        errors.push(format!("ceiling samples: {e:#}"));
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(mut s) = s {
+            if let Some(share) = args.ceiling_output_share {
+                s.output_share = share.max(0.0);
+            }
+            match scenarios::ceiling(&ctx, args.events, args.ceiling_batch, &s, args.partitions)
+                .await
+            {
+                Ok(c) => {
+                    rows.push(Row {
+                        scenario: "ceiling (raw batched upsert)".into(),
+                        events: c.events,
+                        seconds: c.seconds,
+                        rate: c.rate,
+                        latency: None,
+                        note: format!(
+                            "{} txs of {} ev; {} customer rows (avg state {} B), {} outbox rows ({:.1}%)",
+                            c.transactions,
+                            args.ceiling_batch,
+                            c.customer_rows,
+                            c.state_bytes,
+                            c.outbox_rows,
+                            s.output_share * 100.0
+                        ),
+                    });
+                    ceiling_rate = Some(c.rate);
+                }
+                Err(e) => errors.push(format!("ceiling: {e:#}")),
+            }
+        }
+    }
+    if wanted(args, Scenario::Naive) {
+        let one = [("KIZUNA_INGEST__BATCH_MAX_EVENTS".to_owned(), "1".to_owned())];
+        match scenarios::drain(&ctx, "naive", args.naive_events, &one).await {
+            Ok((d, env)) => {
+                stack.drop_env(&env).await;
+                let verified = if d.batches > 0.0 && (d.applied - d.batches).abs() < 0.5 {
+                    format!("verified: {:.0} txs for {:.0} events", d.batches, d.applied)
+                } else {
+                    format!(
+                        "NOT one per tx: {:.0} txs for {:.0} events",
+                        d.batches, d.applied
+                    )
+                };
+                rows.push(Row {
+                    scenario: "naive (engine, 1 event/tx)".into(),
+                    events: d.steady_events,
+                    seconds: d.steady_seconds,
+                    rate: d.rate,
+                    latency: None,
+                    note: format!("{verified}; {}", d.note()),
+                });
+                naive_rate = Some(d.rate);
+            }
+            Err(e) => errors.push(format!("naive: {e:#}")),
+        }
+    }
+    if wanted(args, Scenario::Latency) {
+        let max = engine_rate.or(args.max_rate);
+        for spec in &args.latency_rates {
+            let rate = match spec.trim() {
+                "half" => match max {
+                    Some(m) => (m / 2.0).max(1.0),
+                    None => {
+                        errors.push(
+                            "latency at 50% of the maximum: no throughput run and no --max-rate"
+                                .into(),
+                        );
+                        continue;
+                    }
+                },
+                other => match other.parse::<f64>() {
+                    Ok(r) if r > 0.0 => r,
+                    _ => {
+                        errors.push(format!("latency: {other:?} is not a rate"));
+                        continue;
+                    }
+                },
+            };
+            match scenarios::latency(&ctx, rate, Duration::from_secs(args.latency_seconds)).await {
+                Ok(l) => {
+                    let label = if spec.trim() == "half" {
+                        format!("latency @ {rate:.0}/s (50% of max)")
+                    } else {
+                        format!("latency @ {rate:.0}/s")
+                    };
+                    rows.push(Row {
+                        scenario: label,
+                        events: l.sent,
+                        seconds: l.seconds,
+                        rate: l.sent as f64 / l.seconds.max(1e-9),
+                        latency: Some(l.latency),
+                        note: format!(
+                            "markers {}/{} matched, max {}; {}",
+                            l.latency.matched,
+                            l.latency.markers,
+                            l.latency
+                                .max
+                                .map_or("-".into(), |m| format!("{m:.0} ms")),
+                            match l.drained {
+                                Some(d) => format!(
+                                    "all applied and published {:.1} s after the last send",
+                                    d.as_secs_f64()
+                                ),
+                                None => format!(
+                                    "{} of {} applied, outputs still pending 60 s after the last send",
+                                    l.applied, l.sent
+                                ),
+                            }
+                        ),
+                    });
+                    latencies.push((rate, l.latency));
+                    if let Some(b) = l.breakdown {
+                        breakdowns.push(format!("latency @ {rate:.0}/s: {b}"));
+                    }
+                }
+                Err(e) => errors.push(format!("latency at {rate:.0}/s: {e:#}")),
+            }
+        }
+    }
+    let mut memory = None;
+    if wanted(args, Scenario::Memory) {
+        match scenarios::memory(
+            &ctx,
+            args.memory_rate,
+            args.memory_minutes,
+            args.memory_customers,
+        )
+        .await
+        {
+            Ok(m) => {
+                rows.push(Row {
+                    scenario: format!(
+                        "memory @ {:.0}/s, {}k customers",
+                        m.rate,
+                        args.memory_customers / 1000
+                    ),
+                    events: m.sent,
+                    seconds: m.minutes * 60.0,
+                    rate: m.sent as f64 / (m.minutes * 60.0),
+                    latency: None,
+                    note: format!(
+                        "peak RSS first minute {:.1} MiB, last minute {:.1} MiB (x{:.2}); VmHWM {:.1} MiB; {} of {} applied",
+                        m.first_minute_peak as f64 / 1024.0,
+                        m.last_minute_peak as f64 / 1024.0,
+                        m.last_minute_peak as f64 / m.first_minute_peak.max(1) as f64,
+                        m.hwm as f64 / 1024.0,
+                        m.applied,
+                        m.sent
+                    ),
+                });
+                memory = Some(m);
+            }
+            Err(e) => errors.push(format!("memory: {e:#}")),
+        }
+    }
+
+    println!();
+    report::print_table(&rows);
+    if !breakdowns.is_empty() {
+        println!();
+        println!("where the time went (the engine's metrics at the end of each latency run):");
+        for b in &breakdowns {
+            println!("  {b}");
+        }
+    }
+    println!();
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    };
+    let vs_ceiling = ratio(engine_rate, ceiling_rate);
+    let vs_naive = ratio(engine_rate, naive_rate);
+    println!(
+        "ratios: engine/ceiling = {}   engine/naive = {}",
+        vs_ceiling.map_or("-".into(), |r| format!("{r:.3}")),
+        vs_naive.map_or("-".into(), |r| format!("{r:.2}"))
+    );
+    println!();
+    let p99_at = |want: f64| {
+        latencies
+            .iter()
+            .find(|(r, _)| (*r - want).abs() < 0.5)
+            .map(|(_, l)| l.p99)
+    };
+    let latency_target = |want: f64, limit: f64| {
+        let what = format!("p99 < {limit:.0} ms at {want:.0} events/s");
+        match p99_at(want) {
+            Some(Some(p)) => Target {
+                what,
+                measured: format!("{p:.1} ms"),
+                pass: Some(p < limit),
+            },
+            Some(None) => Target {
+                what,
+                measured: "outputs late".into(),
+                pass: Some(false),
+            },
+            None => Target {
+                what,
+                measured: "-".into(),
+                pass: None,
+            },
+        }
+    };
+    let targets = vec![
+        Target {
+            what: "sustained throughput >= 30000 events/s".into(),
+            measured: engine_rate.map_or("-".into(), |r| format!("{r:.0}/s")),
+            pass: engine_rate.map(|r| r >= 30_000.0),
+        },
+        Target {
+            what: "engine/ceiling >= 0.5".into(),
+            measured: vs_ceiling.map_or("-".into(), |r| format!("{r:.3}")),
+            pass: vs_ceiling.map(|r| r >= 0.5),
+        },
+        Target {
+            what: "engine/naive >= 8".into(),
+            measured: vs_naive.map_or("-".into(), |r| format!("{r:.2}")),
+            pass: vs_naive.map(|r| r >= 8.0),
+        },
+        latency_target(1_000.0, 50.0),
+        latency_target(10_000.0, 250.0),
+    ];
+    report::print_targets(&targets);
+    if let Some(m) = memory {
+        println!();
+        println!("memory: seconds, VmRSS MiB, events applied");
+        for (t, rss, applied) in m.series.iter().step_by(6) {
+            println!("  {t:>6.0} {:>8.1} {applied:>10}", *rss as f64 / 1024.0);
+        }
+    }
+    if !errors.is_empty() {
+        println!();
+        for e in &errors {
+            println!("ERROR: {e}");
+        }
+        anyhow::bail!("{} scenario(s) failed", errors.len());
+    }
+    Ok(())
+}
+
+pub fn print_gateway(run: &gateway::GatewayRun, opts: gateway::GatewayOptions) {
+    let row = |name: &str, m: &gateway::Measure, note: String| Row {
+        scenario: name.into(),
+        events: m.requests,
+        seconds: m.seconds,
+        rate: m.rate(),
+        latency: Some(m.latency),
+        note,
+    };
+    report::print_table(&[
+        row(
+            "gateway (HTTP, signed Shopify)",
+            &run.gateway,
+            format!(
+                "{} clients; 200 only after acks=all; {} failed; body {} B",
+                opts.clients, run.gateway.failures, run.body_bytes
+            ),
+        ),
+        row(
+            "baseline (same producer, no HTTP)",
+            &run.baseline,
+            format!(
+                "{} concurrent calls; {} failed; event {} B",
+                opts.clients, run.baseline.failures, run.event_bytes
+            ),
+        ),
+    ]);
+    let ratio = run.gateway.rate() / run.baseline.rate().max(1e-9);
+    let p99 = match (run.gateway.latency.p99, run.baseline.latency.p99) {
+        (Some(g), Some(b)) if b > 0.0 => format!("{:.2}", g / b),
+        _ => "-".into(),
+    };
+    println!();
+    println!("ratios: gateway/baseline requests/s = {ratio:.3}   p99 gateway/baseline = {p99}");
+}
+
+/// Which broker deploy/local/up.sh last started (`kafka` or `tansu`), if it did.
+fn local_broker_kind() -> Option<String> {
+    let dir = std::env::var("KIZUNA_STATE_DIR").unwrap_or_else(|_| "/var/lib/kizuna-local".into());
+    let kind = std::fs::read_to_string(std::path::Path::new(&dir).join("broker")).ok()?;
+    let kind = kind.trim();
+    (!kind.is_empty()).then(|| kind.to_owned())
+}
