@@ -360,10 +360,20 @@ impl TopicReader {
     /// one below a partition's last offset (offsets 0–267 on the topic, watermark 262, minutes
     /// later still), and a reader that stopped there missed messages.
     pub async fn read_to_end(&self, timeout: Duration) -> anyhow::Result<Vec<Received>> {
+        self.read_to_end_and(timeout, |_| true).await
+    }
+
+    /// Reads to the end of every partition (as [`TopicReader::read_to_end`]) and on until `also`
+    /// is satisfied too, or fails after `timeout`.
+    pub async fn read_to_end_and(
+        &self,
+        timeout: Duration,
+        also: impl Fn(&[Received]) -> bool,
+    ) -> anyhow::Result<Vec<Received>> {
         let mut open: std::collections::HashSet<i32> = self.partitions.iter().copied().collect();
         let mut got = Vec::new();
         let deadline = tokio::time::Instant::now() + timeout;
-        while !open.is_empty() {
+        while !open.is_empty() || !also(&got) {
             match self.next(deadline, timeout, got.len()).await? {
                 Read::Message(m) => got.push(m),
                 Read::End(partition) => {
