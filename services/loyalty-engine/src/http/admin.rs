@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 
-use super::problem::{ApiJson, ApiPath, Problem};
+use super::problem::{AdminTokenProblems, ApiJson, ApiPath, DatabaseUnavailable, Problem};
 use super::{AppState, view};
 use crate::domain::ids::CustomerId;
 use crate::engine::overrides::{OverrideError, OverrideRequest, set_override};
@@ -72,11 +72,9 @@ pub struct Overridden<'a> {
     responses(
         (status = 200, description = "The override is set", body = Overridden),
         (status = 400, description = "Unknown tier, missing reason or set_by, expires_at in the past, invalid id", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "Bearer realm=\"kizuna\""))),
-        (status = 403, description = "The admin API is disabled (no http.admin_token)", body = Problem, content_type = "application/problem+json"),
+        AdminTokenProblems,
         (status = 404, description = "Unknown customer", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+        DatabaseUnavailable,
     ),
 )]
 pub async fn set_tier_override(
@@ -149,9 +147,7 @@ fn job_answer(status: StatusCode, job: RecomputeJob) -> Response {
     responses(
         (status = 202, description = "Started", body = RecomputeStatus),
         (status = 409, description = "A recompute is already running (its state)", body = RecomputeStatus),
-        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "Bearer realm=\"kizuna\""))),
-        (status = 403, description = "The admin API is disabled (no http.admin_token)", body = Problem, content_type = "application/problem+json"),
+        AdminTokenProblems,
     ),
 )]
 pub async fn start_recompute(_: Admin, State(state): State<AppState>) -> Result<Response, Problem> {
@@ -213,9 +209,7 @@ pub async fn start_recompute(_: Admin, State(state): State<AppState>) -> Result<
     security(("adminToken" = [])),
     responses(
         (status = 200, description = "The last recompute's state", body = RecomputeStatus),
-        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "Bearer realm=\"kizuna\""))),
-        (status = 403, description = "The admin API is disabled (no http.admin_token)", body = Problem, content_type = "application/problem+json"),
+        AdminTokenProblems,
     ),
 )]
 pub async fn recompute_status(

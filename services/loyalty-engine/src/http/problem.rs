@@ -11,6 +11,8 @@
 //!   response that is neither a problem nor JSON (axum's plain-text rejections, an empty 405,
 //!   a body-limit 413) is rewritten as a problem of its status, keeping its headers.
 //! - [`add_default_problem_responses`]: documents the same in an OpenAPI document.
+//! - [`AdminTokenProblems`], [`DatabaseUnavailable`], [`AdminProblems`]: the responses many operations share, for
+//!   `#[utoipa::path(responses(...))]`.
 //!
 //! `type` is a URI into the README's table of problem types ([`TYPE_BASE`] + slug).
 
@@ -52,6 +54,47 @@ impl utoipa::PartialSchema for Problem {
 impl utoipa::ToSchema for Problem {
     fn name() -> Cow<'static, str> {
         Cow::Borrowed("Problem")
+    }
+}
+
+/// The 401 and 403 of an endpoint behind the admin bearer token (`http.admin_token`), for
+/// `#[utoipa::path(responses(..., AdminTokenProblems))]`.
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum AdminTokenProblems {
+    #[response(status = 401, description = "No or a wrong bearer token", content_type = "application/problem+json",
+        headers(("WWW-Authenticate" = String, description = "Bearer realm=\"kizuna\"")))]
+    Unauthorized(Problem),
+    #[response(
+        status = 403,
+        description = "The admin API is disabled (no http.admin_token)",
+        content_type = "application/problem+json"
+    )]
+    Disabled(Problem),
+}
+
+/// The 503 of an endpoint that needs the database, for
+/// `#[utoipa::path(responses(..., DatabaseUnavailable))]`.
+#[derive(Debug, utoipa::IntoResponses)]
+#[response(
+    status = 503,
+    description = "The database is unavailable",
+    content_type = "application/problem+json"
+)]
+pub struct DatabaseUnavailable(pub Problem);
+
+/// [`AdminTokenProblems`] and [`DatabaseUnavailable`]: the problems of an admin endpoint that
+/// reads or writes the database.
+#[derive(Debug)]
+pub struct AdminProblems;
+
+impl utoipa::IntoResponses for AdminProblems {
+    fn responses() -> std::collections::BTreeMap<
+        String,
+        utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+    > {
+        let mut responses = AdminTokenProblems::responses();
+        responses.extend(DatabaseUnavailable::responses());
+        responses
     }
 }
 

@@ -222,4 +222,28 @@ pub struct DeadLetterList {
 }
 
 /// Errors are the shared RFC 9457 problems; the extractors answer their rejections as problems.
-pub use kizuna::http::problem::{ApiJson, ApiPath, ApiQuery, Problem};
+pub use kizuna::http::problem::{AdminProblems, ApiJson, ApiPath, ApiQuery, Problem};
+
+/// The problems of an operation on one subscription: its 404, and the admin API's.
+#[derive(Debug)]
+pub struct SubscriptionProblems;
+
+impl utoipa::IntoResponses for SubscriptionProblems {
+    fn responses() -> std::collections::BTreeMap<
+        String,
+        utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+    > {
+        let mut responses = NoSuchSubscription::responses();
+        responses.extend(AdminProblems::responses());
+        responses
+    }
+}
+
+/// The 404 of an operation on a subscription that does not exist.
+#[derive(Debug, utoipa::IntoResponses)]
+#[response(
+    status = 404,
+    description = "No such subscription",
+    content_type = "application/problem+json"
+)]
+pub struct NoSuchSubscription(pub Problem);

@@ -156,6 +156,22 @@ fn subscription_id(raw: &str) -> Result<Uuid, Problem> {
     Uuid::parse_str(raw).map_err(|_| no_subscription())
 }
 
+/// The subscription's id, once it is known to exist.
+async fn existing_subscription(state: &AppState, raw: &str) -> Result<Uuid, Problem> {
+    let id = subscription_id(raw)?;
+    if subscriptions::get(&state.pool, id).await?.is_none() {
+        return Err(no_subscription());
+    }
+    Ok(id)
+}
+
+/// `before` of the next page: the last row's id when the page is full.
+fn next_page<T>(rows: &[T], limit: i64, id: impl Fn(&T) -> i64) -> Option<i64> {
+    (rows.len() as i64 == limit)
+        .then(|| rows.last().map(id))
+        .flatten()
+}
+
 fn no_subscription() -> Problem {
     Problem::not_found("no such subscription")
 }
@@ -180,10 +196,7 @@ fn parse_secret(text: Option<String>) -> Result<Secret, Problem> {
         (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is not acceptable (`field` names it)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "Bearer realm=\"kizuna\""))),
-        (status = 403, description = "The admin API is disabled (no http.admin_token)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+        AdminProblems,
     ),
 )]
 async fn create(
@@ -232,10 +245,7 @@ async fn create(
     security(("adminToken" = [])),
     responses(
         (status = 200, description = "The subscriptions", body = SubscriptionList),
-        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "Bearer realm=\"kizuna\""))),
-        (status = 403, description = "The admin API is disabled (no http.admin_token)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+        AdminProblems,
     ),
 )]
 async fn list(State(state): State<AppState>) -> Result<ApiJson<SubscriptionList>, Problem> {
@@ -254,11 +264,7 @@ async fn list(State(state): State<AppState>) -> Result<ApiJson<SubscriptionList>
     security(("adminToken" = [])),
     responses(
         (status = 200, description = "The subscription", body = SubscriptionView),
-        (status = 404, description = "No such subscription", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "Bearer realm=\"kizuna\""))),
-        (status = 403, description = "The admin API is disabled (no http.admin_token)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+        SubscriptionProblems,
     ),
 )]
 async fn show(
@@ -282,11 +288,7 @@ async fn show(
     security(("adminToken" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, description = "No such subscription", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "Bearer realm=\"kizuna\""))),
-        (status = 403, description = "The admin API is disabled (no http.admin_token)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+        SubscriptionProblems,
     ),
 )]
 async fn remove(
@@ -311,11 +313,7 @@ async fn remove(
     security(("adminToken" = [])),
     responses(
         (status = 200, description = "Paused", body = SubscriptionView),
-        (status = 404, description = "No such subscription", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "Bearer realm=\"kizuna\""))),
-        (status = 403, description = "The admin API is disabled (no http.admin_token)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+        SubscriptionProblems,
     ),
 )]
 async fn pause(
@@ -340,11 +338,7 @@ async fn pause(
     security(("adminToken" = [])),
     responses(
         (status = 200, description = "Active", body = SubscriptionView),
-        (status = 404, description = "No such subscription", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "Bearer realm=\"kizuna\""))),
-        (status = 403, description = "The admin API is disabled (no http.admin_token)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+        SubscriptionProblems,
     ),
 )]
 async fn resume(
@@ -372,11 +366,7 @@ async fn resume(
     security(("adminToken" = [])),
     responses(
         (status = 200, description = "The secret", body = SecretView),
-        (status = 404, description = "No such subscription", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "Bearer realm=\"kizuna\""))),
-        (status = 403, description = "The admin API is disabled (no http.admin_token)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+        SubscriptionProblems,
     ),
 )]
 async fn secret(
@@ -403,12 +393,9 @@ async fn secret(
     security(("adminToken" = [])),
     responses(
         (status = 200, description = "The new secret", body = SecretView),
-        (status = 404, description = "No such subscription", body = Problem, content_type = "application/problem+json"),
+        NoSuchSubscription,
         (status = 422, description = "Not an acceptable secret", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "Bearer realm=\"kizuna\""))),
-        (status = 403, description = "The admin API is disabled (no http.admin_token)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+        AdminProblems,
     ),
 )]
 async fn rotate_secret(
@@ -445,13 +432,10 @@ async fn rotate_secret(
     security(("adminToken" = [])),
     responses(
         (status = 202, description = "Queued", body = ReplayResult),
-        (status = 404, description = "No such subscription", body = Problem, content_type = "application/problem+json"),
+        NoSuchSubscription,
         (status = 409, description = "The subscription is disabled", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "since is not before until", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "Bearer realm=\"kizuna\""))),
-        (status = 403, description = "The admin API is disabled (no http.admin_token)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+        AdminProblems,
     ),
 )]
 async fn replay(
@@ -529,11 +513,7 @@ async fn replay(
     responses(
         (status = 200, description = "A page of attempts", body = AttemptList),
         (status = 400, description = "Bad query parameters", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such subscription", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "Bearer realm=\"kizuna\""))),
-        (status = 403, description = "The admin API is disabled (no http.admin_token)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+        SubscriptionProblems,
     ),
 )]
 async fn attempt_log(
@@ -541,15 +521,10 @@ async fn attempt_log(
     ApiPath(id): ApiPath<String>,
     ApiQuery(page): ApiQuery<Page>,
 ) -> Result<ApiJson<AttemptList>, Problem> {
-    let id = subscription_id(&id)?;
-    if subscriptions::get(&state.pool, id).await?.is_none() {
-        return Err(no_subscription());
-    }
+    let id = existing_subscription(&state, &id).await?;
     let limit = page.limit();
     let rows = attempts::list(&state.pool, id, limit, page.before).await?;
-    let next = (rows.len() as i64 == limit)
-        .then(|| rows.last().map(|a| a.id))
-        .flatten();
+    let next = next_page(&rows, limit, |a| a.id);
     Ok(ApiJson(AttemptList {
         attempts: rows.into_iter().map(AttemptView::from).collect(),
         next,
@@ -566,11 +541,7 @@ async fn attempt_log(
     responses(
         (status = 200, description = "A page of dead letters", body = DeadLetterList),
         (status = 400, description = "Bad query parameters", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such subscription", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "Bearer realm=\"kizuna\""))),
-        (status = 403, description = "The admin API is disabled (no http.admin_token)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+        SubscriptionProblems,
     ),
 )]
 async fn dead_letter_list(
@@ -578,15 +549,10 @@ async fn dead_letter_list(
     ApiPath(id): ApiPath<String>,
     ApiQuery(page): ApiQuery<Page>,
 ) -> Result<ApiJson<DeadLetterList>, Problem> {
-    let id = subscription_id(&id)?;
-    if subscriptions::get(&state.pool, id).await?.is_none() {
-        return Err(no_subscription());
-    }
+    let id = existing_subscription(&state, &id).await?;
     let limit = page.limit();
     let rows = dead_letters::list(&state.pool, id, limit, page.before).await?;
-    let next = (rows.len() as i64 == limit)
-        .then(|| rows.last().map(|d| d.id))
-        .flatten();
+    let next = next_page(&rows, limit, |d| d.id);
     Ok(ApiJson(DeadLetterList {
         dead_letters: rows.into_iter().map(DeadLetterView::from).collect(),
         next,

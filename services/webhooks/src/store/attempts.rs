@@ -5,7 +5,7 @@ use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 /// One attempt as the log keeps it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Attempt {
     pub id: i64,
     pub subscription_id: Uuid,
@@ -56,52 +56,15 @@ pub async fn list<'e>(
     limit: i64,
     before: Option<i64>,
 ) -> sqlx::Result<Vec<Attempt>> {
-    type Row = (
-        i64,
-        Uuid,
-        Uuid,
-        String,
-        i32,
-        Option<i32>,
-        Option<String>,
-        f64,
-        DateTime<Utc>,
-    );
-    let rows: Vec<Row> = sqlx::query_as(
+    super::subscription_page(
+        db,
         "SELECT id, subscription_id, ce_id, ce_type, attempt, status_code, error, latency_ms, attempted_at
          FROM webhook_attempts WHERE subscription_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+        subscription,
+        limit,
+        before,
     )
-    .bind(subscription)
-    .bind(before.unwrap_or(i64::MAX))
-    .bind(limit)
-    .fetch_all(db)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(
-                id,
-                subscription_id,
-                ce_id,
-                ce_type,
-                attempt,
-                status_code,
-                error,
-                latency_ms,
-                attempted_at,
-            )| Attempt {
-                id,
-                subscription_id,
-                ce_id,
-                ce_type,
-                attempt,
-                status_code,
-                error,
-                latency_ms,
-                attempted_at,
-            },
-        )
-        .collect())
+    .await
 }
 
 /// Deletes attempts older than `before`; returns how many.

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DeadLetter {
     pub id: i64,
     pub ce_id: Uuid,
@@ -27,55 +27,13 @@ pub async fn list<'e>(
     limit: i64,
     before: Option<i64>,
 ) -> sqlx::Result<Vec<DeadLetter>> {
-    type Row = (
-        i64,
-        Uuid,
-        String,
-        String,
-        Vec<u8>,
-        i32,
-        Option<i32>,
-        Option<String>,
-        Option<DateTime<Utc>>,
-        DateTime<Utc>,
-    );
-    let rows: Vec<Row> = sqlx::query_as(
+    super::subscription_page(
+        db,
         "SELECT id, ce_id, ce_type, customer_id, body, attempts, last_status, last_error, first_attempt_at, dead_at
          FROM webhook_dead_letters WHERE subscription_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+        subscription,
+        limit,
+        before,
     )
-    .bind(subscription)
-    .bind(before.unwrap_or(i64::MAX))
-    .bind(limit)
-    .fetch_all(db)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(
-                id,
-                ce_id,
-                ce_type,
-                customer_id,
-                body,
-                attempts,
-                last_status,
-                last_error,
-                first_attempt_at,
-                dead_at,
-            )| {
-                DeadLetter {
-                    id,
-                    ce_id,
-                    ce_type,
-                    customer_id,
-                    body,
-                    attempts,
-                    last_status,
-                    last_error,
-                    first_attempt_at,
-                    dead_at,
-                }
-            },
-        )
-        .collect())
+    .await
 }

@@ -9,7 +9,7 @@ use sqlx::PgExecutor;
 use uuid::Uuid;
 
 /// One logged output.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Logged {
     pub customer_id: String,
     pub ce_id: Uuid,
@@ -32,19 +32,11 @@ pub async fn page<'e>(
     after: Option<&Cursor>,
     limit: i64,
 ) -> sqlx::Result<Vec<Logged>> {
-    type Row = (
-        String,
-        Uuid,
-        String,
-        DateTime<Utc>,
-        serde_json::Value,
-        DateTime<Utc>,
-    );
     let (after_time, after_customer, after_effective, after_id) = match after {
         Some((t, c, e, i)) => (Some(*t), Some(c.as_str()), Some(*e), Some(*i)),
         None => (None, None, None, None),
     };
-    let rows: Vec<Row> = sqlx::query_as(
+    sqlx::query_as(
         "SELECT customer_id, ce_id, ce_type, effective_at, payload, created_at FROM output_log
          WHERE created_at >= $1 AND created_at < $2 AND ce_type = ANY($3)
            AND ($4::timestamptz IS NULL
@@ -62,18 +54,5 @@ pub async fn page<'e>(
     .bind(after_id)
     .bind(limit)
     .fetch_all(db)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(customer_id, ce_id, ce_type, effective_at, payload, created_at)| Logged {
-                customer_id,
-                ce_id,
-                ce_type,
-                effective_at,
-                payload,
-                created_at,
-            },
-        )
-        .collect())
+    .await
 }
