@@ -186,6 +186,48 @@ impl ProblemKind {
     }
 }
 
+/// The refusals of a platform webhook that are not about its signature (400, 404, 422), for
+/// `#[utoipa::path(responses(...))]`.
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum WebhookRefusals {
+    #[response(
+        status = 400,
+        description = "Not JSON, no delivery id",
+        content_type = "application/problem+json"
+    )]
+    Malformed(kizuna::http::Problem),
+    #[response(
+        status = 404,
+        description = "The source has no secret configured",
+        content_type = "application/problem+json"
+    )]
+    NoSecret(kizuna::http::Problem),
+    #[response(
+        status = 422,
+        description = "The payload cannot be mapped to kizuna.v1 (`field` names it)",
+        content_type = "application/problem+json"
+    )]
+    Unmappable(kizuna::http::Problem),
+}
+
+/// The refusals of every endpoint that produces events (413, 429, 503), for
+/// `#[utoipa::path(responses(...))]`.
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum LoadRefusals {
+    #[response(
+        status = 413,
+        description = "The body is larger than http.max_body_bytes",
+        content_type = "application/problem+json"
+    )]
+    TooLarge(kizuna::http::Problem),
+    #[response(status = 429, description = "Over the source's request rate", content_type = "application/problem+json",
+        headers(("Retry-After" = u64)))]
+    RateLimited(kizuna::http::Problem),
+    #[response(status = 503, description = "The broker did not acknowledge in time", content_type = "application/problem+json",
+        headers(("Retry-After" = u64)))]
+    BrokerUnavailable(kizuna::http::Problem),
+}
+
 /// An RFC 9457 problem details body (`application/problem+json`): `type`, `title`, `status`
 /// and `detail`, plus the extensions `field`, `reason` and `line`.
 #[derive(Debug, Clone, PartialEq)]

@@ -2,12 +2,8 @@
 //! annotations (routes.rs) and the types of [`crate::api`], served at `/v1/openapi.json` and
 //! checked in as `docs/openapi/gateway.json`.
 
-use std::sync::LazyLock;
-
-use axum::http::header;
-use axum::response::IntoResponse;
-use kizuna::http::openapi::{add_bearer_scheme, render};
-use kizuna::http::problem::{Problem, add_default_problem_responses};
+use kizuna::http::openapi::{add_bearer_scheme, assemble};
+use kizuna::http::problem::Problem;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 
@@ -30,8 +26,7 @@ struct GatewayDoc;
 /// The gateway's document: its header, the routes' operations, the signature schemes, and a
 /// problem as the `default` response of every operation.
 pub fn document(paths: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
-    let mut doc = GatewayDoc::openapi();
-    doc.merge(paths);
+    let mut doc = assemble(GatewayDoc::openapi(), paths);
     let components = doc.components.get_or_insert_with(Default::default);
     for (name, header_name, what) in [
         (
@@ -63,37 +58,19 @@ pub fn document(paths: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
         "kizunaToken",
         "sources.kizuna.token. A 401 answers `WWW-Authenticate: Bearer realm=\"kizuna-gateway\"`.",
     );
-    add_default_problem_responses(&mut doc);
     doc
 }
 
-static DOCUMENT: LazyLock<String> = LazyLock::new(|| render(&crate::routes::openapi_document()));
-
-/// This API's OpenAPI 3.1 description.
-#[utoipa::path(
-    get,
-    path = "/v1/openapi.json",
-    tag = "operations",
-    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json", body = Object)),
-)]
-pub async fn serve() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        DOCUMENT.as_str(),
-    )
-}
+kizuna::openapi_endpoint!(crate::routes::openapi_document());
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
-    use kizuna::http::openapi::check_checked_in;
-
     #[test]
     fn the_checked_in_openapi_document_is_the_generated_one() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi/gateway.json");
-        if let Err(e) = check_checked_in(&path, &crate::routes::openapi_document()) {
-            panic!("{e}");
-        }
+        kizuna::http::openapi::assert_checked_in(
+            env!("CARGO_MANIFEST_DIR"),
+            "gateway.json",
+            &crate::routes::openapi_document(),
+        );
     }
 }

@@ -22,7 +22,7 @@ use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::api::{Accepted, Problem, ProblemKind, Source};
+use crate::api::{Accepted, LoadRefusals, Problem, ProblemKind, Source, WebhookRefusals};
 use crate::config::Settings;
 use crate::idempotency::{self, IDEMPOTENCY_KEY_HEADER, MAX_KEY_LEN};
 use crate::mapping::{self, Draft, MapError, Mapped, Mapping};
@@ -79,7 +79,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(zendesk))
         .routes(routes!(typeform))
         .routes(routes!(events))
-        .routes(routes!(healthz))
+        .routes(routes!(kizuna::http::probes::healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics))
         .routes(routes!(crate::openapi::serve))
@@ -113,16 +113,10 @@ pub fn router(state: AppState) -> Router {
     security(("shopifyHmac" = [])),
     responses(
         (status = 200, description = "Every event produced is acknowledged by the broker (acks=all)", body = Accepted),
-        (status = 400, description = "Not JSON, no delivery id", body = kizuna::http::Problem, content_type = "application/problem+json"),
         (status = 401, description = "The signature is missing, wrong or stale", body = kizuna::http::Problem, content_type = "application/problem+json",
             headers(("WWW-Authenticate" = String))),
-        (status = 404, description = "The source has no secret configured", body = kizuna::http::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is larger than http.max_body_bytes", body = kizuna::http::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The payload cannot be mapped to kizuna.v1 (`field` names it)", body = kizuna::http::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Over the source's request rate", body = kizuna::http::Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u64))),
-        (status = 503, description = "The broker did not acknowledge in time", body = kizuna::http::Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u64))),
+        WebhookRefusals,
+        LoadRefusals,
     ),
 )]
 async fn shopify(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Response {
@@ -143,16 +137,10 @@ async fn shopify(State(s): State<AppState>, headers: HeaderMap, body: Body) -> R
     security(("zendeskSignature" = [])),
     responses(
         (status = 200, description = "Every event produced is acknowledged by the broker (acks=all)", body = Accepted),
-        (status = 400, description = "Not JSON, no delivery id", body = kizuna::http::Problem, content_type = "application/problem+json"),
         (status = 401, description = "The signature is missing, wrong or stale", body = kizuna::http::Problem, content_type = "application/problem+json",
             headers(("WWW-Authenticate" = String))),
-        (status = 404, description = "The source has no secret configured", body = kizuna::http::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is larger than http.max_body_bytes", body = kizuna::http::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The payload cannot be mapped to kizuna.v1 (`field` names it)", body = kizuna::http::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Over the source's request rate", body = kizuna::http::Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u64))),
-        (status = 503, description = "The broker did not acknowledge in time", body = kizuna::http::Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u64))),
+        WebhookRefusals,
+        LoadRefusals,
     ),
 )]
 async fn zendesk(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Response {
@@ -171,16 +159,10 @@ async fn zendesk(State(s): State<AppState>, headers: HeaderMap, body: Body) -> R
     security(("typeformSignature" = [])),
     responses(
         (status = 200, description = "Every event produced is acknowledged by the broker (acks=all)", body = Accepted),
-        (status = 400, description = "Not JSON, no delivery id", body = kizuna::http::Problem, content_type = "application/problem+json"),
         (status = 401, description = "The signature is missing or wrong", body = kizuna::http::Problem, content_type = "application/problem+json",
             headers(("WWW-Authenticate" = String))),
-        (status = 404, description = "The source has no secret configured", body = kizuna::http::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is larger than http.max_body_bytes", body = kizuna::http::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The payload cannot be mapped to kizuna.v1 (`field` names it)", body = kizuna::http::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Over the source's request rate", body = kizuna::http::Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u64))),
-        (status = 503, description = "The broker did not acknowledge in time", body = kizuna::http::Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u64))),
+        WebhookRefusals,
+        LoadRefusals,
     ),
 )]
 async fn typeform(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Response {
@@ -206,27 +188,12 @@ async fn typeform(State(s): State<AppState>, headers: HeaderMap, body: Body) -> 
         (status = 401, description = "No or a wrong bearer token", body = kizuna::http::Problem, content_type = "application/problem+json",
             headers(("WWW-Authenticate" = String, description = "Bearer realm=\"kizuna-gateway\""))),
         (status = 404, description = "No token configured (sources.kizuna.token)", body = kizuna::http::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is larger than http.max_body_bytes", body = kizuna::http::Problem, content_type = "application/problem+json"),
         (status = 422, description = "An event the engine would refuse (`field`, `reason` and, for JSON lines, `line` say which)", body = kizuna::http::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Over the source's request rate", body = kizuna::http::Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u64))),
-        (status = 503, description = "The broker did not acknowledge in time", body = kizuna::http::Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u64))),
+        LoadRefusals,
     ),
 )]
 async fn events(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     s.handle(Source::Kizuna, headers, body).await
-}
-
-/// The process is alive.
-#[utoipa::path(
-    get,
-    path = "/healthz",
-    tag = "operations",
-    responses((status = 200, description = "`ok`", content_type = "text/plain", body = String)),
-)]
-async fn healthz() -> &'static str {
-    "ok"
 }
 
 /// Readiness: the broker answers and the input topics exist.

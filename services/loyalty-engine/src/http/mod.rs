@@ -8,7 +8,7 @@ pub mod console;
 mod customers;
 mod evaluate;
 pub mod openapi;
-mod probes;
+pub mod probes;
 pub mod problem;
 #[cfg(test)]
 mod tests;

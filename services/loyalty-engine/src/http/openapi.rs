@@ -3,12 +3,12 @@
 //! `/v1/openapi.json` and checked in as `docs/openapi/engine.json`.
 //!
 //! Also the helpers kizuna-gateway and kizuna-webhooks describe their APIs with: the bearer
-//! security scheme, and [`check_checked_in`], which the three services' tests call to fail
-//! when a checked-in document differs from the generated one (`KIZUNA_WRITE_CONTRACTS=1`
-//! rewrites it instead).
+//! security schemes, [`assemble`], [`openapi_endpoint!`](crate::openapi_endpoint) (the
+//! `/v1/openapi.json` handler), and [`assert_checked_in`], which the three services' tests
+//! call to fail when a checked-in document differs from the generated one
+//! (`KIZUNA_WRITE_CONTRACTS=1` rewrites it instead).
 
 use std::path::Path;
-use std::sync::LazyLock;
 
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -39,15 +39,30 @@ struct EngineDoc;
 /// The engine's document: its header, the routes' operations, the admin scheme, and a
 /// problem as the `default` response of every operation.
 pub fn document(paths: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
-    let mut doc = EngineDoc::openapi();
+    let mut doc = assemble(EngineDoc::openapi(), paths);
+    add_admin_token_scheme(&mut doc);
+    doc
+}
+
+/// A service's document: its header (`#[derive(OpenApi)]`) with the routes' operations, and a
+/// problem as the `default` response of every operation.
+pub fn assemble(
+    header: utoipa::openapi::OpenApi,
+    paths: utoipa::openapi::OpenApi,
+) -> utoipa::openapi::OpenApi {
+    let mut doc = header;
     doc.merge(paths);
+    problem::add_default_problem_responses(&mut doc);
+    doc
+}
+
+/// Adds [`ADMIN_TOKEN`], the bearer scheme of endpoints behind `http.admin_token`.
+pub fn add_admin_token_scheme(doc: &mut utoipa::openapi::OpenApi) {
     add_bearer_scheme(
-        &mut doc,
+        doc,
         ADMIN_TOKEN,
         "The admin token (`http.admin_token`). A 401 answers `WWW-Authenticate: Bearer realm=\"kizuna\"`; with no token configured the admin API answers 403.",
     );
-    problem::add_default_problem_responses(&mut doc);
-    doc
 }
 
 /// Adds an HTTP bearer security scheme to `doc`'s components.
@@ -73,20 +88,32 @@ pub fn render(doc: &utoipa::openapi::OpenApi) -> String {
     text
 }
 
-static DOCUMENT: LazyLock<String> = LazyLock::new(|| render(&super::openapi_document()));
+crate::openapi_endpoint!(super::openapi_document());
 
-/// This API's OpenAPI 3.1 description.
-#[utoipa::path(
-    get,
-    path = "/v1/openapi.json",
-    tag = "operations",
-    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json", body = Object)),
-)]
-pub async fn serve() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        DOCUMENT.as_str(),
-    )
+/// Defines `serve`, the handler of `GET /v1/openapi.json` with its OpenAPI operation: the
+/// document `$document` builds, rendered once. Each service's `openapi` module calls it.
+#[macro_export]
+macro_rules! openapi_endpoint {
+    ($document:expr) => {
+        static DOCUMENT: ::std::sync::LazyLock<String> =
+            ::std::sync::LazyLock::new(|| $crate::http::openapi::render(&$document));
+
+        /// This API's OpenAPI 3.1 description.
+        #[utoipa::path(
+            get,
+            path = "/v1/openapi.json",
+            tag = "operations",
+            responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json", body = Object)),
+        )]
+        pub async fn serve() -> impl ::axum::response::IntoResponse {
+            $crate::http::openapi::json_answer(DOCUMENT.as_str())
+        }
+    };
+}
+
+/// A rendered document as a `200 application/json` answer.
+pub fn json_answer(document: &'static str) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], document)
 }
 
 /// Compares `doc` with the checked-in file at `path`: `Err` with a hint when they differ. With
@@ -113,16 +140,28 @@ pub fn check_checked_in(path: &Path, doc: &utoipa::openapi::OpenApi) -> Result<(
     }
 }
 
+/// Panics when `docs/openapi/<name>` differs from `doc` (see [`check_checked_in`]); the test
+/// of each service's document. `manifest_dir` is the crate's `CARGO_MANIFEST_DIR`.
+pub fn assert_checked_in(manifest_dir: &str, name: &str, doc: &utoipa::openapi::OpenApi) {
+    let path = Path::new(manifest_dir)
+        .join("../../docs/openapi")
+        .join(name);
+    if let Err(e) = check_checked_in(&path, doc) {
+        panic!("{e}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn the_checked_in_openapi_document_is_the_generated_one() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi/engine.json");
-        if let Err(e) = check_checked_in(&path, &crate::http::openapi_document()) {
-            panic!("{e}");
-        }
+        assert_checked_in(
+            env!("CARGO_MANIFEST_DIR"),
+            "engine.json",
+            &crate::http::openapi_document(),
+        );
     }
 
     #[test]

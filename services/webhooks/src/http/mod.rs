@@ -59,7 +59,7 @@ fn admin_routes() -> OpenApiRouter<AppState> {
 fn open_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(metrics))
-        .routes(routes!(healthz))
+        .routes(routes!(kizuna::http::probes::healthz))
         .routes(routes!(readyz))
         .routes(routes!(openapi::serve))
 }
@@ -121,17 +121,6 @@ async fn metrics(State(state): State<AppState>) -> Response {
         state.metrics.render(),
     )
         .into_response()
-}
-
-/// The process is alive.
-#[utoipa::path(
-    get,
-    path = "/healthz",
-    tag = "operations",
-    responses((status = 200, description = "`ok`", content_type = "text/plain", body = String)),
-)]
-async fn healthz() -> &'static str {
-    "ok"
 }
 
 /// Ready when the database answers.

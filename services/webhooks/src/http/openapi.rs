@@ -2,12 +2,8 @@
 //! annotations and the types of [`super::api`], served at `/v1/openapi.json` and checked in
 //! as `docs/openapi/webhooks.json`.
 
-use std::sync::LazyLock;
-
-use axum::http::header;
-use axum::response::IntoResponse;
-use kizuna::http::openapi::{add_bearer_scheme, render};
-use kizuna::http::problem::{Problem, add_default_problem_responses};
+use kizuna::http::openapi::{add_admin_token_scheme, assemble};
+use kizuna::http::problem::Problem;
 use utoipa::OpenApi;
 
 /// Name of the security scheme of the admin API.
@@ -31,44 +27,21 @@ struct WebhooksDoc;
 /// The admin API's document: its header, the routes' operations, the admin scheme, and a
 /// problem as the `default` response of every operation.
 pub fn document(paths: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
-    let mut doc = WebhooksDoc::openapi();
-    doc.merge(paths);
-    add_bearer_scheme(
-        &mut doc,
-        ADMIN_TOKEN,
-        "The admin token (`http.admin_token`). A 401 answers `WWW-Authenticate: Bearer realm=\"kizuna\"`; with no token configured the admin API answers 403.",
-    );
-    add_default_problem_responses(&mut doc);
+    let mut doc = assemble(WebhooksDoc::openapi(), paths);
+    add_admin_token_scheme(&mut doc);
     doc
 }
 
-static DOCUMENT: LazyLock<String> = LazyLock::new(|| render(&super::openapi_document()));
-
-/// This API's OpenAPI 3.1 description.
-#[utoipa::path(
-    get,
-    path = "/v1/openapi.json",
-    tag = "operations",
-    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json", body = Object)),
-)]
-pub async fn serve() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        DOCUMENT.as_str(),
-    )
-}
+kizuna::openapi_endpoint!(super::openapi_document());
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
-    use kizuna::http::openapi::check_checked_in;
-
     #[test]
     fn the_checked_in_openapi_document_is_the_generated_one() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi/webhooks.json");
-        if let Err(e) = check_checked_in(&path, &super::super::openapi_document()) {
-            panic!("{e}");
-        }
+        kizuna::http::openapi::assert_checked_in(
+            env!("CARGO_MANIFEST_DIR"),
+            "webhooks.json",
+            &super::super::openapi_document(),
+        );
     }
 }
