@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use kizuna::config::{load_layers, resolve_secret_file};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -88,24 +89,13 @@ const DEFAULTS: &str = include_str!("../config/default.toml");
 impl Settings {
     /// Loads defaults, then `file` if given, then `KIZUNA_GATEWAY_<SECTION>__<KEY>` variables.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
-        let mut builder = config::Config::builder()
-            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
-        if let Some(path) = file {
-            if !path.exists() {
-                bail!("config file {} does not exist", path.display());
-            }
-            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
-        }
-        builder = builder.add_source(
-            config::Environment::with_prefix("KIZUNA_GATEWAY")
-                .prefix_separator("_")
-                .separator("__"),
-        );
-        let mut settings: Settings = builder
-            .build()
-            .context("reading the gateway configuration")?
-            .try_deserialize()
-            .context("the gateway configuration is not valid")?;
+        let mut settings: Settings = load_layers(
+            DEFAULTS,
+            file,
+            "KIZUNA_GATEWAY",
+            None,
+            "the gateway configuration",
+        )?;
         settings.read_secret_files()?;
         settings.check()?;
         Ok(settings)
@@ -128,11 +118,7 @@ impl Settings {
             let Some(value) = secret.as_mut() else {
                 return Ok(());
             };
-            if let Some(path) = value.expose_secret().strip_prefix("file:") {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading the secret file of {what} ({path})"))?;
-                *value = SecretString::from(text.trim_end_matches(['\n', '\r']).to_owned());
-            }
+            resolve_secret_file(what, value)?;
             // An empty value (e.g. an unset variable expanded to "") means "not configured".
             if value.expose_secret().is_empty() {
                 *secret = None;

@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
-use kizuna::config::LogSettings;
+use anyhow::bail;
+use kizuna::config::{LogSettings, load_layers, resolve_secret_file};
 use rdkafka::ClientConfig;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -124,24 +124,8 @@ const DEFAULTS: &str = include_str!("../config/default.toml");
 impl Settings {
     /// Loads defaults, then `file` if given, then the environment.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
-        let mut builder = config::Config::builder()
-            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
-        if let Some(path) = file {
-            if !path.exists() {
-                bail!("config file {} does not exist", path.display());
-            }
-            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
-        }
-        builder = builder.add_source(
-            config::Environment::with_prefix("KIZUNA_WEBHOOKS")
-                .prefix_separator("_")
-                .separator("__"),
-        );
-        let mut settings: Settings = builder
-            .build()
-            .context("reading configuration")?
-            .try_deserialize()
-            .context("configuration is not valid")?;
+        let mut settings: Settings =
+            load_layers(DEFAULTS, file, "KIZUNA_WEBHOOKS", None, "configuration")?;
         settings.read_secret_files()?;
         settings.check()?;
         Ok(settings)
@@ -149,20 +133,12 @@ impl Settings {
 
     /// Secrets may be given as `file:/path`: the file's content, trimmed of trailing newlines.
     fn read_secret_files(&mut self) -> anyhow::Result<()> {
-        fn resolve(what: &str, secret: &mut SecretString) -> anyhow::Result<()> {
-            if let Some(path) = secret.expose_secret().strip_prefix("file:") {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading the secret file of {what} ({path})"))?;
-                *secret = SecretString::from(text.trim_end_matches(['\n', '\r']).to_owned());
-            }
-            Ok(())
-        }
-        resolve("database.url", &mut self.database.url)?;
+        resolve_secret_file("database.url", &mut self.database.url)?;
         if let Some(token) = self.http.admin_token.as_mut() {
-            resolve("http.admin_token", token)?;
+            resolve_secret_file("http.admin_token", token)?;
         }
         for (key, value) in self.kafka.secret_properties.iter_mut() {
-            resolve(&format!("kafka.secret_properties.{key}"), value)?;
+            resolve_secret_file(&format!("kafka.secret_properties.{key}"), value)?;
         }
         Ok(())
     }
