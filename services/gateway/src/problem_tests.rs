@@ -9,9 +9,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use secrecy::SecretString;
 use serde_json::Value;
-use tower::ServiceExt;
 
-use crate::api::{PROBLEM_JSON, PROBLEM_TYPE_BASE};
 use crate::config::Settings;
 use crate::mapping::Mapping;
 use crate::metrics::Metrics;
@@ -39,35 +37,11 @@ fn app() -> Router {
 }
 
 async fn call(req: Request<Body>) -> (StatusCode, HeaderMap, Vec<u8>) {
-    let resp = app().oneshot(req).await.expect("the router answers");
-    let (parts, body) = resp.into_parts();
-    let bytes = axum::body::to_bytes(body, 1 << 20).await.expect("a body");
-    (parts.status, parts.headers, bytes.to_vec())
+    kizuna::http::testing::call(app(), req).await
 }
 
 async fn problem(req: Request<Body>, status: u16, slug: &str) -> (HeaderMap, Value) {
-    let (got, headers, body) = call(req).await;
-    let text = String::from_utf8_lossy(&body).into_owned();
-    assert_eq!(got.as_u16(), status, "{text}");
-    assert_eq!(
-        headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok()),
-        Some(PROBLEM_JSON),
-        "{text}"
-    );
-    let json: Value = serde_json::from_slice(&body).expect("a JSON body");
-    assert_eq!(json["type"], format!("{PROBLEM_TYPE_BASE}{slug}"), "{json}");
-    assert_eq!(json["status"], status, "{json}");
-    assert!(
-        json["title"].as_str().is_some_and(|t| !t.is_empty()),
-        "{json}"
-    );
-    assert!(
-        json["detail"].as_str().is_some_and(|d| !d.is_empty()),
-        "{json}"
-    );
-    (headers, json)
+    kizuna::http::testing::problem(app(), req, status, slug).await
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ mod evaluate;
 pub mod openapi;
 pub mod probes;
 pub mod problem;
+pub mod testing;
 #[cfg(test)]
 mod tests;
 mod timeline;

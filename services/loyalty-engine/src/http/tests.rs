@@ -9,12 +9,11 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use axum::http::{Method, Request, StatusCode, header};
 use secrecy::SecretString;
-use serde_json::Value;
-use tower::ServiceExt;
 
-use super::problem::{BEARER_CHALLENGE, PROBLEM_JSON, TYPE_BASE};
+use super::problem::BEARER_CHALLENGE;
+use super::testing::{call, problem};
 use super::{AppState, router};
 use crate::config::Settings;
 use crate::engine::Core;
@@ -33,39 +32,6 @@ fn app(admin_token: Option<&str>) -> Router {
     let limits = Limits::new(&settings, &programme);
     let token = admin_token.map(|t| SecretString::from(t.to_owned()));
     router(AppState::new(core, Health::default(), limits, token), true)
-}
-
-async fn call(app: Router, req: Request<Body>) -> (StatusCode, HeaderMap, Vec<u8>) {
-    let resp = app.oneshot(req).await.expect("the router answers");
-    let (parts, body) = resp.into_parts();
-    let bytes = axum::body::to_bytes(body, 1 << 20).await.expect("a body");
-    (parts.status, parts.headers, bytes.to_vec())
-}
-
-/// Asserts an RFC 9457 problem of `status` and `slug`; returns its body.
-async fn problem(app: Router, req: Request<Body>, status: u16, slug: &str) -> (HeaderMap, Value) {
-    let (got, headers, body) = call(app, req).await;
-    let text = String::from_utf8_lossy(&body).into_owned();
-    assert_eq!(got.as_u16(), status, "{text}");
-    assert_eq!(
-        headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok()),
-        Some(PROBLEM_JSON),
-        "{text}"
-    );
-    let json: Value = serde_json::from_slice(&body).expect("a JSON body");
-    assert_eq!(json["type"], format!("{TYPE_BASE}{slug}"), "{json}");
-    assert_eq!(json["status"], status, "{json}");
-    assert!(
-        json["title"].as_str().is_some_and(|t| !t.is_empty()),
-        "{json}"
-    );
-    assert!(
-        json["detail"].as_str().is_some_and(|d| !d.is_empty()),
-        "{json}"
-    );
-    (headers, json)
 }
 
 fn post_json(path: &str, body: &str) -> Request<Body> {

@@ -9,10 +9,9 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
-use kizuna::http::problem::{BEARER_CHALLENGE, PROBLEM_JSON, TYPE_BASE};
+use kizuna::http::problem::BEARER_CHALLENGE;
+use kizuna::http::testing::call;
 use secrecy::SecretString;
-use serde_json::Value;
-use tower::ServiceExt;
 
 use super::{AppState, openapi_document, router};
 use crate::config::Settings;
@@ -42,36 +41,10 @@ fn admin(method: Method, path: &str) -> axum::http::request::Builder {
         .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
 }
 
-async fn call(app: Router, req: Request<Body>) -> (StatusCode, HeaderMap, Vec<u8>) {
-    let resp = app.oneshot(req).await.expect("the router answers");
-    let (parts, body) = resp.into_parts();
-    let bytes = axum::body::to_bytes(body, 1 << 20).await.expect("a body");
-    (parts.status, parts.headers, bytes.to_vec())
-}
-
 async fn problem(req: Request<Body>, token: Option<&str>, status: u16, slug: &str) -> HeaderMap {
-    let (got, headers, body) = call(app(token), req).await;
-    let text = String::from_utf8_lossy(&body).into_owned();
-    assert_eq!(got.as_u16(), status, "{text}");
-    assert_eq!(
-        headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok()),
-        Some(PROBLEM_JSON),
-        "{text}"
-    );
-    let json: Value = serde_json::from_slice(&body).expect("a JSON body");
-    assert_eq!(json["type"], format!("{TYPE_BASE}{slug}"), "{json}");
-    assert_eq!(json["status"], status, "{json}");
-    assert!(
-        json["title"].as_str().is_some_and(|t| !t.is_empty()),
-        "{json}"
-    );
-    assert!(
-        json["detail"].as_str().is_some_and(|d| !d.is_empty()),
-        "{json}"
-    );
-    headers
+    kizuna::http::testing::problem(app(token), req, status, slug)
+        .await
+        .0
 }
 
 #[tokio::test]
