@@ -1,5 +1,5 @@
 //! The gateway's OpenAPI 3.1 description, generated from the handlers' `#[utoipa::path]`
-//! annotations (routes.rs) and the types of [`crate::api`], served at `/v1/openapi.json` and
+//! annotations (`routes`) and the types of [`crate::api`], served at `/v1/openapi.json` and
 //! checked in as `docs/openapi/gateway.json`.
 
 use kizuna::http::openapi::{add_bearer_scheme, assemble};

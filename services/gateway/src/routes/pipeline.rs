@@ -1,261 +1,28 @@
-//! The HTTP endpoints and the one pipeline every webhook goes through:
-//! enabled → rate limit → body (size limit) → signature on the raw body → map → event ids →
-//! the engine's validation → produce and wait for every acknowledgement → 200.
-//! Bodies are never logged; refusals are logged by source, outcome and field name only.
+//! The pipeline every request goes through: enabled → rate limit → body (size limit) →
+//! signature on the raw body → map → event ids → the engine's validation → produce and wait for
+//! every acknowledgement → 200.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use axum::{Router, middleware};
 use chrono::{DateTime, Utc};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use kizuna::domain::rejection::{RejectReason, Rejection};
-use kizuna::http::problem;
+use kizuna::domain::rejection::RejectReason;
 use kizuna::inputs::decode::WireEvent;
-use kizuna::inputs::validate::{Limits, validate};
+use kizuna::inputs::validate::validate;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
-use crate::api::{Accepted, LoadRefusals, Problem, ProblemKind, Source, WebhookRefusals};
-use crate::config::Settings;
+use crate::api::{Accepted, Problem, ProblemKind, Source};
 use crate::idempotency::{self, IDEMPOTENCY_KEY_HEADER, MAX_KEY_LEN};
-use crate::mapping::{self, Draft, MapError, Mapped, Mapping};
-use crate::metrics::Metrics;
-use crate::produce::{Outgoing, Producer};
-use crate::rate_limit::RateLimits;
+use crate::mapping::{self, Draft, MapError, Mapped};
+use crate::produce::Outgoing;
 use crate::signature::{self, SignatureError};
 
-/// Everything a request needs; cheap to clone.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    inner: Arc<Inner>,
-}
-
-#[derive(Debug)]
-struct Inner {
-    settings: Settings,
-    mapping: Mapping,
-    limits: Limits,
-    max_message_bytes: usize,
-    producer: Producer,
-    metrics: Metrics,
-    rate: RateLimits,
-}
-
-impl AppState {
-    pub fn new(
-        settings: Settings,
-        mapping: Mapping,
-        limits: Limits,
-        max_message_bytes: usize,
-        producer: Producer,
-        metrics: Metrics,
-    ) -> Self {
-        let rate = RateLimits::new(&settings.rate_limit);
-        Self {
-            inner: Arc::new(Inner {
-                settings,
-                mapping,
-                limits,
-                max_message_bytes,
-                producer,
-                metrics,
-                rate,
-            }),
-        }
-    }
-}
-
-/// The endpoints, each with its OpenAPI operation (`#[utoipa::path]` on the handler).
-fn api_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(shopify))
-        .routes(routes!(zendesk))
-        .routes(routes!(typeform))
-        .routes(routes!(events))
-        .routes(routes!(kizuna::http::probes::healthz))
-        .routes(routes!(readyz))
-        .routes(routes!(metrics))
-        .routes(routes!(crate::openapi::serve))
-}
-
-/// The OpenAPI 3.1 document of the gateway (`docs/openapi/gateway.json`).
-pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    crate::openapi::document(api_routes().split_for_parts().1)
-}
-
-pub fn router(state: AppState) -> Router {
-    let (routes, _) = api_routes().split_for_parts();
-    routes
-        .fallback(not_found)
-        .layer(middleware::map_response(problem::errors_as_problems))
-        .with_state(state)
-}
-
-/// A Shopify order (`orders/paid`, `orders/create`) or refund (`refunds/create`) webhook,
-/// verified with `X-Shopify-Hmac-Sha256` on the raw body.
-#[utoipa::path(
-    post,
-    path = "/webhooks/shopify",
-    tag = "webhooks",
-    request_body(content = Object, description = "Shopify's webhook payload, as Shopify sends it", content_type = "application/json"),
-    params(
-        ("X-Shopify-Topic" = String, Header, description = "`orders/paid`, `orders/create`, `orders/updated` or `refunds/create`"),
-        ("X-Shopify-Webhook-Id" = Option<String>, Header, description = "Shopify's delivery id: a retried delivery produces the same event ids"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Overrides the delivery id (1 to 255 characters)"),
-    ),
-    security(("shopifyHmac" = [])),
-    responses(
-        (status = 200, description = "Every event produced is acknowledged by the broker (acks=all)", body = Accepted),
-        (status = 401, description = "The signature is missing, wrong or stale", body = kizuna::http::Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String))),
-        WebhookRefusals,
-        LoadRefusals,
-    ),
-)]
-async fn shopify(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    s.handle(Source::Shopify, headers, body).await
-}
-
-/// A Zendesk ticket event (created, status changed, satisfaction rated, …), verified with
-/// `X-Zendesk-Webhook-Signature` and `X-Zendesk-Webhook-Signature-Timestamp`.
-#[utoipa::path(
-    post,
-    path = "/webhooks/zendesk",
-    tag = "webhooks",
-    request_body(content = Object, description = "Zendesk's event payload", content_type = "application/json"),
-    params(
-        ("X-Zendesk-Webhook-Signature-Timestamp" = String, Header, description = "Signed with the body; outside sources.zendesk.timestamp_tolerance_secs it is refused"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Overrides the event's `id`"),
-    ),
-    security(("zendeskSignature" = [])),
-    responses(
-        (status = 200, description = "Every event produced is acknowledged by the broker (acks=all)", body = Accepted),
-        (status = 401, description = "The signature is missing, wrong or stale", body = kizuna::http::Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String))),
-        WebhookRefusals,
-        LoadRefusals,
-    ),
-)]
-async fn zendesk(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    s.handle(Source::Zendesk, headers, body).await
-}
-
-/// A Typeform response with an NPS answer, verified with `Typeform-Signature`.
-#[utoipa::path(
-    post,
-    path = "/webhooks/typeform",
-    tag = "webhooks",
-    request_body(content = Object, description = "Typeform's `form_response` payload", content_type = "application/json"),
-    params(
-        ("Idempotency-Key" = Option<String>, Header, description = "Overrides the payload's `event_id`"),
-    ),
-    security(("typeformSignature" = [])),
-    responses(
-        (status = 200, description = "Every event produced is acknowledged by the broker (acks=all)", body = Accepted),
-        (status = 401, description = "The signature is missing or wrong", body = kizuna::http::Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String))),
-        WebhookRefusals,
-        LoadRefusals,
-    ),
-)]
-async fn typeform(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    s.handle(Source::Typeform, headers, body).await
-}
-
-/// Kizuna's own events: one `InputEvent` in the protobuf JSON mapping, or JSON lines of them
-/// (each must carry its own `eventId`).
-#[utoipa::path(
-    post,
-    path = "/v1/events",
-    tag = "events",
-    request_body(content(
-        (Object = "application/json"),
-        (String = "application/x-ndjson"),
-    ), description = "One kizuna.v1 `InputEvent` (`{\"purchase\": {…}}`, `{\"supportTicket\": {…}}` or `{\"surveyResponse\": {…}}`), or one per line"),
-    params(
-        ("Idempotency-Key" = Option<String>, Header, description = "Events without an `eventId` get one derived from it"),
-    ),
-    security(("kizunaToken" = [])),
-    responses(
-        (status = 200, description = "Every event is acknowledged by the broker (acks=all)", body = Accepted),
-        (status = 401, description = "No or a wrong bearer token", body = kizuna::http::Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "Bearer realm=\"kizuna-gateway\""))),
-        (status = 404, description = "No token configured (sources.kizuna.token)", body = kizuna::http::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "An event the engine would refuse (`field`, `reason` and, for JSON lines, `line` say which)", body = kizuna::http::Problem, content_type = "application/problem+json"),
-        LoadRefusals,
-    ),
-)]
-async fn events(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    s.handle(Source::Kizuna, headers, body).await
-}
-
-/// Readiness: the broker answers and the input topics exist.
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-struct Readiness {
-    ready: bool,
-    broker: bool,
-}
-
-/// 200 when the broker answers and the input topics exist, 503 otherwise.
-#[utoipa::path(
-    get,
-    path = "/readyz",
-    tag = "operations",
-    responses(
-        (status = 200, description = "Ready", body = Readiness),
-        (status = 503, description = "Not ready", body = Readiness),
-    ),
-)]
-async fn readyz(State(s): State<AppState>) -> Response {
-    let broker = s.inner.producer.ready().await;
-    s.inner.metrics.readiness(broker);
-    let status = if broker {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (
-        status,
-        axum::Json(Readiness {
-            ready: broker,
-            broker,
-        }),
-    )
-        .into_response()
-}
-
-/// Prometheus metrics, text exposition format.
-#[utoipa::path(
-    get,
-    path = "/metrics",
-    tag = "operations",
-    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String)),
-)]
-async fn metrics(State(s): State<AppState>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        s.inner.metrics.render(),
-    )
-        .into_response()
-}
-
-async fn not_found() -> Response {
-    Problem::new(
-        ProblemKind::NotFound,
-        "no such endpoint: POST /webhooks/shopify, /webhooks/zendesk, /webhooks/typeform or /v1/events",
-    )
-    .into_response()
-}
+use super::AppState;
+use super::fields::rejected_field;
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
@@ -294,7 +61,7 @@ impl AppState {
         }
     }
 
-    async fn handle(&self, source: Source, headers: HeaderMap, body: Body) -> Response {
+    pub(super) async fn handle(&self, source: Source, headers: HeaderMap, body: Body) -> Response {
         let started = Instant::now();
         let timeout = Duration::from_millis(self.inner.settings.http.request_timeout_ms);
         let result =
@@ -645,121 +412,5 @@ fn encode(event: &WireEvent) -> serde_json::Result<Vec<u8>> {
         WireEvent::Purchase(p) => serde_json::to_vec(p),
         WireEvent::SupportTicket(t) => serde_json::to_vec(t),
         WireEvent::Survey(s) => serde_json::to_vec(s),
-    }
-}
-
-/// Fields of the kizuna.v1 input messages, as the engine's refusals name them.
-const KIZUNA_FIELDS: [&str; 24] = [
-    "event_id",
-    "customer_id",
-    "occurred_at",
-    "order_id",
-    "kind",
-    "amount_minor",
-    "currency",
-    "line_items",
-    "line_items.sku",
-    "line_items.category",
-    "line_items.unit_price_minor",
-    "discount_minor",
-    "coupon_code",
-    "channel",
-    "referred_by",
-    "ticket_id",
-    "status",
-    "priority",
-    "category",
-    "csat",
-    "sentiment",
-    "survey_id",
-    "score",
-    "comment",
-];
-
-/// The kizuna.v1 field a refusal is about: the first word of its detail when that is a field
-/// name, else the field its reason is always about.
-fn kizuna_field(r: &Rejection) -> &str {
-    let first = r.detail.split([' ', ':']).next().unwrap_or_default();
-    if let Some(field) = KIZUNA_FIELDS.iter().find(|f| **f == first) {
-        return field;
-    }
-    match r.reason {
-        RejectReason::InvalidId => "event_id",
-        RejectReason::InvalidCustomerId | RejectReason::KeyMismatch => "customer_id",
-        RejectReason::FutureTimestamp | RejectReason::InvalidTimestamp | RejectReason::TooOld => {
-            "occurred_at"
-        }
-        RejectReason::CurrencyMismatch | RejectReason::InvalidCurrency => "currency",
-        RejectReason::AmountOutOfRange => "amount_minor",
-        RejectReason::ScoreOutOfRange => "score",
-        _ => "body",
-    }
-}
-
-fn camel(snake: &str) -> String {
-    let mut out = String::with_capacity(snake.len());
-    let mut upper = false;
-    for c in snake.chars() {
-        if c == '_' {
-            upper = true;
-        } else if upper {
-            out.extend(c.to_uppercase());
-            upper = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// The payload field a validation refusal names: where the mapping took the value from, or for
-/// Kizuna's own JSON the field's JSON name.
-fn rejected_field(source: Source, draft: &Draft, r: &Rejection) -> String {
-    let field = kizuna_field(r);
-    if source == Source::Kizuna {
-        let message = match &draft.event {
-            WireEvent::Purchase(_) => "purchase",
-            WireEvent::SupportTicket(_) => "supportTicket",
-            WireEvent::Survey(_) => "surveyResponse",
-        };
-        return format!("{message}.{}", camel(field));
-    }
-    let head = field.split('.').next().unwrap_or(field);
-    draft
-        .payload_field(field)
-        .or_else(|| draft.payload_field(head))
-        .map_or_else(|| field.to_owned(), str::to_owned)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refusals_name_the_kizuna_field_and_its_json_spelling() {
-        let r = Rejection::new(
-            RejectReason::CurrencyMismatch,
-            "currency USD is not the programme currency JPY",
-        );
-        assert_eq!(kizuna_field(&r), "currency");
-        let r = Rejection::new(RejectReason::InvalidField, "3 line items, the limit is 2");
-        assert_eq!(kizuna_field(&r), "body");
-        let r = Rejection::new(
-            RejectReason::KeyMismatch,
-            "the message key is not the event's customer_id",
-        );
-        assert_eq!(kizuna_field(&r), "customer_id");
-        let r = Rejection::new(
-            RejectReason::AmountOutOfRange,
-            "amount_minor: amount -5 is outside the accepted range",
-        );
-        assert_eq!(kizuna_field(&r), "amount_minor");
-        let r = Rejection::new(RejectReason::MissingField, "event_id is empty");
-        assert_eq!(kizuna_field(&r), "event_id");
-        assert_eq!(camel("occurred_at"), "occurredAt");
-        assert_eq!(
-            camel("line_items.unit_price_minor"),
-            "lineItems.unitPriceMinor"
-        );
     }
 }
