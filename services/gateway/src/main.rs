@@ -60,7 +60,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let gateway = Gateway::build(settings, engine).await?;
             let stop = gateway.stop_token();
             tokio::spawn(async move {
-                wait_for_signal().await;
+                kizuna::startup::shutdown_signal().await;
                 tracing::info!("shutdown requested");
                 stop.cancel();
             });
@@ -75,23 +75,5 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{mapping:#?}");
             Ok(())
         }
-    }
-}
-
-async fn wait_for_signal() {
-    let ctrl_c = async {
-        tokio::signal::ctrl_c().await.ok();
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
     }
 }

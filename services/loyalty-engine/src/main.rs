@@ -133,7 +133,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let app = Application::build(settings).await?;
             let stop = app.stop_token();
             tokio::spawn(async move {
-                wait_for_signal().await;
+                kizuna::startup::shutdown_signal().await;
                 tracing::info!("shutdown requested");
                 stop.cancel();
             });
@@ -221,7 +221,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let stop = tokio_util::sync::CancellationToken::new();
             let on_signal = stop.clone();
             tokio::spawn(async move {
-                wait_for_signal().await;
+                kizuna::startup::shutdown_signal().await;
                 on_signal.cancel();
             });
             let options = kizuna::watch::WatchOptions {
@@ -304,25 +304,4 @@ async fn backfill(
         stages.join(", ")
     );
     Ok(())
-}
-
-async fn wait_for_signal() {
-    let ctrl_c = async {
-        tokio::signal::ctrl_c().await.ok();
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
 }

@@ -50,8 +50,31 @@ pub struct Application {
     others: Vec<Task>,
 }
 
+/// Resolves on Ctrl-C or SIGTERM: when the engine, the gateway and kizuna-webhooks stop.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        tokio::signal::ctrl_c().await.ok();
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
 /// Waits for the database at start-up, so a stack that is still starting is not an error.
-async fn migrate_with_retry(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+/// kizuna-webhooks migrates the same database the same way.
+pub async fn migrate_with_retry(pool: &sqlx::PgPool) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         match store::migrate(pool).await {

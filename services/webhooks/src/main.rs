@@ -44,30 +44,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let app = Application::build(settings).await?;
     let stop = app.stop_token();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        kizuna::startup::shutdown_signal().await;
         tracing::info!("shutdown requested");
         stop.cancel();
     });
     app.run_until_stopped().await
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        tokio::signal::ctrl_c().await.ok();
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
 }

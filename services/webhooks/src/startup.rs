@@ -35,24 +35,6 @@ pub struct Application {
     background: CancellationToken,
 }
 
-/// Waits for the database at start-up, so a stack that is still starting is not an error.
-async fn migrate_with_retry(pool: &sqlx::PgPool) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        match kizuna::store::migrate(pool).await {
-            Ok(()) => return Ok(()),
-            Err(e) if tokio::time::Instant::now() < deadline => {
-                tracing::warn!(
-                    error = format!("{e:#}"),
-                    "database not ready; retrying migrations"
-                );
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 /// Creates `kafka.topics.webhooks` when it does not exist.
 async fn ensure_topic(settings: &Settings) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = settings
@@ -79,7 +61,7 @@ impl Application {
         let metrics = Metrics::new();
         let pool = kizuna::store::pool(settings.database_url(), settings.database.max_connections)?;
         if settings.database.migrate_on_start {
-            migrate_with_retry(&pool).await?;
+            kizuna::startup::migrate_with_retry(&pool).await?;
         }
         ensure_topic(&settings).await?;
 

@@ -33,6 +33,7 @@ use crate::engine::Core;
 use crate::health::Health;
 use crate::inputs::validate::Limits;
 
+pub use admin::check_admin_token;
 pub use problem::Problem;
 
 #[derive(Debug, Clone)]

@@ -13,7 +13,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Router, middleware};
 use chrono::Utc;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use utoipa_axum::router::OpenApiRouter;
@@ -85,26 +85,9 @@ async fn authorize(
     req: axum::extract::Request,
     next: middleware::Next,
 ) -> Response {
-    let Some(expected) = &state.admin_token else {
-        return Problem::admin_disabled().into_response();
-    };
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    let expected = expected.expose_secret().as_bytes();
-    let same = given.len() == expected.len()
-        && given
-            .bytes()
-            .zip(expected)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if same && !expected.is_empty() {
-        next.run(req).await
-    } else {
-        Problem::bearer_required().into_response()
+    match kizuna::http::check_admin_token(state.admin_token.as_ref(), req.headers()) {
+        Ok(()) => next.run(req).await,
+        Err(problem) => problem.into_response(),
     }
 }
 
