@@ -42,13 +42,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    match run(Cli::parse()).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("kizuna-gateway: error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    kizuna::startup::exit_code("kizuna-gateway", run(Cli::parse()).await)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -32,6 +32,23 @@ pub fn base_config(settings: &KafkaSettings) -> ClientConfig {
 /// The output producer: idempotent (no duplicates or reordering on retry), acks from all
 /// in-sync replicas, and the Java client's partitioner so keys land where Java producers put
 /// them.
+/// A consumer's settings when the positions that count are in PostgreSQL: Kafka gets a copy for
+/// lag tools (no automatic commits or offset stores), and a partition with no stored position
+/// starts at its earliest message. The engine and kizuna-webhooks consume this way.
+pub fn offsets_in_postgres(
+    mut config: ClientConfig,
+    group_id: &str,
+    session_timeout_ms: u64,
+) -> ClientConfig {
+    config
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", session_timeout_ms.to_string());
+    config
+}
+
 pub fn producer(settings: &KafkaSettings) -> anyhow::Result<FutureProducer> {
     base_config(settings)
         .set("enable.idempotence", "true")

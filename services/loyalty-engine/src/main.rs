@@ -112,14 +112,7 @@ enum TopicsCommand {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    match run(cli).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("kizuna: error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    kizuna::startup::exit_code("kizuna", run(Cli::parse()).await)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

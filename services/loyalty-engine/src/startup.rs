@@ -50,6 +50,18 @@ pub struct Application {
     others: Vec<Task>,
 }
 
+/// The process's exit status: failure, with the error and its causes on stderr, when `result`
+/// is an error. `program` prefixes the message.
+pub fn exit_code(program: &str, result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{program}: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Resolves on Ctrl-C or SIGTERM: when the engine, the gateway and kizuna-webhooks stop.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
@@ -149,30 +161,26 @@ fn consumer(
         events,
         revoke_wait: settings.revoke_drain() + Duration::from_secs(1),
     };
-    let consumer: IngestConsumer = kafka::base_config(&settings.kafka)
-        .set("group.id", &settings.kafka.group_id)
-        // The positions that count are in PostgreSQL; Kafka gets a copy at most once a
-        // second (see `IngestLoop::mirror_offsets`) for lag tools.
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set(
-            "session.timeout.ms",
-            settings.kafka.session_timeout_ms.to_string(),
-        )
-        .set("partition.assignment.strategy", "range")
-        // Bound the prefetch (librdkafka's defaults: a 64 MiB queue, 50 MiB fetches):
-        // queued messages pin the whole fetch response they came in, so smaller fetches
-        // keep memory flat when a backlog builds up.
-        .set("queued.max.messages.kbytes", "16384")
-        .set("fetch.max.bytes", "4194304")
-        .set("max.partition.fetch.bytes", "524288")
-        .set(
-            "statistics.interval.ms",
-            (settings.metrics.refresh_secs * 1000).to_string(),
-        )
-        .create_with_context(context)
-        .context("creating the Kafka consumer")?;
+    // Kafka gets a copy of the positions at most once a second (see
+    // `IngestLoop::mirror_offsets`).
+    let consumer: IngestConsumer = kafka::offsets_in_postgres(
+        kafka::base_config(&settings.kafka),
+        &settings.kafka.group_id,
+        settings.kafka.session_timeout_ms,
+    )
+    .set("partition.assignment.strategy", "range")
+    // Bound the prefetch (librdkafka's defaults: a 64 MiB queue, 50 MiB fetches):
+    // queued messages pin the whole fetch response they came in, so smaller fetches
+    // keep memory flat when a backlog builds up.
+    .set("queued.max.messages.kbytes", "16384")
+    .set("fetch.max.bytes", "4194304")
+    .set("max.partition.fetch.bytes", "524288")
+    .set(
+        "statistics.interval.ms",
+        (settings.metrics.refresh_secs * 1000).to_string(),
+    )
+    .create_with_context(context)
+    .context("creating the Kafka consumer")?;
     let inputs = settings.kafka.topics.inputs();
     consumer
         .subscribe(&inputs)

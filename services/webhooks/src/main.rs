@@ -23,14 +23,7 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    match run(cli).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("kizuna-webhooks: error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    kizuna::startup::exit_code("kizuna-webhooks", run(Cli::parse()).await)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

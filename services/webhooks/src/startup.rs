@@ -72,24 +72,18 @@ impl Application {
             .iter()
             .map(|t| (*t).to_owned())
             .collect();
-        let consumer: OutputConsumer = settings
-            .kafka_config()
-            .set("group.id", &settings.kafka.group_id)
-            // The positions that count are in PostgreSQL, with the queue; Kafka gets a copy
-            // for lag tools.
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set(
-                "session.timeout.ms",
-                settings.kafka.session_timeout_ms.to_string(),
-            )
-            .create_with_context(SeekToStored {
-                database_url: SecretString::from(settings.database_url().to_owned()),
-                group_id: settings.kafka.group_id.clone(),
-                topics: topics.clone(),
-            })
-            .context("creating the Kafka consumer")?;
+        // The positions that count are in PostgreSQL, with the queue.
+        let consumer: OutputConsumer = kizuna::kafka::offsets_in_postgres(
+            settings.kafka_config(),
+            &settings.kafka.group_id,
+            settings.kafka.session_timeout_ms,
+        )
+        .create_with_context(SeekToStored {
+            database_url: SecretString::from(settings.database_url().to_owned()),
+            group_id: settings.kafka.group_id.clone(),
+            topics: topics.clone(),
+        })
+        .context("creating the Kafka consumer")?;
         let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer
             .subscribe(&refs)
