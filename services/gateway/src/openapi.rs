@@ -2,31 +2,26 @@
 //! annotations (`routes`) and the types of [`crate::api`], served at `/v1/openapi.json` and
 //! checked in as `docs/openapi/gateway.json`.
 
-use kizuna::http::openapi::{add_bearer_scheme, assemble};
-use kizuna::http::problem::Problem;
-use utoipa::OpenApi;
+use kizuna::http::openapi::{add_bearer_scheme, assemble, header};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
-
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "Kizuna gateway",
-        description = "Signed platform webhooks (Shopify, Zendesk, Typeform) and Kizuna's own JSON in, kizuna.v1 input events out. A 200 is sent only after the broker acknowledged every event (acks=all, idempotent producer). Every refusal is RFC 9457 problem details (application/problem+json).",
-        license(name = "Apache-2.0", identifier = "Apache-2.0"),
-    ),
-    tags(
-        (name = "webhooks", description = "Platform webhooks, each verified with the platform's own signature on the raw body"),
-        (name = "events", description = "Kizuna's own InputEvent JSON"),
-        (name = "operations", description = "Metrics, probes and this description"),
-    ),
-    components(schemas(Problem)),
-)]
-struct GatewayDoc;
 
 /// The gateway's document: its header, the routes' operations, the signature schemes, and a
 /// problem as the `default` response of every operation.
 pub fn document(paths: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
-    let mut doc = assemble(GatewayDoc::openapi(), paths);
+    let mut doc = assemble(
+        header(
+            "Kizuna gateway",
+            "Signed platform webhooks (Shopify, Zendesk, Typeform) and Kizuna's own JSON in, kizuna.v1 input events out. A 200 is sent only after the broker acknowledged every event (acks=all, idempotent producer). Every refusal is RFC 9457 problem details (application/problem+json).",
+            &[
+                (
+                    "webhooks",
+                    "Platform webhooks, each verified with the platform's own signature on the raw body",
+                ),
+                ("events", "Kizuna's own InputEvent JSON"),
+            ],
+        ),
+        paths,
+    );
     let components = doc.components.get_or_insert_with(Default::default);
     for (name, header_name, what) in [
         (

@@ -12,7 +12,6 @@ use std::path::Path;
 
 use axum::http::header;
 use axum::response::IntoResponse;
-use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use super::problem;
@@ -20,28 +19,57 @@ use super::problem;
 /// Name of the security scheme of endpoints behind `http.admin_token`.
 pub const ADMIN_TOKEN: &str = "adminToken";
 
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "Kizuna loyalty engine",
-        description = "A customer's loyalty state and timeline, a dry run of an event, and the admin API (tier overrides, recompute). Every error is RFC 9457 problem details (application/problem+json).",
-        license(name = "Apache-2.0", identifier = "Apache-2.0"),
-    ),
-    tags(
-        (name = "customers", description = "A customer's state, metrics and timeline"),
-        (name = "admin", description = "Operators' endpoints, behind the bearer token http.admin_token"),
-        (name = "operations", description = "Metrics, probes and this description"),
-    ),
-    components(schemas(problem::Problem)),
-)]
-struct EngineDoc;
-
 /// The engine's document: its header, the routes' operations, the admin scheme, and a
 /// problem as the `default` response of every operation.
 pub fn document(paths: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
-    let mut doc = assemble(EngineDoc::openapi(), paths);
+    let header = header(
+        "Kizuna loyalty engine",
+        "A customer's loyalty state and timeline, a dry run of an event, and the admin API (tier overrides, recompute). Every error is RFC 9457 problem details (application/problem+json).",
+        &[
+            ("customers", "A customer's state, metrics and timeline"),
+            (
+                "admin",
+                "Operators' endpoints, behind the bearer token http.admin_token",
+            ),
+        ],
+    );
+    let mut doc = assemble(header, paths);
     add_admin_token_scheme(&mut doc);
     doc
+}
+
+/// A service's document header: its title and description, the Apache-2.0 licence, the
+/// crate's version, and its tags, then the `operations` tag every service has.
+pub fn header(title: &str, description: &str, tags: &[(&str, &str)]) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::tag::TagBuilder;
+    use utoipa::openapi::{InfoBuilder, LicenseBuilder, OpenApiBuilder};
+    let tag = |(name, description): (&str, &str)| {
+        TagBuilder::new()
+            .name(name)
+            .description(Some(description))
+            .build()
+    };
+    let tags = tags
+        .iter()
+        .copied()
+        .chain([("operations", "Metrics, probes and this description")])
+        .map(tag);
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title(title)
+                .description(Some(description))
+                .license(Some(
+                    LicenseBuilder::new()
+                        .name("Apache-2.0")
+                        .identifier(Some("Apache-2.0"))
+                        .build(),
+                ))
+                .version(env!("CARGO_PKG_VERSION"))
+                .build(),
+        )
+        .tags(Some(tags))
+        .build()
 }
 
 /// A service's document: its header (`#[derive(OpenApi)]`) with the routes' operations, and a
