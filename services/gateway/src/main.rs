@@ -52,12 +52,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run => {
             let engine = kizuna::config::Settings::load(cli.engine_config.as_deref())?;
             let gateway = Gateway::build(settings, engine).await?;
-            let stop = gateway.stop_token();
-            tokio::spawn(async move {
-                kizuna::startup::shutdown_signal().await;
-                tracing::info!("shutdown requested");
-                stop.cancel();
-            });
+            kizuna::startup::stop_on_shutdown_signal(gateway.stop_token());
             gateway.run_until_stopped().await
         }
         Command::Config => {

@@ -124,12 +124,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => {
             let app = Application::build(settings).await?;
-            let stop = app.stop_token();
-            tokio::spawn(async move {
-                kizuna::startup::shutdown_signal().await;
-                tracing::info!("shutdown requested");
-                stop.cancel();
-            });
+            kizuna::startup::stop_on_shutdown_signal(app.stop_token());
             app.run_until_stopped().await
         }
         Command::Migrate => {

@@ -62,6 +62,15 @@ pub fn exit_code(program: &str, result: anyhow::Result<()>) -> std::process::Exi
     }
 }
 
+/// Cancels `stop` on Ctrl-C or SIGTERM (in a task of its own).
+pub fn stop_on_shutdown_signal(stop: CancellationToken) {
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested");
+        stop.cancel();
+    });
+}
+
 /// Resolves on Ctrl-C or SIGTERM: when the engine, the gateway and kizuna-webhooks stop.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

@@ -27,8 +27,10 @@ use crate::config::DeliverySettings;
 use crate::event::OutputEvent;
 use crate::metrics::Metrics;
 use crate::signing::Secret;
+use crate::store::attempts::Attempt;
+use crate::store::dead_letters::DeadLetter;
 use crate::store::subscriptions::{self, NewSubscription};
-use crate::store::{attempts, dead_letters, queue, replay};
+use crate::store::{log_page, queue, replay};
 use crate::subscription::{EventType, Status, parse_event_types, parse_url};
 
 #[derive(Debug, Clone)]
@@ -495,7 +497,7 @@ async fn attempt_log(
 ) -> Result<ApiJson<AttemptList>, Problem> {
     let id = existing_subscription(&state, &id).await?;
     let limit = page.limit();
-    let rows = attempts::list(&state.pool, id, limit, page.before).await?;
+    let rows: Vec<Attempt> = log_page(&state.pool, id, limit, page.before).await?;
     let next = next_page(&rows, limit, |a| a.id);
     Ok(ApiJson(AttemptList {
         attempts: rows.into_iter().map(AttemptView::from).collect(),
@@ -523,7 +525,7 @@ async fn dead_letter_list(
 ) -> Result<ApiJson<DeadLetterList>, Problem> {
     let id = existing_subscription(&state, &id).await?;
     let limit = page.limit();
-    let rows = dead_letters::list(&state.pool, id, limit, page.before).await?;
+    let rows: Vec<DeadLetter> = log_page(&state.pool, id, limit, page.before).await?;
     let next = next_page(&rows, limit, |d| d.id);
     Ok(ApiJson(DeadLetterList {
         dead_letters: rows.into_iter().map(DeadLetterView::from).collect(),

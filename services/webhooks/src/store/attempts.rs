@@ -49,22 +49,10 @@ pub async fn record(conn: &mut PgConnection, a: &NewAttempt<'_>) -> sqlx::Result
     Ok(())
 }
 
-/// A subscription's latest attempts, newest first; `before` pages back by id.
-pub async fn list<'e>(
-    db: impl PgExecutor<'e>,
-    subscription: Uuid,
-    limit: i64,
-    before: Option<i64>,
-) -> sqlx::Result<Vec<Attempt>> {
-    super::subscription_page(
-        db,
-        "SELECT id, subscription_id, ce_id, ce_type, attempt, status_code, error, latency_ms, attempted_at
-         FROM webhook_attempts WHERE subscription_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
-        subscription,
-        limit,
-        before,
-    )
-    .await
+/// A subscription's latest attempts, newest first, a page at a time.
+impl super::LogRow for Attempt {
+    const PAGE: &'static str = "SELECT id, subscription_id, ce_id, ce_type, attempt, status_code, error, latency_ms, attempted_at
+         FROM webhook_attempts WHERE subscription_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3";
 }
 
 /// Deletes attempts older than `before`; returns how many.

@@ -2,7 +2,6 @@
 //! period.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgExecutor;
 use uuid::Uuid;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -20,20 +19,8 @@ pub struct DeadLetter {
     pub dead_at: DateTime<Utc>,
 }
 
-/// A subscription's dead letters, newest first; `before` pages back by id.
-pub async fn list<'e>(
-    db: impl PgExecutor<'e>,
-    subscription: Uuid,
-    limit: i64,
-    before: Option<i64>,
-) -> sqlx::Result<Vec<DeadLetter>> {
-    super::subscription_page(
-        db,
-        "SELECT id, ce_id, ce_type, customer_id, body, attempts, last_status, last_error, first_attempt_at, dead_at
-         FROM webhook_dead_letters WHERE subscription_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
-        subscription,
-        limit,
-        before,
-    )
-    .await
+/// A subscription's dead letters, newest first, a page at a time.
+impl super::LogRow for DeadLetter {
+    const PAGE: &'static str = "SELECT id, ce_id, ce_type, customer_id, body, attempts, last_status, last_error, first_attempt_at, dead_at
+         FROM webhook_dead_letters WHERE subscription_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3";
 }

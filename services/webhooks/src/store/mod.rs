@@ -11,19 +11,20 @@ use sqlx::PgExecutor;
 use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
-/// A page of a subscription's log rows, newest first: `sql` selects by `subscription_id = $1`
-/// and `id < $2` (`before`, or from the newest), ordered by id descending, `LIMIT $3`.
-async fn subscription_page<'e, T>(
+/// A row of a subscription's log (its attempts, its dead letters), read a page at a time.
+pub trait LogRow: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin {
+    /// Selects the rows with `subscription_id = $1` and `id < $2`, by id descending, `LIMIT $3`.
+    const PAGE: &'static str;
+}
+
+/// A page of a subscription's log, newest first; `before` pages back by id.
+pub async fn log_page<'e, T: LogRow>(
     db: impl PgExecutor<'e>,
-    sql: &'static str,
     subscription: Uuid,
     limit: i64,
     before: Option<i64>,
-) -> sqlx::Result<Vec<T>>
-where
-    T: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin,
-{
-    sqlx::query_as(sql)
+) -> sqlx::Result<Vec<T>> {
+    sqlx::query_as(T::PAGE)
         .bind(subscription)
         .bind(before.unwrap_or(i64::MAX))
         .bind(limit)
