@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 
-use super::problem::{ApiJson, ApiPath, ApiQuery, Problem};
+use super::problem::{ApiJson, ApiPath, ApiQuery, DatabaseUnavailable, Problem};
 use super::{AppState, view};
 use crate::domain::metrics::Metrics;
 use crate::store::customers;
@@ -28,7 +28,7 @@ pub struct AsOf {
         (status = 200, description = "The customer's state", body = view::CustomerView),
         (status = 400, description = "Invalid customer id or `as_of`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown customer", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+        DatabaseUnavailable,
     ),
 )]
 pub async fn get_customer(

@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 
-use super::problem::{ApiJson, Problem};
+use super::problem::{ApiJson, DatabaseUnavailable, Problem};
 use super::{AppState, view};
 use crate::domain::apply::{Changes, apply};
 use crate::domain::ids::CustomerId;
@@ -52,7 +52,7 @@ pub struct DryRunResult<'a> {
         (status = 200, description = "What the event would do", body = DryRunResult),
         (status = 400, description = "Invalid customer_id or a body that is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The event would be dead-lettered (`reason` names why)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+        DatabaseUnavailable,
     ),
 )]
 pub async fn evaluate(

@@ -116,12 +116,26 @@ pub fn render(doc: &utoipa::openapi::OpenApi) -> String {
     text
 }
 
-crate::openapi_endpoint!(super::openapi_document());
+crate::openapi_endpoint!(super::openapi_document(), "engine.json");
 
 /// Defines `serve`, the handler of `GET /v1/openapi.json` with its OpenAPI operation: the
-/// document `$document` builds, rendered once. Each service's `openapi` module calls it.
+/// document `$document` builds, rendered once. Each service's `openapi` module calls it; with
+/// the name of its file under `docs/openapi/`, also the test that the file is that document.
 #[macro_export]
 macro_rules! openapi_endpoint {
+    ($document:expr, $checked_in:literal) => {
+        $crate::openapi_endpoint!($document);
+
+        #[cfg(test)]
+        #[test]
+        fn the_checked_in_openapi_document_is_the_generated_one() {
+            $crate::http::openapi::assert_checked_in(
+                env!("CARGO_MANIFEST_DIR"),
+                $checked_in,
+                &$document,
+            );
+        }
+    };
     ($document:expr) => {
         static DOCUMENT: ::std::sync::LazyLock<String> =
             ::std::sync::LazyLock::new(|| $crate::http::openapi::render(&$document));
@@ -182,15 +196,6 @@ pub fn assert_checked_in(manifest_dir: &str, name: &str, doc: &utoipa::openapi::
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_checked_in_openapi_document_is_the_generated_one() {
-        assert_checked_in(
-            env!("CARGO_MANIFEST_DIR"),
-            "engine.json",
-            &crate::http::openapi_document(),
-        );
-    }
 
     #[test]
     fn every_operation_documents_its_problems() {

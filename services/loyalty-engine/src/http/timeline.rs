@@ -4,7 +4,7 @@
 use axum::extract::State;
 
 use super::AppState;
-use super::problem::{ApiJson, ApiPath, ApiQuery, Problem};
+use super::problem::{ApiJson, ApiPath, ApiQuery, DatabaseUnavailable, Problem};
 use crate::store::timeline;
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
@@ -37,7 +37,7 @@ pub struct TimelinePage {
     responses(
         (status = 200, description = "A page of the timeline", body = TimelinePage),
         (status = 400, description = "Invalid cursor or limit", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+        DatabaseUnavailable,
     ),
 )]
 pub async fn timeline(

@@ -34,6 +34,26 @@ impl fmt::Display for Cursor {
     }
 }
 
+/// Rows of one of the timeline's sources, newest first: `sql` reads the customer `$1`, before
+/// the position (`$2` time, `$3` id; none for the first page), `LIMIT $4`.
+async fn newest_first<T>(
+    pool: &PgPool,
+    sql: &'static str,
+    (customer_id, at, id, limit): (&str, Option<DateTime<Utc>>, &str, i64),
+) -> sqlx::Result<Vec<T>>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    sqlx::query_as(sql)
+        .persistent(false)
+        .bind(customer_id)
+        .bind(at)
+        .bind(id)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+}
+
 /// One page of the timeline and the cursor of the next page, if any.
 pub async fn page(
     pool: &PgPool,
@@ -44,32 +64,24 @@ pub async fn page(
     let at = before.map(|c| c.at);
     let id = before.map(|c| c.id.clone()).unwrap_or_default();
     // Ledger events, newest first.
-    let events: Vec<(DateTime<Utc>, String, String, Vec<u8>)> = sqlx::query_as(
+    let events: Vec<(DateTime<Utc>, String, String, Vec<u8>)> = newest_first(
+        pool,
         "SELECT occurred_at, event_id, kind, body FROM event_ledger
          WHERE customer_id = $1 AND ($2::timestamptz IS NULL OR (occurred_at, 'e:' || event_id) < ($2, $3))
          ORDER BY occurred_at DESC, event_id DESC LIMIT $4",
+        (customer_id, at, &id, limit + 1),
     )
-    .persistent(false)
-    .bind(customer_id)
-    .bind(at)
-    .bind(&id)
-    .bind(limit + 1)
-    .fetch_all(pool)
     .await?;
     // Outputs not caused by a ledger event (the sweeper, operators, recompute), newest first.
-    let standalone: Vec<(DateTime<Utc>, uuid::Uuid, String, String, Value)> = sqlx::query_as(
+    let standalone: Vec<(DateTime<Utc>, uuid::Uuid, String, String, Value)> = newest_first(
+        pool,
         "SELECT o.effective_at, o.ce_id, o.caused_by, o.ce_type, o.payload FROM output_log o
          WHERE o.customer_id = $1
            AND NOT EXISTS (SELECT 1 FROM event_ledger l WHERE l.customer_id = $1 AND l.event_id = o.caused_by)
            AND ($2::timestamptz IS NULL OR (o.effective_at, 'o:' || o.ce_id::text) < ($2, $3))
          ORDER BY o.effective_at DESC, o.ce_id DESC LIMIT $4",
+        (customer_id, at, &id, limit + 1),
     )
-    .persistent(false)
-    .bind(customer_id)
-    .bind(at)
-    .bind(&id)
-    .bind(limit + 1)
-    .fetch_all(pool)
     .await?;
 
     enum Item {
