@@ -599,50 +599,30 @@ mod tests {
         assert!(err.contains("line 3"), "{err}");
     }
 
+    fn at(year: i32, month: u32, day: u32, hour: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(year, month, day, hour, 0, 0)
+            .single()
+            .expect("date")
+    }
+
     #[test]
     fn calendar_windows_include_the_previous_period() {
         let mut p = sample();
-        let now = Utc
-            .with_ymd_and_hms(2026, 5, 10, 12, 0, 0)
-            .single()
-            .expect("date");
+        let now = at(2026, 5, 10, 12);
         p.qualification.window = WindowKind::CalendarYear;
         let periods = p.qualification_periods(now);
-        assert_eq!(
-            periods[0].from,
-            Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
-                .single()
-                .expect("date")
-        );
-        assert_eq!(
-            periods[1].from,
-            Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0)
-                .single()
-                .expect("date")
-        );
+        assert_eq!(periods[0].from, at(2026, 1, 1, 0));
+        assert_eq!(periods[1].from, at(2025, 1, 1, 0));
         p.qualification.window = WindowKind::CalendarQuarter;
         let periods = p.qualification_periods(now);
-        assert_eq!(
-            periods[0].from,
-            Utc.with_ymd_and_hms(2026, 4, 1, 0, 0, 0)
-                .single()
-                .expect("date")
-        );
-        assert_eq!(
-            periods[1].from,
-            Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
-                .single()
-                .expect("date")
-        );
+        assert_eq!(periods[0].from, at(2026, 4, 1, 0));
+        assert_eq!(periods[1].from, at(2026, 1, 1, 0));
         p.qualification.window = WindowKind::Rolling;
         let periods = p.qualification_periods(now);
         assert_eq!(
             periods,
             vec![Period {
-                from: Utc
-                    .with_ymd_and_hms(2025, 5, 10, 12, 0, 0)
-                    .single()
-                    .expect("date"),
+                from: at(2025, 5, 10, 12),
                 to: now + chrono::Duration::seconds(1)
             }]
         );

@@ -143,6 +143,23 @@ pub fn html_response(status: StatusCode, markup: Markup) -> Response {
     )
 }
 
+/// A page's `<head>`: its title (then the console's name), the style sheet and the icon;
+/// `refresh` reloads the page every 2 s.
+pub fn head(lang: Lang, title: &str, refresh: bool) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            @if refresh {
+                meta http-equiv="refresh" content="2";
+            }
+            title { (title) " · " (lang.t("app")) }
+            link rel="stylesheet" href="/console/static/console.css";
+            link rel="icon" href="/console/static/favicon.svg" type="image/svg+xml";
+        }
+    }
+}
+
 /// The page frame around `main`.
 pub fn frame(ctx: &Ctx, title: &str, current: &str, main: Markup) -> Markup {
     let lang = ctx.lang;
@@ -160,16 +177,7 @@ pub fn frame(ctx: &Ctx, title: &str, current: &str, main: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang=(lang.code()) {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                @if ctx.refresh {
-                    meta http-equiv="refresh" content="2";
-                }
-                title { (title) " · " (ctx.t("app")) }
-                link rel="stylesheet" href="/console/static/console.css";
-                link rel="icon" href="/console/static/favicon.svg" type="image/svg+xml";
-            }
+            (head(lang, title, ctx.refresh))
             body {
                 a class="skip" href="#main" { (ctx.t("skip")) }
                 header class="top" {

@@ -11,7 +11,8 @@ use maud::{DOCTYPE, html};
 use super::auth::Session;
 use super::i18n::{LANG_COOKIE, Lang};
 use super::page::{
-    ConsoleState, html_response, page, problem, require, safe_next, secure, unavailable, url_encode,
+    ConsoleState, head, html_response, page, problem, require, safe_next, secure, unavailable,
+    url_encode,
 };
 use crate::store::customers;
 
@@ -37,13 +38,7 @@ fn login_form(lang: Lang, next: &str, message: Option<&str>, open: bool) -> maud
     html! {
         (DOCTYPE)
         html lang=(lang.code()) {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (lang.t("login.title")) " · " (lang.t("app")) }
-                link rel="stylesheet" href="/console/static/console.css";
-                link rel="icon" href="/console/static/favicon.svg" type="image/svg+xml";
-            }
+            (head(lang, lang.t("login.title"), false))
             body class="login" {
                 main id="main" {
                     h1 { (lang.t("app")) }
