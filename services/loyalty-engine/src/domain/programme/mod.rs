@@ -294,6 +294,20 @@ pub struct Period {
     pub to: DateTime<Utc>,
 }
 
+/// The period in progress (from `this` to `end`) and the whole one before it (from `last`).
+fn this_and_last(last: DateTime<Utc>, this: DateTime<Utc>, end: DateTime<Utc>) -> Vec<Period> {
+    vec![
+        Period {
+            from: this,
+            to: end,
+        },
+        Period {
+            from: last,
+            to: this,
+        },
+    ]
+}
+
 fn month_start(year: i32, month: u32) -> DateTime<Utc> {
     NaiveDate::from_ymd_opt(year, month, 1)
         .and_then(|d| d.and_hms_opt(0, 0, 0))
@@ -479,16 +493,7 @@ impl Programme {
             WindowKind::CalendarYear => {
                 let this = month_start(now.year(), 1);
                 let last = month_start(now.year() - 1, 1);
-                vec![
-                    Period {
-                        from: this,
-                        to: end,
-                    },
-                    Period {
-                        from: last,
-                        to: this,
-                    },
-                ]
+                this_and_last(last, this, end)
             }
             WindowKind::CalendarQuarter => {
                 let q0 = (now.month0() / 3) * 3 + 1;
@@ -496,16 +501,7 @@ impl Programme {
                 let last = this
                     .checked_sub_months(Months::new(3))
                     .unwrap_or(DateTime::<Utc>::MIN_UTC);
-                vec![
-                    Period {
-                        from: this,
-                        to: end,
-                    },
-                    Period {
-                        from: last,
-                        to: this,
-                    },
-                ]
+                this_and_last(last, this, end)
             }
         }
     }

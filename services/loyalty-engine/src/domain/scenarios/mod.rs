@@ -36,6 +36,13 @@ fn run(
     apply(&cid("c"), state, &changes, p, None, now)
 }
 
+/// `n` purchases of `amount` by customer `c`, one a day from day 0 (event ids `e0`, `e1`, …).
+fn daily_purchases(n: i64, amount: i64) -> Vec<DomainEvent> {
+    (0..n)
+        .map(|i| purchase(&format!("e{i}"), "c", amount, day(i)))
+        .collect()
+}
+
 fn tier_changes(outputs: &[Output]) -> Vec<(String, String, TierChangeKind)> {
     outputs
         .iter()

@@ -5,9 +5,7 @@ use super::*;
 #[test]
 fn upgrade_is_immediate_then_grace_then_soft_landing() {
     let p = sample(); // silver 30k/2, gold 100k/3, platinum 300k/5 (not detractor); grace 30d
-    let buys: Vec<DomainEvent> = (0..3)
-        .map(|i| purchase(&format!("e{i}"), "c", 40_000, day(i)))
-        .collect();
+    let buys = daily_purchases(3, 40_000);
     let (state, _, out) = run(None, &buys, &p, day(2));
     assert_eq!(state.tier(), "gold");
     assert_eq!(
@@ -76,9 +74,7 @@ fn upgrade_is_immediate_then_grace_then_soft_landing() {
 #[test]
 fn requalifying_during_grace_cancels_the_downgrade() {
     let p = sample();
-    let buys: Vec<DomainEvent> = (0..2)
-        .map(|i| purchase(&format!("e{i}"), "c", 20_000, day(i)))
-        .collect();
+    let buys = daily_purchases(2, 20_000);
     let (state, _, _) = run(None, &buys, &p, day(1));
     assert_eq!(state.tier(), "silver");
     let (state, _, out) = run(
@@ -108,9 +104,7 @@ fn requalifying_during_grace_cancels_the_downgrade() {
 fn without_soft_landing_the_drop_goes_straight_to_the_qualifying_tier() {
     let mut p = sample();
     p.qualification.soft_landing = false;
-    let buys: Vec<DomainEvent> = (0..3)
-        .map(|i| purchase(&format!("e{i}"), "c", 40_000, day(i)))
-        .collect();
+    let buys = daily_purchases(3, 40_000);
     let (state, _, _) = run(None, &buys, &p, day(2));
     let refunds: Vec<DomainEvent> = (0..3)
         .map(|i| refund(&format!("r{i}"), "c", &format!("o-e{i}"), 40_000, day(5)))
@@ -124,9 +118,7 @@ fn without_soft_landing_the_drop_goes_straight_to_the_qualifying_tier() {
 #[test]
 fn purchases_leaving_the_rolling_window_start_a_downgrade() {
     let p = sample();
-    let buys: Vec<DomainEvent> = (0..2)
-        .map(|i| purchase(&format!("e{i}"), "c", 20_000, day(i)))
-        .collect();
+    let buys = daily_purchases(2, 20_000);
     let (state, _, _) = run(None, &buys, &p, day(1));
     assert_eq!(state.tier(), "silver");
     let next = state.status.next_check_at.expect("a next check");
@@ -143,9 +135,7 @@ fn purchases_leaving_the_rolling_window_start_a_downgrade() {
 #[test]
 fn the_top_tier_requires_not_being_a_detractor() {
     let p = sample();
-    let buys: Vec<DomainEvent> = (0..5)
-        .map(|i| purchase(&format!("e{i}"), "c", 70_000, day(i)))
-        .collect();
+    let buys = daily_purchases(5, 70_000);
     let (state, _, _) = run(None, &buys, &p, day(5));
     assert_eq!(state.tier(), "platinum");
     let (state, m, out) = run(
