@@ -188,44 +188,64 @@ impl ProblemKind {
 
 /// The refusals of a platform webhook that are not about its signature (400, 404, 422), for
 /// `#[utoipa::path(responses(...))]`.
-#[derive(Debug, utoipa::IntoResponses)]
-pub enum WebhookRefusals {
-    #[response(
-        status = 400,
-        description = "Not JSON, no delivery id",
-        content_type = "application/problem+json"
-    )]
-    Malformed(kizuna::http::Problem),
-    #[response(
-        status = 404,
-        description = "The source has no secret configured",
-        content_type = "application/problem+json"
-    )]
-    NoSecret(kizuna::http::Problem),
-    #[response(
-        status = 422,
-        description = "The payload cannot be mapped to kizuna.v1 (`field` names it)",
-        content_type = "application/problem+json"
-    )]
-    Unmappable(kizuna::http::Problem),
-}
+#[derive(Debug)]
+pub struct WebhookRefusals;
 
 /// The refusals of every endpoint that produces events (413, 429, 503), for
 /// `#[utoipa::path(responses(...))]`.
-#[derive(Debug, utoipa::IntoResponses)]
-pub enum LoadRefusals {
-    #[response(
-        status = 413,
-        description = "The body is larger than http.max_body_bytes",
-        content_type = "application/problem+json"
-    )]
-    TooLarge(kizuna::http::Problem),
-    #[response(status = 429, description = "Over the source's request rate", content_type = "application/problem+json",
-        headers(("Retry-After" = u64)))]
-    RateLimited(kizuna::http::Problem),
-    #[response(status = 503, description = "The broker did not acknowledge in time", content_type = "application/problem+json",
-        headers(("Retry-After" = u64)))]
-    BrokerUnavailable(kizuna::http::Problem),
+#[derive(Debug)]
+pub struct LoadRefusals;
+
+impl utoipa::IntoResponses for WebhookRefusals {
+    fn responses() -> Responses {
+        refusals(&[400, 404, 422])
+    }
+}
+
+impl utoipa::IntoResponses for LoadRefusals {
+    fn responses() -> Responses {
+        refusals(&[413, 429, 503])
+    }
+}
+
+type Responses =
+    std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::response::Response>>;
+
+/// The documented refusals of the given statuses: problem details, and `Retry-After` where the
+/// client should wait.
+fn refusals(statuses: &[u16]) -> Responses {
+    use utoipa::PartialSchema;
+    use utoipa::openapi::header::HeaderBuilder;
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    const REFUSALS: [(u16, &str, bool); 6] = [
+        (400, "Not JSON, no delivery id", false),
+        (404, "The source has no secret configured", false),
+        (
+            422,
+            "The payload cannot be mapped to kizuna.v1 (`field` names it)",
+            false,
+        ),
+        (413, "The body is larger than http.max_body_bytes", false),
+        (429, "Over the source's request rate", true),
+        (503, "The broker did not acknowledge in time", true),
+    ];
+    REFUSALS
+        .iter()
+        .filter(|(status, ..)| statuses.contains(status))
+        .map(|&(status, description, retry_after)| {
+            let content = ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build();
+            let mut response = ResponseBuilder::new()
+                .description(description)
+                .content(PROBLEM_JSON, content);
+            if retry_after {
+                let header = HeaderBuilder::new().schema(Some(u64::schema())).build();
+                response = response.header("Retry-After", header);
+            }
+            (status.to_string(), response.build().into())
+        })
+        .collect()
 }
 
 /// An RFC 9457 problem details body (`application/problem+json`): `type`, `title`, `status`
