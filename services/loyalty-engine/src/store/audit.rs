@@ -2,7 +2,7 @@
 //! customer timeline and the audit trail.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 
 use crate::store::sql;
 
@@ -67,37 +67,38 @@ pub async fn record_override(
     Ok(())
 }
 
+/// Counts of outputs by two of their payload's fields: (first, second, count).
+pub type Tally = Vec<(Option<String>, Option<String>, i64)>;
+
 /// Segment changes published since `from`: (previous, new, count), with the protobuf enum
 /// names of the payload (`SEGMENT_LOYAL`; no previous segment is NULL).
-pub async fn segment_moves_since(
-    pool: &sqlx::PgPool,
-    from: DateTime<Utc>,
-) -> sqlx::Result<Vec<(Option<String>, Option<String>, i64)>> {
-    sqlx::query_as(
+pub async fn segment_moves_since(pool: &PgPool, from: DateTime<Utc>) -> sqlx::Result<Tally> {
+    tally_since(
+        pool,
         "SELECT payload->>'previousSegment', payload->>'newSegment', count(*) FROM output_log
          WHERE ce_type = 'kizuna.v1.SegmentChanged' AND effective_at >= $1
          GROUP BY 1, 2",
+        from,
     )
-    .bind(from)
-    .fetch_all(pool)
     .await
 }
 
 /// Churn alerts (a rise to medium or high) published since `from`: (play, new level, count),
 /// with the protobuf enum names of the payload.
-pub async fn churn_alerts_since(
-    pool: &sqlx::PgPool,
-    from: DateTime<Utc>,
-) -> sqlx::Result<Vec<(Option<String>, Option<String>, i64)>> {
-    sqlx::query_as(
+pub async fn churn_alerts_since(pool: &PgPool, from: DateTime<Utc>) -> sqlx::Result<Tally> {
+    tally_since(
+        pool,
         "SELECT payload->>'play', payload->>'newLevel', count(*) FROM output_log
          WHERE ce_type = 'kizuna.v1.ChurnRiskChanged' AND effective_at >= $1
            AND payload->>'newLevel' IN ('CHURN_LEVEL_MEDIUM', 'CHURN_LEVEL_HIGH')
          GROUP BY 1, 2",
+        from,
     )
-    .bind(from)
-    .fetch_all(pool)
     .await
+}
+
+async fn tally_since(pool: &PgPool, sql: &'static str, from: DateTime<Utc>) -> sqlx::Result<Tally> {
+    sqlx::query_as(sql).bind(from).fetch_all(pool).await
 }
 
 /// The manual overrides of a customer, newest first.
