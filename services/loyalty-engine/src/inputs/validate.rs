@@ -62,14 +62,22 @@ fn id_rejection(err: IdError, reason: RejectReason) -> Rejection {
     Rejection::new(reason, err.to_string())
 }
 
+/// What an event is checked against besides its own fields: the message key (when there is
+/// one), the limits, and now.
+#[derive(Debug, Clone, Copy)]
+struct Edge<'a> {
+    key: Option<&'a [u8]>,
+    limits: &'a Limits,
+    now: DateTime<Utc>,
+}
+
 fn meta(
     event_id: &str,
     customer_id: &str,
     occurred_at: Option<&kizuna_proto::Timestamp>,
-    key: Option<&[u8]>,
-    limits: &Limits,
-    now: DateTime<Utc>,
+    edge: Edge,
 ) -> Result<EventMeta, Rejection> {
+    let Edge { key, limits, now } = edge;
     let event_id = EventId::parse(event_id, limits.max_id_len)
         .map_err(|e| id_rejection(e, RejectReason::InvalidId))?;
     let customer_id = CustomerId::parse(customer_id, limits.max_id_len)
@@ -182,20 +190,9 @@ fn enum_value<E: TryFrom<i32>>(raw: i32, field: &str) -> Result<E, Rejection> {
     })
 }
 
-fn purchase(
-    p: &v1::Purchase,
-    key: Option<&[u8]>,
-    limits: &Limits,
-    now: DateTime<Utc>,
-) -> Result<DomainEvent, Rejection> {
-    let meta = meta(
-        &p.event_id,
-        &p.customer_id,
-        p.occurred_at.as_ref(),
-        key,
-        limits,
-        now,
-    )?;
+fn purchase(p: &v1::Purchase, edge: Edge) -> Result<DomainEvent, Rejection> {
+    let meta = meta(&p.event_id, &p.customer_id, p.occurred_at.as_ref(), edge)?;
+    let limits = edge.limits;
     let order_id = non_empty(&p.order_id, "order_id", limits)?;
     let amount_minor = amount(p.amount_minor, "amount_minor", limits)?;
     let currency = currency(&p.currency, limits)?;
@@ -265,20 +262,9 @@ fn purchase(
     Ok(DomainEvent { meta, body })
 }
 
-fn ticket(
-    t: &v1::SupportTicket,
-    key: Option<&[u8]>,
-    limits: &Limits,
-    now: DateTime<Utc>,
-) -> Result<DomainEvent, Rejection> {
-    let meta = meta(
-        &t.event_id,
-        &t.customer_id,
-        t.occurred_at.as_ref(),
-        key,
-        limits,
-        now,
-    )?;
+fn ticket(t: &v1::SupportTicket, edge: Edge) -> Result<DomainEvent, Rejection> {
+    let meta = meta(&t.event_id, &t.customer_id, t.occurred_at.as_ref(), edge)?;
+    let limits = edge.limits;
     let status = match enum_value::<v1::TicketStatus>(t.status, "status")? {
         v1::TicketStatus::Unspecified => {
             return Err(Rejection::new(
@@ -335,20 +321,9 @@ fn ticket(
     })
 }
 
-fn survey(
-    s: &v1::SurveyResponse,
-    key: Option<&[u8]>,
-    limits: &Limits,
-    now: DateTime<Utc>,
-) -> Result<DomainEvent, Rejection> {
-    let meta = meta(
-        &s.event_id,
-        &s.customer_id,
-        s.occurred_at.as_ref(),
-        key,
-        limits,
-        now,
-    )?;
+fn survey(s: &v1::SurveyResponse, edge: Edge) -> Result<DomainEvent, Rejection> {
+    let meta = meta(&s.event_id, &s.customer_id, s.occurred_at.as_ref(), edge)?;
+    let limits = edge.limits;
     let (score, range) = match enum_value::<v1::SurveyKind>(s.kind, "kind")? {
         v1::SurveyKind::Unspecified => {
             return Err(Rejection::new(
@@ -398,10 +373,11 @@ pub fn validate(
     limits: &Limits,
     now: DateTime<Utc>,
 ) -> Result<DomainEvent, Rejection> {
+    let edge = Edge { key, limits, now };
     match event {
-        WireEvent::Purchase(p) => purchase(p, key, limits, now),
-        WireEvent::SupportTicket(t) => ticket(t, key, limits, now),
-        WireEvent::Survey(s) => survey(s, key, limits, now),
+        WireEvent::Purchase(p) => purchase(p, edge),
+        WireEvent::SupportTicket(t) => ticket(t, edge),
+        WireEvent::Survey(s) => survey(s, edge),
     }
 }
 

@@ -29,6 +29,12 @@ impl<S> GroupedByX<S> {
             .collect::<Result<_, ModelError>>()?;
         Ok(Self { xs, rows })
     }
+
+    /// The weighted sum of `ll(group, summary)` over the rows, divided by `total`.
+    pub(super) fn mean(&self, total: f64, ll: impl Fn(usize, &S) -> f64) -> f64 {
+        let sum: f64 = self.rows.iter().map(|(g, s, w)| w * ll(*g, s)).sum();
+        sum / total
+    }
 }
 
 /// Optimiser coordinates of BG/NBD: `ln r`, `ln(r/α)` (the mean purchase rate), `logit
@@ -77,12 +83,7 @@ pub(super) fn bgnbd_mean_ll(theta: &[f64], data: &GroupedByX<CustomerSummary>, t
         return f64::NEG_INFINITY;
     };
     let terms = params.x_terms_ascending(&data.xs);
-    let sum: f64 = data
-        .rows
-        .iter()
-        .map(|(g, s, w)| w * params.log_likelihood_with(&terms[*g], s))
-        .sum();
-    sum / total
+    data.mean(total, |g, s| params.log_likelihood_with(&terms[g], s))
 }
 
 pub(super) fn gamma_gamma_mean_ll(
@@ -95,10 +96,5 @@ pub(super) fn gamma_gamma_mean_ll(
         return f64::NEG_INFINITY;
     };
     let terms: Vec<_> = data.xs.iter().map(|&x| params.x_terms(x)).collect();
-    let sum: f64 = data
-        .rows
-        .iter()
-        .map(|(g, s, w)| w * params.log_likelihood_with(&terms[*g], s))
-        .sum();
-    sum / total
+    data.mean(total, |g, s| params.log_likelihood_with(&terms[g], s))
 }
