@@ -136,7 +136,7 @@ start() {
   if pid="$(running_pid kafka "$KAFKA_MARKER")"; then
     log "Kafka already running (pid $pid); checking it answers"
     if broker_ready kafka 5 --quiet 2>/dev/null || wait_broker_ready kafka "$KAFKA_MARKER" "$KIZUNA_BROKER_READY_TIMEOUT"; then
-      record_running_brokers
+      record_broker ''
       log "Kafka $KAFKA_VERSION already up on $KIZUNA_BROKER_HOST:$KIZUNA_KAFKA_PORT (pid $pid); nothing to do"
       return 0
     fi
@@ -171,13 +171,13 @@ start() {
     die "Kafka process (pid $pid) did not start"
   fi
   wait_broker_ready kafka "$KAFKA_MARKER" "$KIZUNA_BROKER_READY_TIMEOUT" || fail_start
-  record_running_brokers
+  record_broker ''
   log "Kafka $KAFKA_VERSION ready on $KIZUNA_BROKER_HOST:$KIZUNA_KAFKA_PORT (pid $pid, data $KAFKA_DATA)"
 }
 
 stop() {
   stop_pid kafka "$KAFKA_MARKER"
-  record_running_brokers
+  record_broker ''
 }
 
 acquire_lock

@@ -213,16 +213,22 @@ running_brokers() {
   done
 }
 
-# record_running_brokers: $KIZUNA_STATE_DIR/broker lists the brokers of ours
-# that run now, one a line (informational; removed when none runs).
-record_running_brokers() {
-  local running
-  running="$(running_brokers)"
-  if [[ -n "$running" ]]; then
-    printf '%s\n' "$running" >"$KIZUNA_STATE_DIR/broker"
-  else
-    rm -f "$KIZUNA_STATE_DIR/broker"
-  fi
+# record_broker [NAME]: $KIZUNA_STATE_DIR/broker names one broker of ours that
+# runs: NAME if it runs, else the one it named before if that still runs, else
+# kafka or tansu, whichever runs; removed when none runs. up.sh records the one
+# it prints as KAFKA_BROKERS (kafka for KIZUNA_BROKER=both). Informational (the
+# bench prints it); the tests do not read it.
+record_broker() {
+  local f="$KIZUNA_STATE_DIR/broker" b current
+  current="$(head -n1 "$f" 2>/dev/null || true)"
+  for b in ${1:-} $current kafka tansu; do
+    case "$b" in kafka | tansu) ;; *) continue ;; esac
+    if running_pid "$b" "$(broker_marker "$b")" >/dev/null; then
+      printf '%s\n' "$b" >"$f"
+      return 0
+    fi
+  done
+  rm -f "$f"
 }
 
 # ensure_broker_port_free NAME: before starting broker NAME, fail clearly if a

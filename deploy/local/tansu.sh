@@ -98,7 +98,7 @@ start() {
       return
     fi
     if broker_ready tansu 5 --quiet 2>/dev/null || wait_broker_ready tansu "$TANSU_MARKER" "$KIZUNA_BROKER_READY_TIMEOUT"; then
-      record_running_brokers
+      record_broker ''
       log "tansu ($TANSU_STORAGE) already up on $KIZUNA_BROKER_HOST:$KIZUNA_TANSU_PORT (pid $pid); nothing to do"
       return 0
     fi
@@ -134,7 +134,7 @@ start() {
     stop_pid tansu "$TANSU_MARKER" 10 >/dev/null 2>&1 || true
     die "tansu $what; log: $TANSU_LOG"
   fi
-  record_running_brokers
+  record_broker ''
   log "tansu ($TANSU_STORAGE) ready on $KIZUNA_BROKER_HOST:$KIZUNA_TANSU_PORT (pid $pid)"
   if [[ "$TANSU_STORAGE" == memory ]]; then
     log "note: tansu memory storage keeps topics and messages only while this process runs"
@@ -143,7 +143,7 @@ start() {
 
 stop() {
   stop_pid tansu "$TANSU_MARKER"
-  record_running_brokers
+  record_broker ''
 }
 
 acquire_lock

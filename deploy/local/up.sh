@@ -25,7 +25,8 @@ fi
 for broker in $brokers; do
   "$KIZUNA_LOCAL_DIR/$broker.sh" start
 done
-record_running_brokers
+first="${brokers%%$'\n'*}"
+record_broker "$first"
 registry_url=
 if [[ "${KIZUNA_REGISTRY:-1}" != 0 ]]; then
   "$KIZUNA_LOCAL_DIR/registry.sh" start
@@ -34,7 +35,6 @@ fi
 log "stack up in $((SECONDS - started))s (broker: $selection; state: $KIZUNA_STATE_DIR; cache: $KIZUNA_CACHE_DIR)"
 printf 'DATABASE_URL=%s\n' "postgres://kizuna:kizuna@127.0.0.1:5432/kizuna"
 # KAFKA_BROKERS: the one broker, or Apache Kafka when both run.
-first="${brokers%%$'\n'*}"
 printf 'KAFKA_BROKERS=%s\n' "$(broker_address "$first")"
 printf 'KIZUNA_BROKER=%s\n' "$selection"
 # What the end-to-end tests (crate kizuna-e2e) read to reach each broker.

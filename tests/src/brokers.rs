@@ -87,10 +87,11 @@ impl std::fmt::Display for Broker {
 /// makes, for each `name`, a module `name` with the tests `name::on_kafka` and `name::on_tansu`
 /// (a module and a function may share a name), each on a multi-threaded runtime with four
 /// workers. `tansu_skip = "reason"` marks `on_tansu` `#[ignore = "reason"]`, so cargo lists it as
-/// ignored with the reason (`--ignored` still runs it).
+/// ignored with the reason (`--ignored` still runs it). The reason is a string literal, or a
+/// macro call that expands to one (to share a reason between tests).
 #[macro_export]
 macro_rules! on_each_broker {
-    ($($name:ident $(: tansu_skip = $reason:literal)?),* $(,)?) => {
+    ($($name:ident $(: tansu_skip = $reason:expr)?),* $(,)?) => {
         $( $crate::on_each_broker!(@one $name $(, $reason)?); )*
     };
     (@one $name:ident) => {
@@ -106,7 +107,7 @@ macro_rules! on_each_broker {
             }
         }
     };
-    (@one $name:ident, $reason:literal) => {
+    (@one $name:ident, $reason:expr) => {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn on_kafka() -> anyhow::Result<()> {

@@ -6,6 +6,8 @@
 //!
 //! Environment:
 //! - `KIZUNA_TEST_KAFKA`, `KIZUNA_TEST_TANSU`: the brokers' addresses (see [`brokers`])
+//! - `KIZUNA_TEST_LOG=1` (or `TEST_LOG=1`): engine processes' logs also go to the test's stderr
+//!   (see [`process`])
 //! - `KIZUNA_TEST_DATABASE_URL`: a database the test role can connect to in order to create
 //!   others (default `postgres://kizuna:kizuna@127.0.0.1:5432/kizuna`).
 
@@ -26,6 +28,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub mod brokers;
+pub mod guarantees;
 pub mod webhooks;
 
 pub use brokers::Broker;
