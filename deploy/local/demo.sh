@@ -25,7 +25,12 @@ log "building kizuna and kizuna-sim (target dir $CARGO_TARGET_DIR; the first bui
 (cd "$repo" && cargo build --locked --bin kizuna --bin kizuna-sim >&2)
 bin="$CARGO_TARGET_DIR/debug"
 
-export KIZUNA_KAFKA__BROKERS="$KIZUNA_BROKER_HOST:$KIZUNA_BROKER_PORT"
+case "${KIZUNA_BROKER:-kafka}" in
+  kafka | tansu) ;;
+  *) die "the demo runs on one broker: KIZUNA_BROKER must be kafka or tansu, not '$KIZUNA_BROKER'" ;;
+esac
+KIZUNA_KAFKA__BROKERS="$(broker_address "${KIZUNA_BROKER:-kafka}")"
+export KIZUNA_KAFKA__BROKERS
 export KIZUNA_DATABASE__URL="postgres://kizuna:kizuna@127.0.0.1:5432/kizuna"
 export KIZUNA_HTTP__BIND="${KIZUNA_HTTP__BIND:-127.0.0.1:8080}"
 export KIZUNA_CLOCK="${KIZUNA_CLOCK:-event-time}"

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Stop what the kizuna-stack scripts started, and nothing else:
-#   down.sh          broker (kafka and/or tansu, by pid file), the Schema
+#   down.sh          both brokers (kafka and tansu, by pid file), the Schema
 #                    Registry (registry.sh) and PostgreSQL (only if postgres.sh
 #                    started the cluster); restores the kernel writeback
 #                    settings up.sh changed
-#   down.sh broker   just the broker
+#   down.sh broker   just the brokers (both)
 # Data stays in $KIZUNA_STATE_DIR (tansu memory storage is lost, by nature).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Single-node Apache Kafka 4.x (KRaft, combined broker+controller) on
-# 127.0.0.1:9092, built from Maven Central jars (no tarball).
+# 127.0.0.1:${KIZUNA_KAFKA_PORT:-9092} (controller 9093), built from Maven
+# Central jars (no tarball). tansu (tansu.sh) may run beside it on its own port.
 #
 #   kafka.sh [start]   fetch jars (cached), format storage once, start, wait ready
 #   kafka.sh stop      stop the broker these scripts started (data is kept)
@@ -71,8 +72,8 @@ write_config() {
 # Single node, KRaft, combined broker+controller, loopback only.
 process.roles=broker,controller
 node.id=1
-listeners=PLAINTEXT://$KIZUNA_BROKER_HOST:$KIZUNA_BROKER_PORT,CONTROLLER://$KIZUNA_BROKER_HOST:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$KIZUNA_BROKER_HOST:$KIZUNA_BROKER_PORT
+listeners=PLAINTEXT://$KIZUNA_BROKER_HOST:$KIZUNA_KAFKA_PORT,CONTROLLER://$KIZUNA_BROKER_HOST:$CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$KIZUNA_BROKER_HOST:$KIZUNA_KAFKA_PORT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
@@ -122,7 +123,7 @@ format_storage() {
 }
 
 fail_start() {
-  local what="did not answer Metadata on $KIZUNA_BROKER_HOST:$KIZUNA_BROKER_PORT within ${KIZUNA_BROKER_READY_TIMEOUT}s (stopped it)"
+  local what="did not answer Metadata on $KIZUNA_BROKER_HOST:$KIZUNA_KAFKA_PORT within ${KIZUNA_BROKER_READY_TIMEOUT}s (stopped it)"
   running_pid kafka "$KAFKA_MARKER" >/dev/null || what="exited during startup"
   show_log_tail "$KAFKA_LOGS/server.log" 40
   show_log_tail "$KAFKA_OUT" 20
@@ -134,15 +135,15 @@ start() {
   local pid java
   if pid="$(running_pid kafka "$KAFKA_MARKER")"; then
     log "Kafka already running (pid $pid); checking it answers"
-    if broker_ready 5 --quiet 2>/dev/null || wait_broker_ready kafka "$KAFKA_MARKER" "$KIZUNA_BROKER_READY_TIMEOUT"; then
-      printf 'kafka\n' >"$KIZUNA_STATE_DIR/broker"
-      log "Kafka $KAFKA_VERSION already up on $KIZUNA_BROKER_HOST:$KIZUNA_BROKER_PORT (pid $pid); nothing to do"
+    if broker_ready kafka 5 --quiet 2>/dev/null || wait_broker_ready kafka "$KAFKA_MARKER" "$KIZUNA_BROKER_READY_TIMEOUT"; then
+      record_broker ''
+      log "Kafka $KAFKA_VERSION already up on $KIZUNA_BROKER_HOST:$KIZUNA_KAFKA_PORT (pid $pid); nothing to do"
       return 0
     fi
     show_log_tail "$KAFKA_LOGS/server.log" 40
-    die "Kafka pid $pid runs but does not answer Metadata on $KIZUNA_BROKER_HOST:$KIZUNA_BROKER_PORT; run deploy/local/down.sh broker and retry (log: $KAFKA_LOGS/server.log)"
+    die "Kafka pid $pid runs but does not answer Metadata on $KIZUNA_BROKER_HOST:$KIZUNA_KAFKA_PORT; run deploy/local/down.sh broker and retry (log: $KAFKA_LOGS/server.log)"
   fi
-  free_broker_port_for kafka
+  ensure_broker_port_free kafka
   if port_open "$KIZUNA_BROKER_HOST" "$CONTROLLER_PORT"; then
     die "port $KIZUNA_BROKER_HOST:$CONTROLLER_PORT (Kafka controller listener) is already in use by another process"
   fi
@@ -151,7 +152,7 @@ start() {
   write_config
   format_storage "$java"
 
-  log "starting Kafka $KAFKA_VERSION (KRaft broker+controller) on $KIZUNA_BROKER_HOST:$KIZUNA_BROKER_PORT; log $KAFKA_LOGS/server.log"
+  log "starting Kafka $KAFKA_VERSION (KRaft broker+controller) on $KIZUNA_BROKER_HOST:$KIZUNA_KAFKA_PORT; log $KAFKA_LOGS/server.log"
   printf '\n==== %s starting Kafka %s ====\n' "$(date -u +%FT%TZ)" "$KAFKA_VERSION" >>"$KAFKA_OUT"
   # shellcheck disable=SC2086 # KAFKA_HEAP_OPTS is a list of JVM options
   setsid "$java" $KAFKA_HEAP_OPTS -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
@@ -170,13 +171,13 @@ start() {
     die "Kafka process (pid $pid) did not start"
   fi
   wait_broker_ready kafka "$KAFKA_MARKER" "$KIZUNA_BROKER_READY_TIMEOUT" || fail_start
-  printf 'kafka\n' >"$KIZUNA_STATE_DIR/broker"
-  log "Kafka $KAFKA_VERSION ready on $KIZUNA_BROKER_HOST:$KIZUNA_BROKER_PORT (pid $pid, data $KAFKA_DATA)"
+  record_broker ''
+  log "Kafka $KAFKA_VERSION ready on $KIZUNA_BROKER_HOST:$KIZUNA_KAFKA_PORT (pid $pid, data $KAFKA_DATA)"
 }
 
 stop() {
   stop_pid kafka "$KAFKA_MARKER"
-  if [[ "$(cat "$KIZUNA_STATE_DIR/broker" 2>/dev/null)" == kafka ]]; then rm -f "$KIZUNA_STATE_DIR/broker"; fi
+  record_broker ''
 }
 
 acquire_lock
@@ -190,7 +191,7 @@ case "${1:-start}" in
     ;;
   status)
     pid="$(running_pid kafka "$KAFKA_MARKER")" || die "Kafka is not running (no live pid in $(pid_file kafka))"
-    broker_ready 5 || die "Kafka pid $pid does not answer Metadata"
+    broker_ready kafka 5 || die "Kafka pid $pid does not answer Metadata"
     ;;
   *) die "usage: $0 [start|stop|restart|status]" ;;
 esac

@@ -6,7 +6,9 @@ KIZUNA_LOCAL_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 KIZUNA_STATE_DIR="${KIZUNA_STATE_DIR:-/var/lib/kizuna-local}"
 KIZUNA_CACHE_DIR="${KIZUNA_CACHE_DIR:-/var/cache/kizuna}"
 KIZUNA_BROKER_HOST=127.0.0.1
-KIZUNA_BROKER_PORT=9092
+# Both brokers can run at once, each on its own port.
+KIZUNA_KAFKA_PORT="${KIZUNA_KAFKA_PORT:-9092}"
+KIZUNA_TANSU_PORT="${KIZUNA_TANSU_PORT:-9094}"
 # Seconds a broker gets to answer Metadata after start, and to exit after SIGTERM.
 KIZUNA_BROKER_READY_TIMEOUT="${KIZUNA_BROKER_READY_TIMEOUT:-90}"
 KIZUNA_STOP_TIMEOUT="${KIZUNA_STOP_TIMEOUT:-30}"
@@ -126,11 +128,12 @@ port_open() {
   timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$1" "$2" 2>/dev/null
 }
 
-# broker_ready [TIMEOUT [ARGS...]]: a Kafka Metadata request on 127.0.0.1:9092
-# lists a broker (see broker-ready.py). Output goes to stderr like all logs.
+# broker_ready NAME [TIMEOUT [ARGS...]]: a Kafka Metadata request to broker NAME
+# (kafka or tansu, on its own port) lists a broker (see broker-ready.py).
+# Output goes to stderr like all logs.
 broker_ready() {
-  python3 "$KIZUNA_LOCAL_DIR/broker-ready.py" "$KIZUNA_BROKER_HOST:$KIZUNA_BROKER_PORT" \
-    --timeout "${1:-$KIZUNA_BROKER_READY_TIMEOUT}" "${@:2}" >&2
+  python3 "$KIZUNA_LOCAL_DIR/broker-ready.py" "$(broker_address "$1")" \
+    --timeout "${2:-$KIZUNA_BROKER_READY_TIMEOUT}" "${@:3}" >&2
 }
 
 # wait_broker_ready NAME MARKER TIMEOUT: wait until the broker answers
@@ -143,13 +146,13 @@ wait_broker_ready() {
       log "$name process exited before it became ready"
       return 1
     fi
-    if broker_ready 2 --quiet 2>/dev/null; then
-      broker_ready 5
+    if broker_ready "$name" 2 --quiet 2>/dev/null; then
+      broker_ready "$name" 5
       return 0
     fi
     sleep 0.5
   done
-  broker_ready 2 # last try; prints why it is not ready
+  broker_ready "$name" 2 # last try; prints why it is not ready
 }
 
 # show_log_tail FILE [LINES]: print the end of a log for a failure message.
@@ -165,11 +168,12 @@ show_log_tail() {
 }
 
 # ---- brokers ----------------------------------------------------------------
-# Both brokers use 127.0.0.1:9092; only one runs at a time. Their pid files are
-# kafka.pid and tansu.pid; the markers below must appear in the process's
-# command line for a recorded pid to count as ours.
+# Apache Kafka listens on 127.0.0.1:$KIZUNA_KAFKA_PORT (9092), tansu on
+# 127.0.0.1:$KIZUNA_TANSU_PORT (9094); both can run at the same time. Their pid
+# files are kafka.pid and tansu.pid; the markers below must appear in the
+# process's command line for a recorded pid to count as ours.
 KAFKA_MARKER="kafka.Kafka $KIZUNA_STATE_DIR/kafka/server.properties"
-TANSU_MARKER="broker --listener-url tcp://$KIZUNA_BROKER_HOST:$KIZUNA_BROKER_PORT"
+TANSU_MARKER="broker --listener-url tcp://$KIZUNA_BROKER_HOST:$KIZUNA_TANSU_PORT"
 
 broker_marker() {
   case "$1" in
@@ -179,34 +183,64 @@ broker_marker() {
   esac
 }
 
-# running_broker -> prints "kafka" or "tansu" if one of ours runs.
-running_broker() {
+broker_port() {
+  case "$1" in
+    kafka) printf '%s\n' "$KIZUNA_KAFKA_PORT" ;;
+    tansu) printf '%s\n' "$KIZUNA_TANSU_PORT" ;;
+    *) die "unknown broker '$1' (expected kafka or tansu)" ;;
+  esac
+}
+
+# broker_address NAME -> 127.0.0.1:PORT of broker NAME
+broker_address() { printf '%s:%s\n' "$KIZUNA_BROKER_HOST" "$(broker_port "$1")"; }
+
+# brokers_of SELECTION -> the broker names of kafka|tansu|both, one a line.
+brokers_of() {
+  case "$1" in
+    kafka | tansu) printf '%s\n' "$1" ;;
+    both) printf '%s\n' kafka tansu ;;
+    *) die "KIZUNA_BROKER must be kafka, tansu or both, not '$1'" ;;
+  esac
+}
+
+# running_brokers -> prints "kafka" and/or "tansu" (one a line) for ours that run.
+running_brokers() {
   local b
   for b in kafka tansu; do
     if running_pid "$b" "$(broker_marker "$b")" >/dev/null; then
       printf '%s\n' "$b"
+    fi
+  done
+}
+
+# record_broker [NAME]: $KIZUNA_STATE_DIR/broker names one broker of ours that
+# runs: NAME if it runs, else the one it named before if that still runs, else
+# kafka or tansu, whichever runs; removed when none runs. up.sh records the one
+# it prints as KAFKA_BROKERS (kafka for KIZUNA_BROKER=both). Informational (the
+# bench prints it); the tests do not read it.
+record_broker() {
+  local f="$KIZUNA_STATE_DIR/broker" b current
+  current="$(head -n1 "$f" 2>/dev/null || true)"
+  for b in ${1:-} $current kafka tansu; do
+    case "$b" in kafka | tansu) ;; *) continue ;; esac
+    if running_pid "$b" "$(broker_marker "$b")" >/dev/null; then
+      printf '%s\n' "$b" >"$f"
       return 0
     fi
   done
-  return 1
+  rm -f "$f"
 }
 
-# free_broker_port_for NAME: before starting broker NAME, stop our other broker
-# if it runs; fail clearly if a foreign process holds 127.0.0.1:9092.
-free_broker_port_for() {
-  local want="$1" other
-  for other in kafka tansu; do
-    [[ "$other" == "$want" ]] && continue
-    if running_pid "$other" "$(broker_marker "$other")" >/dev/null; then
-      log "our $other broker is running on port $KIZUNA_BROKER_PORT; stopping it to start $want"
-      stop_pid "$other" "$(broker_marker "$other")"
-      rm -f "$KIZUNA_STATE_DIR/broker"
-    fi
-  done
-  if port_open "$KIZUNA_BROKER_HOST" "$KIZUNA_BROKER_PORT"; then
+# ensure_broker_port_free NAME: before starting broker NAME, fail clearly if a
+# process these scripts did not start holds its port. The other broker is left
+# alone: it has a port of its own.
+ensure_broker_port_free() {
+  local name="$1" port
+  port="$(broker_port "$name")"
+  if port_open "$KIZUNA_BROKER_HOST" "$port"; then
     local holder
-    holder="$(ss -Hltnp "sport = :$KIZUNA_BROKER_PORT" 2>/dev/null | sed -n 's/.*users:((\(.*\)))/\1/p' | head -n1)"
-    die "port $KIZUNA_BROKER_HOST:$KIZUNA_BROKER_PORT is already in use by a process these scripts did not start${holder:+ ($holder)}; stop that process and retry"
+    holder="$(ss -Hltnp "sport = :$port" 2>/dev/null | sed -n 's/.*users:((\(.*\)))/\1/p' | head -n1)"
+    die "port $KIZUNA_BROKER_HOST:$port (for $name) is already in use by a process these scripts did not start${holder:+ ($holder)}; stop that process or choose another port (KIZUNA_KAFKA_PORT / KIZUNA_TANSU_PORT) and retry"
   fi
 }
 

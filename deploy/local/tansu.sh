@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# tansu (Kafka-compatible broker written in Rust) on 127.0.0.1:9092, as an
-# alternative to Apache Kafka. Only one broker runs at a time: our Kafka broker
-# is stopped first if it runs.
+# tansu (Kafka-compatible broker written in Rust) on
+# 127.0.0.1:${KIZUNA_TANSU_PORT:-9094}, as an alternative to Apache Kafka. It
+# runs beside our Kafka broker (9092), which it leaves alone.
 #
 #   tansu.sh [start] | stop | restart | status
 #
@@ -97,25 +97,25 @@ start() {
       start
       return
     fi
-    if broker_ready 5 --quiet 2>/dev/null || wait_broker_ready tansu "$TANSU_MARKER" "$KIZUNA_BROKER_READY_TIMEOUT"; then
-      printf 'tansu\n' >"$KIZUNA_STATE_DIR/broker"
-      log "tansu ($TANSU_STORAGE) already up on $KIZUNA_BROKER_HOST:$KIZUNA_BROKER_PORT (pid $pid); nothing to do"
+    if broker_ready tansu 5 --quiet 2>/dev/null || wait_broker_ready tansu "$TANSU_MARKER" "$KIZUNA_BROKER_READY_TIMEOUT"; then
+      record_broker ''
+      log "tansu ($TANSU_STORAGE) already up on $KIZUNA_BROKER_HOST:$KIZUNA_TANSU_PORT (pid $pid); nothing to do"
       return 0
     fi
     show_log_tail "$TANSU_LOG" 40
     die "tansu pid $pid runs but does not answer Metadata; run deploy/local/down.sh broker and retry (log: $TANSU_LOG)"
   fi
-  free_broker_port_for tansu
+  ensure_broker_port_free tansu
   ensure_binary
   mkdir -p "$TANSU_STATE"
 
-  log "starting tansu ($TANSU_STORAGE storage: $TANSU_STORAGE_URL) on $KIZUNA_BROKER_HOST:$KIZUNA_BROKER_PORT; log $TANSU_LOG"
+  log "starting tansu ($TANSU_STORAGE storage: $TANSU_STORAGE_URL) on $KIZUNA_BROKER_HOST:$KIZUNA_TANSU_PORT; log $TANSU_LOG"
   printf '\n==== %s starting tansu (%s) ====\n' "$(date -u +%FT%TZ)" "$TANSU_STORAGE_URL" >>"$TANSU_LOG"
   (
     cd "$TANSU_STATE"
     exec setsid "$TANSU_BIN" broker \
-      --listener-url "tcp://$KIZUNA_BROKER_HOST:$KIZUNA_BROKER_PORT" \
-      --advertised-listener-url "tcp://$KIZUNA_BROKER_HOST:$KIZUNA_BROKER_PORT" \
+      --listener-url "tcp://$KIZUNA_BROKER_HOST:$KIZUNA_TANSU_PORT" \
+      --advertised-listener-url "tcp://$KIZUNA_BROKER_HOST:$KIZUNA_TANSU_PORT" \
       --storage-engine "$TANSU_STORAGE_URL" \
       --cluster-id kizuna-local
   ) >>"$TANSU_LOG" 2>&1 </dev/null 9>&- &
@@ -128,14 +128,14 @@ start() {
     die "tansu process (pid $pid) did not start"
   fi
   if ! wait_broker_ready tansu "$TANSU_MARKER" "$KIZUNA_BROKER_READY_TIMEOUT"; then
-    local what="did not answer Metadata on $KIZUNA_BROKER_HOST:$KIZUNA_BROKER_PORT within ${KIZUNA_BROKER_READY_TIMEOUT}s (stopped it)"
+    local what="did not answer Metadata on $KIZUNA_BROKER_HOST:$KIZUNA_TANSU_PORT within ${KIZUNA_BROKER_READY_TIMEOUT}s (stopped it)"
     running_pid tansu "$TANSU_MARKER" >/dev/null || what="exited during startup"
     show_log_tail "$TANSU_LOG" 40
     stop_pid tansu "$TANSU_MARKER" 10 >/dev/null 2>&1 || true
     die "tansu $what; log: $TANSU_LOG"
   fi
-  printf 'tansu\n' >"$KIZUNA_STATE_DIR/broker"
-  log "tansu ($TANSU_STORAGE) ready on $KIZUNA_BROKER_HOST:$KIZUNA_BROKER_PORT (pid $pid)"
+  record_broker ''
+  log "tansu ($TANSU_STORAGE) ready on $KIZUNA_BROKER_HOST:$KIZUNA_TANSU_PORT (pid $pid)"
   if [[ "$TANSU_STORAGE" == memory ]]; then
     log "note: tansu memory storage keeps topics and messages only while this process runs"
   fi
@@ -143,7 +143,7 @@ start() {
 
 stop() {
   stop_pid tansu "$TANSU_MARKER"
-  if [[ "$(cat "$KIZUNA_STATE_DIR/broker" 2>/dev/null)" == tansu ]]; then rm -f "$KIZUNA_STATE_DIR/broker"; fi
+  record_broker ''
 }
 
 acquire_lock
@@ -167,7 +167,7 @@ case "${1:-start}" in
     ;;
   status)
     pid="$(running_pid tansu "$TANSU_MARKER")" || die "tansu is not running (no live pid in $(pid_file tansu))"
-    broker_ready 5 || die "tansu pid $pid does not answer Metadata"
+    broker_ready tansu 5 || die "tansu pid $pid does not answer Metadata"
     ;;
   *) die "usage: $0 [start|stop|restart|status]" ;;
 esac

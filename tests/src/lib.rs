@@ -2,8 +2,12 @@
 //! fresh consumer group on the real broker and the real PostgreSQL started by
 //! `deploy/local/up.sh`, and waits on conditions with timeouts, never on fixed sleeps.
 //!
+//! Each test runs on Apache Kafka and on tansu ([`Broker`], [`on_each_broker!`]).
+//!
 //! Environment:
-//! - `KIZUNA_TEST_BROKERS` (default `127.0.0.1:9092`)
+//! - `KIZUNA_TEST_KAFKA`, `KIZUNA_TEST_TANSU`: the brokers' addresses (see [`brokers`])
+//! - `KIZUNA_TEST_LOG=1` (or `TEST_LOG=1`): engine processes' logs also go to the test's stderr
+//!   (see [`process`])
 //! - `KIZUNA_TEST_DATABASE_URL`: a database the test role can connect to in order to create
 //!   others (default `postgres://kizuna:kizuna@127.0.0.1:5432/kizuna`).
 
@@ -23,15 +27,14 @@ use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub mod brokers;
+pub mod guarantees;
 pub mod webhooks;
 
+pub use brokers::Broker;
 /// The engine as a child process, and the `/metrics` parser: see `kizuna-testkit`.
 pub use kizuna_testkit::process;
 pub use kizuna_testkit::wait_for;
-
-pub fn brokers() -> String {
-    std::env::var("KIZUNA_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
-}
 
 pub fn admin_database_url() -> String {
     std::env::var("KIZUNA_TEST_DATABASE_URL")
@@ -42,6 +45,8 @@ pub fn admin_database_url() -> String {
 #[derive(Debug)]
 pub struct TestEnv {
     pub id: String,
+    /// The broker this environment's topics live on.
+    pub broker: Broker,
     pub database: String,
     pub database_url: String,
     pub settings: Settings,
@@ -55,12 +60,18 @@ async fn create_database(id: &str) -> anyhow::Result<(String, String)> {
 }
 
 impl TestEnv {
+    /// A fresh environment on Apache Kafka (tests that run on each broker use [`TestEnv::on`]).
     pub async fn new() -> anyhow::Result<Self> {
+        Self::on(Broker::Kafka).await
+    }
+
+    /// A fresh environment on `broker`.
+    pub async fn on(broker: Broker) -> anyhow::Result<Self> {
         let id = kizuna_testkit::fresh_id(12);
         let (database, database_url) = create_database(&id).await?;
 
         let mut settings = Settings::load(None)?;
-        settings.kafka.brokers = brokers();
+        settings.kafka.brokers = broker.address();
         settings.kafka.group_id = format!("kizuna-test-{id}");
         settings.kafka.partitions = 3;
         // Group joins take about half the session timeout on tansu; keep it short in tests.
@@ -79,6 +90,7 @@ impl TestEnv {
         kizuna_testkit::topics::create(&settings.kafka).await?;
         Ok(Self {
             id,
+            broker,
             database,
             database_url,
             settings,
@@ -431,6 +443,7 @@ impl TestEnv {
         kizuna_testkit::topics::create(&settings.kafka).await?;
         Ok(Self {
             id,
+            broker: self.broker,
             database,
             database_url,
             settings,

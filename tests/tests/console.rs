@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use kizuna::config::Clock;
-use kizuna_e2e::{TestEnv, admin_database_url, wait_for};
+use kizuna_e2e::{Broker, TestEnv, admin_database_url, wait_for};
 use kizuna_simulator::calendar::DAY;
 use kizuna_simulator::run::{RunOptions, run};
 use kizuna_simulator::sink::{KafkaSink, Sink, Topics};
@@ -63,8 +63,12 @@ async fn counts(pool: &PgPool, column: &str) -> anyhow::Result<BTreeMap<String, 
     Ok(rows.into_iter().collect())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_console_in_a_real_browser() -> anyhow::Result<()> {
+kizuna_e2e::on_each_broker! {
+    the_console_in_a_real_browser: tansu_skip = "the browser test checks the console's pages, \
+        not the broker; it runs on Apache Kafka only, to keep the suite's time (a run takes minutes)",
+}
+
+async fn the_console_in_a_real_browser(broker: Broker) -> anyhow::Result<()> {
     let python = cache_dir().join("venv-console/bin/python");
     let axe = cache_dir().join("console-node/node_modules/axe-core/axe.min.js");
     if !python.exists() || !axe.exists() || !PathBuf::from("/usr/bin/chromium").exists() {
@@ -74,7 +78,7 @@ async fn the_console_in_a_real_browser() -> anyhow::Result<()> {
             axe.display()
         );
     }
-    let mut env = TestEnv::new().await?;
+    let mut env = TestEnv::on(broker).await?;
     env.settings.clock = Clock::EventTime;
     let viewer = format!("viewer-{}", env.id);
     let admin = format!("admin-{}", env.id);

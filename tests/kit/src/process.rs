@@ -7,9 +7,13 @@
 //! built from a [`Settings`] (inherited `KIZUNA_*` and `RUST_LOG` are removed), listens on a
 //! port picked here, and writes its log to a file of its own, whose tail is shown when
 //! something fails.
+//!
+//! `KIZUNA_TEST_LOG=1` (or `TEST_LOG=1`) also streams every engine's log to the test's stderr as
+//! it is written, each line prefixed with the engine's name (`[engine-1] …`); run the test with
+//! `--nocapture` to see the test's own lines between them.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -20,6 +24,34 @@ use kizuna::config::Settings;
 use crate::metrics::Metrics;
 pub use crate::metrics::{metric_by_label, metric_sum};
 use crate::wait_for;
+
+/// Whether engine logs also go to the test's stderr: `KIZUNA_TEST_LOG` or `TEST_LOG` set to
+/// anything but empty or `0`.
+pub fn show_engine_logs() -> bool {
+    ["KIZUNA_TEST_LOG", "TEST_LOG"]
+        .iter()
+        .any(|v| std::env::var(v).is_ok_and(|x| !x.is_empty() && x != "0"))
+}
+
+/// Copies `from` line by line into `log` and onto the test's stderr with `[name] ` in front,
+/// on a thread of its own that ends when the child closes its end of the pipe. Written with
+/// `std::io::stderr()` directly, so the test harness's output capture does not hold it back.
+fn tee_lines(from: impl Read + Send + 'static, mut log: File, name: &str) {
+    let name = name.to_owned();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(from);
+        let mut line = Vec::new();
+        while lines.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+            // A log that cannot be written must not stop the engine: errors are ignored here,
+            // as the file sink ignores a full disk.
+            log.write_all(&line).ok();
+            let mut err = std::io::stderr().lock();
+            err.write_all(format!("[{name}] ").as_bytes()).ok();
+            err.write_all(&line).ok();
+            line.clear();
+        }
+    });
+}
 
 /// Path of the engine binary: `KIZUNA_TEST_ENGINE_BIN`, else `kizuna` in the directory above
 /// the test executable's `deps/`.
@@ -165,10 +197,24 @@ impl EngineProcess {
         let mut vars = engine_env(launch.settings, port);
         set_vars(&mut vars, launch.extra_env);
         let mut command = command(launch.binary, vars);
-        command.arg("run").stdout(log.try_clone()?).stderr(log);
-        let child = command
+        command.arg("run");
+        let show = show_engine_logs();
+        if show {
+            command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        } else {
+            command.stdout(log.try_clone()?).stderr(log.try_clone()?);
+        }
+        let mut child = command
             .spawn()
             .with_context(|| format!("starting {}", launch.binary.display()))?;
+        if show {
+            if let Some(out) = child.stdout.take() {
+                tee_lines(out, log.try_clone()?, launch.name);
+            }
+            if let Some(err) = child.stderr.take() {
+                tee_lines(err, log, launch.name);
+            }
+        }
         Ok(Self {
             name: launch.name.to_owned(),
             port,
