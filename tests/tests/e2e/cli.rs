@@ -1,0 +1,174 @@
+//! The command line: backfill a year of history from a file or stdin, fit the churn model,
+//! export the scores and recompute every customer.
+
+use serde_json::json;
+
+use kizuna_e2e::TestEnv;
+
+use crate::helpers::kizuna_cli;
+use crate::inputs::purchase_at;
+
+/// A year of purchases for `customers` customers, as InputEvent JSON lines: each buys on
+/// their own rhythm; every fifth stops after a few months.
+fn history(customers: usize, end: chrono::DateTime<chrono::Utc>) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut seed: u64 = 0x5eed;
+    let mut next = || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) as f64 / (1u64 << 31) as f64
+    };
+    for c in 0..customers {
+        let id = format!("hist-{c:04}");
+        let rhythm = 5.0 + next() * 40.0;
+        let stop = if c % 5 == 0 {
+            60.0 + next() * 120.0
+        } else {
+            365.0
+        };
+        let mut day = next() * 30.0;
+        let mut n = 0;
+        while day < stop.min(364.0) {
+            let at = end - chrono::Duration::days(365)
+                + chrono::Duration::minutes((day * 1440.0) as i64);
+            let amount = 1_000 + (next() * 9_000.0) as i64;
+            let purchase = purchase_at(
+                &format!("{id}-e{n}"),
+                &id,
+                &format!("{id}-o{n}"),
+                amount,
+                at,
+            );
+            lines.push(json!({ "purchase": purchase }).to_string());
+            n += 1;
+            day += rhythm * (0.5 + next());
+        }
+    }
+    lines
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_fit_model_export_scores_and_recompute_from_the_cli() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let end = chrono::Utc::now() - chrono::Duration::days(1);
+    let mut lines = history(300, end);
+    let valid = lines.len();
+    lines.insert(10, "{\"purchase\": {\"eventId\": \"broken\"".to_owned());
+    lines.insert(20, String::new());
+    lines.insert(30, json!({ "surveyResponse": { "eventId": "s", "customerId": "hist-0001", "occurredAt": end.to_rfc3339(), "surveyId": "x", "kind": "SURVEY_KIND_NPS", "score": 11 } }).to_string());
+    let file = std::env::temp_dir().join(format!("kizuna-backfill-{}.jsonl", env.id));
+    std::fs::write(&file, lines.join("\n"))?;
+    let path = file.to_string_lossy().into_owned();
+
+    let (ok, _, err) = kizuna_cli(
+        &env,
+        &["backfill", &path, "--clock", "event-time", "--no-outputs"],
+        None,
+    )?;
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("line 11: unparseable"),
+        "bad lines are reported by number: {err}"
+    );
+    assert!(err.contains("line 31: score_out_of_range"), "{err}");
+    assert!(err.contains(&format!("{valid} events applied")), "{err}");
+    assert!(err.contains("2 bad lines skipped"), "{err}");
+    // --no-outputs: the states are there, no output event was queued or logged.
+    let pool = env.pool().await?;
+    let (states, queued, logged): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM customers), (SELECT count(*) FROM outbox), (SELECT count(*) FROM output_log)",
+    )
+    .fetch_one(&pool)
+    .await?;
+    pool.close().await;
+    assert!(states > 0, "the backfill wrote no customer");
+    assert_eq!((queued, logged), (0, 0), "--no-outputs queued outputs");
+    // Running it again applies nothing twice.
+    let (ok, _, err) = kizuna_cli(&env, &["backfill", &path, "--clock", "event-time"], None)?;
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("0 events applied") && err.contains(&format!("{valid} already applied")),
+        "{err}"
+    );
+    // The same events from stdin, under another source name: deduplicated by event id.
+    let (ok, _, err) = kizuna_cli(
+        &env,
+        &["backfill", "-", "--clock", "event-time"],
+        Some(lines.join("\n").as_bytes()),
+    )?;
+    assert!(ok, "{err}");
+    assert!(err.contains(&format!("{valid} duplicates")), "{err}");
+
+    let pool = env.pool().await?;
+    let (customers,): (i64,) = sqlx::query_as("SELECT count(*) FROM customers")
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(customers, 300);
+
+    let (ok, _, err) = kizuna_cli(&env, &["fit-model", "--clock", "event-time"], None)?;
+    assert!(ok, "{err}");
+    assert!(err.contains("stored as model version 1"), "{err}");
+    let (r, converged_customers): (f64, f64) =
+        sqlx::query_as("SELECT r, customers FROM churn_models WHERE version = 1")
+            .fetch_one(&pool)
+            .await?;
+    assert!(
+        r > 0.0 && converged_customers >= 299.0,
+        "r {r}, customers {converged_customers}"
+    );
+
+    let as_of = end.to_rfc3339();
+    let (ok, csv, err) = kizuna_cli(
+        &env,
+        &["export-scores", "--as-of", &as_of, "--horizon-days", "90"],
+        None,
+    )?;
+    assert!(ok, "{err}");
+    let mut rows = csv.lines();
+    assert_eq!(
+        rows.next(),
+        Some("customer_id,p_alive,expected_purchases,clv,churn_risk,churn_level,tier,segment")
+    );
+    let rows: Vec<Vec<&str>> = rows.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 300);
+    let risk = |id: &str| -> f64 {
+        rows.iter()
+            .find(|r| r[0] == id)
+            .and_then(|r| r[4].parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    // Customers who stopped months ago rank above those who kept buying.
+    let stopped: Vec<f64> = (0..300)
+        .step_by(5)
+        .map(|c| risk(&format!("hist-{c:04}")))
+        .collect();
+    let active: Vec<f64> = (1..300)
+        .step_by(5)
+        .map(|c| risk(&format!("hist-{c:04}")))
+        .collect();
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    assert!(
+        mean(&stopped) > mean(&active) + 0.3,
+        "stopped {} vs active {}",
+        mean(&stopped),
+        mean(&active)
+    );
+    for r in &rows {
+        let p_alive: f64 = r[1].parse()?;
+        assert!((0.0..=1.0).contains(&p_alive), "{r:?}");
+    }
+
+    let (ok, _, err) = kizuna_cli(&env, &["recompute", "--clock", "event-time"], None)?;
+    assert!(ok, "{err}");
+    assert!(err.contains("recomputed 300 customers"), "{err}");
+    let (ok, _, err) = kizuna_cli(&env, &["recompute", "--clock", "event-time"], None)?;
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("0 tier changes, 0 output events"),
+        "a second recompute finds no difference: {err}"
+    );
+
+    std::fs::remove_file(&file).ok();
+    env.cleanup().await
+}

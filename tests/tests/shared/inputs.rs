@@ -1,0 +1,163 @@
+//! Input events in the protobuf JSON mapping, as a shop's systems produce them, and a feeder
+//! that produces them to an environment's input topics, keyed by customer id.
+//!
+//! Shared by the `e2e` and `webhooks` test binaries (`#[path = "../shared/inputs.rs"]`).
+
+use chrono::{DateTime, Utc};
+use kizuna::config::Topics;
+use kizuna_e2e::{TestEnv, TestProducer};
+use serde_json::{Value, json};
+
+/// A purchase of one line item, now.
+pub fn purchase(event_id: &str, customer: &str, order: &str, amount_minor: i64) -> Value {
+    purchase_at(event_id, customer, order, amount_minor, Utc::now())
+}
+
+/// A purchase of one line item at `at`.
+pub fn purchase_at(
+    event_id: &str,
+    customer: &str,
+    order: &str,
+    amount_minor: i64,
+    at: DateTime<Utc>,
+) -> Value {
+    json!({
+        "eventId": event_id,
+        "customerId": customer,
+        "occurredAt": at.to_rfc3339(),
+        "orderId": order,
+        "kind": "PURCHASE_KIND_PURCHASE",
+        "amountMinor": amount_minor.to_string(),
+        "currency": "JPY",
+        "lineItems": [{"sku": "tea-01", "category": "daily_goods", "quantity": 1, "unitPriceMinor": amount_minor.to_string()}],
+        "channel": "web"
+    })
+}
+
+/// A refund of (part of) `order` at `at`.
+pub fn refund_at(
+    event_id: &str,
+    customer: &str,
+    order: &str,
+    amount_minor: i64,
+    at: DateTime<Utc>,
+) -> Value {
+    json!({
+        "eventId": event_id,
+        "customerId": customer,
+        "occurredAt": at.to_rfc3339(),
+        "orderId": order,
+        "kind": "PURCHASE_KIND_REFUND",
+        "amountMinor": amount_minor.to_string(),
+        "currency": "JPY"
+    })
+}
+
+/// An NPS answer, now, with a complaint as its comment.
+pub fn nps(event_id: &str, customer: &str, score: u32) -> Value {
+    json!({
+        "eventId": event_id,
+        "customerId": customer,
+        "occurredAt": Utc::now().to_rfc3339(),
+        "surveyId": "nps-2026q4",
+        "kind": "SURVEY_KIND_NPS",
+        "score": score,
+        "comment": "the delivery was late again"
+    })
+}
+
+/// A high-priority delivery ticket with a bad rating; `escalated` also breaches its SLA.
+pub fn ticket_at(
+    event_id: &str,
+    customer: &str,
+    ticket: &str,
+    status: &str,
+    escalated: bool,
+    at: DateTime<Utc>,
+) -> Value {
+    json!({
+        "eventId": event_id,
+        "customerId": customer,
+        "occurredAt": at.to_rfc3339(),
+        "ticketId": ticket,
+        "status": status,
+        "priority": "TICKET_PRIORITY_HIGH",
+        "channel": "chat",
+        "category": "delivery",
+        "escalated": escalated,
+        "slaBreached": escalated,
+        "csat": 1,
+        "sentiment": -0.8
+    })
+}
+
+/// Produces input events to one environment's topics, each keyed by its customer.
+#[derive(Debug, Clone)]
+pub struct Feed {
+    pub producer: TestProducer,
+    pub topics: Topics,
+}
+
+impl Feed {
+    pub fn new(env: &TestEnv) -> anyhow::Result<Self> {
+        Ok(Self {
+            producer: env.producer()?,
+            topics: env.settings.kafka.topics.clone(),
+        })
+    }
+
+    /// A purchase of `amount_minor` JPY by `customer`, now.
+    pub async fn buy(
+        &self,
+        customer: &str,
+        event_id: &str,
+        order: &str,
+        amount_minor: i64,
+    ) -> anyhow::Result<()> {
+        self.buy_at(customer, event_id, order, amount_minor, Utc::now())
+            .await
+    }
+
+    /// A purchase of `amount_minor` JPY by `customer` at `at`.
+    pub async fn buy_at(
+        &self,
+        customer: &str,
+        event_id: &str,
+        order: &str,
+        amount_minor: i64,
+        at: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let event = purchase_at(event_id, customer, order, amount_minor, at);
+        self.purchase(customer, &event).await
+    }
+
+    /// Any purchase-topic event (a purchase or a refund) of `customer`.
+    pub async fn purchase(&self, customer: &str, event: &Value) -> anyhow::Result<()> {
+        self.producer
+            .send_json(&self.topics.purchases, customer, event)
+            .await
+    }
+
+    /// `customer` answers the NPS question with `score`, now.
+    pub async fn answer_nps(
+        &self,
+        customer: &str,
+        event_id: &str,
+        score: u32,
+    ) -> anyhow::Result<()> {
+        self.producer
+            .send_json(
+                &self.topics.surveys,
+                customer,
+                &nps(event_id, customer, score),
+            )
+            .await
+    }
+
+    /// A support-ticket event of `customer`.
+    pub async fn ticket(&self, customer: &str, event: &Value) -> anyhow::Result<()> {
+        self.producer
+            .send_json(&self.topics.support_tickets, customer, event)
+            .await
+    }
+}
