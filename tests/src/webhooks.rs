@@ -274,13 +274,26 @@ impl WebhooksApp {
         Ok((id, secret))
     }
 
+    /// An admin request about subscription `id`: `/v1/webhooks/subscriptions/{id}` followed by
+    /// `tail` (empty, or `/pause`, `/attempts?limit=…`, …).
+    pub async fn on_subscription(
+        &self,
+        method: reqwest::Method,
+        id: &str,
+        tail: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        self.admin(
+            method,
+            &format!("/v1/webhooks/subscriptions/{id}{tail}"),
+            body,
+        )
+        .await
+    }
+
     pub async fn subscription(&self, id: &str) -> anyhow::Result<Value> {
         let (status, body) = self
-            .admin(
-                reqwest::Method::GET,
-                &format!("/v1/webhooks/subscriptions/{id}"),
-                None,
-            )
+            .on_subscription(reqwest::Method::GET, id, "", None)
             .await?;
         if status != 200 {
             bail!("reading subscription {id}: {status} {body}");
@@ -335,6 +348,50 @@ pub async fn produce_output(
         .await?;
     Ok(ce_id)
 }
+
+/// Produces engine-format outputs to one environment's output topics (see [`produce_output`]).
+#[derive(Debug, Clone)]
+pub struct OutputFeed {
+    pub producer: TestProducer,
+    pub topics: kizuna::config::Topics,
+}
+
+impl OutputFeed {
+    pub fn new(env: &TestEnv) -> anyhow::Result<Self> {
+        Ok(Self {
+            producer: env.producer()?,
+            topics: env.settings.kafka.topics.clone(),
+        })
+    }
+
+    /// A `TierChanged` of `customer` from `from` to `to`; returns its `ce_id`.
+    pub async fn tier_changed(
+        &self,
+        customer: &str,
+        from: &str,
+        to: &str,
+        seq: u32,
+    ) -> anyhow::Result<String> {
+        let data = tier_changed(customer, from, to, seq);
+        let topic = &self.topics.tier_changed;
+        produce_output(&self.producer, topic, customer, TIER_CHANGED, data).await
+    }
+
+    /// A `ChurnRiskChanged` of `customer` to `level`; returns its `ce_id`.
+    pub async fn churn_changed(
+        &self,
+        customer: &str,
+        level: &str,
+        seq: u32,
+    ) -> anyhow::Result<String> {
+        let data = churn_changed(customer, level, seq);
+        let topic = &self.topics.churn_risk;
+        produce_output(&self.producer, topic, customer, CHURN_RISK_CHANGED, data).await
+    }
+}
+
+pub const TIER_CHANGED: &str = "kizuna.v1.TierChanged";
+pub const CHURN_RISK_CHANGED: &str = "kizuna.v1.ChurnRiskChanged";
 
 /// A `TierChanged` payload.
 pub fn tier_changed(customer: &str, from: &str, to: &str, seq: u32) -> Value {

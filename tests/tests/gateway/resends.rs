@@ -1,0 +1,131 @@
+//! Resent deliveries: the same delivery, the same refund in two updates and a caller's own
+//! idempotency key each count once.
+
+use kizuna_e2e::wait_for;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resent_delivery_counts_once() -> anyhow::Result<()> {
+    let (env, mapping) = sample_env().await?;
+    let app = env.start().await?;
+    let gw = Gw::start(gateway_settings(&mapping)?, env.settings.clone()).await?;
+    let topics = env.settings.kafka.topics.clone();
+
+    // Shopify retries a delivery with the same X-Shopify-Webhook-Id: the same event id.
+    let first = gw
+        .shopify("orders/create", ORDERS_CREATE.as_bytes(), "delivery-1")
+        .await?;
+    let again = gw
+        .shopify("orders/create", ORDERS_CREATE.as_bytes(), "delivery-1")
+        .await?;
+    accepted(&first, 1)?;
+    accepted(&again, 1)?;
+    assert_eq!(
+        first.body["events"][0]["eventId"],
+        again.body["events"][0]["eventId"]
+    );
+    // The same refund seen in two different order updates (two deliveries): keyed by refund id.
+    let r1 = gw
+        .shopify(
+            "orders/updated",
+            ORDERS_UPDATED_REFUND.as_bytes(),
+            "update-1",
+        )
+        .await?;
+    let r2 = gw
+        .shopify(
+            "orders/updated",
+            ORDERS_UPDATED_REFUND.as_bytes(),
+            "update-2",
+        )
+        .await?;
+    accepted(&r1, 1)?;
+    accepted(&r2, 1)?;
+    assert_eq!(
+        r1.body["events"][0]["eventId"],
+        r2.body["events"][0]["eventId"]
+    );
+    // A caller's own Idempotency-Key wins over the platform's id.
+    let k1 = gw
+        .post(
+            "/webhooks/typeform",
+            &[
+                (
+                    "Typeform-Signature",
+                    signatures()["typeform/example-payload.json"].to_owned(),
+                ),
+                ("Idempotency-Key", "survey-resend-7".to_owned()),
+            ],
+            TYPEFORM.as_bytes(),
+        )
+        .await?;
+    let k2 = gw.typeform().await?;
+    let k3 = gw.typeform().await?;
+    accepted(&k1, 2)?;
+    accepted(&k2, 2)?;
+    let ids = |a: &Answer| -> Vec<Value> {
+        a.body["events"]
+            .as_array()
+            .map(|e| e.iter().map(|x| x["eventId"].clone()).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        ids(&k2),
+        ids(&k3),
+        "a resent Typeform delivery (same event_id)"
+    );
+    assert_ne!(ids(&k1), ids(&k2), "another key, other ids");
+
+    // The engine sees every copy and applies each event once.
+    let engine_metric = |series: String| {
+        let app = &app;
+        async move { anyhow::Ok(series_value(&app.get_text("/metrics").await?, &series)) }
+    };
+    let purchases_dup = format!(
+        r#"kizuna_events_consumed_total{{outcome="duplicate",topic="{}"}}"#,
+        topics.purchases
+    );
+    let surveys_dup = format!(
+        r#"kizuna_events_consumed_total{{outcome="duplicate",topic="{}"}}"#,
+        topics.surveys
+    );
+    wait_for("the engine to drop the copies", WAIT, || async {
+        let p = engine_metric(purchases_dup.clone()).await?;
+        let s = engine_metric(surveys_dup.clone()).await?;
+        Ok((p >= 2.0 && s >= 2.0).then_some((p, s)))
+    })
+    .await?;
+    assert_eq!(
+        engine_metric(purchases_dup.clone()).await?,
+        2.0,
+        "one resent order, one resent refund"
+    );
+    assert_eq!(
+        engine_metric(surveys_dup.clone()).await?,
+        2.0,
+        "the two answers of the resent response"
+    );
+    let state = app
+        .wait_for_customer(SHOPIFY_CUSTOMER, "the order and the refund applied", |s| {
+            s["metrics"]["lifetime_spend_minor"] == json!(ORDER_TOTAL - REFUNDED)
+        })
+        .await?;
+    assert!(
+        state["metrics"]["orders"]
+            .as_f64()
+            .is_some_and(|o| o < 1.0 && o > 0.7)
+    );
+    let pool = env.pool().await?;
+    let (rows,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM event_ledger WHERE customer_id = $1")
+            .bind(SHOPIFY_CUSTOMER)
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(rows, 2, "one order and one refund in the ledger");
+    pool.close().await;
+    gw.stop().await?;
+    app.stop().await?;
+    env.cleanup().await
+}

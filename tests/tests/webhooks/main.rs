@@ -1,0 +1,19 @@
+//! Webhook delivery end to end: the real engine or engine-format messages on the real output
+//! topics, the delivery service in-process, the real PostgreSQL, and a real HTTP receiver
+//! (tests/receivers/webhook_receiver.py) that verifies every delivery with the Standard
+//! Webhooks reference library. Waits are on conditions, with time limits.
+//!
+//! Run: `cargo test -p kizuna-e2e --test webhooks` with the stack of `deploy/local/up.sh`.
+
+// Shared with the e2e suite, which uses all of it; only purchases are fed here.
+#[path = "../shared/inputs.rs"]
+#[allow(dead_code)]
+mod inputs;
+
+mod helpers;
+
+mod admin;
+mod delivery;
+mod failures;
+mod filters;
+mod replay;
