@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use kizuna::config::OutputFormat;
 use kizuna_e2e::process::{metric_sum, run_command};
-use kizuna_e2e::{TestEnv, wait_for};
+use kizuna_e2e::{TestEnv, TestProducer, wait_for};
 use kizuna_proto::{INPUTS_PROTO, OUTPUTS_PROTO, Timestamp, v1};
 use prost::Message;
 use serde_json::json;
@@ -53,6 +53,32 @@ async fn register(subject: &str, schema: &str, schema_type: Option<&str>) -> any
     let v: serde_json::Value = serde_json::from_str(&text)?;
     let id = v["id"].as_u64().context("an id")?;
     Ok(u32::try_from(id)?)
+}
+
+/// Registers inputs.proto under `<topic>-value`, as a Confluent protobuf serializer producing
+/// to `topic` does; returns its id.
+async fn register_inputs(topic: &str) -> anyhow::Result<u32> {
+    register(&format!("{topic}-value"), INPUTS_PROTO, Some("PROTOBUF")).await
+}
+
+/// Produces messages keyed by one customer in registry framing, as a Confluent serializer does.
+struct FramedSender<'a> {
+    producer: &'a TestProducer,
+    customer: &'a str,
+}
+
+impl FramedSender<'_> {
+    /// Sends `message` to `topic` framed with schema `schema_id` and message `indexes`.
+    async fn send(
+        &self,
+        topic: &str,
+        (schema_id, indexes): (u32, &[i32]),
+        message: &impl Message,
+    ) -> anyhow::Result<()> {
+        let payload = framed(schema_id, indexes, &message.encode_to_vec());
+        let key = Some(self.customer);
+        self.producer.send(topic, key, &payload, &[]).await
+    }
 }
 
 /// `GET /schemas/ids/{id}`: the registered schema text.
@@ -186,18 +212,8 @@ async fn framed_purchases_and_tickets_update_the_state() -> anyhow::Result<()> {
     let env = env_with_registry().await?;
     let topics = env.settings.kafka.topics.clone();
     // What a Confluent protobuf serializer does: inputs.proto under <topic>-value.
-    let purchases_id = register(
-        &format!("{}-value", topics.purchases),
-        INPUTS_PROTO,
-        Some("PROTOBUF"),
-    )
-    .await?;
-    let tickets_id = register(
-        &format!("{}-value", topics.support_tickets),
-        INPUTS_PROTO,
-        Some("PROTOBUF"),
-    )
-    .await?;
+    let purchases_id = register_inputs(&topics.purchases).await?;
+    let tickets_id = register_inputs(&topics.support_tickets).await?;
     let purchase_at = [top_level_index(INPUTS_PROTO, "Purchase").context("Purchase")?];
     let ticket_at = [top_level_index(INPUTS_PROTO, "SupportTicket").context("SupportTicket")?];
     assert_eq!(
@@ -208,14 +224,13 @@ async fn framed_purchases_and_tickets_update_the_state() -> anyhow::Result<()> {
 
     let app = env.start().await?;
     let producer = env.producer()?;
-    let first = purchase("evt-r1", "cust-r", "ord-r1", 20_000).encode_to_vec();
-    producer
-        .send(
-            &topics.purchases,
-            Some("cust-r"),
-            &framed(purchases_id, &purchase_at, &first),
-            &[],
-        )
+    let as_cust_r = FramedSender {
+        producer: &producer,
+        customer: "cust-r",
+    };
+    let first = purchase("evt-r1", "cust-r", "ord-r1", 20_000);
+    as_cust_r
+        .send(&topics.purchases, (purchases_id, &purchase_at), &first)
         .await?;
     // Unframed messages keep working next to framed ones: this one is JSON.
     producer
@@ -227,23 +242,13 @@ async fn framed_purchases_and_tickets_update_the_state() -> anyhow::Result<()> {
                     "kind": "PURCHASE_KIND_PURCHASE", "amountMinor": "9000", "currency": "JPY"}),
         )
         .await?;
-    let third = purchase("evt-r3", "cust-r", "ord-r3", 6_000).encode_to_vec();
-    producer
-        .send(
-            &topics.purchases,
-            Some("cust-r"),
-            &framed(purchases_id, &purchase_at, &third),
-            &[],
-        )
+    let third = purchase("evt-r3", "cust-r", "ord-r3", 6_000);
+    as_cust_r
+        .send(&topics.purchases, (purchases_id, &purchase_at), &third)
         .await?;
-    let ticket = open_ticket("evt-r4", "cust-r", "tkt-r1").encode_to_vec();
-    producer
-        .send(
-            &topics.support_tickets,
-            Some("cust-r"),
-            &framed(tickets_id, &ticket_at, &ticket),
-            &[],
-        )
+    let ticket = open_ticket("evt-r4", "cust-r", "tkt-r1");
+    as_cust_r
+        .send(&topics.support_tickets, (tickets_id, &ticket_at), &ticket)
         .await?;
 
     let state = app
@@ -278,12 +283,7 @@ async fn unknown_ids_and_other_schemas_go_to_the_dead_letters_with_a_reason() ->
 {
     let env = env_with_registry().await?;
     let topics = env.settings.kafka.topics.clone();
-    let id = register(
-        &format!("{}-value", topics.purchases),
-        INPUTS_PROTO,
-        Some("PROTOBUF"),
-    )
-    .await?;
+    let id = register_inputs(&topics.purchases).await?;
     // A shop's own package, with a message of the same name.
     let other_package = register(
         &format!("{}-shop-value", topics.purchases),
@@ -301,6 +301,10 @@ async fn unknown_ids_and_other_schemas_go_to_the_dead_letters_with_a_reason() ->
 
     let app = env.start().await?;
     let producer = env.producer()?;
+    let as_cust_w = FramedSender {
+        producer: &producer,
+        customer: "cust-w",
+    };
     let body = purchase("evt-w1", "cust-w", "ord-w1", 1_000).encode_to_vec();
     let cases: Vec<(Vec<u8>, &str, String)> = vec![
         (
@@ -333,15 +337,8 @@ async fn unknown_ids_and_other_schemas_go_to_the_dead_letters_with_a_reason() ->
             .await?;
     }
     // Consumption goes on: a good framed purchase behind the bad ones is applied.
-    let good = purchase("evt-w2", "cust-w", "ord-w2", 1_500).encode_to_vec();
-    producer
-        .send(
-            &topics.purchases,
-            Some("cust-w"),
-            &framed(id, &[1], &good),
-            &[],
-        )
-        .await?;
+    let good = purchase("evt-w2", "cust-w", "ord-w2", 1_500);
+    as_cust_w.send(&topics.purchases, (id, &[1]), &good).await?;
     let state = app
         .wait_for_customer("cust-w", "the good purchase behind the bad ones", |s| {
             s["metrics"]["orders"] == json!(1.0)
@@ -449,12 +446,7 @@ async fn open_path_to_registry(listener: tokio::net::TcpListener) {
 async fn an_unreachable_registry_holds_the_batch_and_dead_letters_nothing() -> anyhow::Result<()> {
     let mut env = TestEnv::new().await?;
     let topics = env.settings.kafka.topics.clone();
-    let id = register(
-        &format!("{}-value", topics.purchases),
-        INPUTS_PROTO,
-        Some("PROTOBUF"),
-    )
-    .await?;
+    let id = register_inputs(&topics.purchases).await?;
     // The engine's registry URL points at a port where nothing listens yet.
     let port = kizuna_e2e::process::free_port()?;
     let path = registry_url();
@@ -469,15 +461,12 @@ async fn an_unreachable_registry_holds_the_batch_and_dead_letters_nothing() -> a
     env.settings.registry.request_timeout_ms = 500;
     let app = env.start().await?;
     let producer = env.producer()?;
-    let body = purchase("evt-u1", "cust-u", "ord-u1", 4_000).encode_to_vec();
-    producer
-        .send(
-            &topics.purchases,
-            Some("cust-u"),
-            &framed(id, &[1], &body),
-            &[],
-        )
-        .await?;
+    let as_cust_u = FramedSender {
+        producer: &producer,
+        customer: "cust-u",
+    };
+    let body = purchase("evt-u1", "cust-u", "ord-u1", 4_000);
+    as_cust_u.send(&topics.purchases, (id, &[1]), &body).await?;
 
     // The batch fails and is retried (transient), again and again; nothing is applied or
     // dead-lettered meanwhile, and readiness says ingest is failing.

@@ -221,11 +221,33 @@ impl Gw {
         .await
     }
 
-    /// Asserts the value of each series of the gateway's `/metrics`.
-    pub async fn assert_metrics(&self, expected: &[(&str, f64)]) -> anyhow::Result<()> {
+    /// Asserts the gateway's requests by (outcome, source): `kizuna_gateway_requests_total`.
+    pub async fn assert_requests(&self, expected: &[(&str, &str, f64)]) -> anyhow::Result<()> {
+        self.assert_counts("kizuna_gateway_requests_total", "outcome", expected)
+            .await
+    }
+
+    /// Asserts the signatures refused by (reason, source).
+    pub async fn assert_rejections(&self, expected: &[(&str, &str, f64)]) -> anyhow::Result<()> {
+        let name = "kizuna_gateway_signature_rejections_total";
+        self.assert_counts(name, "reason", expected).await
+    }
+
+    /// Asserts the counter `name` by (`label`, source): each `(value, source, count)`.
+    async fn assert_counts(
+        &self,
+        name: &str,
+        label: &str,
+        expected: &[(&str, &str, f64)],
+    ) -> anyhow::Result<()> {
         let (_, text) = self.get("/metrics").await?;
-        for (series, value) in expected {
-            assert_eq!(series_value(&text, series), *value, "{series}");
+        for (value, source, count) in expected {
+            let filter = [(label, *value), ("source", *source)];
+            let got = metric_sum(&text, name, &filter);
+            assert_eq!(
+                got, *count,
+                "{name}{{{label}=\"{value}\",source=\"{source}\"}}"
+            );
         }
         Ok(())
     }
@@ -236,19 +258,6 @@ impl Gw {
             .await
             .context("the gateway did not stop within 30 s")??
     }
-}
-
-/// The value of `series`, written as `/metrics` shows it (`name{label="value",…}`), in a
-/// Prometheus text exposition; 0 when absent.
-pub fn series_value(text: &str, series: &str) -> f64 {
-    let (name, labels) = series.split_once('{').unwrap_or((series, "}"));
-    let filter: Vec<(&str, &str)> = labels
-        .trim_end_matches('}')
-        .split(',')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k, v.trim_matches('"')))
-        .collect();
-    metric_sum(text, name, &filter)
 }
 
 pub fn accepted(a: &Answer, n: usize) -> anyhow::Result<()> {

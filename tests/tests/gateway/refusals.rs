@@ -92,15 +92,9 @@ async fn unmappable_payloads_get_422_naming_the_field_and_limits_hold() -> anyho
         a.body
     );
     assert!(a.body["ignored"].is_string());
-    gw.assert_metrics(&[
-        (
-            r#"kizuna_gateway_requests_total{outcome="ignored",source="zendesk"}"#,
-            1.0,
-        ),
-        (
-            r#"kizuna_gateway_requests_total{outcome="unprocessable",source="shopify"}"#,
-            3.0,
-        ),
+    gw.assert_requests(&[
+        ("ignored", "zendesk", 1.0),
+        ("unprocessable", "shopify", 3.0),
     ])
     .await?;
     gw.stop().await?;
@@ -126,11 +120,8 @@ async fn unmappable_payloads_get_422_naming_the_field_and_limits_hold() -> anyho
             .and_then(|s| s.parse::<u64>().ok())
             .is_some_and(|s| s >= 1)
     );
-    gw.assert_metrics(&[(
-        r#"kizuna_gateway_requests_total{outcome="rate_limited",source="shopify"}"#,
-        1.0,
-    )])
-    .await?;
+    gw.assert_requests(&[("rate_limited", "shopify", 1.0)])
+        .await?;
     // Other sources have their own allowance.
     let a = gw.post("/v1/events", &[], b"{}").await?;
     assert_eq!(a.status, 401);

@@ -1,6 +1,7 @@
 //! Resent deliveries: the same delivery, the same refund in two updates and a caller's own
 //! idempotency key each count once.
 
+use kizuna_e2e::process::metric_sum;
 use kizuna_e2e::wait_for;
 use serde_json::{Value, json};
 
@@ -79,34 +80,23 @@ async fn a_resent_delivery_counts_once() -> anyhow::Result<()> {
     assert_ne!(ids(&k1), ids(&k2), "another key, other ids");
 
     // The engine sees every copy and applies each event once.
-    let engine_metric = |series: String| {
-        let app = &app;
-        async move { anyhow::Ok(series_value(&app.get_text("/metrics").await?, &series)) }
+    // (events consumed as duplicates, on the purchases and on the surveys topic)
+    let duplicates = || async {
+        let text = app.get_text("/metrics").await?;
+        let on = |topic: &str| {
+            let filter = [("outcome", "duplicate"), ("topic", topic)];
+            metric_sum(&text, "kizuna_events_consumed_total", &filter)
+        };
+        anyhow::Ok((on(&topics.purchases), on(&topics.surveys)))
     };
-    let purchases_dup = format!(
-        r#"kizuna_events_consumed_total{{outcome="duplicate",topic="{}"}}"#,
-        topics.purchases
-    );
-    let surveys_dup = format!(
-        r#"kizuna_events_consumed_total{{outcome="duplicate",topic="{}"}}"#,
-        topics.surveys
-    );
     wait_for("the engine to drop the copies", WAIT, || async {
-        let p = engine_metric(purchases_dup.clone()).await?;
-        let s = engine_metric(surveys_dup.clone()).await?;
+        let (p, s) = duplicates().await?;
         Ok((p >= 2.0 && s >= 2.0).then_some((p, s)))
     })
     .await?;
-    assert_eq!(
-        engine_metric(purchases_dup.clone()).await?,
-        2.0,
-        "one resent order, one resent refund"
-    );
-    assert_eq!(
-        engine_metric(surveys_dup.clone()).await?,
-        2.0,
-        "the two answers of the resent response"
-    );
+    let (purchases_dup, surveys_dup) = duplicates().await?;
+    assert_eq!(purchases_dup, 2.0, "one resent order, one resent refund");
+    assert_eq!(surveys_dup, 2.0, "the two answers of the resent response");
     let state = app
         .wait_for_customer(SHOPIFY_CUSTOMER, "the order and the refund applied", |s| {
             s["metrics"]["lifetime_spend_minor"] == json!(ORDER_TOTAL - REFUNDED)

@@ -102,19 +102,10 @@ async fn documented_samples_become_the_right_state() -> anyhow::Result<()> {
         .await?;
     assert_eq!(state["metrics"]["nps_category"], json!("detractor"));
 
-    gw.assert_metrics(&[
-        (
-            r#"kizuna_gateway_requests_total{outcome="accepted",source="shopify"}"#,
-            2.0,
-        ),
-        (
-            r#"kizuna_gateway_requests_total{outcome="accepted",source="zendesk"}"#,
-            2.0,
-        ),
-        (
-            r#"kizuna_gateway_requests_total{outcome="accepted",source="typeform"}"#,
-            1.0,
-        ),
+    gw.assert_requests(&[
+        ("accepted", "shopify", 2.0),
+        ("accepted", "zendesk", 2.0),
+        ("accepted", "typeform", 1.0),
     ])
     .await?;
     gw.stop().await?;
