@@ -417,16 +417,22 @@ pub fn epoch(t: DateTime<Utc>) -> f64 {
 pub struct LogCapture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
 impl LogCapture {
-    /// Installs the services' log subscriber (JSON, `info`) writing here. Only the first
-    /// subscriber installed in a test binary takes effect: call this in one test only.
+    /// Installs the services' log subscriber (JSON, `info`) writing here, once per test
+    /// binary: later calls (the same test on another broker) share the first capture, since
+    /// only the first subscriber installed takes effect. Every test's logs land in it.
     pub fn install() -> Self {
-        let capture = Self::default();
-        kizuna::telemetry::init(
-            kizuna::config::LogFormat::Json,
-            "info,sqlx=warn",
-            capture.clone(),
-        );
-        capture
+        static CAPTURE: std::sync::OnceLock<LogCapture> = std::sync::OnceLock::new();
+        CAPTURE
+            .get_or_init(|| {
+                let capture = Self::default();
+                kizuna::telemetry::init(
+                    kizuna::config::LogFormat::Json,
+                    "info,sqlx=warn",
+                    capture.clone(),
+                );
+                capture
+            })
+            .clone()
     }
 
     pub fn text(&self) -> String {

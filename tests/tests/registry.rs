@@ -1,5 +1,5 @@
-//! Schema Registry framing, end to end: the real engine, the real broker and PostgreSQL, and a
-//! real registry with the Confluent-compatible API (Apicurio Registry, started by
+//! Schema Registry framing, end to end: the real engine, the real brokers (each test on Apache
+//! Kafka and on tansu) and PostgreSQL, and a real registry with the Confluent-compatible API (Apicurio Registry, started by
 //! `deploy/local/up.sh` or `deploy/local/registry.sh`).
 //!
 //! `KIZUNA_TEST_REGISTRY_URL` (default `http://127.0.0.1:8081/apis/ccompat/v7`). The output
@@ -14,10 +14,18 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use kizuna::config::OutputFormat;
 use kizuna_e2e::process::{metric_sum, run_command};
-use kizuna_e2e::{TestEnv, TestProducer, wait_for};
+use kizuna_e2e::{Broker, TestEnv, TestProducer, wait_for};
 use kizuna_proto::{INPUTS_PROTO, OUTPUTS_PROTO, Timestamp, v1};
 use prost::Message;
 use serde_json::json;
+
+kizuna_e2e::on_each_broker! {
+    framed_purchases_and_tickets_update_the_state,
+    unknown_ids_and_other_schemas_go_to_the_dead_letters_with_a_reason,
+    without_a_registry_a_framed_message_is_dead_lettered_saying_so,
+    an_unreachable_registry_holds_the_batch_and_dead_letters_nothing,
+    outputs_in_registry_framing_decode_through_the_registry,
+}
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -201,15 +209,14 @@ fn open_ticket(event_id: &str, customer: &str, ticket: &str) -> v1::SupportTicke
 }
 
 /// A test environment whose engine reads registry-framed input with the real registry.
-async fn env_with_registry() -> anyhow::Result<TestEnv> {
-    let mut env = TestEnv::new().await?;
+async fn env_with_registry(broker: Broker) -> anyhow::Result<TestEnv> {
+    let mut env = TestEnv::on(broker).await?;
     env.settings.registry.url = Some(registry_url());
     Ok(env)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn framed_purchases_and_tickets_update_the_state() -> anyhow::Result<()> {
-    let env = env_with_registry().await?;
+async fn framed_purchases_and_tickets_update_the_state(broker: Broker) -> anyhow::Result<()> {
+    let env = env_with_registry(broker).await?;
     let topics = env.settings.kafka.topics.clone();
     // What a Confluent protobuf serializer does: inputs.proto under <topic>-value.
     let purchases_id = register_inputs(&topics.purchases).await?;
@@ -278,10 +285,10 @@ async fn framed_purchases_and_tickets_update_the_state() -> anyhow::Result<()> {
     env.cleanup().await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unknown_ids_and_other_schemas_go_to_the_dead_letters_with_a_reason() -> anyhow::Result<()>
-{
-    let env = env_with_registry().await?;
+async fn unknown_ids_and_other_schemas_go_to_the_dead_letters_with_a_reason(
+    broker: Broker,
+) -> anyhow::Result<()> {
+    let env = env_with_registry(broker).await?;
     let topics = env.settings.kafka.topics.clone();
     let id = register_inputs(&topics.purchases).await?;
     // A shop's own package, with a message of the same name.
@@ -393,9 +400,10 @@ async fn unknown_ids_and_other_schemas_go_to_the_dead_letters_with_a_reason() ->
     env.cleanup().await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_a_registry_a_framed_message_is_dead_lettered_saying_so() -> anyhow::Result<()> {
-    let env = TestEnv::new().await?;
+async fn without_a_registry_a_framed_message_is_dead_lettered_saying_so(
+    broker: Broker,
+) -> anyhow::Result<()> {
+    let env = TestEnv::on(broker).await?;
     assert!(env.settings.registry.url.is_none());
     let topics = env.settings.kafka.topics.clone();
     let app = env.start().await?;
@@ -442,9 +450,10 @@ async fn open_path_to_registry(listener: tokio::net::TcpListener) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unreachable_registry_holds_the_batch_and_dead_letters_nothing() -> anyhow::Result<()> {
-    let mut env = TestEnv::new().await?;
+async fn an_unreachable_registry_holds_the_batch_and_dead_letters_nothing(
+    broker: Broker,
+) -> anyhow::Result<()> {
+    let mut env = TestEnv::on(broker).await?;
     let topics = env.settings.kafka.topics.clone();
     let id = register_inputs(&topics.purchases).await?;
     // The engine's registry URL points at a port where nothing listens yet.
@@ -516,9 +525,10 @@ async fn an_unreachable_registry_holds_the_batch_and_dead_letters_nothing() -> a
     env.cleanup().await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn outputs_in_registry_framing_decode_through_the_registry() -> anyhow::Result<()> {
-    let mut env = env_with_registry().await?;
+async fn outputs_in_registry_framing_decode_through_the_registry(
+    broker: Broker,
+) -> anyhow::Result<()> {
+    let mut env = env_with_registry(broker).await?;
     env.settings.outputs.format = OutputFormat::ConfluentProtobuf;
     let topics = env.settings.kafka.topics.clone();
 

@@ -1,16 +1,20 @@
 //! The HTTP API and the operator's tools: the dry run, the timeline, the audited tier override,
 //! and the security settings (TLS to PostgreSQL, a metrics port of its own, the admin token).
 
-use kizuna_e2e::{TestEnv, wait_for};
+use kizuna_e2e::{Broker, TestEnv, wait_for};
 use kizuna_proto::v1;
 use serde_json::json;
 
 use crate::helpers::{Scene, WAIT};
 use crate::inputs::purchase;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dry_run_timeline_and_audited_override() -> anyhow::Result<()> {
-    let s = Scene::start().await?;
+kizuna_e2e::on_each_broker! {
+    dry_run_timeline_and_audited_override,
+    security_settings_tls_to_postgres_separate_metrics_port_and_admin_recompute,
+}
+
+async fn dry_run_timeline_and_audited_override(broker: Broker) -> anyhow::Result<()> {
+    let s = Scene::start(broker).await?;
     let (env, app) = (&s.env, &s.app);
     s.feed.buy("cust-d", "evt-d1", "ord-d1", 20_000).await?;
     app.wait_for_customer("cust-d", "the first purchase", |s| {
@@ -133,10 +137,10 @@ async fn dry_run_timeline_and_audited_override() -> anyhow::Result<()> {
     s.finish().await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn security_settings_tls_to_postgres_separate_metrics_port_and_admin_recompute()
--> anyhow::Result<()> {
-    let mut env = TestEnv::new().await?;
+async fn security_settings_tls_to_postgres_separate_metrics_port_and_admin_recompute(
+    broker: Broker,
+) -> anyhow::Result<()> {
+    let mut env = TestEnv::on(broker).await?;
     // TLS to PostgreSQL (the local cluster has ssl = on), /metrics on its own port.
     env.settings.database.url =
         secrecy::SecretString::from(format!("{}?sslmode=require", env.database_url));

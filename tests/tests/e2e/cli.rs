@@ -3,10 +3,14 @@
 
 use serde_json::json;
 
-use kizuna_e2e::TestEnv;
+use kizuna_e2e::{Broker, TestEnv};
 
 use crate::helpers::kizuna_cli;
 use crate::inputs::purchase_at;
+
+kizuna_e2e::on_each_broker! {
+    backfill_fit_model_export_scores_and_recompute_from_the_cli,
+}
 
 /// A year of purchases for `customers` customers, as InputEvent JSON lines: each buys on
 /// their own rhythm; every fifth stops after a few months.
@@ -48,9 +52,10 @@ fn history(customers: usize, end: chrono::DateTime<chrono::Utc>) -> Vec<String> 
     lines
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn backfill_fit_model_export_scores_and_recompute_from_the_cli() -> anyhow::Result<()> {
-    let env = TestEnv::new().await?;
+async fn backfill_fit_model_export_scores_and_recompute_from_the_cli(
+    broker: Broker,
+) -> anyhow::Result<()> {
+    let env = TestEnv::on(broker).await?;
     let end = chrono::Utc::now() - chrono::Duration::days(1);
     let mut lines = history(300, end);
     let valid = lines.len();

@@ -1,15 +1,20 @@
 //! Dead letters: a message the engine cannot use is set aside with its reason and the raw
 //! bytes, and consumption goes on; so is an event older than the ledger remembers.
 
-use kizuna_e2e::{TestEnv, wait_for};
+use kizuna_e2e::{Broker, TestEnv, wait_for};
 use serde_json::json;
 
 use crate::helpers::{Scene, WAIT};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_malformed_message_is_dead_lettered_and_the_next_one_is_processed() -> anyhow::Result<()>
-{
-    let s = Scene::start().await?;
+kizuna_e2e::on_each_broker! {
+    a_malformed_message_is_dead_lettered_and_the_next_one_is_processed,
+    the_ledger_is_pruned_past_its_retention_and_older_events_are_refused,
+}
+
+async fn a_malformed_message_is_dead_lettered_and_the_next_one_is_processed(
+    broker: Broker,
+) -> anyhow::Result<()> {
+    let s = Scene::start(broker).await?;
     let topics = s.topics();
 
     let garbage: &[u8] = b"{\"eventId\": \"evt-b1\", \"customerId\": \"cust-b\", \"amountMinor\": ";
@@ -55,10 +60,10 @@ async fn a_malformed_message_is_dead_lettered_and_the_next_one_is_processed() ->
     s.finish().await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_ledger_is_pruned_past_its_retention_and_older_events_are_refused() -> anyhow::Result<()>
-{
-    let mut env = TestEnv::new().await?;
+async fn the_ledger_is_pruned_past_its_retention_and_older_events_are_refused(
+    broker: Broker,
+) -> anyhow::Result<()> {
+    let mut env = TestEnv::on(broker).await?;
     env.settings.ledger.retention_days = 30;
     env.settings.ledger.prune_interval_secs = 1;
     let s = Scene::start_in(env).await?;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use kizuna::config::Topics;
-use kizuna_e2e::{Received, TestApp, TestEnv};
+use kizuna_e2e::{Broker, Received, TestApp, TestEnv};
 use serde_json::Value;
 
 use crate::inputs::Feed;
@@ -20,9 +20,9 @@ pub struct Scene {
 }
 
 impl Scene {
-    /// The engine on a fresh environment with the test defaults.
-    pub async fn start() -> anyhow::Result<Self> {
-        Self::start_in(TestEnv::new().await?).await
+    /// The engine on a fresh environment on `broker`, with the test defaults.
+    pub async fn start(broker: Broker) -> anyhow::Result<Self> {
+        Self::start_in(TestEnv::on(broker).await?).await
     }
 
     /// The engine on `env`, whose settings the test may have changed.

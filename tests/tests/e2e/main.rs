@@ -1,6 +1,8 @@
-//! End-to-end: the real engine against the real broker and the real PostgreSQL, one file per
-//! scenario family. Run with the stack of `deploy/local/up.sh`:
-//! `cargo test -p kizuna-e2e --test e2e -- --test-threads 2` (the CLI scenarios need
+//! End-to-end: the real engine against the real brokers and the real PostgreSQL, one file per
+//! scenario family. Each test body runs on Apache Kafka and on tansu (`name::on_kafka`,
+//! `name::on_tansu`, see `kizuna_e2e::on_each_broker!`). Run with the stack of
+//! `KIZUNA_BROKER=both deploy/local/up.sh`:
+//! `cargo test -p kizuna-e2e --test e2e -- --test-threads 2` (the CLI scenario needs
 //! `cargo build --bin kizuna` first).
 
 #[path = "../shared/inputs.rs"]

@@ -1,12 +1,15 @@
 //! Observability: the metrics tell what happened, by name, and never name a customer.
 
-use kizuna_e2e::wait_for;
+use kizuna_e2e::{Broker, wait_for};
 
 use crate::helpers::{Scene, WAIT};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_metrics_tell_what_happened_by_name() -> anyhow::Result<()> {
-    let scene = Scene::start().await?;
+kizuna_e2e::on_each_broker! {
+    the_metrics_tell_what_happened_by_name,
+}
+
+async fn the_metrics_tell_what_happened_by_name(broker: Broker) -> anyhow::Result<()> {
+    let scene = Scene::start(broker).await?;
     let (app, topics) = (&scene.app, scene.topics());
     for (i, amount) in [20_000, 15_000].into_iter().enumerate() {
         let (id, order) = (format!("evt-m{i}"), format!("ord-m{i}"));

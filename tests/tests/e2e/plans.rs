@@ -22,6 +22,9 @@ async fn prepared_lookups(conn: &mut PgConnection) -> anyhow::Result<Vec<(String
 /// table as it is. A generic plan cached while the table was small is a sequential scan that
 /// compares every row with every key: a 3,000-customer batch took 7 s that way on 100,000
 /// customers, in the first minute of a fresh database.
+///
+/// PostgreSQL only: no engine and no broker take part, so this test runs once, not on each
+/// broker (its environment's topics are on Apache Kafka, unused).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_lookups_never_keep_a_plan_made_for_a_small_table() -> anyhow::Result<()> {
     let env = TestEnv::new().await?;

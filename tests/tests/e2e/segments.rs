@@ -1,15 +1,20 @@
 //! Segments and churn risk: what a customer says and lives through moves them between
 //! segments, and a churn alert says why and what to do.
 
+use kizuna_e2e::Broker;
 use kizuna_proto::v1;
 use serde_json::json;
 
 use crate::helpers::Scene;
 use crate::inputs::ticket_at;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hostage_appears_when_a_big_spender_answers_nps_3() -> anyhow::Result<()> {
-    let s = Scene::start().await?;
+kizuna_e2e::on_each_broker! {
+    a_hostage_appears_when_a_big_spender_answers_nps_3,
+    a_churn_alert_says_why_and_what_to_do,
+}
+
+async fn a_hostage_appears_when_a_big_spender_answers_nps_3(broker: Broker) -> anyhow::Result<()> {
+    let s = Scene::start(broker).await?;
     let app = &s.app;
 
     s.feed.buy("cust-h", "evt-h1", "ord-h1", 150_000).await?;
@@ -50,9 +55,8 @@ async fn a_hostage_appears_when_a_big_spender_answers_nps_3() -> anyhow::Result<
     s.finish().await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_churn_alert_says_why_and_what_to_do() -> anyhow::Result<()> {
-    let s = Scene::start().await?;
+async fn a_churn_alert_says_why_and_what_to_do(broker: Broker) -> anyhow::Result<()> {
+    let s = Scene::start(broker).await?;
     let app = &s.app;
     let now = chrono::Utc::now();
 

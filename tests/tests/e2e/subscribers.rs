@@ -1,22 +1,28 @@
 //! Subscribers: how a marketing-automation team reads Kizuna's outputs with nothing but a
 //! Kafka client.
 
+use kizuna_e2e::Broker;
 use kizuna_proto::v1;
 
 use crate::helpers::{Scene, WAIT};
+
+kizuna_e2e::on_each_broker! {
+    a_subscriber_consumes_tier_changes_with_a_plain_kafka_client,
+}
 
 /// How a marketing-automation team consumes Kizuna: a plain Kafka consumer in a consumer group
 /// of its own, reading `loyalty.tier-changed`, telling events apart by the CloudEvents
 /// `ce_type` header, decoding the JSON payload (protobuf JSON mapping) into the contract's type,
 /// and deduplicating on `ce_id` (delivery is at least once from the subscriber's point of view:
 /// it may itself crash between processing and committing).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_subscriber_consumes_tier_changes_with_a_plain_kafka_client() -> anyhow::Result<()> {
+async fn a_subscriber_consumes_tier_changes_with_a_plain_kafka_client(
+    broker: Broker,
+) -> anyhow::Result<()> {
     use rdkafka::ClientConfig;
     use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
     use rdkafka::message::{Headers, Message};
 
-    let s = Scene::start().await?;
+    let s = Scene::start(broker).await?;
     let (env, topics) = (&s.env, s.topics());
     for (i, amount) in [25_000, 10_000].into_iter().enumerate() {
         let (id, order) = (format!("evt-s{i}"), format!("ord-s{i}"));

@@ -1,16 +1,20 @@
 //! Tiers: purchases carry a customer up, a refund warns first and drops them after the grace
 //! period, and every change is published as a CloudEvent.
 
-use kizuna_e2e::{Received, TestEnv, wait_for};
+use kizuna_e2e::{Broker, Received, TestEnv, wait_for};
 use kizuna_proto::v1;
 use serde_json::json;
 
 use crate::helpers::{Scene, WAIT};
 use crate::inputs::refund_at;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn purchases_carry_a_customer_across_a_tier_threshold() -> anyhow::Result<()> {
-    let s = Scene::start().await?;
+kizuna_e2e::on_each_broker! {
+    purchases_carry_a_customer_across_a_tier_threshold,
+    a_refund_below_the_threshold_warns_now_and_downgrades_after_the_grace_period,
+}
+
+async fn purchases_carry_a_customer_across_a_tier_threshold(broker: Broker) -> anyhow::Result<()> {
+    let s = Scene::start(broker).await?;
     let app = &s.app;
 
     // The built-in programme: silver needs 30,000 JPY over 2 orders.
@@ -102,10 +106,10 @@ async fn purchases_carry_a_customer_across_a_tier_threshold() -> anyhow::Result<
     s.finish().await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refund_below_the_threshold_warns_now_and_downgrades_after_the_grace_period()
--> anyhow::Result<()> {
-    let mut env = TestEnv::new().await?;
+async fn a_refund_below_the_threshold_warns_now_and_downgrades_after_the_grace_period(
+    broker: Broker,
+) -> anyhow::Result<()> {
+    let mut env = TestEnv::on(broker).await?;
     // The as-of clock: "now" is the largest event time seen, so 30 days of grace pass as soon
     // as an event 40 days later arrives, without a real wait.
     env.settings.clock = kizuna::config::Clock::EventTime;

@@ -4,14 +4,17 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use kizuna_e2e::wait_for;
+use kizuna_e2e::{Broker, wait_for};
 use serde_json::json;
 
 use crate::helpers::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_2xx_is_only_sent_after_the_broker_acknowledged() -> anyhow::Result<()> {
-    let (env, mapping) = sample_env().await?;
+kizuna_e2e::on_each_broker! {
+    a_2xx_is_only_sent_after_the_broker_acknowledged,
+}
+
+async fn a_2xx_is_only_sent_after_the_broker_acknowledged(broker: Broker) -> anyhow::Result<()> {
+    let (env, mapping) = sample_env(broker).await?;
 
     // With the real broker: the answer names where the broker put each event, and it is there.
     let gw = Gw::start(gateway_settings(&mapping)?, env.settings.clone()).await?;

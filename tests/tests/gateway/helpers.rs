@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use kizuna_e2e::process::metric_sum;
-use kizuna_e2e::{TestEnv, wait_for};
+use kizuna_e2e::{Broker, TestEnv, wait_for};
 use kizuna_gateway::signature;
 use kizuna_gateway::startup::Gateway;
 use serde_json::{Value, json};
@@ -49,8 +49,8 @@ pub fn secret(name: &str) -> String {
 
 /// A test environment whose programme is in USD (the samples' currency) and whose ledger keeps
 /// everything (the samples are dated 2018–2025), with the test mapping.
-pub async fn sample_env() -> anyhow::Result<(TestEnv, PathBuf)> {
-    let mut env = TestEnv::new().await?;
+pub async fn sample_env(broker: Broker) -> anyhow::Result<(TestEnv, PathBuf)> {
+    let mut env = TestEnv::on(broker).await?;
     let dir = std::env::temp_dir().join(format!("kizuna-gateway-test-{}", env.id));
     std::fs::create_dir_all(&dir)?;
     let programme = dir.join("programme.toml");

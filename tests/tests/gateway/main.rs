@@ -3,7 +3,9 @@
 //! The platforms' documented samples (tests/fixtures/, sources in its README) are posted signed
 //! as the platforms sign them, and the engine's customer state is read back through its API.
 //!
-//! Run: `cargo test -p kizuna-e2e --test gateway` with the stack of `deploy/local/up.sh`.
+//! Each test body runs on Apache Kafka and on tansu (`name::on_kafka`, `name::on_tansu`).
+//! Run: `cargo test -p kizuna-e2e --test gateway` with the stack of
+//! `KIZUNA_BROKER=both deploy/local/up.sh`.
 
 mod helpers;
 

@@ -1,13 +1,19 @@
 //! Refusals: what cannot be mapped gets 422 naming the field, and the limits (body size,
 //! rate) hold.
 
+use kizuna_e2e::Broker;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unmappable_payloads_get_422_naming_the_field_and_limits_hold() -> anyhow::Result<()> {
-    let (env, mapping) = sample_env().await?;
+kizuna_e2e::on_each_broker! {
+    unmappable_payloads_get_422_naming_the_field_and_limits_hold,
+}
+
+async fn unmappable_payloads_get_422_naming_the_field_and_limits_hold(
+    broker: Broker,
+) -> anyhow::Result<()> {
+    let (env, mapping) = sample_env(broker).await?;
     let gw = Gw::start(gateway_settings(&mapping)?, env.settings.clone()).await?;
     let order: Value = serde_json::from_str(ORDERS_CREATE)?;
 

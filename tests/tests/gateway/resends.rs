@@ -2,14 +2,17 @@
 //! idempotency key each count once.
 
 use kizuna_e2e::process::metric_sum;
-use kizuna_e2e::wait_for;
+use kizuna_e2e::{Broker, wait_for};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_resent_delivery_counts_once() -> anyhow::Result<()> {
-    let (env, mapping) = sample_env().await?;
+kizuna_e2e::on_each_broker! {
+    a_resent_delivery_counts_once,
+}
+
+async fn a_resent_delivery_counts_once(broker: Broker) -> anyhow::Result<()> {
+    let (env, mapping) = sample_env(broker).await?;
     let app = env.start().await?;
     let gw = Gw::start(gateway_settings(&mapping)?, env.settings.clone()).await?;
     let topics = env.settings.kafka.topics.clone();

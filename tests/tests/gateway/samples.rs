@@ -1,13 +1,17 @@
 //! The platforms' documented samples, posted signed as the platforms sign them, become the
 //! right customer state in the engine.
 
+use kizuna_e2e::Broker;
 use serde_json::json;
 
 use crate::helpers::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn documented_samples_become_the_right_state() -> anyhow::Result<()> {
-    let (env, mapping) = sample_env().await?;
+kizuna_e2e::on_each_broker! {
+    documented_samples_become_the_right_state,
+}
+
+async fn documented_samples_become_the_right_state(broker: Broker) -> anyhow::Result<()> {
+    let (env, mapping) = sample_env(broker).await?;
     let app = env.start().await?;
     let gw = Gw::start(gateway_settings(&mapping)?, env.settings.clone()).await?;
     let topics = env.settings.kafka.topics.clone();

@@ -1,13 +1,17 @@
 //! Forged, tampered, missing and stale signatures get 401 and produce nothing.
 
+use kizuna_e2e::Broker;
 use kizuna_gateway::signature;
 use serde_json::json;
 
 use crate::helpers::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forged_signatures_get_401_and_produce_nothing() -> anyhow::Result<()> {
-    let (env, mapping) = sample_env().await?;
+kizuna_e2e::on_each_broker! {
+    forged_signatures_get_401_and_produce_nothing,
+}
+
+async fn forged_signatures_get_401_and_produce_nothing(broker: Broker) -> anyhow::Result<()> {
+    let (env, mapping) = sample_env(broker).await?;
     let gw = Gw::start(gateway_settings(&mapping)?, env.settings.clone()).await?;
     let body = ORDERS_CREATE.as_bytes();
 

@@ -1,16 +1,21 @@
 //! The admin API: problems for bad requests, and secrets rotated without a gap.
 
-use kizuna_e2e::TestEnv;
 use kizuna_e2e::webhooks::{OutputFeed, Receiver, WebhooksApp, settings};
+use kizuna_e2e::{Broker, TestEnv};
 use reqwest::Method;
 use serde_json::Value;
 use serde_json::json;
 
 use crate::helpers::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_admin_api_answers_problems_and_rotates_secrets_without_a_gap() -> anyhow::Result<()> {
-    let env = TestEnv::new().await?;
+kizuna_e2e::on_each_broker! {
+    the_admin_api_answers_problems_and_rotates_secrets_without_a_gap,
+}
+
+async fn the_admin_api_answers_problems_and_rotates_secrets_without_a_gap(
+    broker: Broker,
+) -> anyhow::Result<()> {
+    let env = TestEnv::on(broker).await?;
     let receiver = Receiver::start().await?;
     let hooks = WebhooksApp::start(settings(&env)?).await?;
 

@@ -5,8 +5,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use kizuna_e2e::process::metric_sum;
-use kizuna_e2e::wait_for;
 use kizuna_e2e::webhooks::Hook;
+use kizuna_e2e::{Broker, wait_for};
 
 use crate::inputs::Feed;
 use kizuna_e2e::TestEnv;
@@ -16,9 +16,16 @@ use serde_json::json;
 
 use crate::helpers::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn engine_outputs_reach_a_subscriber_signed_and_verified() -> anyhow::Result<()> {
-    let env = TestEnv::new().await?;
+kizuna_e2e::on_each_broker! {
+    engine_outputs_reach_a_subscriber_signed_and_verified,
+    a_receiver_outage_loses_nothing_and_each_event_is_accepted_once_in_order,
+    a_hanging_receiver_does_not_hold_up_another_subscription,
+}
+
+async fn engine_outputs_reach_a_subscriber_signed_and_verified(
+    broker: Broker,
+) -> anyhow::Result<()> {
+    let env = TestEnv::on(broker).await?;
     let receiver = Receiver::start().await?;
     let hooks = WebhooksApp::start(settings(&env)?).await?;
     let (_, secret) = hooks
@@ -99,10 +106,10 @@ async fn engine_outputs_reach_a_subscriber_signed_and_verified() -> anyhow::Resu
     env.cleanup().await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_receiver_outage_loses_nothing_and_each_event_is_accepted_once_in_order()
--> anyhow::Result<()> {
-    let env = TestEnv::new().await?;
+async fn a_receiver_outage_loses_nothing_and_each_event_is_accepted_once_in_order(
+    broker: Broker,
+) -> anyhow::Result<()> {
+    let env = TestEnv::on(broker).await?;
     let receiver = Receiver::start().await?;
     let hooks = WebhooksApp::start(settings(&env)?).await?;
     let (sub, secret) = hooks
@@ -170,9 +177,10 @@ async fn a_receiver_outage_loses_nothing_and_each_event_is_accepted_once_in_orde
     env.cleanup().await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hanging_receiver_does_not_hold_up_another_subscription() -> anyhow::Result<()> {
-    let env = TestEnv::new().await?;
+async fn a_hanging_receiver_does_not_hold_up_another_subscription(
+    broker: Broker,
+) -> anyhow::Result<()> {
+    let env = TestEnv::on(broker).await?;
     let receiver = Receiver::start().await?;
     let mut s = settings(&env)?;
     s.delivery.max_in_flight = 4;

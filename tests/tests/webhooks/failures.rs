@@ -3,18 +3,24 @@
 
 use std::collections::{HashMap, HashSet};
 
-use kizuna_e2e::TestEnv;
 use kizuna_e2e::wait_for;
 use kizuna_e2e::webhooks::LogCapture;
 use kizuna_e2e::webhooks::{OutputFeed, Receiver, WebhooksApp, settings};
+use kizuna_e2e::{Broker, TestEnv};
 use reqwest::Method;
 use serde_json::json;
 
 use crate::helpers::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_still_failing_after_the_retry_period_become_dead_letters() -> anyhow::Result<()> {
-    let env = TestEnv::new().await?;
+kizuna_e2e::on_each_broker! {
+    events_still_failing_after_the_retry_period_become_dead_letters,
+    a_subscription_that_keeps_failing_is_disabled_and_announced,
+}
+
+async fn events_still_failing_after_the_retry_period_become_dead_letters(
+    broker: Broker,
+) -> anyhow::Result<()> {
+    let env = TestEnv::on(broker).await?;
     let receiver = Receiver::start().await?;
     let mut s = settings(&env)?;
     s.delivery.retry_period_secs = 2;
@@ -82,10 +88,11 @@ async fn events_still_failing_after_the_retry_period_become_dead_letters() -> an
     env.cleanup().await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_subscription_that_keeps_failing_is_disabled_and_announced() -> anyhow::Result<()> {
+async fn a_subscription_that_keeps_failing_is_disabled_and_announced(
+    broker: Broker,
+) -> anyhow::Result<()> {
     let logs = LogCapture::install();
-    let env = TestEnv::new().await?;
+    let env = TestEnv::on(broker).await?;
     let receiver = Receiver::start().await?;
     let mut s = settings(&env)?;
     s.delivery.disable_after_secs = 1;

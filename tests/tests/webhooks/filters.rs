@@ -3,17 +3,23 @@
 
 use std::collections::{HashMap, HashSet};
 
-use kizuna_e2e::TestEnv;
 use kizuna_e2e::wait_for;
 use kizuna_e2e::webhooks::{OutputFeed, Receiver, WebhooksApp, settings};
+use kizuna_e2e::{Broker, TestEnv};
 use reqwest::Method;
 use serde_json::json;
 
 use crate::helpers::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn filters_choose_churn_high_only_and_tier_changes_to_or_from_gold() -> anyhow::Result<()> {
-    let env = TestEnv::new().await?;
+kizuna_e2e::on_each_broker! {
+    filters_choose_churn_high_only_and_tier_changes_to_or_from_gold,
+    a_paused_subscription_queues_and_resume_delivers_in_order,
+}
+
+async fn filters_choose_churn_high_only_and_tier_changes_to_or_from_gold(
+    broker: Broker,
+) -> anyhow::Result<()> {
+    let env = TestEnv::on(broker).await?;
     let receiver = Receiver::start().await?;
     let hooks = WebhooksApp::start(settings(&env)?).await?;
     let (_, churn_secret) = hooks
@@ -94,9 +100,10 @@ async fn filters_choose_churn_high_only_and_tier_changes_to_or_from_gold() -> an
     env.cleanup().await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_paused_subscription_queues_and_resume_delivers_in_order() -> anyhow::Result<()> {
-    let env = TestEnv::new().await?;
+async fn a_paused_subscription_queues_and_resume_delivers_in_order(
+    broker: Broker,
+) -> anyhow::Result<()> {
+    let env = TestEnv::on(broker).await?;
     let receiver = Receiver::start().await?;
     let hooks = WebhooksApp::start(settings(&env)?).await?;
     let (sub, secret) = hooks

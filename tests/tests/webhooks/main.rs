@@ -3,7 +3,9 @@
 //! (tests/receivers/webhook_receiver.py) that verifies every delivery with the Standard
 //! Webhooks reference library. Waits are on conditions, with time limits.
 //!
-//! Run: `cargo test -p kizuna-e2e --test webhooks` with the stack of `deploy/local/up.sh`.
+//! Each test body runs on Apache Kafka and on tansu (`name::on_kafka`, `name::on_tansu`).
+//! Run: `cargo test -p kizuna-e2e --test webhooks` with the stack of
+//! `KIZUNA_BROKER=both deploy/local/up.sh`.
 
 // Shared with the e2e suite, which uses all of it; only purchases are fed here.
 #[path = "../shared/inputs.rs"]

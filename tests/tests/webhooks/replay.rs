@@ -2,8 +2,8 @@
 
 use std::collections::HashSet;
 
-use kizuna_e2e::TestApp;
 use kizuna_e2e::webhooks::Hook;
+use kizuna_e2e::{Broker, TestApp};
 
 use crate::inputs::Feed;
 use kizuna_e2e::TestEnv;
@@ -12,6 +12,10 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::helpers::*;
+
+kizuna_e2e::on_each_broker! {
+    a_replay_from_a_time_delivers_the_logged_outputs_again,
+}
 
 /// `customer` reaches silver with two purchases (events `evt-<tag>1`, `evt-<tag>2`); returns
 /// the ids of the outputs that logged, once the receiver of "replay" has accepted all of them.
@@ -48,9 +52,10 @@ async fn two_purchases_delivered(
     Ok(ids)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replay_from_a_time_delivers_the_logged_outputs_again() -> anyhow::Result<()> {
-    let env = TestEnv::new().await?;
+async fn a_replay_from_a_time_delivers_the_logged_outputs_again(
+    broker: Broker,
+) -> anyhow::Result<()> {
+    let env = TestEnv::on(broker).await?;
     let receiver = Receiver::start().await?;
     let hooks = WebhooksApp::start(settings(&env)?).await?;
     let (sub, secret) = hooks
