@@ -291,6 +291,26 @@ impl WebhooksApp {
         .await
     }
 
+    /// Subscribes `receiver`'s endpoint `name` to `event_types` with `filter`, and has the
+    /// endpoint verify with the new secret and answer as `behaviour` says (`{"mode": …}`; the
+    /// secret is added to it); returns the subscription's id and secret.
+    pub async fn subscribe_endpoint(
+        &self,
+        receiver: &Receiver,
+        name: &str,
+        event_types: &[&str],
+        filter: Value,
+        behaviour: Value,
+    ) -> anyhow::Result<(String, String)> {
+        let (id, secret) = self
+            .subscribe(&receiver.url(name), event_types, filter)
+            .await?;
+        let mut config = behaviour;
+        config["secrets"] = json!([secret]);
+        receiver.configure(name, config).await?;
+        Ok((id, secret))
+    }
+
     pub async fn subscription(&self, id: &str) -> anyhow::Result<Value> {
         let (status, body) = self
             .on_subscription(reqwest::Method::GET, id, "", None)

@@ -1,9 +1,8 @@
 //! The command line: backfill a year of history from a file or stdin, fit the churn model,
 //! export the scores and recompute every customer.
 
-use serde_json::json;
-
 use kizuna_e2e::{Broker, TestEnv};
+use serde_json::json;
 
 use crate::helpers::kizuna_cli;
 use crate::inputs::purchase_at;

@@ -1,10 +1,9 @@
 //! The admin API: problems for bad requests, and secrets rotated without a gap.
 
-use kizuna_e2e::webhooks::{OutputFeed, Receiver, WebhooksApp, settings};
-use kizuna_e2e::{Broker, TestEnv};
+use kizuna_e2e::Broker;
+use kizuna_e2e::webhooks::OutputFeed;
 use reqwest::Method;
-use serde_json::Value;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::helpers::*;
 
@@ -15,9 +14,7 @@ kizuna_e2e::on_each_broker! {
 async fn the_admin_api_answers_problems_and_rotates_secrets_without_a_gap(
     broker: Broker,
 ) -> anyhow::Result<()> {
-    let env = TestEnv::on(broker).await?;
-    let receiver = Receiver::start().await?;
-    let hooks = WebhooksApp::start(settings(&env)?).await?;
+    let (env, receiver, hooks) = start(broker, |_| {}).await?;
 
     // No token, a wrong token: 401 with WWW-Authenticate, as a problem.
     for token in [None, Some("wrong")] {
@@ -84,9 +81,8 @@ async fn the_admin_api_answers_problems_and_rotates_secrets_without_a_gap(
     // Rotation: during the grace period every delivery carries both signatures, so a
     // receiver still on the old secret and one already on the new both verify.
     let (sub, old) = hooks
-        .subscribe(&receiver.url("rot"), &[TIER_CHANGED], json!({}))
+        .subscribe_endpoint(&receiver, "rot", &[TIER_CHANGED], json!({}), json!({}))
         .await?;
-    receiver.configure("rot", json!({"secrets": [old]})).await?;
     let out = OutputFeed::new(&env)?;
     let before = out.tier_changed("cust-r", "member", "silver", 1).await?;
     receiver

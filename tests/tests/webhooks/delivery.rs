@@ -5,16 +5,13 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use kizuna_e2e::process::metric_sum;
-use kizuna_e2e::webhooks::Hook;
+use kizuna_e2e::webhooks::{Hook, OutputFeed};
 use kizuna_e2e::{Broker, wait_for};
-
-use crate::inputs::Feed;
-use kizuna_e2e::TestEnv;
-use kizuna_e2e::webhooks::{OutputFeed, Receiver, WebhooksApp, settings};
 use reqwest::Method;
 use serde_json::json;
 
 use crate::helpers::*;
+use crate::inputs::Feed;
 
 kizuna_e2e::on_each_broker! {
     engine_outputs_reach_a_subscriber_signed_and_verified,
@@ -25,14 +22,15 @@ kizuna_e2e::on_each_broker! {
 async fn engine_outputs_reach_a_subscriber_signed_and_verified(
     broker: Broker,
 ) -> anyhow::Result<()> {
-    let env = TestEnv::on(broker).await?;
-    let receiver = Receiver::start().await?;
-    let hooks = WebhooksApp::start(settings(&env)?).await?;
-    let (_, secret) = hooks
-        .subscribe(&receiver.url("crm"), &ALL_TYPES, json!({}))
-        .await?;
-    receiver
-        .configure("crm", json!({"secrets": [secret], "mode": "ok"}))
+    let (env, receiver, hooks) = start(broker, |_| {}).await?;
+    let (_, _secret) = hooks
+        .subscribe_endpoint(
+            &receiver,
+            "crm",
+            &ALL_TYPES,
+            json!({}),
+            json!({"mode": "ok"}),
+        )
         .await?;
     let engine = env.start().await?;
     let feed = Feed::new(&env)?;
@@ -109,17 +107,15 @@ async fn engine_outputs_reach_a_subscriber_signed_and_verified(
 async fn a_receiver_outage_loses_nothing_and_each_event_is_accepted_once_in_order(
     broker: Broker,
 ) -> anyhow::Result<()> {
-    let env = TestEnv::on(broker).await?;
-    let receiver = Receiver::start().await?;
-    let hooks = WebhooksApp::start(settings(&env)?).await?;
-    let (sub, secret) = hooks
-        .subscribe(&receiver.url("flaky"), &[TIER_CHANGED], json!({}))
-        .await?;
+    let (env, receiver, hooks) = start(broker, |_| {}).await?;
     // The receiver is down (503) for its first 15 requests, then recovers.
-    receiver
-        .configure(
+    let (sub, _secret) = hooks
+        .subscribe_endpoint(
+            &receiver,
             "flaky",
-            json!({"secrets": [secret], "mode": "fail", "status": 503, "fail_count": 15}),
+            &[TIER_CHANGED],
+            json!({}),
+            json!({"mode": "fail", "status": 503, "fail_count": 15}),
         )
         .await?;
     let out = OutputFeed::new(&env)?;
@@ -180,25 +176,18 @@ async fn a_receiver_outage_loses_nothing_and_each_event_is_accepted_once_in_orde
 async fn a_hanging_receiver_does_not_hold_up_another_subscription(
     broker: Broker,
 ) -> anyhow::Result<()> {
-    let env = TestEnv::on(broker).await?;
-    let receiver = Receiver::start().await?;
-    let mut s = settings(&env)?;
-    s.delivery.max_in_flight = 4;
-    s.delivery.max_in_flight_per_subscription = 2;
-    s.delivery.request_timeout_ms = 8_000;
-    let hooks = WebhooksApp::start(s).await?;
-    let (_, stuck_secret) = hooks
-        .subscribe(&receiver.url("stuck"), &[TIER_CHANGED], json!({}))
-        .await?;
-    let (_, fine_secret) = hooks
-        .subscribe(&receiver.url("fine"), &[TIER_CHANGED], json!({}))
-        .await?;
-    receiver
-        .configure("stuck", json!({"secrets": [stuck_secret], "mode": "hang"}))
-        .await?;
-    receiver
-        .configure("fine", json!({"secrets": [fine_secret], "mode": "ok"}))
-        .await?;
+    let (env, receiver, hooks) = start(broker, |s| {
+        s.delivery.max_in_flight = 4;
+        s.delivery.max_in_flight_per_subscription = 2;
+        s.delivery.request_timeout_ms = 8_000;
+    })
+    .await?;
+    for (name, mode) in [("stuck", "hang"), ("fine", "ok")] {
+        let behaviour = json!({"mode": mode});
+        hooks
+            .subscribe_endpoint(&receiver, name, &[TIER_CHANGED], json!({}), behaviour)
+            .await?;
+    }
     let out = OutputFeed::new(&env)?;
     let started = std::time::Instant::now();
     // More customers waiting at the hanging receiver than there are request slots.

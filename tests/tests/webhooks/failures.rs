@@ -3,10 +3,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use kizuna_e2e::wait_for;
-use kizuna_e2e::webhooks::LogCapture;
-use kizuna_e2e::webhooks::{OutputFeed, Receiver, WebhooksApp, settings};
-use kizuna_e2e::{Broker, TestEnv};
+use kizuna_e2e::webhooks::{LogCapture, OutputFeed, settings};
+use kizuna_e2e::{Broker, wait_for};
 use reqwest::Method;
 use serde_json::json;
 
@@ -20,20 +18,19 @@ kizuna_e2e::on_each_broker! {
 async fn events_still_failing_after_the_retry_period_become_dead_letters(
     broker: Broker,
 ) -> anyhow::Result<()> {
-    let env = TestEnv::on(broker).await?;
-    let receiver = Receiver::start().await?;
-    let mut s = settings(&env)?;
-    s.delivery.retry_period_secs = 2;
-    s.delivery.backoff_initial_ms = 200;
-    s.delivery.backoff_max_ms = 500;
-    let hooks = WebhooksApp::start(s).await?;
+    let (env, receiver, hooks) = start(broker, |s| {
+        s.delivery.retry_period_secs = 2;
+        s.delivery.backoff_initial_ms = 200;
+        s.delivery.backoff_max_ms = 500;
+    })
+    .await?;
     let (sub, secret) = hooks
-        .subscribe(&receiver.url("down"), &[TIER_CHANGED], json!({}))
-        .await?;
-    receiver
-        .configure(
+        .subscribe_endpoint(
+            &receiver,
             "down",
-            json!({"secrets": [secret], "mode": "fail", "status": 500}),
+            &[TIER_CHANGED],
+            json!({}),
+            json!({"mode": "fail", "status": 500}),
         )
         .await?;
     let out = OutputFeed::new(&env)?;
@@ -92,27 +89,27 @@ async fn a_subscription_that_keeps_failing_is_disabled_and_announced(
     broker: Broker,
 ) -> anyhow::Result<()> {
     let logs = LogCapture::install();
-    let env = TestEnv::on(broker).await?;
-    let receiver = Receiver::start().await?;
-    let mut s = settings(&env)?;
-    s.delivery.disable_after_secs = 1;
-    s.delivery.disable_min_failures = 3;
-    let webhooks_topic = s.kafka.topics.webhooks.clone();
-    let hooks = WebhooksApp::start(s).await?;
+    let (env, receiver, hooks) = start(broker, |s| {
+        s.delivery.disable_after_secs = 1;
+        s.delivery.disable_min_failures = 3;
+    })
+    .await?;
+    let webhooks_topic = settings(&env)?.kafka.topics.webhooks;
+    let failing_behaviour = json!({"mode": "fail", "status": 503});
     let (failing, failing_secret) = hooks
-        .subscribe(&receiver.url("failing"), &[TIER_CHANGED], json!({}))
+        .subscribe_endpoint(
+            &receiver,
+            "failing",
+            &[TIER_CHANGED],
+            json!({}),
+            failing_behaviour,
+        )
         .await?;
     let (gone, gone_secret) = hooks
         .subscribe(
             &format!("{}?token=do-not-print", receiver.url("gone")),
             &[TIER_CHANGED],
             json!({}),
-        )
-        .await?;
-    receiver
-        .configure(
-            "failing",
-            json!({"secrets": [failing_secret], "mode": "fail", "status": 503}),
         )
         .await?;
     receiver

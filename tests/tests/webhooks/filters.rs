@@ -3,9 +3,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use kizuna_e2e::wait_for;
-use kizuna_e2e::webhooks::{OutputFeed, Receiver, WebhooksApp, settings};
-use kizuna_e2e::{Broker, TestEnv};
+use kizuna_e2e::webhooks::OutputFeed;
+use kizuna_e2e::{Broker, wait_for};
 use reqwest::Method;
 use serde_json::json;
 
@@ -19,29 +18,15 @@ kizuna_e2e::on_each_broker! {
 async fn filters_choose_churn_high_only_and_tier_changes_to_or_from_gold(
     broker: Broker,
 ) -> anyhow::Result<()> {
-    let env = TestEnv::on(broker).await?;
-    let receiver = Receiver::start().await?;
-    let hooks = WebhooksApp::start(settings(&env)?).await?;
-    let (_, churn_secret) = hooks
-        .subscribe(
-            &receiver.url("churn"),
-            &[CHURN],
-            json!({"churn_levels": ["high"]}),
-        )
-        .await?;
-    let (_, gold_secret) = hooks
-        .subscribe(
-            &receiver.url("gold"),
-            &[TIER_CHANGED],
-            json!({"tiers": ["gold"]}),
-        )
-        .await?;
-    receiver
-        .configure("churn", json!({"secrets": [churn_secret]}))
-        .await?;
-    receiver
-        .configure("gold", json!({"secrets": [gold_secret]}))
-        .await?;
+    let (env, receiver, hooks) = start(broker, |_| {}).await?;
+    for (name, event_type, filter) in [
+        ("churn", CHURN, json!({"churn_levels": ["high"]})),
+        ("gold", TIER_CHANGED, json!({"tiers": ["gold"]})),
+    ] {
+        hooks
+            .subscribe_endpoint(&receiver, name, &[event_type], filter, json!({}))
+            .await?;
+    }
     let out = OutputFeed::new(&env)?;
     let mut want_churn = HashSet::new();
     let mut want_gold = HashSet::new();
@@ -103,14 +88,9 @@ async fn filters_choose_churn_high_only_and_tier_changes_to_or_from_gold(
 async fn a_paused_subscription_queues_and_resume_delivers_in_order(
     broker: Broker,
 ) -> anyhow::Result<()> {
-    let env = TestEnv::on(broker).await?;
-    let receiver = Receiver::start().await?;
-    let hooks = WebhooksApp::start(settings(&env)?).await?;
-    let (sub, secret) = hooks
-        .subscribe(&receiver.url("paused"), &[TIER_CHANGED], json!({}))
-        .await?;
-    receiver
-        .configure("paused", json!({"secrets": [secret]}))
+    let (env, receiver, hooks) = start(broker, |_| {}).await?;
+    let (sub, _secret) = hooks
+        .subscribe_endpoint(&receiver, "paused", &[TIER_CHANGED], json!({}), json!({}))
         .await?;
     let (status, body) = hooks
         .on_subscription(Method::POST, &sub, "/pause", None)

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use kizuna_e2e::process::metric_sum;
-use kizuna_e2e::wait_for;
-use kizuna_e2e::webhooks::{Hook, WebhooksApp};
+use kizuna_e2e::webhooks::{Hook, Receiver, WebhooksApp, settings};
+use kizuna_e2e::{Broker, TestEnv, wait_for};
 
 pub use kizuna_e2e::webhooks::{CHURN_RISK_CHANGED as CHURN, TIER_CHANGED};
 
@@ -17,6 +17,20 @@ pub const ALL_TYPES: [&str; 4] = [
     "kizuna.v1.ChurnRiskChanged",
     "kizuna.v1.SegmentChanged",
 ];
+
+/// A fresh environment on `broker`, the receiver, and the delivery service with the test
+/// settings as `tweak` changes them.
+pub async fn start(
+    broker: Broker,
+    tweak: impl FnOnce(&mut kizuna_webhooks::config::Settings),
+) -> anyhow::Result<(TestEnv, Receiver, WebhooksApp)> {
+    let env = TestEnv::on(broker).await?;
+    let receiver = Receiver::start().await?;
+    let mut s = settings(&env)?;
+    tweak(&mut s);
+    let hooks = WebhooksApp::start(s).await?;
+    Ok((env, receiver, hooks))
+}
 
 /// Every request was verified by the reference library.
 pub fn assert_all_verified(hooks: &[Hook]) {

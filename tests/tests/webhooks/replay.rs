@@ -2,16 +2,13 @@
 
 use std::collections::HashSet;
 
-use kizuna_e2e::webhooks::Hook;
+use kizuna_e2e::webhooks::{Hook, Receiver};
 use kizuna_e2e::{Broker, TestApp};
-
-use crate::inputs::Feed;
-use kizuna_e2e::TestEnv;
-use kizuna_e2e::webhooks::{Receiver, WebhooksApp, settings};
 use reqwest::Method;
 use serde_json::json;
 
 use crate::helpers::*;
+use crate::inputs::Feed;
 
 kizuna_e2e::on_each_broker! {
     a_replay_from_a_time_delivers_the_logged_outputs_again,
@@ -55,14 +52,9 @@ async fn two_purchases_delivered(
 async fn a_replay_from_a_time_delivers_the_logged_outputs_again(
     broker: Broker,
 ) -> anyhow::Result<()> {
-    let env = TestEnv::on(broker).await?;
-    let receiver = Receiver::start().await?;
-    let hooks = WebhooksApp::start(settings(&env)?).await?;
-    let (sub, secret) = hooks
-        .subscribe(&receiver.url("replay"), &ALL_TYPES, json!({}))
-        .await?;
-    receiver
-        .configure("replay", json!({"secrets": [secret]}))
+    let (env, receiver, hooks) = start(broker, |_| {}).await?;
+    let (sub, _secret) = hooks
+        .subscribe_endpoint(&receiver, "replay", &ALL_TYPES, json!({}), json!({}))
         .await?;
     let engine = env.start().await?;
     let feed = Feed::new(&env)?;
