@@ -37,7 +37,9 @@ async fn a_2xx_is_only_sent_after_the_broker_acknowledged(broker: Broker) -> any
         )
         .await?;
     accepted(&a, 2)?;
-    for e in a.body["events"].as_array().into_iter().flatten() {
+    let events = a.body["events"].as_array().cloned().unwrap_or_default();
+    assert_eq!(events.len(), 2, "where each event is: {}", a.body);
+    for e in &events {
         let topic = e["topic"].as_str().unwrap_or_default();
         let (partition, offset) = (
             e["partition"].as_i64().unwrap_or(-1),
