@@ -6,7 +6,7 @@ use kizuna_proto::v1;
 use serde_json::json;
 
 use crate::helpers::{Scene, WAIT};
-use crate::inputs::refund_at;
+use crate::inputs::{purchase_at, refund_of};
 
 kizuna_e2e::on_each_broker! {
     purchases_carry_a_customer_across_a_tier_threshold,
@@ -117,18 +117,26 @@ async fn a_refund_below_the_threshold_warns_now_and_downgrades_after_the_grace_p
     let app = &s.app;
     let t0 = chrono::Utc::now() - chrono::Duration::days(100);
 
+    let mut last = serde_json::Value::Null;
     for (i, at) in [t0, t0 + chrono::Duration::hours(1)]
         .into_iter()
         .enumerate()
     {
-        let (id, order) = (format!("evt-r{i}"), format!("ord-r{i}"));
-        s.feed.buy_at("cust-r", &id, &order, 20_000, at).await?;
+        last = purchase_at(
+            &format!("evt-r{i}"),
+            "cust-r",
+            &format!("ord-r{i}"),
+            20_000,
+            at,
+        );
+        s.feed.purchase("cust-r", &last).await?;
     }
     app.wait_for_customer("cust-r", "silver", |s| s["tier"] == json!("silver"))
         .await?;
 
     let refund_time = t0 + chrono::Duration::days(1);
-    let refund = refund_at("evt-r9", "cust-r", "ord-r1", 20_000, refund_time);
+    // The second order (ord-r1, 20,000 JPY) comes back.
+    let refund = refund_of(&last, "evt-r9", refund_time);
     s.feed.purchase("cust-r", &refund).await?;
     let state = app
         .wait_for_customer("cust-r", "the pending downgrade", |s| {

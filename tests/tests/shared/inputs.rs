@@ -21,42 +21,29 @@ pub fn purchase_at(
     amount_minor: i64,
     at: DateTime<Utc>,
 ) -> Value {
-    let amount = amount_minor.to_string();
-    let mut event = order_event("PURCHASE_KIND_PURCHASE", event_id, customer, order, at);
-    event["amountMinor"] = json!(amount);
-    event["lineItems"] = json!([{"sku": "tea-01", "category": "daily_goods", "quantity": 1, "unitPriceMinor": amount}]);
-    event["channel"] = json!("web");
-    event
-}
-
-/// A refund of (part of) `order` at `at`.
-pub fn refund_at(
-    event_id: &str,
-    customer: &str,
-    order: &str,
-    amount_minor: i64,
-    at: DateTime<Utc>,
-) -> Value {
-    let mut event = order_event("PURCHASE_KIND_REFUND", event_id, customer, order, at);
-    event["amountMinor"] = json!(amount_minor.to_string());
-    event
-}
-
-/// The fields every purchase-topic event has, in JPY.
-fn order_event(
-    kind: &str,
-    event_id: &str,
-    customer: &str,
-    order: &str,
-    at: DateTime<Utc>,
-) -> Value {
     json!({
         "eventId": event_id,
         "customerId": customer,
         "occurredAt": at.to_rfc3339(),
         "orderId": order,
-        "kind": kind,
-        "currency": "JPY"
+        "kind": "PURCHASE_KIND_PURCHASE",
+        "amountMinor": amount_minor.to_string(),
+        "currency": "JPY",
+        "lineItems": [{"sku": "tea-01", "category": "daily_goods", "quantity": 1, "unitPriceMinor": amount_minor.to_string()}],
+        "channel": "web"
+    })
+}
+
+/// A refund of all of `purchase` (its order, its amount) at `at`.
+pub fn refund_of(purchase: &Value, event_id: &str, at: DateTime<Utc>) -> Value {
+    json!({
+        "eventId": event_id,
+        "customerId": purchase["customerId"],
+        "occurredAt": at.to_rfc3339(),
+        "orderId": purchase["orderId"],
+        "kind": "PURCHASE_KIND_REFUND",
+        "amountMinor": purchase["amountMinor"],
+        "currency": purchase["currency"]
     })
 }
 
