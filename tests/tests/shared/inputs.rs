@@ -21,43 +21,39 @@ pub fn purchase_at(
     amount_minor: i64,
     at: DateTime<Utc>,
 ) -> Value {
-    json!({
-        "eventId": event_id,
-        "customerId": customer,
-        "occurredAt": at.to_rfc3339(),
+    let amount = amount_minor.to_string();
+    let fields = json!({
         "orderId": order,
         "kind": "PURCHASE_KIND_PURCHASE",
-        "amountMinor": amount_minor.to_string(),
+        "amountMinor": amount,
         "currency": "JPY",
-        "lineItems": [{"sku": "tea-01", "category": "daily_goods", "quantity": 1, "unitPriceMinor": amount_minor.to_string()}],
+        "lineItems": [{"sku": "tea-01", "category": "daily_goods", "quantity": 1, "unitPriceMinor": amount}],
         "channel": "web"
-    })
+    });
+    event(event_id, customer, at, fields)
 }
 
 /// A refund of all of `purchase` (its order, its amount) at `at`.
 pub fn refund_of(purchase: &Value, event_id: &str, at: DateTime<Utc>) -> Value {
-    json!({
-        "eventId": event_id,
-        "customerId": purchase["customerId"],
-        "occurredAt": at.to_rfc3339(),
+    let customer = purchase["customerId"].as_str().unwrap_or_default();
+    let fields = json!({
         "orderId": purchase["orderId"],
         "kind": "PURCHASE_KIND_REFUND",
         "amountMinor": purchase["amountMinor"],
         "currency": purchase["currency"]
-    })
+    });
+    event(event_id, customer, at, fields)
 }
 
 /// An NPS answer, now, with a complaint as its comment.
 pub fn nps(event_id: &str, customer: &str, score: u32) -> Value {
-    json!({
-        "eventId": event_id,
-        "customerId": customer,
-        "occurredAt": Utc::now().to_rfc3339(),
+    let fields = json!({
         "surveyId": "nps-2026q4",
         "kind": "SURVEY_KIND_NPS",
         "score": score,
         "comment": "the delivery was late again"
-    })
+    });
+    event(event_id, customer, Utc::now(), fields)
 }
 
 /// A high-priority delivery ticket with a bad rating; `escalated` also breaches its SLA.
@@ -69,10 +65,7 @@ pub fn ticket_at(
     escalated: bool,
     at: DateTime<Utc>,
 ) -> Value {
-    json!({
-        "eventId": event_id,
-        "customerId": customer,
-        "occurredAt": at.to_rfc3339(),
+    let fields = json!({
         "ticketId": ticket,
         "status": status,
         "priority": "TICKET_PRIORITY_HIGH",
@@ -82,7 +75,21 @@ pub fn ticket_at(
         "slaBreached": escalated,
         "csat": 1,
         "sentiment": -0.8
-    })
+    });
+    event(event_id, customer, at, fields)
+}
+
+/// The fields every input event has (`eventId`, `customerId`, `occurredAt`), with `fields`.
+fn event(event_id: &str, customer: &str, at: DateTime<Utc>, fields: Value) -> Value {
+    let mut event = json!({
+        "eventId": event_id,
+        "customerId": customer,
+        "occurredAt": at.to_rfc3339(),
+    });
+    if let (Some(all), Value::Object(more)) = (event.as_object_mut(), fields) {
+        all.extend(more);
+    }
+    event
 }
 
 /// Produces input events to one environment's topics, each keyed by its customer.
