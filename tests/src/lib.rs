@@ -7,7 +7,7 @@
 //! Environment:
 //! - `KIZUNA_TEST_KAFKA`, `KIZUNA_TEST_TANSU`: the brokers' addresses (see [`brokers`])
 //! - `KIZUNA_TEST_LOG=1` (or `TEST_LOG=1`): engine processes' logs also go to the test's stderr
-//!   (see [`process`])
+//!   (see [`process`]), and so do the logs of the services running in-process (see [`logs`])
 //! - `KIZUNA_TEST_DATABASE_URL`: a database the test role can connect to in order to create
 //!   others (default `postgres://kizuna:kizuna@127.0.0.1:5432/kizuna`).
 
@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod brokers;
 pub mod guarantees;
+pub mod logs;
 pub mod webhooks;
 
 pub use brokers::Broker;
@@ -67,6 +68,7 @@ impl TestEnv {
 
     /// A fresh environment on `broker`.
     pub async fn on(broker: Broker) -> anyhow::Result<Self> {
+        logs::show_if_asked();
         let id = kizuna_testkit::fresh_id(12);
         let (database, database_url) = create_database(&id).await?;
 
