@@ -10,6 +10,8 @@
 #     Webhooks reference library (installed by deploy/local/prereqs.sh);
 #   - the console in Debian's Chromium (Playwright, axe-core), on Apache Kafka; screenshots of
 #     every page in both languages go to tests/artifacts/console/;
+#   - the demo (the README's first command) for 30 s: it must print output events and the
+#     console's login links;
 #   - the guarantees suite (real engine processes killed with -9, resent events, two
 #     instances, 1,200 hostile messages, producers on any partitioner), then its disruptive
 #     tests (PostgreSQL stopped for 30 s, a broker restarted), one at a time.
@@ -66,6 +68,22 @@ step "schema registry framing suite"
 cargo test --locked -p kizuna-e2e --test registry -- --test-threads 2
 step "console in a real browser (Debian's Chromium, Playwright, axe-core)"
 cargo test --locked -p kizuna-e2e --test console -- --test-threads 1
+
+# The README's first command, for 30 s: it must show output events live and print the
+# console's login links (a demo that showed nothing once went unnoticed for a whole stop).
+step "the demo (deploy/local/demo.sh) for 30 s: output events and console links"
+demo_out="$(mktemp)" demo_err="$(mktemp)"
+KIZUNA_DEMO_SECONDS=30 "$local_dir/demo.sh" >"$demo_out" 2>"$demo_err" ||
+  { tail -n 40 "$demo_err" >&2; echo "[kizuna-test] the demo failed" >&2; exit 1; }
+demo_events="$(grep -cE '^[0-9:]{8}  (TIER|CHURN|SEGMENT) ' "$demo_out" || true)"
+demo_logins="$(grep -c 'console/login?token=' "$demo_err" || true)"
+echo "[kizuna-test] the demo printed $demo_events output events and $demo_logins console login links" >&2
+if ((demo_events == 0 || demo_logins < 2)); then
+  tail -n 40 "$demo_err" >&2
+  echo "[kizuna-test] the demo must print output events and two console login links" >&2
+  exit 1
+fi
+rm -f "$demo_out" "$demo_err"
 
 if [[ "${KIZUNA_TEST_GUARANTEES:-1}" != 0 ]]; then
   step "guarantees suite"

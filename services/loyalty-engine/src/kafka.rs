@@ -29,9 +29,6 @@ pub fn base_config(settings: &KafkaSettings) -> ClientConfig {
     config
 }
 
-/// The output producer: idempotent (no duplicates or reordering on retry), acks from all
-/// in-sync replicas, and the Java client's partitioner so keys land where Java producers put
-/// them.
 /// A consumer's settings when the positions that count are in PostgreSQL: Kafka gets a copy for
 /// lag tools (no automatic commits or offset stores), and a partition with no stored position
 /// starts at its earliest message. The engine and kizuna-webhooks consume this way.
@@ -49,6 +46,9 @@ pub fn offsets_in_postgres(
     config
 }
 
+/// The output producer: idempotent (no duplicates or reordering on retry), acks from all
+/// in-sync replicas, and the Java client's partitioner so keys land where Java producers put
+/// them.
 pub fn producer(settings: &KafkaSettings) -> anyhow::Result<FutureProducer> {
     base_config(settings)
         .set("enable.idempotence", "true")
