@@ -17,6 +17,7 @@ pub mod model;
 pub mod money;
 pub mod motive;
 pub mod output;
+pub mod points;
 pub mod programme;
 pub mod rejection;
 pub mod segment;
