@@ -53,7 +53,7 @@ pub struct EarnRules {
     /// Days an earn stays pending (the return window) before it can be spent.
     pub pending_days: u32,
     pub first_order_bonus: i64,
-    /// Per year of tenure, on the anniversary of the first order.
+    /// On each anniversary of the first order.
     pub anniversary_bonus: i64,
     /// Per answered survey.
     pub survey_bonus: i64,

@@ -131,3 +131,100 @@ pub fn clawback_movement(
         programme_version: programme_version.to_owned(),
     })
 }
+
+/// A bonus lot: spendable at once (there is nothing to return), expiring by the rules, tied to
+/// no order (a refund does not take it back).
+fn bonus(
+    rules: &PointsRules,
+    id: String,
+    at: DateTime<Utc>,
+    amount: i64,
+    reason: String,
+    source_event: &str,
+    programme_version: &str,
+) -> Option<Movement> {
+    (amount > 0).then(|| Movement {
+        id,
+        at,
+        kind: MovementKind::Earn {
+            available_at: at,
+            expires_at: rules.expiry.expires_at(at),
+            order_id: None,
+        },
+        amount,
+        reason,
+        source_event: source_event.to_owned(),
+        programme_version: programme_version.to_owned(),
+    })
+}
+
+/// The bonus for an answered survey (once per survey event).
+pub fn survey_bonus(
+    rules: &PointsRules,
+    survey_event_id: &str,
+    at: DateTime<Utc>,
+    programme_version: &str,
+) -> Option<Movement> {
+    bonus(
+        rules,
+        format!("{survey_event_id}:survey"),
+        at,
+        rules.earn.survey_bonus,
+        "bonus for answering a survey".to_owned(),
+        survey_event_id,
+        programme_version,
+    )
+}
+
+/// One bonus per anniversary of the first order up to `now` (at most 100), each on its date.
+/// The same inputs always give the same movements, so granting them again changes nothing.
+pub fn anniversary_bonuses(
+    rules: &PointsRules,
+    first_order_event_id: &str,
+    first_order_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    programme_version: &str,
+) -> Vec<Movement> {
+    (1..=100u32)
+        .map_while(|years| {
+            first_order_at
+                .checked_add_months(chrono::Months::new(12 * years))
+                .filter(|at| *at <= now)
+                .map(|at| (years, at))
+        })
+        .filter_map(|(years, at)| {
+            bonus(
+                rules,
+                format!("anniversary:{years}"),
+                at,
+                rules.earn.anniversary_bonus,
+                format!("{years}-year anniversary of the first order"),
+                first_order_event_id,
+                programme_version,
+            )
+        })
+        .collect()
+}
+
+/// The referrer's bonus, due once the referred customer's first order has cleared its pending
+/// period (`cleared_at`, the end of that order's pending time) and not been refunded in full
+/// before (the caller passes `None` then). Nothing before `cleared_at`.
+pub fn referral_bonus(
+    rules: &PointsRules,
+    referred_customer: &str,
+    first_order_event_id: &str,
+    cleared_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    programme_version: &str,
+) -> Option<Movement> {
+    let at = cleared_at.filter(|at| *at <= now)?;
+    bonus(
+        rules,
+        format!("referral:{referred_customer}"),
+        at,
+        rules.earn.referral_bonus,
+        format!("referred customer {referred_customer}: their first order cleared"),
+        first_order_event_id,
+        programme_version,
+    )
+}

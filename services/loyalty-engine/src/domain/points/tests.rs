@@ -459,3 +459,33 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn survey_anniversary_and_referral_bonuses() {
+    let mut p = rules();
+    p.earn.survey_bonus = 50;
+    p.earn.anniversary_bonus = 200;
+    p.earn.referral_bonus = 1000;
+    let s = super::earn::survey_bonus(&p, "sv1", day(3), "v1").expect("bonus");
+    assert_eq!((s.id.as_str(), s.amount), ("sv1:survey", 50));
+    let a = super::earn::anniversary_bonuses(&p, "ev1", day(0), day(800), "v1");
+    assert_eq!(
+        a.iter().map(|m| (m.id.as_str(), m.at)).collect::<Vec<_>>(),
+        vec![("anniversary:1", day(365)), ("anniversary:2", day(730))]
+    );
+    let r = |cleared, now| super::earn::referral_bonus(&p, "friend", "ev9", cleared, now, "v1");
+    assert!(r(None, day(100)).is_none(), "first order not cleared");
+    assert!(r(Some(day(20)), day(19)).is_none(), "not yet");
+    let m = r(Some(day(20)), day(21)).expect("due");
+    assert_eq!(
+        (m.id.as_str(), m.amount, m.at),
+        ("referral:friend", 1000, day(20))
+    );
+    let ms = [s, m, a[0].clone(), a[1].clone()];
+    // Bonuses expire by the rules (12 months rolling here); anniversary 2 is after `now`.
+    let f = fold(&ms, day(366), &p.expiry);
+    assert_eq!(f.available, 50 + 1000 + 200);
+    assert_eq!(f.ignored, vec!["anniversary:2".to_owned()]);
+    p.earn.survey_bonus = 0;
+    assert!(super::earn::survey_bonus(&p, "sv2", day(3), "v1").is_none());
+}
