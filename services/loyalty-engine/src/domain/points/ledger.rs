@@ -182,6 +182,8 @@ struct Book {
     postings: Vec<Posting>,
     redemptions: BTreeMap<String, Taken>,
     last_purchase: Option<DateTime<Utc>>,
+    /// When the debt last grew.
+    debt_at: Option<DateTime<Utc>>,
 }
 
 impl Book {
@@ -191,7 +193,12 @@ impl Book {
         }
         match lot {
             Some(i) => self.lots[i].remaining += amount,
-            None => self.debt -= amount,
+            None => {
+                self.debt -= amount;
+                if amount < 0 {
+                    self.debt_at = Some(at);
+                }
+            }
         }
         self.postings.push(Posting {
             movement: movement.to_owned(),
@@ -201,22 +208,56 @@ impl Book {
         });
     }
 
-    /// Expires every lot due at or before `t`.
-    fn expire_until(&mut self, t: DateTime<Utc>, expiry: &Expiry) {
-        let idle_deadline = self
+    /// When a lot expires by itself: its date, or in inactivity mode the end of the idle
+    /// period (counted from the last purchase, or from the lot's earning if that is later: a
+    /// bonus earned while idle gets its own full period).
+    fn expiry_of(&self, lot: &Lot, expiry: &Expiry) -> Option<DateTime<Utc>> {
+        let idle_since = self
             .last_purchase
-            .and_then(|p| expiry.inactive_after(p))
-            .filter(|d| *d <= t);
+            .map_or(lot.earned_at, |p| p.max(lot.earned_at));
+        match (lot.expires_at, expiry.inactive_after(idle_since)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Points that became spendable while a debt was owed pay it, closest to expiry first,
+    /// when they become spendable (if that is before they expire).
+    fn settle_until(&mut self, t: DateTime<Utc>, expiry: &Expiry) {
+        if self.debt == 0 {
+            return;
+        }
+        let mut order: Vec<usize> = (0..self.lots.len())
+            .filter(|&i| self.lots[i].remaining > 0 && self.lots[i].expired_at.is_none())
+            .collect();
+        order.sort_by(|&a, &b| self.lots[a].spend_key().cmp(&self.lots[b].spend_key()));
+        for i in order {
+            if self.debt == 0 {
+                break;
+            }
+            let lot = &self.lots[i];
+            let pay_at = self
+                .debt_at
+                .map_or(lot.available_at, |d| d.max(lot.available_at));
+            if pay_at > t || self.expiry_of(lot, expiry).is_some_and(|e| e <= pay_at) {
+                continue;
+            }
+            let take = self.debt.min(lot.remaining);
+            let movement = format!("settle:{}", lot.id);
+            self.post(&movement, pay_at, Some(i), -take);
+            self.post(&movement, pay_at, None, take);
+        }
+    }
+
+    /// Settles debt from lots released by `t`, then expires every lot due at or before `t`.
+    fn expire_until(&mut self, t: DateTime<Utc>, expiry: &Expiry) {
+        self.settle_until(t, expiry);
         for i in 0..self.lots.len() {
             let lot = &self.lots[i];
             if lot.expired_at.is_some() {
                 continue;
             }
-            let due = match (lot.expires_at.filter(|e| *e <= t), idle_deadline) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            if let Some(when) = due {
+            if let Some(when) = self.expiry_of(lot, expiry).filter(|w| *w <= t) {
                 let left = lot.remaining;
                 let movement = format!("expire:{}", lot.id);
                 self.lots[i].expired_at = Some(when);

@@ -95,8 +95,13 @@ fn assert_invariant(movements: &[Movement], f: &Folded) {
     assert_eq!(posted, f.available + f.pending - f.debt, "Σ postings");
     for l in &f.lots {
         assert!(l.remaining >= 0 && l.remaining <= l.amount, "{l:?}");
+        assert!(l.expired_at.is_none_or(|e| e >= l.earned_at), "{l:?}");
     }
     assert!(f.available >= 0 && f.pending >= 0 && f.debt >= 0, "{f:?}");
+    assert!(
+        f.debt == 0 || f.available == 0,
+        "spendable points pay the debt: {f:?}"
+    );
 }
 
 #[test]
@@ -148,6 +153,22 @@ fn inactivity_expires_everything_after_idle_months() {
     let f = fold(&ms, day(300), &expiry);
     assert_eq!(f.available, 0);
     assert_invariant(&ms, &f);
+    // A bonus earned while idle gets its own six months; it never expires before it was earned.
+    let mut idle = ms.to_vec();
+    let bonus = MovementKind::Earn {
+        available_at: day(290),
+        expires_at: None,
+        order_id: None,
+    };
+    idle.push(mv("bonus", 290, bonus, 30));
+    let f = fold(&idle, day(400), &expiry);
+    assert_eq!(f.available, 30);
+    let f = fold(&idle, day(480), &expiry);
+    assert_eq!(f.available, 0);
+    for l in &f.lots {
+        assert!(l.expired_at >= Some(l.earned_at), "{l:?}");
+    }
+    assert_invariant(&idle, &f);
 }
 
 #[test]
@@ -488,4 +509,69 @@ fn survey_anniversary_and_referral_bonuses() {
     assert_eq!(f.ignored, vec!["anniversary:2".to_owned()]);
     p.earn.survey_bonus = 0;
     assert!(super::earn::survey_bonus(&p, "sv2", day(3), "v1").is_none());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Redemptions checked one at a time on the current fold (as the store will, under the
+    /// customer's row lock) never spend more than is available: an accepted one lowers the
+    /// balance by exactly its points and adds no debt; a refused one asked for more than the
+    /// balance net of debt.
+    #[test]
+    fn accepted_redemptions_never_overspend(
+        base in arb_movements(30),
+        requests in prop::collection::vec((0i64..5, 1i64..400), 1..30),
+    ) {
+        let p = rules();
+        let programme = sample();
+        let mut ms = base;
+        let mut t = 60;
+        for (i, (gap, points)) in requests.into_iter().enumerate() {
+            t += gap;
+            let before = fold(&ms, day(t), &p.expiry);
+            let key = format!("k{i}");
+            let req = Request { redemption_id: &key, source_event: &key, at: day(t), points, reward: None };
+            match redeem(&before, &p, &programme, "member", &req, "v1") {
+                Ok(m) => {
+                    ms.push(m);
+                    let after = fold(&ms, day(t), &p.expiry);
+                    prop_assert_eq!(after.debt, before.debt);
+                    prop_assert_eq!(after.available, before.available - points);
+                    assert_invariant(&ms, &after);
+                }
+                Err(RedeemError::Insufficient { requested, available }) => {
+                    prop_assert_eq!(requested, points);
+                    prop_assert!(points > before.available - before.debt);
+                    prop_assert_eq!(available, (before.available - before.debt).max(0));
+                }
+                Err(e) => prop_assert!(false, "unexpected refusal {e}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn points_released_later_pay_the_debt_first() {
+    let ms = [
+        earn("e1", 0, 100, "o1", 0, None),
+        earn("e2", 5, 60, "o2", 14, None),
+        redeem_mv("x", 6, 100),
+        clawback_mv("cb", 7, "o1", 100),
+    ];
+    let f = fold(&ms, day(10), &rolling());
+    assert_eq!((f.available, f.pending, f.debt), (0, 60, 100));
+    let f = fold(&ms, day(19), &rolling());
+    assert_eq!((f.available, f.pending, f.debt), (0, 0, 40));
+    let settled: Vec<_> = f
+        .postings
+        .iter()
+        .filter(|p| p.movement == "settle:e2")
+        .map(|p| (p.lot.as_deref(), p.amount, p.at))
+        .collect();
+    assert_eq!(
+        settled,
+        vec![(Some("e2"), -60, day(19)), (None, 60, day(19))]
+    );
+    assert_invariant(&ms, &f);
 }
