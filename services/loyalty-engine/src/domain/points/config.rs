@@ -377,6 +377,28 @@ min_tier = "member"
     }
 
     #[test]
+    fn the_design_doc_example_is_valid() {
+        #[derive(serde::Deserialize)]
+        struct File {
+            points: PointsRules,
+        }
+        let doc = include_str!("../../../../../docs/design/points.md");
+        let block = doc
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("the design doc has a toml example");
+        let file: File = toml::from_str(block).expect("the example parses");
+        file.points
+            .check_with_tiers(&["member", "silver", "gold", "platinum"])
+            .expect("the example is valid");
+        assert_eq!(
+            file.points.earn.tier_multipliers.get("platinum"),
+            Some(&2.0)
+        );
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let cases = [
             (
