@@ -88,6 +88,10 @@ pub struct Lot {
     pub remaining: i64,
     /// Set once the lot has expired (its remaining points went to an expiry posting).
     pub expired_at: Option<DateTime<Utc>>,
+    /// For a lot still open at `now`: when it will expire as things stand (its date, or the end
+    /// of the idle period in inactivity mode). What `PointsWillExpire` announces.
+    #[serde(default)]
+    pub due_at: Option<DateTime<Utc>>,
 }
 
 impl Lot {
@@ -282,6 +286,7 @@ impl Book {
             amount: m.amount,
             remaining: 0,
             expired_at: None,
+            due_at: None,
         });
         let i = self.lots.len() - 1;
         self.credit(&m.id, m.at, Some(i), m.amount);
@@ -403,6 +408,7 @@ impl Book {
                         amount: surplus,
                         remaining: 0,
                         expired_at: None,
+                        due_at: None,
                     });
                     let i = self.lots.len() - 1;
                     self.post(&m.id, at, Some(i), surplus);
@@ -448,7 +454,20 @@ pub fn fold(movements: &[Movement], now: DateTime<Utc>, expiry: &Expiry) -> Fold
         }
     }
     book.expire_until(now, expiry);
+    let dues: Vec<_> = book
+        .lots
+        .iter()
+        .map(|l| {
+            l.expired_at
+                .is_none()
+                .then(|| book.expiry_of(l, expiry))
+                .flatten()
+        })
+        .collect();
     let mut lots = book.lots;
+    for (lot, due) in lots.iter_mut().zip(dues) {
+        lot.due_at = due;
+    }
     lots.sort_by(|a, b| a.spend_key().cmp(&b.spend_key()));
     let live = lots.iter().filter(|l| l.expired_at.is_none());
     let (mut available, mut pending) = (0, 0);

@@ -6,6 +6,7 @@
 //!   which turns them into lots and balances at a given time, spending closest-to-expiry first.
 //! - [`earn`]: what a purchase earns, and what a refund takes back.
 //! - [`redeem`]: whether a redemption may go ahead.
+//! - [`summary`]: what changed between two moments, and what expires soon.
 //!
 //! Not wired into the engine, the store or HTTP yet.
 
@@ -13,6 +14,7 @@ pub mod config;
 pub mod earn;
 pub mod ledger;
 pub mod redeem;
+pub mod summary;
 
 pub use config::{PointsConfigError, PointsRules};
 pub use ledger::{Folded, Lot, Movement, MovementKind, fold};

@@ -575,3 +575,31 @@ fn points_released_later_pay_the_debt_first() {
     );
     assert_invariant(&ms, &f);
 }
+
+#[test]
+fn changes_and_expiring_lots() {
+    use super::summary::{Expiring, changes, expiring};
+    let ms = [
+        earn("e1", 0, 100, "o1", 14, Some(40)),
+        earn("e2", 1, 50, "o2", 0, Some(200)),
+        clawback_mv("cb", 2, "o1", 30),
+        redeem_mv("x", 20, 60),
+    ];
+    let f = fold(&ms, day(45), &rolling());
+    let c = changes(&ms, &f, day(0), day(45));
+    assert_eq!((c.earned, c.clawed_back, c.redeemed), (50, 30, 60));
+    // e1 was released on day 14 with 70 left; the redemption took 60 of them (closest expiry),
+    // and its last 10 expired on day 40. e2 kept its 50.
+    assert_eq!((c.released, c.expired), (70, 10));
+    let c = changes(&ms, &f, day(-1), day(10));
+    assert_eq!((c.earned, c.released, c.redeemed), (150, 0, 0));
+    assert_eq!(
+        expiring(&f, day(45), 200),
+        vec![Expiring {
+            lot: "e2".into(),
+            amount: 50,
+            at: day(200)
+        }]
+    );
+    assert!(expiring(&f, day(45), 30).is_empty());
+}
