@@ -150,6 +150,8 @@ fn inactivity_expires_everything_after_idle_months() {
         f.available, 150,
         "a purchase on day 100 keeps everything alive"
     );
+    let due = expiry.inactive_after(day(100));
+    assert!(f.lots.iter().all(|l| l.due_at == due), "{:?}", f.lots);
     let f = fold(&ms, day(300), &expiry);
     assert_eq!(f.available, 0);
     assert_invariant(&ms, &f);
