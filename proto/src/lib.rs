@@ -49,6 +49,8 @@ pub mod ce_type {
     pub const TIER_WILL_DOWNGRADE: &str = "kizuna.v1.TierWillDowngrade";
     pub const CHURN_RISK_CHANGED: &str = "kizuna.v1.ChurnRiskChanged";
     pub const SEGMENT_CHANGED: &str = "kizuna.v1.SegmentChanged";
+    pub const POINTS_CHANGED: &str = "kizuna.v1.PointsChanged";
+    pub const POINTS_WILL_EXPIRE: &str = "kizuna.v1.PointsWillExpire";
     /// Webhook delivery stopped for a subscription (topic `kizuna.webhooks`).
     pub const WEBHOOK_SUBSCRIPTION_DISABLED: &str = "kizuna.v1.WebhookSubscriptionDisabled";
 }

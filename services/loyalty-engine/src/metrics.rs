@@ -492,7 +492,9 @@ impl Metrics {
                     .with_label_values(&[new.as_str(), play.as_str()])
                     .inc();
             }
-            OutputKind::TierWillDowngrade { .. } => {}
+            OutputKind::TierWillDowngrade { .. }
+            | OutputKind::PointsChanged { .. }
+            | OutputKind::PointsWillExpire { .. } => {}
         }
     }
 

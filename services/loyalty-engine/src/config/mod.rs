@@ -88,7 +88,14 @@ pub struct Topics {
     pub tier_changed: String,
     pub churn_risk: String,
     pub segment_changed: String,
+    /// `PointsChanged` and `PointsWillExpire`.
+    #[serde(default = "default_points_topic")]
+    pub points: String,
     pub dead_letter: String,
+}
+
+fn default_points_topic() -> String {
+    "loyalty.points".to_owned()
 }
 
 impl Topics {
@@ -96,20 +103,22 @@ impl Topics {
         [&self.purchases, &self.support_tickets, &self.surveys]
     }
 
-    pub fn outputs(&self) -> [&str; 4] {
+    pub fn outputs(&self) -> [&str; 5] {
         [
             &self.tier_changed,
             &self.churn_risk,
             &self.segment_changed,
+            &self.points,
             &self.dead_letter,
         ]
     }
 
-    pub fn outputs_mut(&mut self) -> [&mut String; 4] {
+    pub fn outputs_mut(&mut self) -> [&mut String; 5] {
         [
             &mut self.tier_changed,
             &mut self.churn_risk,
             &mut self.segment_changed,
+            &mut self.points,
             &mut self.dead_letter,
         ]
     }

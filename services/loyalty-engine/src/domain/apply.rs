@@ -9,6 +9,7 @@ use super::event::DomainEvent;
 use super::ids::CustomerId;
 use super::metrics::Metrics;
 use super::output::{Cause, Output};
+use super::points::book::is_first_order;
 use super::programme::Programme;
 use super::state::CustomerState;
 use super::tier::{self, TierOverride};
@@ -47,11 +48,18 @@ pub fn apply(
     now: DateTime<Utc>,
 ) -> (CustomerState, Metrics, Vec<Output>) {
     let mut state = state.unwrap_or_else(|| CustomerState::new(id.clone(), programme));
+    state.points.decisions.clear();
     for e in &changes.events {
+        let first_order = is_first_order(&state.facts, e);
         state.facts.record(e, &programme.retention);
+        let tier = state.status.tier.tier.clone();
+        state
+            .points
+            .on_event(e, &state.facts, first_order, programme, &tier);
     }
-    for (referred, _) in &changes.referred {
+    for (referred, e) in &changes.referred {
         state.facts.credit_referral(referred);
+        state.points.on_referral(referred.as_str(), e, programme);
     }
     let cause = changes.cause().unwrap_or(Cause::Sweep);
     let (metrics, outputs) = evaluate(&mut state, programme, model, now, &cause);

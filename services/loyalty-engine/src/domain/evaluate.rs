@@ -7,6 +7,7 @@ use super::churn::{self, ChurnStatus, Level, Model};
 use super::metrics::Metrics;
 use super::motive::motive;
 use super::output::{Cause, Output, OutputKind};
+use super::points::Notice;
 use super::programme::Programme;
 use super::segment::{Segment, segment};
 use super::state::CustomerState;
@@ -106,8 +107,38 @@ pub fn evaluate(
     state.status.motive = Some(mot);
     state.status.motive_signals = signals;
 
+    let (notices, points_check) = state.points.evaluate(&state.facts, programme, now);
+    for notice in notices {
+        kinds.push((
+            now,
+            match notice {
+                Notice::Changed {
+                    changes,
+                    available,
+                    pending,
+                    debt,
+                } => OutputKind::PointsChanged {
+                    changes,
+                    available,
+                    pending,
+                    debt,
+                },
+                Notice::WillExpire {
+                    lot,
+                    amount,
+                    expires_at,
+                } => OutputKind::PointsWillExpire {
+                    lot,
+                    amount,
+                    expires_at,
+                },
+            },
+        ));
+    }
+
     let t = &state.status.tier;
     state.status.next_check_at = [
+        points_check,
         t.pending.as_ref().map(|p| p.at),
         t.manual.as_ref().map(|o| o.expires_at),
         m.next_change(&state.facts, programme),

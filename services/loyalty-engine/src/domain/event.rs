@@ -28,6 +28,10 @@ pub enum EventBody {
     Refund(Refund),
     Ticket(TicketUpdate),
     Survey(SurveyAnswer),
+    /// Points spent on a reward (the API or the `redemptions` topic).
+    Redemption(Redemption),
+    /// An earlier redemption given back.
+    RedemptionCancel(RedemptionCancel),
 }
 
 impl EventBody {
@@ -38,8 +42,27 @@ impl EventBody {
             EventBody::Refund(_) => "refund",
             EventBody::Ticket(_) => "ticket",
             EventBody::Survey(_) => "survey",
+            EventBody::Redemption(_) => "redemption",
+            EventBody::RedemptionCancel(_) => "redemption_cancel",
         }
     }
+}
+
+/// Points spent. The redemption id is the client's idempotency key: the same id twice is one
+/// redemption.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Redemption {
+    pub redemption_id: String,
+    pub points: i64,
+    /// A reward of the catalogue (its cost must equal `points`), or none for points spent
+    /// at the till.
+    pub reward: Option<String>,
+}
+
+/// Gives back what redemption `redemption_id` took.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RedemptionCancel {
+    pub redemption_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -182,6 +182,8 @@ impl Facts {
                 }
                 self.trim_surveys(retention.max_surveys);
             }
+            // Points only: the ledger is in `CustomerState::points`.
+            EventBody::Redemption(_) | EventBody::RedemptionCancel(_) => {}
         }
     }
 

@@ -64,6 +64,19 @@ pub enum OutputKind {
         play: Play,
         reason: String,
     },
+    /// What a batch (or the passing of time) did to the customer's points.
+    PointsChanged {
+        changes: super::points::summary::Changes,
+        available: i64,
+        pending: i64,
+        debt: i64,
+    },
+    /// A lot of points will expire soon.
+    PointsWillExpire {
+        lot: String,
+        amount: i64,
+        expires_at: DateTime<Utc>,
+    },
 }
 
 impl OutputKind {
@@ -74,6 +87,8 @@ impl OutputKind {
             OutputKind::TierWillDowngrade { .. } => "tier_will_downgrade",
             OutputKind::SegmentChanged { .. } => "segment_changed",
             OutputKind::ChurnRiskChanged { .. } => "churn_risk_changed",
+            OutputKind::PointsChanged { .. } => "points_changed",
+            OutputKind::PointsWillExpire { .. } => "points_will_expire",
         }
     }
 }

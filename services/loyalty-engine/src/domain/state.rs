@@ -36,6 +36,9 @@ pub struct CustomerState {
     #[serde(default)]
     pub facts: Facts,
     pub status: Status,
+    /// The points ledger (empty when the programme has no points).
+    #[serde(default, skip_serializing_if = "super::points::PointsBook::is_empty")]
+    pub points: super::points::PointsBook,
 }
 
 impl CustomerState {
@@ -54,6 +57,7 @@ impl CustomerState {
                 next_check_at: None,
                 evaluated_at: None,
             },
+            points: super::points::PointsBook::default(),
         }
     }
 

@@ -254,6 +254,56 @@ pub fn encode(
                 new.as_str().to_owned(),
             )
         }
+        OutputKind::PointsChanged {
+            changes,
+            available,
+            pending,
+            debt,
+        } => {
+            let msg = v1::PointsChanged {
+                customer_id: customer_id.clone(),
+                changes: Some(v1::PointsMovedTotals {
+                    earned: changes.earned,
+                    released: changes.released,
+                    redeemed: changes.redeemed,
+                    cancelled: changes.cancelled,
+                    expired: changes.expired,
+                    clawed_back: changes.clawed_back,
+                    adjusted: changes.adjusted,
+                }),
+                available: *available,
+                pending: *pending,
+                debt: *debt,
+                caused_by,
+                effective_at,
+            };
+            (
+                &topics.points,
+                ce_type::POINTS_CHANGED,
+                serde_json::to_value(&msg)?,
+                format!("{available}/{pending}/{debt}"),
+            )
+        }
+        OutputKind::PointsWillExpire {
+            lot,
+            amount,
+            expires_at,
+        } => {
+            let msg = v1::PointsWillExpire {
+                customer_id: customer_id.clone(),
+                lot: lot.clone(),
+                amount: *amount,
+                expires_at: Some(timestamp(*expires_at)),
+                caused_by,
+                effective_at,
+            };
+            (
+                &topics.points,
+                ce_type::POINTS_WILL_EXPIRE,
+                serde_json::to_value(&msg)?,
+                format!("{lot}@{}", expires_at.timestamp()),
+            )
+        }
     };
     let name = format!(
         "{ty}|{customer_id}|{}|{}|{new_value}",
@@ -279,11 +329,13 @@ pub fn encode(
 }
 
 /// The output messages by `ce_type`, with the `outputs.proto` message each one is.
-pub const OUTPUT_MESSAGES: [(&str, &str); 4] = [
+pub const OUTPUT_MESSAGES: [(&str, &str); 6] = [
     (ce_type::TIER_CHANGED, "TierChanged"),
     (ce_type::TIER_WILL_DOWNGRADE, "TierWillDowngrade"),
     (ce_type::CHURN_RISK_CHANGED, "ChurnRiskChanged"),
     (ce_type::SEGMENT_CHANGED, "SegmentChanged"),
+    (ce_type::POINTS_CHANGED, "PointsChanged"),
+    (ce_type::POINTS_WILL_EXPIRE, "PointsWillExpire"),
 ];
 
 fn json_to_protobuf<T>(json: &[u8]) -> anyhow::Result<Vec<u8>>
@@ -302,6 +354,8 @@ pub fn output_protobuf(ce_type: &str, json: &[u8]) -> anyhow::Result<Option<Vec<
         ce_type::TIER_WILL_DOWNGRADE => json_to_protobuf::<v1::TierWillDowngrade>(json)?,
         ce_type::CHURN_RISK_CHANGED => json_to_protobuf::<v1::ChurnRiskChanged>(json)?,
         ce_type::SEGMENT_CHANGED => json_to_protobuf::<v1::SegmentChanged>(json)?,
+        ce_type::POINTS_CHANGED => json_to_protobuf::<v1::PointsChanged>(json)?,
+        ce_type::POINTS_WILL_EXPIRE => json_to_protobuf::<v1::PointsWillExpire>(json)?,
         _ => return Ok(None),
     }))
 }
@@ -321,6 +375,8 @@ pub fn output_json(ce_type: &str, body: &[u8]) -> Option<serde_json::Value> {
         ce_type::TIER_WILL_DOWNGRADE => protobuf_to_json::<v1::TierWillDowngrade>(body),
         ce_type::CHURN_RISK_CHANGED => protobuf_to_json::<v1::ChurnRiskChanged>(body),
         ce_type::SEGMENT_CHANGED => protobuf_to_json::<v1::SegmentChanged>(body),
+        ce_type::POINTS_CHANGED => protobuf_to_json::<v1::PointsChanged>(body),
+        ce_type::POINTS_WILL_EXPIRE => protobuf_to_json::<v1::PointsWillExpire>(body),
         _ => None,
     }
 }
@@ -425,6 +481,8 @@ mod tests {
                 (ce_type::TIER_WILL_DOWNGRADE, vec![2]),
                 (ce_type::CHURN_RISK_CHANGED, vec![4]),
                 (ce_type::SEGMENT_CHANGED, vec![5]),
+                (ce_type::POINTS_CHANGED, vec![8]),
+                (ce_type::POINTS_WILL_EXPIRE, vec![9]),
             ]
         );
         for (ce_type, at) in &found {

@@ -7,15 +7,16 @@
 //! - [`earn`]: what a purchase earns, and what a refund takes back.
 //! - [`redeem`]: whether a redemption may go ahead.
 //! - [`summary`]: what changed between two moments, and what expires soon.
-//!
-//! Not wired into the engine, the store or HTTP yet.
+//! - [`book`]: a customer's book in their state: events in, movements recorded, notices out.
 
+pub mod book;
 pub mod config;
 pub mod earn;
 pub mod ledger;
 pub mod redeem;
 pub mod summary;
 
+pub use book::{Decision, Notice, Outcome, PointsBook, Refusal};
 pub use config::{PointsConfigError, PointsRules};
 pub use ledger::{Folded, Lot, Movement, MovementKind, fold};
 

@@ -273,6 +273,12 @@ pub struct Programme {
     pub retention: Retention,
     #[serde(default)]
     pub churn: ChurnRules,
+    /// The points programme (issue 16); no section, no points.
+    #[serde(default)]
+    pub points: Option<super::points::PointsRules>,
+    /// A short digest of the programme file's text, recorded on every points movement.
+    #[serde(skip)]
+    pub version: String,
 }
 
 /// Why a programme file was refused. The message names the file, and the line where it can.
@@ -315,7 +321,19 @@ fn month_start(year: i32, month: u32) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
+/// The first 12 hex digits of the SHA-256 of the programme text.
+fn version_of(text: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
 impl Programme {
+    /// The points rules, when the programme has points and they are enabled.
+    pub fn points_rules(&self) -> Option<&super::points::PointsRules> {
+        self.points.as_ref().filter(|p| p.enabled)
+    }
+
     /// Reads and checks a programme file.
     pub fn load(path: &Path) -> Result<Self, ProgrammeError> {
         let text = std::fs::read_to_string(path).map_err(|source| ProgrammeError::Read {
@@ -330,8 +348,9 @@ impl Programme {
 
     /// Parses and checks programme TOML. Errors name the line and the problem.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let programme: Programme = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut programme: Programme = toml::from_str(text).map_err(|e| e.to_string())?;
         programme.check(text)?;
+        programme.version = version_of(text);
         Ok(programme)
     }
 
@@ -440,6 +459,12 @@ impl Programme {
         }
         if let Err(e) = self.churn.check() {
             return Err(format!("{}{e}", line_of("[churn]")));
+        }
+        if let Some(points) = &self.points {
+            let tiers: Vec<&str> = self.tiers.iter().map(|t| t.name.as_str()).collect();
+            if let Err(e) = points.check_with_tiers(&tiers) {
+                return Err(format!("{}{e}", line_of("[points")));
+            }
         }
         if self.retention.max_orders < 10 || self.retention.max_surveys < 1 {
             return Err(

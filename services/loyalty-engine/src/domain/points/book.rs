@@ -1,0 +1,494 @@
+//! A customer's points book, kept in their state: the movements (the truth), what was last
+//! reported, and the lots already announced as expiring. Events add movements here; the time
+//! step ([`PointsBook::evaluate`]) grants dated bonuses and works out the outputs. Pure: `now` is
+//! passed in.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::config::PointsRules;
+use super::earn;
+use super::ledger::{self, Folded, Movement, MovementKind};
+use super::redeem::{self, RedeemError};
+use super::summary::{self, Changes};
+use crate::domain::event::{DomainEvent, EventBody, Redemption};
+use crate::domain::facts::Facts;
+use crate::domain::programme::Programme;
+
+/// The points of one customer.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PointsBook {
+    /// Append-only, in the order they were recorded.
+    #[serde(default)]
+    pub movements: Vec<Movement>,
+    /// How many movements `PointsChanged` has reported.
+    #[serde(default)]
+    pub reported: usize,
+    /// When the book was last evaluated (releases and expiries after it are news).
+    #[serde(default)]
+    pub as_of: Option<DateTime<Utc>>,
+    /// Lots announced by `PointsWillExpire`, with the date announced.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub warned: BTreeMap<String, DateTime<Utc>>,
+    /// What the last application decided about redemptions. Not stored.
+    #[serde(skip)]
+    pub decisions: Vec<Decision>,
+}
+
+/// What became of a redemption or a cancel event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// The input event.
+    pub event_id: String,
+    pub redemption_id: String,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Applied: the points moved.
+    Accepted {
+        points: i64,
+    },
+    /// The same redemption (or cancel) was applied before: nothing moved this time.
+    AlreadyDone {
+        points: i64,
+    },
+    Refused(Refusal),
+}
+
+/// Why a redemption or a cancel did nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error(transparent)]
+    Redeem(#[from] RedeemError),
+    #[error("no redemption {0:?} to cancel")]
+    UnknownRedemption(String),
+    #[error("the programme has no points")]
+    NoPoints,
+}
+
+impl Refusal {
+    /// A stable, PII-free reason code (dead letters, problem bodies, metrics).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::Redeem(RedeemError::NotPositive(_)) => "points_not_positive",
+            Refusal::Redeem(RedeemError::Insufficient { .. }) => "insufficient_points",
+            Refusal::Redeem(RedeemError::UnknownReward(_)) => "unknown_reward",
+            Refusal::Redeem(RedeemError::CostMismatch { .. }) => "reward_cost_mismatch",
+            Refusal::Redeem(RedeemError::TierTooLow { .. }) => "tier_too_low",
+            Refusal::UnknownRedemption(_) => "unknown_redemption",
+            Refusal::NoPoints => "points_disabled",
+        }
+    }
+}
+
+/// What the time step found worth telling.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notice {
+    Changed {
+        changes: Changes,
+        available: i64,
+        pending: i64,
+        debt: i64,
+    },
+    WillExpire {
+        lot: String,
+        amount: i64,
+        expires_at: DateTime<Utc>,
+    },
+}
+
+/// The first-order or anniversary source of a customer's tenure.
+fn first_order(facts: &Facts) -> Option<(String, DateTime<Utc>)> {
+    let live = facts
+        .orders
+        .iter()
+        .min_by(|a, b| (a.1.at, a.0).cmp(&(b.1.at, b.0)))
+        .map(|(id, o)| (format!("order:{id}"), o.at));
+    match (live, facts.archive.first_at) {
+        (Some((_, at)), Some(archived)) if archived < at => {
+            Some(("archived orders".to_owned(), archived))
+        }
+        (None, Some(archived)) => Some(("archived orders".to_owned(), archived)),
+        (live, _) => live,
+    }
+}
+
+/// Whether `event` is the customer's first order, judged on the facts before it is recorded.
+pub fn is_first_order(facts_before: &Facts, event: &DomainEvent) -> bool {
+    matches!(event.body, EventBody::Purchase(_))
+        && facts_before.orders.is_empty()
+        && facts_before.archive.orders == 0.0
+}
+
+impl PointsBook {
+    pub fn is_empty(&self) -> bool {
+        self.movements.is_empty() && self.as_of.is_none()
+    }
+
+    fn has(&self, id: &str) -> bool {
+        self.movements.iter().any(|m| m.id == id)
+    }
+
+    fn push(&mut self, m: Movement) {
+        if !self.has(&m.id) {
+            self.movements.push(m);
+        }
+    }
+
+    /// The points at `now`.
+    pub fn fold(&self, rules: &PointsRules, now: DateTime<Utc>) -> Folded {
+        ledger::fold(&self.movements, now, &rules.expiry)
+    }
+
+    /// Records what one input event does to the points. `facts` already hold the event;
+    /// `first_order` is [`is_first_order`] on the facts before it; `tier` is the customer's
+    /// tier as the event is applied.
+    pub fn on_event(
+        &mut self,
+        event: &DomainEvent,
+        facts: &Facts,
+        first_order: bool,
+        programme: &Programme,
+        tier: &str,
+    ) {
+        let Some(rules) = programme.points_rules() else {
+            if let EventBody::Redemption(r) = &event.body {
+                self.decide(event, &r.redemption_id, Err(Refusal::NoPoints));
+            }
+            if let EventBody::RedemptionCancel(c) = &event.body {
+                self.decide(event, &c.redemption_id, Err(Refusal::NoPoints));
+            }
+            return;
+        };
+        let version = programme.version.as_str();
+        let event_id = event.meta.event_id.as_str();
+        let at = event.meta.occurred_at;
+        match &event.body {
+            EventBody::Purchase(p) => {
+                let earned_before = self.movements.iter().any(|m| {
+                    matches!(&m.kind, MovementKind::Earn { order_id: Some(o), .. } if *o == p.order_id)
+                });
+                if !earned_before {
+                    let category = facts
+                        .orders
+                        .get(&p.order_id)
+                        .map(|o| o.category.as_str())
+                        .unwrap_or_default();
+                    let purchase = earn::Purchase {
+                        event_id,
+                        order_id: &p.order_id,
+                        at,
+                        amount_minor: p.amount.get(),
+                        category,
+                        first_order,
+                    };
+                    let earned = earn::earn_for_purchase(rules, &purchase, tier, version);
+                    if earned.is_empty() {
+                        self.push(Movement {
+                            id: format!("{event_id}:activity"),
+                            at,
+                            kind: MovementKind::Activity,
+                            amount: 0,
+                            reason: format!(
+                                "order {}: a purchase that earned no points",
+                                p.order_id
+                            ),
+                            source_event: event_id.to_owned(),
+                            programme_version: version.to_owned(),
+                        });
+                    }
+                    for m in earned {
+                        self.push(m);
+                    }
+                }
+                // Refunds that arrived before their order.
+                self.claw_back(&p.order_id, facts, version);
+            }
+            EventBody::Refund(r) => self.claw_back(&r.order_id, facts, version),
+            EventBody::Survey(_) => {
+                if let Some(m) = earn::survey_bonus(rules, event_id, at, version) {
+                    self.push(m);
+                }
+            }
+            EventBody::Ticket(_) => {}
+            EventBody::Redemption(r) => {
+                let outcome = self.redeem(event, r, rules, programme, tier);
+                self.decide(event, &r.redemption_id, outcome);
+            }
+            EventBody::RedemptionCancel(c) => {
+                let outcome = self.cancel(event, &c.redemption_id, version);
+                self.decide(event, &c.redemption_id, outcome);
+            }
+        }
+    }
+
+    fn decide(
+        &mut self,
+        event: &DomainEvent,
+        redemption_id: &str,
+        outcome: Result<Outcome, Refusal>,
+    ) {
+        self.decisions.push(Decision {
+            event_id: event.meta.event_id.as_str().to_owned(),
+            redemption_id: redemption_id.to_owned(),
+            outcome: outcome.unwrap_or_else(Outcome::Refused),
+        });
+    }
+
+    fn redeem(
+        &mut self,
+        event: &DomainEvent,
+        r: &Redemption,
+        rules: &PointsRules,
+        programme: &Programme,
+        tier: &str,
+    ) -> Result<Outcome, Refusal> {
+        let id = format!("redeem:{}", r.redemption_id);
+        if let Some(done) = self.movements.iter().find(|m| m.id == id) {
+            return Ok(Outcome::AlreadyDone {
+                points: done.amount,
+            });
+        }
+        let at = event.meta.occurred_at;
+        let folded = self.fold(rules, at);
+        let request = redeem::Request {
+            redemption_id: &r.redemption_id,
+            source_event: event.meta.event_id.as_str(),
+            at,
+            points: r.points,
+            reward: r.reward.as_deref(),
+        };
+        let m = redeem::redeem(
+            &folded,
+            rules,
+            programme,
+            tier,
+            &request,
+            &programme.version,
+        )?;
+        let points = m.amount;
+        self.push(m);
+        Ok(Outcome::Accepted { points })
+    }
+
+    fn cancel(
+        &mut self,
+        event: &DomainEvent,
+        redemption_id: &str,
+        version: &str,
+    ) -> Result<Outcome, Refusal> {
+        let cancel_id = format!("cancel:{redemption_id}");
+        if let Some(done) = self.movements.iter().find(|m| m.id == cancel_id) {
+            return Ok(Outcome::AlreadyDone {
+                points: done.amount,
+            });
+        }
+        let Some(redeemed) = self.movements.iter().find(
+            |m| matches!(&m.kind, MovementKind::Redeem { redemption_id: r } if r == redemption_id),
+        ) else {
+            return Err(Refusal::UnknownRedemption(redemption_id.to_owned()));
+        };
+        let points = redeemed.amount;
+        let m = Movement {
+            id: cancel_id,
+            // Never before the redemption it cancels.
+            at: event.meta.occurred_at.max(redeemed.at),
+            kind: MovementKind::CancelRedemption {
+                redemption_id: redemption_id.to_owned(),
+            },
+            amount: points,
+            reason: format!("redemption {redemption_id} cancelled: its points come back"),
+            source_event: event.meta.event_id.as_str().to_owned(),
+            programme_version: version.to_owned(),
+        };
+        self.push(m);
+        Ok(Outcome::Accepted { points })
+    }
+
+    /// Takes back, refund by refund in time order, what the order earned in proportion to
+    /// what has been refunded. Each refund gets its own movement; a refund already handled is
+    /// left alone.
+    fn claw_back(&mut self, order_id: &str, facts: &Facts, version: &str) {
+        let Some(order) = facts.orders.get(order_id) else {
+            return;
+        };
+        let mut refunds: Vec<_> = facts
+            .refunds
+            .iter()
+            .filter(|(_, r)| r.order_id == order_id)
+            .collect();
+        refunds.sort_by(|a, b| (a.1.at, a.0).cmp(&(b.1.at, b.0)));
+        let mut total = 0;
+        for (refund_id, refund) in refunds {
+            total += refund.amount;
+            if self.has(&format!("{refund_id}:clawback")) {
+                continue;
+            }
+            let (earned, clawed) = self.order_points(order_id);
+            if let Some(m) = earn::clawback_movement(
+                refund_id,
+                order_id,
+                refund.at.max(order.at),
+                earned,
+                clawed,
+                order.amount,
+                total,
+                version,
+            ) {
+                self.push(m);
+            }
+        }
+    }
+
+    /// What an order earned, and what has been taken back from it.
+    fn order_points(&self, order_id: &str) -> (i64, i64) {
+        let (mut earned, mut clawed) = (0, 0);
+        for m in &self.movements {
+            match &m.kind {
+                MovementKind::Earn {
+                    order_id: Some(o), ..
+                } if o == order_id => earned += m.amount,
+                MovementKind::Clawback { order_id: o } if o == order_id => clawed += m.amount,
+                _ => {}
+            }
+        }
+        (earned, clawed)
+    }
+
+    /// The referrer's bonus for a customer they referred (`purchase`: the referred customer's
+    /// purchase that credits the referral). It is pending until that order's return window
+    /// has passed, so it is spendable only once the order has cleared.
+    pub fn on_referral(&mut self, referred: &str, purchase: &DomainEvent, programme: &Programme) {
+        let Some(rules) = programme.points_rules() else {
+            return;
+        };
+        if rules.earn.referral_bonus <= 0 {
+            return;
+        }
+        let at = purchase.meta.occurred_at;
+        let cleared = rules.available_at(at);
+        self.push(Movement {
+            id: format!("referral:{referred}"),
+            at,
+            kind: MovementKind::Earn {
+                available_at: cleared,
+                expires_at: rules.expiry.expires_at(cleared),
+                order_id: None,
+            },
+            amount: rules.earn.referral_bonus,
+            reason: format!(
+                "referral bonus: a referred customer's order, spendable once it clears on {}",
+                cleared.date_naive()
+            ),
+            source_event: purchase.meta.event_id.as_str().to_owned(),
+            programme_version: programme.version.clone(),
+        });
+    }
+
+    /// The time step: grants anniversary bonuses due by `now`, works out what changed since
+    /// the last step and which lots to announce as expiring. Returns the notices and when to
+    /// look again.
+    pub fn evaluate(
+        &mut self,
+        facts: &Facts,
+        programme: &Programme,
+        now: DateTime<Utc>,
+    ) -> (Vec<Notice>, Option<DateTime<Utc>>) {
+        let Some(rules) = programme.points_rules() else {
+            return (Vec::new(), None);
+        };
+        let first = first_order(facts);
+        if let Some((source, first_at)) = &first
+            && rules.earn.anniversary_bonus > 0
+        {
+            for m in earn::anniversary_bonuses(rules, source, *first_at, now, &programme.version) {
+                self.push(m);
+            }
+        }
+        let folded = self.fold(rules, now);
+        let mut notices = Vec::new();
+
+        let reported = self.reported.min(self.movements.len());
+        let fresh = &self.movements[reported..];
+        let mut changes = summary::changes(fresh, &folded, DateTime::<Utc>::MIN_UTC, now);
+        let window = summary::changes(
+            &[],
+            &folded,
+            self.as_of.unwrap_or(DateTime::<Utc>::MIN_UTC),
+            now,
+        );
+        changes.released = window.released;
+        changes.expired = window.expired;
+        if changes != Changes::default() {
+            notices.push(Notice::Changed {
+                changes,
+                available: folded.available,
+                pending: folded.pending,
+                debt: folded.debt,
+            });
+        }
+        self.reported = self.movements.len();
+        self.as_of = Some(now);
+
+        let warn_days = rules.expiry.warn_days;
+        for x in summary::expiring(&folded, now, warn_days) {
+            if self.warned.get(&x.lot) != Some(&x.at) {
+                self.warned.insert(x.lot.clone(), x.at);
+                notices.push(Notice::WillExpire {
+                    lot: x.lot,
+                    amount: x.amount,
+                    expires_at: x.at,
+                });
+            }
+        }
+        let open: BTreeMap<&str, ()> = folded
+            .lots
+            .iter()
+            .filter(|l| l.remaining > 0 && l.expired_at.is_none())
+            .map(|l| (l.id.as_str(), ()))
+            .collect();
+        self.warned.retain(|lot, _| open.contains_key(lot.as_str()));
+
+        let next = next_check(&folded, &self.warned, rules, first.map(|f| f.1), now);
+        (notices, next)
+    }
+}
+
+/// The next moment the points change by themselves: a release, an expiry, a warning or an
+/// anniversary.
+fn next_check(
+    folded: &Folded,
+    warned: &BTreeMap<String, DateTime<Utc>>,
+    rules: &PointsRules,
+    first_order_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let warn = Duration::days(i64::from(rules.expiry.warn_days));
+    let mut times = Vec::new();
+    for lot in folded
+        .lots
+        .iter()
+        .filter(|l| l.remaining > 0 && l.expired_at.is_none())
+    {
+        times.push(lot.available_at);
+        if let Some(due) = lot.due_at {
+            times.push(due);
+            if warned.get(&lot.id) != Some(&due) {
+                times.push(due - warn);
+            }
+        }
+    }
+    if rules.earn.anniversary_bonus > 0
+        && let Some(first) = first_order_at
+    {
+        times.extend((1..=100u32).find_map(|years| {
+            first
+                .checked_add_months(chrono::Months::new(12 * years))
+                .filter(|at| *at > now)
+        }));
+    }
+    times.into_iter().filter(|t| *t > now).min()
+}
