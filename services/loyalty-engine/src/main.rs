@@ -196,8 +196,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let core = commands::open(&settings).await?;
             let report = commands::recompute::run(&core, batch).await?;
             eprintln!(
-                "recomputed {} customers: {} tier changes, {} output events queued (the running engine publishes them)",
-                report.customers, report.changed_tiers, report.outputs
+                "recomputed {} customers: {} tier changes, {} with different points, {} output events queued (the running engine publishes them)",
+                report.customers, report.changed_tiers, report.changed_points, report.outputs
             );
             Ok(())
         }

@@ -169,7 +169,7 @@ async fn backfill_fit_model_export_scores_and_recompute_from_the_cli(
     let (ok, _, err) = kizuna_cli(&env, &["recompute", "--clock", "event-time"], None)?;
     assert!(ok, "{err}");
     assert!(
-        err.contains("0 tier changes, 0 output events"),
+        err.contains("0 tier changes, 0 with different points, 0 output events"),
         "a second recompute finds no difference: {err}"
     );
 

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::churn::Model;
 use super::evaluate::evaluate;
-use super::event::DomainEvent;
+use super::event::{DomainEvent, EventBody};
 use super::ids::CustomerId;
 use super::metrics::Metrics;
 use super::output::{Cause, Output};
@@ -133,13 +133,34 @@ pub fn recompute(
     use super::tier::{TierChangeKind, qualifying_rank};
 
     let mut fresh = CustomerState::new(old.customer_id.clone(), programme);
-    fresh.facts = match events.iter().map(|e| e.meta.occurred_at).min() {
+    let horizon = events.iter().map(|e| e.meta.occurred_at).min();
+    fresh.facts = match horizon {
         Some(horizon) => old.facts.before(horizon),
         None => old.facts.clone(),
     };
-    for e in events {
+    // Points: derived again from the events in time order, each purchase at the tier it earned
+    // at (or, if not recorded, the tier held now); redemptions
+    // and what else was decided once are kept (see `PointsBook::kept_for_recompute`).
+    fresh.points = old.points.kept_for_recompute(horizon);
+    let mut sorted = events.to_vec();
+    sorted.sort_by(|a, b| {
+        (a.meta.occurred_at, a.meta.event_id.as_str())
+            .cmp(&(b.meta.occurred_at, b.meta.event_id.as_str()))
+    });
+    let held = old.tier().to_owned();
+    for e in sorted {
+        let first_order = is_first_order(&fresh.facts, e);
         fresh.facts.record(e, &programme.retention);
+        if !matches!(
+            e.body,
+            EventBody::Redemption(_) | EventBody::RedemptionCancel(_)
+        ) {
+            fresh
+                .points
+                .on_event(e, &fresh.facts, first_order, programme, &held);
+        }
     }
+    fresh.points.settle_against(&old.points);
     for r in referred {
         fresh.facts.credit_referral(r);
     }

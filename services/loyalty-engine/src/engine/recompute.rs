@@ -27,6 +27,8 @@ use super::write::{self, Evaluated};
 pub struct RecomputeReport {
     pub customers: u64,
     pub changed_tiers: u64,
+    /// Customers whose points movements came out different (added, changed or gone).
+    pub changed_points: u64,
     pub outputs: u64,
 }
 
@@ -93,6 +95,9 @@ pub async fn run(
         for (row, e) in rows.iter().zip(&evaluated) {
             if e.state.tier() != row.state.tier() {
                 report.changed_tiers += 1;
+            }
+            if e.state.points.differs_from(&row.state.points) {
+                report.changed_points += 1;
             }
             report.outputs += e.outputs.len() as u64;
         }

@@ -31,6 +31,10 @@ pub struct PointsBook {
     /// Lots announced by `PointsWillExpire`, with the date announced.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub warned: BTreeMap<String, DateTime<Utc>>,
+    /// The tier each purchase earned at (purchase event id → tier), kept only when the
+    /// programme has tier multipliers, so recompute derives the same earn.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tiers: BTreeMap<String, String>,
     /// What the last application decided about redemptions. Not stored.
     #[serde(skip)]
     pub decisions: Vec<Decision>,
@@ -172,6 +176,13 @@ impl PointsBook {
                     matches!(&m.kind, MovementKind::Earn { order_id: Some(o), .. } if *o == p.order_id)
                 });
                 if !earned_before {
+                    let tier = match self.tiers.get(event_id) {
+                        Some(t) => t.clone(),
+                        None => tier.to_owned(),
+                    };
+                    if !rules.earn.tier_multipliers.is_empty() {
+                        self.tiers.insert(event_id.to_owned(), tier.clone());
+                    }
                     let category = facts
                         .orders
                         .get(&p.order_id)
@@ -185,7 +196,7 @@ impl PointsBook {
                         category,
                         first_order,
                     };
-                    let earned = earn::earn_for_purchase(rules, &purchase, tier, version);
+                    let earned = earn::earn_for_purchase(rules, &purchase, &tier, version);
                     if earned.is_empty() {
                         self.push(Movement {
                             id: format!("{event_id}:activity"),
@@ -454,6 +465,74 @@ impl PointsBook {
 
         let next = next_check(&folded, &self.warned, rules, first.map(|f| f.1), now);
         (notices, next)
+    }
+}
+
+impl PointsBook {
+    /// For `kizuna recompute`: what is kept rather than derived again from the recorded
+    /// events (with the tier each purchase earned at) — movements from before `horizon` (their events were pruned), redemptions and
+    /// cancels (decided once, when they came), adjustments, referral bonuses (earned by other
+    /// customers' events) and anniversary bonuses (re-granted by the time step).
+    pub fn kept_for_recompute(&self, horizon: Option<DateTime<Utc>>) -> PointsBook {
+        let kept = |m: &Movement| {
+            horizon.is_some_and(|h| m.at < h)
+                || matches!(
+                    m.kind,
+                    MovementKind::Redeem { .. }
+                        | MovementKind::CancelRedemption { .. }
+                        | MovementKind::Adjust { .. }
+                )
+                || m.id.starts_with("referral:")
+                || m.id.starts_with("anniversary:")
+        };
+        PointsBook {
+            movements: self.movements.iter().filter(|m| kept(m)).cloned().collect(),
+            tiers: self.tiers.clone(),
+            ..PointsBook::default()
+        }
+    }
+
+    /// Whether the two books hold different movements (by id, kind, time and amount).
+    pub fn differs_from(&self, other: &PointsBook) -> bool {
+        let key = |b: &PointsBook| {
+            let mut v: Vec<_> = b
+                .movements
+                .iter()
+                .map(|m| (m.id.clone(), m.at, m.amount, format!("{:?}", m.kind)))
+                .collect();
+            v.sort();
+            v
+        };
+        key(self) != key(other)
+    }
+
+    /// For `kizuna recompute`: puts the movements that are the same as in `old` (kind, time and
+    /// amount) first, as `old` recorded them, and the real differences after them, so the next
+    /// time step reports only those. Returns whether anything differs (added, changed or gone).
+    pub fn settle_against(&mut self, old: &PointsBook) -> bool {
+        let before: BTreeMap<&str, &Movement> =
+            old.movements.iter().map(|m| (m.id.as_str(), m)).collect();
+        let same_as_before = |m: &Movement| {
+            before
+                .get(m.id.as_str())
+                .is_some_and(|o| o.kind == m.kind && o.at == m.at && o.amount == m.amount)
+        };
+        let (mut same, differ): (Vec<Movement>, Vec<Movement>) =
+            std::mem::take(&mut self.movements)
+                .into_iter()
+                .partition(|m| same_as_before(m));
+        for m in &mut same {
+            if let Some(o) = before.get(m.id.as_str()) {
+                *m = (*o).clone();
+            }
+        }
+        let changed = !differ.is_empty() || same.len() != old.movements.len();
+        self.reported = same.len();
+        self.movements = same;
+        self.movements.extend(differ);
+        self.as_of = old.as_of;
+        self.warned = old.warned.clone();
+        changed
     }
 }
 

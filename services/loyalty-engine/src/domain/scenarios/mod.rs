@@ -4,6 +4,7 @@
 mod churn;
 mod grid;
 mod order;
+mod points;
 mod recompute;
 mod refunds;
 mod service;

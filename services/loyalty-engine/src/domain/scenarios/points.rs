@@ -1,0 +1,235 @@
+//! Points through `apply`, `sweep` and `recompute`: the book in the customer's state.
+
+use super::*;
+use crate::domain::apply::recompute;
+use crate::domain::event::{EventBody, EventMeta, Redemption};
+use crate::domain::points::{Outcome, Refusal};
+use crate::domain::testkit::{cid, day, purchase, refund};
+
+fn with_points() -> Programme {
+    let text = r#"
+currency = "JPY"
+[[tier]]
+name = "member"
+[[tier]]
+name = "gold"
+min_spend_minor = 100000
+min_orders = 3
+[points]
+[points.earn]
+per_currency_unit = 1.0
+currency_unit_minor = 100
+pending_days = 14
+first_order_bonus = 500
+[points.earn.tier_multipliers]
+gold = 2.0
+[points.expiry]
+mode = "rolling"
+months = 12
+"#;
+    Programme::parse(text).expect("valid programme with points")
+}
+
+fn redemption(
+    key: &str,
+    customer: &str,
+    points: i64,
+    at: chrono::DateTime<chrono::Utc>,
+) -> DomainEvent {
+    DomainEvent {
+        meta: EventMeta {
+            event_id: crate::domain::ids::EventId::parse(&format!("redemption:{key}"), 128)
+                .expect("event id"),
+            customer_id: cid(customer),
+            occurred_at: at,
+        },
+        body: EventBody::Redemption(Redemption {
+            redemption_id: key.to_owned(),
+            points,
+            reward: None,
+        }),
+    }
+}
+
+fn points_changed(outputs: &[Output]) -> Vec<(i64, i64, i64)> {
+    outputs
+        .iter()
+        .filter_map(|o| match &o.kind {
+            OutputKind::PointsChanged {
+                changes,
+                available,
+                pending,
+                ..
+            } => Some((changes.earned, *available, *pending)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn purchases_earn_pending_points_that_release_and_can_be_spent_once() {
+    let p = with_points();
+    let c = cid("c");
+    let first = purchase("e1", "c", 20_000, day(0));
+    let (state, _, outs) = apply(
+        &c,
+        None,
+        &Changes {
+            events: vec![&first],
+            ..Default::default()
+        },
+        &p,
+        None,
+        day(0),
+    );
+    // 200 points for 20,000 JPY plus the 500 first-order bonus, all pending.
+    assert_eq!(points_changed(&outs), vec![(700, 0, 700)]);
+    assert!(state.status.next_check_at.is_some_and(|t| t <= day(14)));
+
+    let (state, _, outs) = sweep(state, &p, None, day(15));
+    assert_eq!(
+        points_changed(&outs),
+        vec![(0, 700, 0)],
+        "released after 14 days"
+    );
+
+    let spend = redemption("k1", "c", 600, day(16));
+    let again = redemption("k1", "c", 600, day(16));
+    let (state, _, outs) = apply(
+        &c,
+        Some(state),
+        &Changes {
+            events: vec![&spend],
+            ..Default::default()
+        },
+        &p,
+        None,
+        day(16),
+    );
+    assert_eq!(
+        state.points.decisions[0].outcome,
+        Outcome::Accepted { points: 600 }
+    );
+    assert_eq!(points_changed(&outs), vec![(0, 100, 0)]);
+    let (state, _, _) = apply(
+        &c,
+        Some(state),
+        &Changes {
+            events: vec![&again],
+            ..Default::default()
+        },
+        &p,
+        None,
+        day(16),
+    );
+    assert_eq!(
+        state.points.decisions[0].outcome,
+        Outcome::AlreadyDone { points: 600 }
+    );
+
+    let greedy = redemption("k2", "c", 101, day(17));
+    let (state, _, _) = apply(
+        &c,
+        Some(state),
+        &Changes {
+            events: vec![&greedy],
+            ..Default::default()
+        },
+        &p,
+        None,
+        day(17),
+    );
+    assert!(matches!(
+        &state.points.decisions[0].outcome,
+        Outcome::Refused(r @ Refusal::Redeem(_)) if r.code() == "insufficient_points"
+    ));
+    assert_eq!(
+        state
+            .points
+            .fold(p.points_rules().expect("points"), day(17))
+            .available,
+        100
+    );
+}
+
+#[test]
+fn recompute_of_the_same_events_finds_no_points_difference() {
+    let p = with_points();
+    let c = cid("c");
+    let events = [
+        purchase("e1", "c", 50_000, day(0)),
+        purchase("e2", "c", 40_000, day(3)),
+        purchase("e3", "c", 30_000, day(5)),
+        refund("r1", "c", "o-e2", 20_000, day(6)),
+        purchase("e4", "c", 10_000, day(8)),
+        redemption("k1", "c", 300, day(30)),
+    ];
+    let mut state = None;
+    for e in &events {
+        let at = e.meta.occurred_at;
+        let (s, _, _) = apply(
+            &c,
+            state,
+            &Changes {
+                events: vec![e],
+                ..Default::default()
+            },
+            &p,
+            None,
+            at,
+        );
+        state = Some(s);
+    }
+    let old = state.expect("state");
+    // The customer reached gold on the third order: the fourth earned double.
+    assert!(
+        old.points
+            .movements
+            .iter()
+            .any(|m| m.id == "e4:earn" && m.amount == 200),
+        "{:?}",
+        old.points.movements
+    );
+    assert!(
+        old.points
+            .movements
+            .iter()
+            .any(|m| m.id == "r1:clawback" && m.amount == 200)
+    );
+    let refs: Vec<&DomainEvent> = events.iter().collect();
+    let (fresh, _, outs) = recompute(&old, &refs, &[], &p, None, day(31));
+    assert!(
+        !fresh.points.differs_from(&old.points),
+        "{:?}\n{:?}",
+        fresh.points.movements,
+        old.points.movements
+    );
+    assert!(points_changed(&outs).is_empty(), "{outs:?}");
+
+    // Under a programme that earns twice as much, recompute reports the difference.
+    let richer = Programme::parse(&with_points_text_doubled()).expect("valid");
+    let (fresh, _, outs) = recompute(&old, &refs, &[], &richer, None, day(31));
+    assert!(fresh.points.differs_from(&old.points));
+    assert_eq!(points_changed(&outs).len(), 1, "{outs:?}");
+}
+
+fn with_points_text_doubled() -> String {
+    r#"
+currency = "JPY"
+[[tier]]
+name = "member"
+[[tier]]
+name = "gold"
+min_spend_minor = 100000
+min_orders = 3
+[points]
+[points.earn]
+per_currency_unit = 2.0
+currency_unit_minor = 100
+pending_days = 14
+first_order_bonus = 500
+[points.earn.tier_multipliers]
+gold = 2.0
+"#
+    .to_owned()
+}
