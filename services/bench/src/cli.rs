@@ -26,7 +26,10 @@ pub enum Scenario {
     Gateway,
     /// The marketer console at 1,000,000 customers: p50/p99 render time per page (not in quick).
     Console,
-    /// quick, memory, churn, gateway and console.
+    /// The throughput scenario without and with a `[points]` programme, interleaved: the cost
+    /// of points per event (not in quick).
+    Points,
+    /// quick, memory, churn, gateway, console and points.
     All,
     /// Remove databases and topics left by earlier runs (--keep, or a run killed by force).
     Clean,
@@ -75,6 +78,9 @@ pub struct Args {
     /// longer spans make many customers silent, so more churn-risk outputs).
     #[arg(long, default_value_t = 2)]
     pub history_days: i64,
+    /// Rounds of the points scenario (each: one drain without points, one with).
+    #[arg(long, default_value_t = 2)]
+    pub points_rounds: u32,
     /// Events of the naive baseline.
     #[arg(long, default_value_t = 20_000)]
     pub naive_events: u64,

@@ -46,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Memory,
         Scenario::Ceiling,
         Scenario::Console,
+        Scenario::Points,
     ]
     .into_iter()
     .any(|s| wanted(&args, s));

@@ -74,6 +74,7 @@ pub async fn engine_scenarios(args: &Args, stack: &Stack) -> anyhow::Result<()> 
     let mut breakdowns: Vec<String> = Vec::new();
     let mut samples = None;
     let mut errors = Vec::new();
+    let mut points_summary: Option<String> = None;
 
     if wanted(args, Scenario::Console) {
         let opts = console::ConsoleOptions {
@@ -194,6 +195,42 @@ pub async fn engine_scenarios(args: &Args, stack: &Stack) -> anyhow::Result<()> 
                 naive_rate = Some(d.rate);
             }
             Err(e) => errors.push(format!("naive: {e:#}")),
+        }
+    }
+    if wanted(args, Scenario::Points) {
+        match points(&ctx, stack, args).await {
+            Ok((off, on, mut more)) => {
+                let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+                for (label, rates) in [("points off", &off), ("points on", &on)] {
+                    rows.push(Row {
+                        scenario: format!("throughput, {label}"),
+                        events: args.events,
+                        seconds: 0.0,
+                        rate: mean(rates),
+                        latency: None,
+                        note: format!(
+                            "{} drains: {}",
+                            rates.len(),
+                            rates
+                                .iter()
+                                .map(|r| format!("{r:.0}"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    });
+                }
+                let (a, b) = (mean(&off), mean(&on));
+                if a > 0.0 && b > 0.0 {
+                    points_summary = Some(format!(
+                        "points: with/without = {:.3} (mean of {} interleaved pairs); cost per event = {:.1} µs",
+                        b / a,
+                        on.len(),
+                        (1.0 / b - 1.0 / a) * 1e6
+                    ));
+                }
+                errors.append(&mut more);
+            }
+            Err(e) => errors.push(format!("points: {e:#}")),
         }
     }
     if wanted(args, Scenario::Latency) {
@@ -317,6 +354,9 @@ pub async fn engine_scenarios(args: &Args, stack: &Stack) -> anyhow::Result<()> 
         vs_ceiling.map_or("-".into(), |r| format!("{r:.3}")),
         vs_naive.map_or("-".into(), |r| format!("{r:.2}"))
     );
+    if let Some(p) = &points_summary {
+        println!("{p}");
+    }
     println!();
     let p99_at = |want: f64| {
         latencies
@@ -423,4 +463,74 @@ fn local_broker_kind() -> Option<String> {
     let kind = std::fs::read_to_string(std::path::Path::new(&dir).join("broker")).ok()?;
     let kind = kind.trim();
     (!kind.is_empty()).then(|| kind.to_owned())
+}
+
+/// A `[points]` section added to the built-in programme, for the points scenario: every rule
+/// that costs work per event is on (category and tier multipliers, first-order and survey
+/// bonuses, pending, rolling expiry).
+const POINTS_SECTION: &str = r#"
+[points]
+cost_per_point_minor = 1
+[points.earn]
+per_currency_unit = 1.0
+currency_unit_minor = 100
+rounding = "down"
+pending_days = 14
+first_order_bonus = 500
+survey_bonus = 50
+referral_bonus = 1000
+[points.earn.category_multipliers]
+daily_goods = 2.0
+[points.earn.tier_multipliers]
+gold = 1.5
+[points.expiry]
+mode = "rolling"
+months = 12
+warn_days = 30
+"#;
+
+/// Drains the same backlog without and with points, `points_rounds` times, interleaved.
+/// Returns the rates without, with, and errors of single drains.
+async fn points(
+    ctx: &Ctx,
+    stack: &Stack,
+    args: &Args,
+) -> anyhow::Result<(Vec<f64>, Vec<f64>, Vec<String>)> {
+    let programme = format!(
+        "{}{POINTS_SECTION}",
+        include_str!("../../loyalty-engine/config/programme.toml")
+    );
+    kizuna::domain::programme::Programme::parse(&programme)
+        .map_err(|e| anyhow::anyhow!("the points programme is invalid: {e}"))?;
+    let file =
+        std::env::temp_dir().join(format!("kizuna-bench-points-{}.toml", std::process::id()));
+    std::fs::write(&file, &programme)?;
+    let with = [(
+        "KIZUNA_PROGRAMME_FILE".to_owned(),
+        file.display().to_string(),
+    )];
+    let (mut off, mut on, mut errors) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=args.points_rounds.max(1) {
+        for (label, extra) in [("points-off", &[][..]), ("points-on", &with[..])] {
+            eprintln!("kizuna-bench: points: round {round}, {label}…");
+            match scenarios::drain(ctx, label, args.events, extra).await {
+                Ok((d, env)) => {
+                    stack.drop_env(&env).await;
+                    if !d.complete {
+                        errors.push(format!(
+                            "points: {label}: the backlog was not drained in time"
+                        ));
+                    }
+                    if label == "points-off" {
+                        off.push(d.rate);
+                    } else {
+                        on.push(d.rate);
+                    }
+                }
+                Err(e) => errors.push(format!("points: {label}: {e:#}")),
+            }
+        }
+    }
+    std::fs::remove_file(&file).ok();
+    Ok((off, on, errors))
 }
