@@ -128,33 +128,11 @@ impl TestEnv {
 
     /// A consumer reading every partition of `topic` from the beginning.
     pub fn reader(&self, topic: &str) -> anyhow::Result<TopicReader> {
-        let consumer: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.settings.kafka.brokers)
-            .set(
-                "group.id",
-                format!("reader-{}-{}", self.id, uuid::Uuid::new_v4()),
-            )
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "true")
-            .create()?;
-        let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-        let mut tpl = TopicPartitionList::new();
-        let mut partitions = Vec::new();
-        for t in md.topics() {
-            for p in t.partitions() {
-                tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
-                partitions.push(p.id());
-            }
-        }
-        if partitions.is_empty() {
-            bail!("topic {topic} has no partitions");
-        }
-        consumer.assign(&tpl)?;
-        Ok(TopicReader {
-            consumer,
-            topic: topic.to_owned(),
-            partitions,
-        })
+        TopicReader::new(
+            &self.settings.kafka.brokers,
+            topic,
+            &format!("reader-{}", self.id),
+        )
     }
 
     /// Drops the database and deletes the topics.
@@ -353,6 +331,38 @@ fn received_message(msg: &rdkafka::message::BorrowedMessage<'_>) -> Received {
 }
 
 impl TopicReader {
+    /// A reader of every partition of `topic` from the beginning, in a consumer group of its
+    /// own (`<group_prefix>-<uuid>`).
+    pub fn new(brokers: &str, topic: &str, group_prefix: &str) -> anyhow::Result<TopicReader> {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set(
+                "group.id",
+                format!("{group_prefix}-{}", uuid::Uuid::new_v4()),
+            )
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .create()?;
+        let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        let mut tpl = TopicPartitionList::new();
+        let mut partitions = Vec::new();
+        for t in md.topics() {
+            for p in t.partitions() {
+                tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
+                partitions.push(p.id());
+            }
+        }
+        if partitions.is_empty() {
+            bail!("topic {topic} has no partitions");
+        }
+        consumer.assign(&tpl)?;
+        Ok(TopicReader {
+            consumer,
+            topic: topic.to_owned(),
+            partitions,
+        })
+    }
+
     /// Reads messages until `done` says the collection is complete, or fails after `timeout`.
     pub async fn collect_until(
         &self,

@@ -6,62 +6,25 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use kizuna::config::Settings;
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 use sqlx::PgPool;
 
+use crate::TopicReader;
 use crate::process::{EngineProcess, metric_sum};
 
 /// Next offset to read of every non-empty input partition: one past the last message found
 /// when reading the partition to its end (to the consumer's end-of-partition, not to the high
 /// watermark, which tansu 0.6 can report below the last offset).
 pub async fn input_ends(settings: &Settings) -> anyhow::Result<BTreeMap<(String, i32), i64>> {
-    let kafka = settings.kafka.clone();
-    tokio::task::spawn_blocking(move || {
-        let timeout = Duration::from_secs(10);
-        let mut ends = BTreeMap::new();
-        for topic in kafka.topics.inputs() {
-            let consumer: BaseConsumer = ClientConfig::new()
-                .set("bootstrap.servers", &kafka.brokers)
-                .set("group.id", format!("ends-{}", uuid::Uuid::new_v4()))
-                .set("enable.auto.commit", "false")
-                .set("enable.partition.eof", "true")
-                .create()?;
-            let md = consumer.fetch_metadata(Some(topic), timeout)?;
-            let mut tpl = TopicPartitionList::new();
-            let mut open = std::collections::HashSet::new();
-            for t in md.topics() {
-                for p in t.partitions() {
-                    tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
-                    open.insert(p.id());
-                }
-            }
-            consumer.assign(&tpl)?;
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while !open.is_empty() {
-                ensure!(
-                    Instant::now() < deadline,
-                    "{topic} not read to its end in 60 s"
-                );
-                match consumer.poll(Duration::from_millis(200)) {
-                    Some(Ok(m)) => {
-                        let end = ends.entry((topic.to_owned(), m.partition())).or_insert(0);
-                        *end = (*end).max(m.offset() + 1);
-                    }
-                    Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
-                        open.remove(&p);
-                    }
-                    Some(Err(e)) => return Err(e.into()),
-                    None => {}
-                }
-            }
+    let mut ends = BTreeMap::new();
+    for topic in settings.kafka.topics.inputs() {
+        let reader = TopicReader::new(&settings.kafka.brokers, topic, "ends")?;
+        for m in reader.read_to_end(Duration::from_secs(60)).await? {
+            let end = ends.entry((topic.to_owned(), m.partition)).or_insert(0);
+            *end = (*end).max(m.offset + 1);
         }
-        Ok(ends)
-    })
-    .await?
+    }
+    Ok(ends)
 }
 
 /// Where the group stands, from the offsets stored with the state.
