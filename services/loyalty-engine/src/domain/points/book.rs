@@ -319,9 +319,9 @@ impl PointsBook {
         Ok(Outcome::Accepted { points })
     }
 
-    /// Takes back, refund by refund in time order, what the order earned in proportion to
-    /// what has been refunded. Each refund gets its own movement; a refund already handled is
-    /// left alone.
+    /// Takes back what the order earned in proportion to everything refunded of it, less what
+    /// was taken back before. Each refund gets its own movement (refunds not handled yet, in
+    /// time order); a refund already handled is left alone.
     fn claw_back(&mut self, order_id: &str, facts: &Facts, version: &str) {
         let Some(order) = facts.orders.get(order_id) else {
             return;
@@ -332,9 +332,10 @@ impl PointsBook {
             .filter(|(_, r)| r.order_id == order_id)
             .collect();
         refunds.sort_by(|a, b| (a.1.at, a.0).cmp(&(b.1.at, b.0)));
-        let mut total = 0;
+        // Everything refunded so far, whatever order the refunds arrived in: a refund that
+        // arrives after a later one was handled still takes its share.
+        let total: i64 = refunds.iter().map(|(_, r)| r.amount).sum();
         for (refund_id, refund) in refunds {
-            total += refund.amount;
             if self.has(&format!("{refund_id}:clawback")) {
                 continue;
             }
@@ -571,3 +572,7 @@ fn next_check(
     }
     times.into_iter().filter(|t| *t > now).min()
 }
+
+#[cfg(test)]
+#[path = "book_tests.rs"]
+mod tests;

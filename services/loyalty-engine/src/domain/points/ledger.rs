@@ -385,8 +385,11 @@ impl Book {
                 taken.cancelled = true;
                 let (from_lots, debt) = (taken.from_lots.clone(), taken.debt);
                 // What became debt first cancels that debt (or whatever debt is left).
-                self.credit(&m.id, at, None, debt.min(self.debt));
-                let surplus = debt - debt.min(self.debt);
+                // (The surplus is worked out before the debt is repaid: after it, the debt is
+                // lower and the repaid part would be counted twice.)
+                let repaid = debt.min(self.debt);
+                let surplus = debt - repaid;
+                self.credit(&m.id, at, None, repaid);
                 for (i, amount) in from_lots {
                     self.credit(&m.id, at, Some(i), amount);
                     if self.lots[i].expired_at.is_some() {
