@@ -15,6 +15,7 @@ mod cli;
 mod dead_letters;
 mod metrics;
 mod plans;
+mod points;
 mod segments;
 mod subscribers;
 mod tiers;

@@ -424,16 +424,24 @@ impl PointsBook {
         let mut notices = Vec::new();
 
         let reported = self.reported.min(self.movements.len());
-        let fresh = &self.movements[reported..];
+        let (old, fresh) = self.movements.split_at(reported);
+        // Movements recorded since the last step, up to `now`; and movements recorded before
+        // it but dated after it (an event from a clock ahead of ours), now that `now` has
+        // reached them. Releases and expiries: those in (last step, now].
         let mut changes = summary::changes(fresh, &folded, DateTime::<Utc>::MIN_UTC, now);
-        let window = summary::changes(
-            &[],
+        let late = summary::changes(
+            old,
             &folded,
             self.as_of.unwrap_or(DateTime::<Utc>::MIN_UTC),
             now,
         );
-        changes.released = window.released;
-        changes.expired = window.expired;
+        changes.earned += late.earned;
+        changes.redeemed += late.redeemed;
+        changes.cancelled += late.cancelled;
+        changes.clawed_back += late.clawed_back;
+        changes.adjusted += late.adjusted;
+        changes.released = late.released;
+        changes.expired = late.expired;
         if changes != Changes::default() {
             notices.push(Notice::Changed {
                 changes,

@@ -358,6 +358,22 @@ fn earned_points_are_pending_until_the_return_window_passes_then_released() {
     assert_invariant(run.movements(), &run.fold(day(15)));
 }
 
+#[test]
+fn an_event_dated_after_now_is_reported_once_now_reaches_it() {
+    // A shop's clock ahead of ours (or an event-time clock stored with less precision than the
+    // event): the earn is recorded but cannot count yet; it is reported when time reaches it,
+    // not lost.
+    let mut run = Run::new(rolling("pending_days = 0"));
+    let ahead = day(0) + Duration::milliseconds(5);
+    let out = run.apply(&[purchase("p1", "c1", 10_000, ahead)], day(0));
+    assert!(changed(&out).is_empty(), "{out:#?}");
+    let out = run.sweep(ahead);
+    let (c, available, ..) = one_change(&out);
+    assert_eq!((c.earned, available), (100, 100));
+    let out = run.sweep(day(1));
+    assert!(changed(&out).is_empty(), "reported once: {out:#?}");
+}
+
 // ── Expiry ──────────────────────────────────────────────────────────────────────────────────
 
 /// Sweeps at each moment and returns the warnings and the expired points seen at each.
