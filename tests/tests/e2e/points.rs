@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Datelike, SubsecRound, Utc};
 use kizuna::domain::points::PointsBook;
 use kizuna::domain::programme::Programme;
 use kizuna_e2e::{Broker, Received, TestEnv};
@@ -18,6 +18,9 @@ use crate::inputs::purchase_at;
 
 kizuna_e2e::on_each_broker! {
     points_are_earned_clawed_back_released_and_recomputed_unchanged,
+    rolling_expiry_warns_then_expires,
+    inactivity_expiry_warns_then_expires,
+    calendar_expiry_warns_then_expires,
 }
 
 /// The `[points]` section the test appends to the shipped programme: 1 point per 100 JPY, 14
@@ -41,17 +44,23 @@ months = 12
 warn_days = 30
 "#;
 
-/// Writes the shipped programme plus [`POINTS`] to a file of this test and points the engine
+/// Writes the shipped programme plus `points` to a file of this test and points the engine
 /// (and the `kizuna` command line) at it; returns the file, to remove at the end.
-fn with_points_programme(env: &mut TestEnv) -> anyhow::Result<PathBuf> {
+fn with_programme(env: &mut TestEnv, points: &str) -> anyhow::Result<PathBuf> {
     let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../services/loyalty-engine/config/programme.toml");
-    let text = format!("{}\n{POINTS}", std::fs::read_to_string(&shipped)?);
+    let text = format!("{}\n{points}", std::fs::read_to_string(&shipped)?);
     Programme::parse(&text).map_err(|e| anyhow::anyhow!("test programme: {e}"))?;
     let path = std::env::temp_dir().join(format!("kizuna-points-{}.toml", env.id));
     std::fs::write(&path, text)?;
     env.settings.programme_file = Some(path.clone());
     Ok(path)
+}
+
+/// Writes the shipped programme plus [`POINTS`] to a file of this test and points the engine
+/// (and the `kizuna` command line) at it; returns the file, to remove at the end.
+fn with_points_programme(env: &mut TestEnv) -> anyhow::Result<PathBuf> {
+    with_programme(env, POINTS)
 }
 
 /// A survey answer at `at`, in the protobuf JSON mapping.
@@ -192,6 +201,19 @@ async fn points_are_earned_clawed_back_released_and_recomputed_unchanged(
         points_changed(&s, "cust-n", "the referred customer's earn", |_| true).await?;
     assert_eq!(figures(&newcomer), (100, 0, 0, 0, 100, 0));
 
+    // Another customer's order comes back in full inside the return window: nothing is left
+    // of what it earned, first-order bonus included.
+    let whole = purchase_at("evt-f1", "cust-f", "ord-f1", 4_000, day(3));
+    s.feed.purchase("cust-f", &whole).await?;
+    points_changed(&s, "cust-f", "cust-f's earn", |p| p.pending == 90).await?;
+    let back = crate::inputs::refund_of(&whole, "evt-f2", day(4));
+    s.feed.purchase("cust-f", &back).await?;
+    let (gone, _) = points_changed(&s, "cust-f", "the full clawback", |p| {
+        p.changes.as_ref().is_some_and(|c| c.clawed_back > 0)
+    })
+    .await?;
+    assert_eq!(figures(&gone), (0, 0, 90, 0, 0, 0));
+
     // Another customer's purchase 20 days on moves the clock past both pending periods: the
     // sweeper releases them.
     s.feed
@@ -238,7 +260,7 @@ async fn points_are_earned_clawed_back_released_and_recomputed_unchanged(
     let (ok, _, err) = kizuna_cli(env, &["recompute", "--clock", "event-time"], None)?;
     assert!(ok, "{err}");
     assert!(
-        err.contains("0 tier changes, 0 output events"),
+        err.contains("0 tier changes, 0 with different points, 0 output events"),
         "recompute finds no difference: {err}"
     );
     let after = stored_book(env, "cust-p").await?;
@@ -252,4 +274,159 @@ async fn points_are_earned_clawed_back_released_and_recomputed_unchanged(
 
     std::fs::remove_file(&programme_file).ok();
     s.finish().await
+}
+
+/// One expiry mode, end to end: `purchases` (offset in days from a start 400 days back, amount)
+/// by one customer earn spendable points (no pending period); when the event-time clock comes
+/// within 10 days of `due_of(start)`, the sweeper publishes one
+/// `PointsWillExpire` per lot (`lots`: lot, amount); once it passes `due`, a `PointsChanged`
+/// with everything expired.
+async fn expiry_scenario(
+    broker: Broker,
+    expiry: &str,
+    purchases: &[(i64, i64)],
+    due_of: impl Fn(DateTime<Utc>) -> DateTime<Utc>,
+    lots: &[(&str, i64)],
+) -> anyhow::Result<()> {
+    let mut env = TestEnv::on(broker).await?;
+    let file = with_programme(
+        &mut env,
+        &format!(
+            "[points]\nenabled = true\n[points.earn]\npending_days = 0\n[points.expiry]\n{expiry}\nwarn_days = 10\n"
+        ),
+    )?;
+    env.settings.clock = kizuna::config::Clock::EventTime;
+    let s = Scene::start_in(env).await?;
+    // Midnight, whole seconds: calendar periods start at midnight.
+    let start = (Utc::now() - chrono::Duration::days(400))
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc())
+        .ok_or_else(|| anyhow::anyhow!("midnight"))?;
+    let mut total = 0;
+    for (i, (offset, amount)) in purchases.iter().enumerate() {
+        let at = start + chrono::Duration::days(*offset) + chrono::Duration::hours(12);
+        s.feed
+            .buy_at(
+                "cust-e",
+                &format!("evt-e{i}"),
+                &format!("ord-e{i}"),
+                *amount,
+                at,
+            )
+            .await?;
+        total += amount / 100;
+        points_changed(&s, "cust-e", "the earn", |p| p.available == total).await?;
+    }
+    let due = due_of(start);
+
+    // Inside the warning period: one PointsWillExpire per lot, with its amount and date.
+    s.feed
+        .buy_at(
+            "cust-clock",
+            "evt-k1",
+            "ord-k1",
+            100,
+            due - chrono::Duration::days(5),
+        )
+        .await?;
+    let is_warning = |m: &Received| {
+        m.key.as_deref() == Some("cust-e")
+            && m.header("ce_type") == Some("kizuna.v1.PointsWillExpire")
+    };
+    let got = s
+        .env
+        .reader(&s.topics().points)?
+        .collect_until(WAIT, |got| {
+            got.iter().filter(|m| is_warning(m)).count() >= lots.len()
+        })
+        .await?;
+    let mut warned = Vec::new();
+    for m in got.iter().filter(|m| is_warning(m)) {
+        let w: v1::PointsWillExpire = serde_json::from_slice(&m.payload)?;
+        assert_eq!(
+            w.expires_at.map(|t| t.seconds),
+            Some(due.timestamp()),
+            "{w:?}"
+        );
+        warned.push((w.lot, w.amount));
+    }
+    warned.sort();
+    let mut expected: Vec<(String, i64)> =
+        lots.iter().map(|(l, a)| ((*l).to_owned(), *a)).collect();
+    expected.sort();
+    assert_eq!(warned, expected);
+
+    // Past the date: everything expires, and the warning was not raised again.
+    s.feed
+        .buy_at(
+            "cust-clock",
+            "evt-k2",
+            "ord-k2",
+            100,
+            due + chrono::Duration::days(1),
+        )
+        .await?;
+    let (expired, _) = points_changed(&s, "cust-e", "the expiry", |p| {
+        p.changes.as_ref().is_some_and(|c| c.expired > 0)
+    })
+    .await?;
+    let c = expired.changes.clone().unwrap_or_default();
+    assert_eq!(
+        (c.expired, expired.available, expired.pending),
+        (total, 0, 0)
+    );
+    let all = s.env.reader(&s.topics().points)?.read_to_end(WAIT).await?;
+    assert_eq!(
+        all.iter().filter(|m| is_warning(m)).count(),
+        lots.len(),
+        "each lot warned once"
+    );
+
+    std::fs::remove_file(&file).ok();
+    s.finish().await
+}
+
+async fn rolling_expiry_warns_then_expires(broker: Broker) -> anyhow::Result<()> {
+    // A lot lives a month after it was earned.
+    expiry_scenario(
+        broker,
+        "mode = \"rolling\"\nmonths = 1",
+        &[(0, 10_000)],
+        |start| start + chrono::Months::new(1) + chrono::Duration::hours(12),
+        &[("evt-e0:earn", 100)],
+    )
+    .await
+}
+
+async fn inactivity_expiry_warns_then_expires(broker: Broker) -> anyhow::Result<()> {
+    // Idle for a month after the second purchase: both lots go together.
+    expiry_scenario(
+        broker,
+        "mode = \"inactivity\"\nmonths = 1",
+        &[(0, 10_000), (10, 5_000)],
+        |start| {
+            start
+                + chrono::Duration::days(10)
+                + chrono::Months::new(1)
+                + chrono::Duration::hours(12)
+        },
+        &[("evt-e0:earn", 100), ("evt-e1:earn", 50)],
+    )
+    .await
+}
+
+async fn calendar_expiry_warns_then_expires(broker: Broker) -> anyhow::Result<()> {
+    // Earned in a month: due when the next month begins.
+    expiry_scenario(
+        broker,
+        "mode = \"calendar\"\nperiod = \"month\"",
+        &[(0, 10_000)],
+        |start| {
+            let first = start.with_day(1).unwrap_or(start);
+            first + chrono::Months::new(1)
+        },
+        &[("evt-e0:earn", 100)],
+    )
+    .await
 }
