@@ -107,7 +107,7 @@ async fn points_changed(
 
 /// (earned, released, clawed_back, available, pending, debt) of a `PointsChanged`.
 fn figures(p: &v1::PointsChanged) -> (i64, i64, i64, i64, i64, i64) {
-    let c = p.changes.clone().unwrap_or_default();
+    let c = p.changes.unwrap_or_default();
     (
         c.earned,
         c.released,
@@ -371,7 +371,7 @@ async fn expiry_scenario(
         p.changes.as_ref().is_some_and(|c| c.expired > 0)
     })
     .await?;
-    let c = expired.changes.clone().unwrap_or_default();
+    let c = expired.changes.unwrap_or_default();
     assert_eq!(
         (c.expired, expired.available, expired.pending),
         (total, 0, 0)

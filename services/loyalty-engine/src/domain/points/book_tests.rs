@@ -10,50 +10,27 @@ use crate::domain::apply::{Changes as Batch, apply, sweep};
 use crate::domain::event::{DomainEvent, EventBody, EventMeta, Redemption, RedemptionCancel};
 use crate::domain::ids::EventId;
 use crate::domain::output::{Output, OutputKind};
+use crate::domain::points::config::PointsRules;
 use crate::domain::points::ledger::{Folded, Movement, MovementKind};
 use crate::domain::points::redeem::RedeemError;
 use crate::domain::points::summary::Changes;
-use crate::domain::programme::Programme;
+use crate::domain::programme::{Programme, sample};
 use crate::domain::state::CustomerState;
 use crate::domain::testkit::{PurchaseSpec, cid, day, purchase, purchase_with, refund, survey, t0};
 
-/// `domain::programme::sample()`'s tiers (silver: 30,000 over 2 orders; gold: 100,000 over 3).
-const TIERS: &str = r#"
-currency = "JPY"
-[qualification]
-window = "rolling"
-months = 12
-grace_days = 30
-soft_landing = true
-[[tier]]
-name = "member"
-[[tier]]
-name = "silver"
-min_spend_minor = 30000
-min_orders = 2
-[[tier]]
-name = "gold"
-min_spend_minor = 100000
-min_orders = 3
-[[tier]]
-name = "platinum"
-min_spend_minor = 300000
-min_orders = 5
-not_detractor = true
-[cadence]
-default_days = 30
-"#;
-
-/// A programme with `[points]`: 1 point per 100 JPY, `earn` and `expiry` lines added to their
-/// sections (later keys of the same name are not allowed, so the defaults here are minimal).
+/// `domain::programme::sample()` (silver: 30,000 JPY over 2 orders; gold: 100,000 over 3) with
+/// `[points]`: 1 point per 100 JPY, the `earn` and `expiry` lines added to their sections, and a
+/// reward for silver and above.
 fn programme(earn: &str, expiry: &str) -> Programme {
     let text = format!(
-        "{TIERS}\n[points]\nenabled = true\n[points.earn]\nper_currency_unit = 1.0\ncurrency_unit_minor = 100\n{earn}\n[points.expiry]\n{expiry}\n[[points.reward]]\nid = \"coffee\"\nname = \"A free coffee\"\ncost = 30\nmin_tier = \"silver\"\n"
+        "enabled = true\n[earn]\nper_currency_unit = 1.0\ncurrency_unit_minor = 100\n{earn}\n[expiry]\n{expiry}\n[[reward]]\nid = \"coffee\"\nname = \"A free coffee\"\ncost = 30\nmin_tier = \"silver\"\n"
     );
-    match Programme::parse(&text) {
-        Ok(p) => p,
-        Err(e) => panic!("test programme: {e}\n{text}"),
+    let mut p = sample();
+    match PointsRules::parse(&text) {
+        Ok(rules) => p.points = Some(rules),
+        Err(e) => panic!("test [points]: {e}\n{text}"),
     }
+    p
 }
 
 fn rolling(earn: &str) -> Programme {
@@ -209,8 +186,11 @@ fn one_change(outputs: &[Output]) -> (Changes, i64, i64, i64) {
     all.into_iter().next().expect("one")
 }
 
-/// The PointsWillExpire outputs: (lot, amount, expires_at).
-fn warnings(outputs: &[Output]) -> Vec<(String, i64, DateTime<Utc>)> {
+/// A PointsWillExpire: (lot, amount, expires_at).
+type Warning = (String, i64, DateTime<Utc>);
+
+/// The PointsWillExpire outputs.
+fn warnings(outputs: &[Output]) -> Vec<Warning> {
     outputs
         .iter()
         .filter_map(|o| match &o.kind {
@@ -230,37 +210,9 @@ fn at(y: i32, m: u32, d: u32) -> DateTime<Utc> {
         .expect("date")
 }
 
-/// The ledger invariant on a customer's book at `now`.
+/// The ledger invariant (`points::tests`), and the book records each movement id once.
 fn assert_invariant(movements: &[Movement], f: &Folded) {
-    let open: i64 = f
-        .lots
-        .iter()
-        .filter(|l| l.expired_at.is_none())
-        .map(|l| l.remaining)
-        .sum();
-    assert_eq!(
-        f.available + f.pending,
-        open,
-        "available + pending = Σ lots"
-    );
-    let posted: i64 = f.postings.iter().map(|p| p.amount).sum();
-    assert_eq!(
-        posted,
-        f.available + f.pending - f.debt,
-        "Σ postings = available + pending − debt"
-    );
-    let applied: i64 = movements
-        .iter()
-        .filter(|m| !f.ignored.contains(&m.id))
-        .map(Movement::signed)
-        .sum();
-    let expired: i64 = f.expiries().map(|p| p.amount).sum();
-    assert_eq!(
-        applied + expired,
-        f.available + f.pending - f.debt,
-        "Σ movements\n{movements:#?}\n{f:#?}"
-    );
-    assert!(f.available >= 0 && f.pending >= 0 && f.debt >= 0, "{f:?}");
+    super::super::tests::assert_invariant(movements, f);
     let ids: std::collections::BTreeSet<_> = movements.iter().map(|m| &m.id).collect();
     assert_eq!(ids.len(), movements.len(), "movement ids are unique");
 }
@@ -269,7 +221,7 @@ fn assert_invariant(movements: &[Movement], f: &Folded) {
 
 #[test]
 fn earning_applies_category_and_tier_multipliers_then_the_rounding_rule() {
-    let multipliers = "[points.earn.category_multipliers]\nelectronics = 0.5\ndaily_goods = 2.0\n[points.earn.tier_multipliers]\ngold = 1.5\n";
+    let multipliers = "[earn.category_multipliers]\nelectronics = 0.5\ndaily_goods = 2.0\n[earn.tier_multipliers]\ngold = 1.5\n";
     for (rounding, daily, electronics) in [("down", 246, 61), ("nearest", 247, 62), ("up", 247, 62)]
     {
         let mut run = Run::new(rolling(&format!(
@@ -377,10 +329,7 @@ fn an_event_dated_after_now_is_reported_once_now_reaches_it() {
 // ── Expiry ──────────────────────────────────────────────────────────────────────────────────
 
 /// Sweeps at each moment and returns the warnings and the expired points seen at each.
-fn sweep_through(
-    run: &mut Run,
-    moments: &[DateTime<Utc>],
-) -> Vec<(Vec<(String, i64, DateTime<Utc>)>, i64)> {
+fn sweep_through(run: &mut Run, moments: &[DateTime<Utc>]) -> Vec<(Vec<Warning>, i64)> {
     moments
         .iter()
         .map(|now| {
@@ -662,7 +611,7 @@ fn a_survey_answer_earns_its_bonus_at_once_and_once() {
         crate::domain::event::SurveyScore::Nps(9),
         day(0),
     );
-    let out = run.apply(&[answer.clone()], day(0));
+    let out = run.apply(std::slice::from_ref(&answer), day(0));
     let (c, available, pending, _) = one_change(&out);
     assert_eq!(
         (c.earned, available, pending),
@@ -827,7 +776,7 @@ fn cancelling_a_redemption_that_ran_into_debt_gives_back_exactly_what_it_took() 
 
 #[test]
 fn redemptions_without_points_in_the_programme_are_refused() {
-    let mut run = Run::new(Programme::parse(TIERS).expect("programme"));
+    let mut run = Run::new(sample());
     run.apply(&[redemption("e1", "x", 10, None, day(0))], day(0));
     match &run.outcomes()[..] {
         [Outcome::Refused(r @ Refusal::NoPoints)] => assert_eq!(r.code(), "points_disabled"),
@@ -979,17 +928,14 @@ fn feed(programme: &Programme, events: &[Ev], sizes: &[usize]) -> Run {
     run
 }
 
+/// A lot as compared: (id, amount, remaining, expired_at).
+type LotKey = (String, i64, i64, Option<DateTime<Utc>>);
+
+/// (available, pending, debt, lots, Σ amount by movement kind).
+type BookSummary = (i64, i64, i64, Vec<LotKey>, Vec<(String, i64)>);
+
 /// What must not depend on the arrival order: the balances, the lots and the totals by kind.
-fn summary_of(
-    run: &Run,
-    now: DateTime<Utc>,
-) -> (
-    i64,
-    i64,
-    i64,
-    Vec<(String, i64, i64, Option<DateTime<Utc>>)>,
-    Vec<(String, i64)>,
-) {
+fn summary_of(run: &Run, now: DateTime<Utc>) -> BookSummary {
     let f = run.fold(now);
     let lots = f
         .lots
@@ -1025,7 +971,7 @@ proptest! {
         dups in prop::collection::vec(any::<prop::sample::Index>(), 0..6),
         sizes in prop::collection::vec(1usize..5, 1..4),
     ) {
-        let p = rolling("pending_days = 14\nsurvey_bonus = 50\nnegative_balance = \"debt\"\n[points.earn.category_multipliers]\ndaily_goods = 1.5\n");
+        let p = rolling("pending_days = 14\nsurvey_bonus = 50\nnegative_balance = \"debt\"\n[earn.category_multipliers]\ndaily_goods = 1.5\n");
         let mut sorted = events.clone();
         sorted.sort_by_key(|e| match e {
             Ev::Buy { d, .. } | Ev::Refund { d, .. } | Ev::Survey { d, .. } | Ev::Redeem { d, .. } | Ev::Cancel { d, .. } => *d,

@@ -71,7 +71,7 @@ fn rules() -> PointsRules {
 }
 
 /// balance = Σ lots = Σ movements applied (with derived expiries), less debt.
-fn assert_invariant(movements: &[Movement], f: &Folded) {
+pub(super) fn assert_invariant(movements: &[Movement], f: &Folded) {
     let live: i64 = f
         .lots
         .iter()
