@@ -3,13 +3,15 @@
 # default kafka), build Kizuna, create the topics, start the engine, let the simulator replay a
 # year of a small shop's customers (personas from the seeds: truly loyal, price-driven,
 # hostages after a bad support streak, quiet churners, ...), and show the output events live:
-# tier changes, churn alerts with their plays, segment moves. The engine runs on the
+# tier changes, churn alerts with their plays, segment moves, points earned and clawed back. The engine runs on the
 # event-time clock, so a year of history plays out in about a minute. Ctrl-C ends it; the
 # stack keeps running (deploy/local/down.sh stops it).
 #
 #   KIZUNA_DEMO_CUSTOMERS   simulated customers (default 40)
 #   KIZUNA_DEMO_RATE        events per second (default 60)
 #   KIZUNA_DEMO_SECONDS     stop by itself after this many seconds (default: run until Ctrl-C)
+#   KIZUNA_PROGRAMME_FILE   the programme (default: services/loyalty-engine/config/programme-points.toml,
+#                           the built-in rules with points)
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -34,6 +36,11 @@ export KIZUNA_KAFKA__BROKERS
 export KIZUNA_DATABASE__URL="postgres://kizuna:kizuna@127.0.0.1:5432/kizuna"
 export KIZUNA_HTTP__BIND="${KIZUNA_HTTP__BIND:-127.0.0.1:8080}"
 export KIZUNA_CLOCK="${KIZUNA_CLOCK:-event-time}"
+# The demo's programme has points (issue 16): the built-in rules plus a [points] section, so
+# the simulator's purchases earn (pending for 14 days), refunds claw back, and PointsChanged
+# outputs appear among the others.
+export KIZUNA_PROGRAMME_FILE="${KIZUNA_PROGRAMME_FILE:-$repo/services/loyalty-engine/config/programme-points.toml}"
+"$bin/kizuna" check-programme >/dev/null || die "the programme $KIZUNA_PROGRAMME_FILE is invalid"
 # The console (/console/): fresh login tokens per run unless given; figures refreshed every 2 s
 # so the overview follows the simulated year as it plays.
 export KIZUNA_CONSOLE__VIEWER_TOKEN="${KIZUNA_CONSOLE__VIEWER_TOKEN:-$(openssl rand -hex 16)}"
@@ -147,6 +154,8 @@ cat >&2 <<INFO
     TIER / WARNING  tier changes and announced downgrades
     CHURN           churn-risk level changes, with the play to run and the top drivers
     SEGMENT         moves in the customer grid (loyal, angel, hostage, rebel, ...)
+    POINTS          points earned, released, clawed back by a refund, expired; the balances after
+    EXPIRING        points that expire soon (PointsWillExpire)
   Try:  curl -s $api/v1/customers/${prefix}00003 | python3 -m json.tool
   Ctrl-C to stop.
 

@@ -587,6 +587,33 @@ mod tests {
         assert!(p.tiers.len() >= 3);
     }
 
+    /// `config/programme-points.toml` (the demo's programme, the README's example) parses, has
+    /// points with every part the README shows, and is the built-in programme plus `[points]`.
+    #[test]
+    fn the_points_example_is_valid_and_the_builtin_plus_points() {
+        let p = Programme::parse(include_str!("../../../config/programme-points.toml"))
+            .unwrap_or_else(|e| panic!("config/programme-points.toml: {e}"));
+        let rules = p.points_rules().expect("points enabled");
+        assert_eq!(rules.earn.pending_days, 14);
+        assert!(rules.earn.category_multipliers.contains_key("daily_goods"));
+        assert!(rules.earn.tier_multipliers.contains_key("gold"));
+        assert!(rules.rewards.len() >= 2, "a catalogue");
+        assert!(rules.rewards.iter().all(|r| r.min_tier.is_some()));
+        let without_points = Programme {
+            points: None,
+            version: String::new(),
+            ..p.clone()
+        };
+        let builtin = Programme {
+            version: String::new(),
+            ..builtin()
+        };
+        assert_eq!(
+            without_points, builtin,
+            "programme-points.toml must be programme.toml plus [points]"
+        );
+    }
+
     #[test]
     fn rejects_bad_files_with_the_line() {
         let err =
