@@ -40,6 +40,39 @@ fn text(v: &serde_json::Value, key: &str) -> String {
     v.get(key).and_then(|x| x.as_str()).unwrap_or("").to_owned()
 }
 
+/// An int64 of the protobuf JSON mapping: a string (or a number), absent when zero.
+fn int(v: &serde_json::Value, key: &str) -> i64 {
+    match v.get(key) {
+        Some(serde_json::Value::String(s)) => s.parse().unwrap_or(0),
+        Some(x) => x.as_i64().unwrap_or(0),
+        None => 0,
+    }
+}
+
+/// What a `PointsChanged` moved, the non-zero totals only: "+120 earned, −40 clawed back".
+fn points_moves(changes: &serde_json::Value) -> String {
+    let moves: Vec<String> = [
+        ("earned", "+", "earned"),
+        ("released", "", "released"),
+        ("redeemed", "−", "redeemed"),
+        ("cancelled", "+", "given back"),
+        ("expired", "−", "expired"),
+        ("clawedBack", "−", "clawed back"),
+        ("adjusted", "±", "adjusted"),
+    ]
+    .iter()
+    .filter_map(|(key, sign, words)| {
+        let n = int(changes, key);
+        (n != 0).then(|| format!("{sign}{n} {words}"))
+    })
+    .collect();
+    if moves.is_empty() {
+        "no change".to_owned()
+    } else {
+        moves.join(", ")
+    }
+}
+
 fn short_enum(value: &str) -> String {
     value.rsplit_once("_KIND_").map_or_else(
         || {
@@ -111,6 +144,22 @@ pub fn describe(ce_type: &str, payload: &[u8]) -> String {
             short_enum(&text(&v, "newSegment")),
             text(&v, "reason")
         ),
+        "PointsChanged" => format!(
+            "POINTS   {who:<14} available {:>6}  pending {:>6}{}  {}",
+            int(&v, "available"),
+            int(&v, "pending"),
+            match int(&v, "debt") {
+                0 => String::new(),
+                d => format!("  debt {d}"),
+            },
+            points_moves(v.get("changes").unwrap_or(&serde_json::Value::Null))
+        ),
+        "PointsWillExpire" => format!(
+            "EXPIRING {who:<14} {:>6} points on {} (lot {})",
+            int(&v, "amount"),
+            text(&v, "expiresAt"),
+            text(&v, "lot")
+        ),
         other => format!("{other}: {v}"),
     }
 }
@@ -131,6 +180,7 @@ pub async fn watch(
         topics.tier_changed.as_str(),
         topics.churn_risk.as_str(),
         topics.segment_changed.as_str(),
+        topics.points.as_str(),
     ];
     if options.dead_letters {
         names.push(topics.dead_letter.as_str());
@@ -214,6 +264,45 @@ mod tests {
         let line = describe("kizuna.v1.TierChanged", &framed);
         assert_eq!(line, describe("kizuna.v1.TierChanged", &json));
         assert!(line.contains("silver"), "{line}");
+    }
+
+    #[test]
+    fn points_changes_read_well() {
+        use kizuna_proto::v1;
+        let msg = v1::PointsChanged {
+            customer_id: "c-1".into(),
+            changes: Some(v1::PointsMovedTotals {
+                earned: 120,
+                clawed_back: 40,
+                ..Default::default()
+            }),
+            available: 300,
+            pending: 80,
+            debt: 0,
+            ..Default::default()
+        };
+        let json = serde_json::to_vec(&msg).expect("json");
+        let line = describe("kizuna.v1.PointsChanged", &json);
+        assert!(line.starts_with("POINTS"), "{line}");
+        assert!(line.contains("available    300"), "{line}");
+        assert!(line.contains("pending     80"), "{line}");
+        assert!(line.contains("+120 earned, −40 clawed back"), "{line}");
+        assert!(!line.contains("debt"), "{line}");
+        assert!(!line.contains("redeemed"), "{line}");
+
+        let msg = v1::PointsWillExpire {
+            customer_id: "c-1".into(),
+            lot: "e-1:earn".into(),
+            amount: 75,
+            ..Default::default()
+        };
+        let line = describe(
+            "kizuna.v1.PointsWillExpire",
+            &serde_json::to_vec(&msg).expect("json"),
+        );
+        assert!(line.starts_with("EXPIRING"), "{line}");
+        assert!(line.contains("75 points"), "{line}");
+        assert!(line.contains("e-1:earn"), "{line}");
     }
 
     #[test]
