@@ -1,6 +1,6 @@
 //! `/console/customers/{id}`: the customer's story: tier and progress, a pending downgrade, the
 //! grid position and why, the motive and its signals, churn risk with each driver drawn, the
-//! purchase model's figures, the timeline (paged), and for an admin the override form.
+//! purchase model's figures, the points (balances, lots, movements: `points`), the timeline (paged), and for an admin the override form.
 //!
 //! The figures are the API's (`GET /v1/customers/{id}`): the same row, the same metrics at the
 //! engine's "now", the same assessment with the model in use.
@@ -251,6 +251,7 @@ fn body(
                 }
             }
         }
+        (super::points::customer_section(ctx, programme, &c.points, now))
         section aria-labelledby="h-timeline" {
             h2 id="h-timeline" { (ctx.t("cust.timeline")) }
             @if items.is_empty() {
@@ -385,6 +386,8 @@ fn output_words(lang: Lang, ce_type: &str, data: &Value) -> String {
         "kizuna.v1.TierWillDowngrade" => lang.t("out.kizuna.v1.TierWillDowngrade"),
         "kizuna.v1.ChurnRiskChanged" => lang.t("out.kizuna.v1.ChurnRiskChanged"),
         "kizuna.v1.SegmentChanged" => lang.t("out.kizuna.v1.SegmentChanged"),
+        "kizuna.v1.PointsChanged" => lang.t("out.kizuna.v1.PointsChanged"),
+        "kizuna.v1.PointsWillExpire" => lang.t("out.kizuna.v1.PointsWillExpire"),
         _ => lang.t("kind.output"),
     };
     let detail = match ce_type {
@@ -410,6 +413,22 @@ fn output_words(lang: Lang, ce_type: &str, data: &Value) -> String {
             "{} → {}",
             i18n::segment(lang, code("SEGMENT_", "previousSegment").as_deref()),
             i18n::segment(lang, code("SEGMENT_", "newSegment").as_deref())
+        ),
+        "kizuna.v1.PointsChanged" => format!(
+            "{} {} · {} {}",
+            lang.t("pts.available"),
+            i18n::number(number(data, &["available"]).unwrap_or(0.0) as i64),
+            lang.t("pts.pending"),
+            i18n::number(number(data, &["pending"]).unwrap_or(0.0) as i64),
+        ),
+        "kizuna.v1.PointsWillExpire" => format!(
+            "{} {} · {}",
+            i18n::number(number(data, &["amount"]).unwrap_or(0.0) as i64),
+            lang.t("pts.points"),
+            text(data, &["expiresAt"])
+                .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                .map(|t| i18n::date(lang, t.with_timezone(&Utc)))
+                .unwrap_or_default()
         ),
         _ => String::new(),
     };

@@ -6,7 +6,8 @@
 //! - [`i18n`]: every word in English and Japanese, money and dates;
 //! - [`snapshot`]: the overview's figures, counted in the background;
 //! - pages: [`overview`], [`churn`] (queue and CSV), [`customer`] (the story and the override),
-//!   [`programme`] (table and what-if), [`search`].
+//!   [`programme`] (table and what-if), [`search`];
+//! - [`points`]: the points sections of the customer and programme pages.
 
 pub mod auth;
 mod churn;
@@ -14,6 +15,7 @@ mod customer;
 pub mod i18n;
 mod overview;
 pub mod page;
+mod points;
 mod programme;
 mod search;
 pub mod snapshot;

@@ -1,4 +1,4 @@
-//! `/console/programme`: the tier programme as a table, and for an admin the what-if: change
+//! `/console/programme`: the tier programme as a table, the points rules, and for an admin the what-if: change
 //! thresholds or the window, and see who would move, computed by `engine::recompute::what_if`
 //! (the rules of `kizuna recompute`) without writing anything. One what-if runs at a time, in
 //! the background; the page reloads itself until it is done.
@@ -127,6 +127,7 @@ fn body(ctx: &Ctx, p: &Programme, job: &WhatIfJob) -> Markup {
             dt { (ctx.t("prog.soft")) } dd { (if p.qualification.soft_landing { ctx.t("yes") } else { ctx.t("no") }) }
         }
         (tier_table(ctx, p, "tiers"))
+        (super::points::programme_section(ctx, p))
         section aria-labelledby="h-whatif" {
             h2 id="h-whatif" { (ctx.t("prog.whatif")) }
             p class="hint" { (ctx.t("prog.whatif.desc")) }

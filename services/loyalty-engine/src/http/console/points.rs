@@ -1,0 +1,356 @@
+//! Points in the console (issue 16): on the customer page, the balances, the open lots and every
+//! movement with its reason; on the programme page, the rules of the `[points]` section.
+//!
+//! The figures are the customer's points book folded at the engine's "now"
+//! (`PointsBook::fold`, i.e. `domain::points::ledger::fold`), the same fold the API answers
+//! with, so the lots add up to available + pending and each movement explains its part.
+//! Releases from pending and expiries are not stored movements: they come out of the fold (a
+//! lot's `available_at`, the `expire:<lot>` postings) and are listed with the others.
+
+use chrono::{DateTime, Utc};
+use maud::{Markup, html};
+
+use super::i18n::{self, Lang};
+use super::page::Ctx;
+use crate::domain::points::config::{CalendarPeriod, ExpiryMode, NegativeBalance, Rounding};
+use crate::domain::points::{Folded, MovementKind, PointsBook, PointsRules};
+use crate::domain::programme::Programme;
+
+/// Movements listed on the customer page, newest first.
+const MOVEMENTS_SHOWN: usize = 100;
+
+/// One line of the movements table.
+struct Line {
+    at: DateTime<Utc>,
+    /// A label key (`pts.kind.*`).
+    kind: &'static str,
+    /// Signed effect on the balance (0 for a release: pending → available, not shown).
+    points: i64,
+    reason: String,
+    /// The movement did nothing (a duplicate, a cancel of nothing…).
+    ignored: bool,
+    id: String,
+}
+
+fn kind_key(kind: &MovementKind) -> &'static str {
+    match kind {
+        MovementKind::Activity => "pts.kind.activity",
+        MovementKind::Earn { .. } => "pts.kind.earn",
+        MovementKind::Adjust { .. } => "pts.kind.adjust",
+        MovementKind::Redeem { .. } => "pts.kind.redeem",
+        MovementKind::CancelRedemption { .. } => "pts.kind.cancel",
+        MovementKind::Clawback { .. } => "pts.kind.clawback",
+    }
+}
+
+/// Every movement with an effect (purchases that only mark activity are left out), plus the
+/// releases and expiries the fold derived, newest first.
+fn lines(lang: Lang, book: &PointsBook, folded: &Folded, now: DateTime<Utc>) -> Vec<Line> {
+    let mut out: Vec<Line> = book
+        .movements
+        .iter()
+        .filter(|m| !matches!(m.kind, MovementKind::Activity))
+        .map(|m| Line {
+            at: m.at,
+            kind: kind_key(&m.kind),
+            points: m.signed(),
+            reason: m.reason.clone(),
+            ignored: folded.ignored.contains(&m.id),
+            id: m.id.clone(),
+        })
+        .collect();
+    for lot in &folded.lots {
+        if lot.available_at > lot.earned_at && lot.available_at <= now {
+            // What was still in the lot when it became spendable.
+            let before: i64 = folded
+                .postings
+                .iter()
+                .filter(|p| p.lot.as_deref() == Some(&lot.id) && p.at < lot.available_at)
+                .map(|p| p.amount)
+                .sum();
+            out.push(Line {
+                at: lot.available_at,
+                kind: "pts.kind.release",
+                points: 0,
+                reason: release_words(lang, &lot.id, before),
+                ignored: false,
+                id: format!("release:{}", lot.id),
+            });
+        }
+    }
+    for p in folded.expiries() {
+        out.push(Line {
+            at: p.at,
+            kind: "pts.kind.expire",
+            points: p.amount,
+            reason: expiry_reason(lang, p.lot.as_deref().unwrap_or("?"), -p.amount),
+            ignored: false,
+            id: p.movement.clone(),
+        });
+    }
+    out.sort_by(|a, b| (b.at, &b.id).cmp(&(a.at, &a.id)));
+    out
+}
+
+fn release_words(lang: Lang, lot: &str, points: i64) -> String {
+    let n = i18n::number(points);
+    match lang {
+        Lang::En => {
+            format!("{n} pending points of {lot} became spendable (the return window ended)")
+        }
+        Lang::Ja => format!("{lot} の保留ポイント {n} が利用可能になりました（返品期間の終了）"),
+    }
+}
+
+fn expiry_reason(lang: Lang, lot: &str, points: i64) -> String {
+    let n = i18n::number(points);
+    match lang {
+        Lang::En => format!("{n} points of {lot} expired"),
+        Lang::Ja => format!("{lot} のポイント {n} が失効しました"),
+    }
+}
+
+fn signed(n: i64) -> String {
+    if n > 0 {
+        format!("+{}", i18n::number(n))
+    } else {
+        i18n::number(n)
+    }
+}
+
+fn field(name: &str, value: i64) -> Markup {
+    html! { dd data-field=(name) data-value=(value) { (i18n::number(value)) } }
+}
+
+fn opt_date(lang: Lang, at: Option<DateTime<Utc>>, none: &str) -> String {
+    at.map_or_else(|| none.to_owned(), |t| i18n::date(lang, t))
+}
+
+/// The customer page's points section.
+pub fn customer_section(
+    ctx: &Ctx,
+    programme: &Programme,
+    book: &PointsBook,
+    now: DateTime<Utc>,
+) -> Markup {
+    let lang = ctx.lang;
+    let Some(rules) = programme.points_rules() else {
+        return html! {
+            section aria-labelledby="h-points" id="points" data-enabled="false" {
+                h2 id="h-points" { (ctx.t("pts.title")) }
+                p { (ctx.t("pts.disabled")) }
+            }
+        };
+    };
+    let folded = book.fold(rules, now);
+    let lines = lines(lang, book, &folded, now);
+    let open: Vec<_> = folded
+        .lots
+        .iter()
+        .filter(|l| l.remaining > 0 && l.expired_at.is_none())
+        .collect();
+    let negative = rules.earn.negative_balance == NegativeBalance::Negative;
+    html! {
+        section aria-labelledby="h-points" id="points" data-enabled="true" {
+            h2 id="h-points" { (ctx.t("pts.title")) }
+            dl {
+                dt { (ctx.t("pts.available")) } (field("points_available", folded.available))
+                dt { (ctx.t("pts.pending")) } (field("points_pending", folded.pending))
+                dt { (ctx.t("pts.debt")) } (field("points_debt", folded.debt))
+                @if negative {
+                    dt { (ctx.t("pts.balance")) } (field("points_balance", folded.balance(rules.earn.negative_balance)))
+                }
+            }
+            p class="hint" { (ctx.t("pts.adds_up")) }
+            @if open.is_empty() {
+                p id="points-no-lots" { (ctx.t("pts.no_lots")) }
+            } @else {
+                table class="figures" id="points-lots" {
+                    caption { (ctx.t("pts.lots")) }
+                    thead { tr {
+                        th scope="col" { (ctx.t("pts.lot")) }
+                        th scope="col" { (ctx.t("pts.earned_at")) }
+                        th scope="col" class="num" { (ctx.t("pts.remaining")) }
+                        th scope="col" { (ctx.t("pts.spendable_from")) }
+                        th scope="col" { (ctx.t("pts.expires")) }
+                    } }
+                    tbody {
+                        @for l in &open {
+                            tr data-lot=(l.id) data-pending=(l.available_at > now) {
+                                th scope="row" { (l.id) }
+                                td { (i18n::date(lang, l.earned_at)) }
+                                td class="num" data-value=(l.remaining) { (i18n::number(l.remaining)) " / " (i18n::number(l.amount)) }
+                                td { (i18n::date(lang, l.available_at)) }
+                                td { (opt_date(lang, l.due_at, ctx.t("pts.never"))) }
+                            }
+                        }
+                    }
+                }
+            }
+            @if lines.is_empty() {
+                p id="points-no-movements" { (ctx.t("pts.no_movements")) }
+            } @else {
+                table class="timeline" id="points-movements" data-count=(lines.len()) {
+                    caption { (ctx.t("pts.movements")) }
+                    thead { tr {
+                        th scope="col" { (ctx.t("cust.when")) }
+                        th scope="col" { (ctx.t("cust.what")) }
+                        th scope="col" class="num" { (ctx.t("pts.points")) }
+                        th scope="col" { (ctx.t("reason")) }
+                    } }
+                    tbody {
+                        @for l in lines.iter().take(MOVEMENTS_SHOWN) {
+                            tr data-movement=(l.id) data-kind=(l.kind.trim_start_matches("pts.kind.")) data-ignored=(l.ignored) {
+                                td { (i18n::datetime(lang, l.at)) }
+                                td { (ctx.t(l.kind)) @if l.ignored { " (" (ctx.t("pts.ignored")) ")" } }
+                                td class="num" data-value=(l.points) { @if l.kind != "pts.kind.release" { (signed(l.points)) } }
+                                td { (l.reason) }
+                            }
+                        }
+                    }
+                }
+                @if lines.len() > MOVEMENTS_SHOWN {
+                    p class="hint" { (ctx.t("pts.more")) " (" (lines.len() - MOVEMENTS_SHOWN) ")" }
+                }
+            }
+        }
+    }
+}
+
+/// "1 point per ¥100", "1.5ポイント / 100円".
+fn earn_rate(lang: Lang, rules: &PointsRules, currency: &str) -> String {
+    let unit = i18n::money(lang, rules.earn.currency_unit_minor as f64, currency);
+    let rate = rules.earn.per_currency_unit;
+    match lang {
+        Lang::En if rate == 1.0 => format!("1 point per {unit}"),
+        Lang::En => format!("{rate} points per {unit}"),
+        Lang::Ja => format!("{unit}ごとに{rate}ポイント"),
+    }
+}
+
+fn expiry_words(lang: Lang, rules: &PointsRules) -> String {
+    let e = &rules.expiry;
+    let period = |p: CalendarPeriod| match (lang, p) {
+        (Lang::En, CalendarPeriod::Year) => "year",
+        (Lang::En, CalendarPeriod::Quarter) => "quarter",
+        (Lang::En, CalendarPeriod::Month) => "month",
+        (Lang::Ja, CalendarPeriod::Year) => "年",
+        (Lang::Ja, CalendarPeriod::Quarter) => "四半期",
+        (Lang::Ja, CalendarPeriod::Month) => "月",
+    };
+    match (lang, e.mode) {
+        (Lang::En, ExpiryMode::Rolling) => {
+            format!(
+                "rolling: each lot expires {} months after it was earned",
+                e.months
+            )
+        }
+        (Lang::Ja, ExpiryMode::Rolling) => {
+            format!("ローリング：獲得から{}か月で失効", e.months)
+        }
+        (Lang::En, ExpiryMode::Inactivity) => format!(
+            "inactivity: all points expire after {} months without a purchase",
+            e.months
+        ),
+        (Lang::Ja, ExpiryMode::Inactivity) => {
+            format!("休眠：{}か月購入がないと全ポイントが失効", e.months)
+        }
+        (Lang::En, ExpiryMode::Calendar) => format!(
+            "calendar: at the end of the {} the points were earned in",
+            period(e.period)
+        ),
+        (Lang::Ja, ExpiryMode::Calendar) => {
+            format!("暦：獲得した{}の末に失効", period(e.period))
+        }
+    }
+}
+
+fn rounding_key(r: Rounding) -> &'static str {
+    match r {
+        Rounding::Down => "pts.round.down",
+        Rounding::Nearest => "pts.round.nearest",
+        Rounding::Up => "pts.round.up",
+    }
+}
+
+/// The programme page's points section: how points are earned, kept and spent.
+pub fn programme_section(ctx: &Ctx, p: &Programme) -> Markup {
+    let lang = ctx.lang;
+    let currency = p.currency.to_string();
+    let Some(rules) = p.points_rules() else {
+        return html! {
+            section aria-labelledby="h-points-rules" id="points-rules" data-enabled="false" {
+                h2 id="h-points-rules" { (ctx.t("pts.rules")) }
+                p { (ctx.t("pts.disabled")) }
+            }
+        };
+    };
+    let e = &rules.earn;
+    let bonus = |n: i64| {
+        if n > 0 {
+            format!("{} {}", i18n::number(n), ctx.t("pts.points"))
+        } else {
+            ctx.t("none").to_owned()
+        }
+    };
+    html! {
+        section aria-labelledby="h-points-rules" id="points-rules" data-enabled="true" {
+            h2 id="h-points-rules" { (ctx.t("pts.rules")) }
+            dl {
+                dt { (ctx.t("pts.rate")) }
+                dd id="points-rate" data-per-unit=(e.per_currency_unit) data-unit-minor=(e.currency_unit_minor) { (earn_rate(lang, rules, &currency)) }
+                dt { (ctx.t("pts.rounding")) } dd { (ctx.t(rounding_key(e.rounding))) }
+                dt { (ctx.t("pts.pending_days")) }
+                dd id="points-pending-days" data-value=(e.pending_days) { (e.pending_days) " " (ctx.t("days")) }
+                dt { (ctx.t("pts.expiry")) }
+                dd id="points-expiry" data-mode=(format!("{:?}", rules.expiry.mode).to_lowercase()) { (expiry_words(lang, rules)) }
+                dt { (ctx.t("pts.warn")) } dd { (rules.expiry.warn_days) " " (ctx.t("days")) }
+                dt { (ctx.t("pts.first_order")) } dd { (bonus(e.first_order_bonus)) }
+                dt { (ctx.t("pts.anniversary")) } dd { (bonus(e.anniversary_bonus)) }
+                dt { (ctx.t("pts.survey")) } dd { (bonus(e.survey_bonus)) }
+                dt { (ctx.t("pts.referral")) } dd { (bonus(e.referral_bonus)) }
+                dt { (ctx.t("pts.negative")) }
+                dd { (ctx.t(match e.negative_balance { NegativeBalance::Debt => "pts.neg.debt", NegativeBalance::Negative => "pts.neg.negative" })) }
+                dt { (ctx.t("pts.value")) }
+                dd id="points-value" { (i18n::money(lang, rules.cost_per_point_minor, &currency)) }
+            }
+            @if !e.category_multipliers.is_empty() || !e.tier_multipliers.is_empty() {
+                table class="figures" id="points-multipliers" {
+                    caption { (ctx.t("pts.multipliers")) }
+                    thead { tr { th scope="col" { (ctx.t("pts.applies_to")) } th scope="col" class="num" { "×" } } }
+                    tbody {
+                        @for (name, m) in &e.category_multipliers {
+                            tr data-category=(name) { th scope="row" { (ctx.t("pts.category")) ": " (name) } td class="num" { (m) } }
+                        }
+                        @for (name, m) in &e.tier_multipliers {
+                            tr data-tier=(name) { th scope="row" { (ctx.t("tier")) ": " (name) } td class="num" { (m) } }
+                        }
+                    }
+                }
+            }
+            @if rules.rewards.is_empty() {
+                p { (ctx.t("pts.no_rewards")) }
+            } @else {
+                table class="figures" id="points-rewards" {
+                    caption { (ctx.t("pts.rewards")) }
+                    thead { tr {
+                        th scope="col" { "id" }
+                        th scope="col" { (ctx.t("pts.reward")) }
+                        th scope="col" class="num" { (ctx.t("pts.cost")) }
+                        th scope="col" { (ctx.t("pts.min_tier")) }
+                    } }
+                    tbody {
+                        @for r in &rules.rewards {
+                            tr data-reward=(r.id) {
+                                th scope="row" { (r.id) }
+                                td { (r.name) }
+                                td class="num" data-value=(r.cost) { (i18n::number(r.cost)) }
+                                td { (r.min_tier.as_deref().unwrap_or(ctx.t("any"))) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
