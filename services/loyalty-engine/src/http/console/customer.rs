@@ -251,7 +251,7 @@ fn body(
                 }
             }
         }
-        (super::points::customer_section(ctx, programme, &c.points, now))
+        (super::points::customer_section(lang, programme, &c.points, now))
         section aria-labelledby="h-timeline" {
             h2 id="h-timeline" { (ctx.t("cust.timeline")) }
             @if items.is_empty() {

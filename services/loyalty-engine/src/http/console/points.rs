@@ -11,7 +11,6 @@ use chrono::{DateTime, Utc};
 use maud::{Markup, html};
 
 use super::i18n::{self, Lang};
-use super::page::Ctx;
 use crate::domain::points::config::{CalendarPeriod, ExpiryMode, NegativeBalance, Rounding};
 use crate::domain::points::{Folded, MovementKind, PointsBook, PointsRules};
 use crate::domain::programme::Programme;
@@ -128,17 +127,16 @@ fn opt_date(lang: Lang, at: Option<DateTime<Utc>>, none: &str) -> String {
 
 /// The customer page's points section.
 pub fn customer_section(
-    ctx: &Ctx,
+    lang: Lang,
     programme: &Programme,
     book: &PointsBook,
     now: DateTime<Utc>,
 ) -> Markup {
-    let lang = ctx.lang;
     let Some(rules) = programme.points_rules() else {
         return html! {
             section aria-labelledby="h-points" id="points" data-enabled="false" {
-                h2 id="h-points" { (ctx.t("pts.title")) }
-                p { (ctx.t("pts.disabled")) }
+                h2 id="h-points" { (lang.t("pts.title")) }
+                p { (lang.t("pts.disabled")) }
             }
         };
     };
@@ -152,27 +150,27 @@ pub fn customer_section(
     let negative = rules.earn.negative_balance == NegativeBalance::Negative;
     html! {
         section aria-labelledby="h-points" id="points" data-enabled="true" {
-            h2 id="h-points" { (ctx.t("pts.title")) }
+            h2 id="h-points" { (lang.t("pts.title")) }
             dl {
-                dt { (ctx.t("pts.available")) } (field("points_available", folded.available))
-                dt { (ctx.t("pts.pending")) } (field("points_pending", folded.pending))
-                dt { (ctx.t("pts.debt")) } (field("points_debt", folded.debt))
+                dt { (lang.t("pts.available")) } (field("points_available", folded.available))
+                dt { (lang.t("pts.pending")) } (field("points_pending", folded.pending))
+                dt { (lang.t("pts.debt")) } (field("points_debt", folded.debt))
                 @if negative {
-                    dt { (ctx.t("pts.balance")) } (field("points_balance", folded.balance(rules.earn.negative_balance)))
+                    dt { (lang.t("pts.balance")) } (field("points_balance", folded.balance(rules.earn.negative_balance)))
                 }
             }
-            p class="hint" { (ctx.t("pts.adds_up")) }
+            p class="hint" { (lang.t("pts.adds_up")) }
             @if open.is_empty() {
-                p id="points-no-lots" { (ctx.t("pts.no_lots")) }
+                p id="points-no-lots" { (lang.t("pts.no_lots")) }
             } @else {
                 table class="figures" id="points-lots" {
-                    caption { (ctx.t("pts.lots")) }
+                    caption { (lang.t("pts.lots")) }
                     thead { tr {
-                        th scope="col" { (ctx.t("pts.lot")) }
-                        th scope="col" { (ctx.t("pts.earned_at")) }
-                        th scope="col" class="num" { (ctx.t("pts.remaining")) }
-                        th scope="col" { (ctx.t("pts.spendable_from")) }
-                        th scope="col" { (ctx.t("pts.expires")) }
+                        th scope="col" { (lang.t("pts.lot")) }
+                        th scope="col" { (lang.t("pts.earned_at")) }
+                        th scope="col" class="num" { (lang.t("pts.remaining")) }
+                        th scope="col" { (lang.t("pts.spendable_from")) }
+                        th scope="col" { (lang.t("pts.expires")) }
                     } }
                     tbody {
                         @for l in &open {
@@ -181,28 +179,28 @@ pub fn customer_section(
                                 td { (i18n::date(lang, l.earned_at)) }
                                 td class="num" data-value=(l.remaining) { (i18n::number(l.remaining)) " / " (i18n::number(l.amount)) }
                                 td { (i18n::date(lang, l.available_at)) }
-                                td { (opt_date(lang, l.due_at, ctx.t("pts.never"))) }
+                                td { (opt_date(lang, l.due_at, lang.t("pts.never"))) }
                             }
                         }
                     }
                 }
             }
             @if lines.is_empty() {
-                p id="points-no-movements" { (ctx.t("pts.no_movements")) }
+                p id="points-no-movements" { (lang.t("pts.no_movements")) }
             } @else {
                 table class="timeline" id="points-movements" data-count=(lines.len()) {
-                    caption { (ctx.t("pts.movements")) }
+                    caption { (lang.t("pts.movements")) }
                     thead { tr {
-                        th scope="col" { (ctx.t("cust.when")) }
-                        th scope="col" { (ctx.t("cust.what")) }
-                        th scope="col" class="num" { (ctx.t("pts.points")) }
-                        th scope="col" { (ctx.t("reason")) }
+                        th scope="col" { (lang.t("cust.when")) }
+                        th scope="col" { (lang.t("cust.what")) }
+                        th scope="col" class="num" { (lang.t("pts.points")) }
+                        th scope="col" { (lang.t("reason")) }
                     } }
                     tbody {
                         @for l in lines.iter().take(MOVEMENTS_SHOWN) {
                             tr data-movement=(l.id) data-kind=(l.kind.trim_start_matches("pts.kind.")) data-ignored=(l.ignored) {
                                 td { (i18n::datetime(lang, l.at)) }
-                                td { (ctx.t(l.kind)) @if l.ignored { " (" (ctx.t("pts.ignored")) ")" } }
+                                td { (lang.t(l.kind)) @if l.ignored { " (" (lang.t("pts.ignored")) ")" } }
                                 td class="num" data-value=(l.points) { @if l.kind != "pts.kind.release" { (signed(l.points)) } }
                                 td { (l.reason) }
                             }
@@ -210,7 +208,7 @@ pub fn customer_section(
                     }
                 }
                 @if lines.len() > MOVEMENTS_SHOWN {
-                    p class="hint" { (ctx.t("pts.more")) " (" (lines.len() - MOVEMENTS_SHOWN) ")" }
+                    p class="hint" { (lang.t("pts.more")) " (" (lines.len() - MOVEMENTS_SHOWN) ")" }
                 }
             }
         }
@@ -274,70 +272,69 @@ fn rounding_key(r: Rounding) -> &'static str {
 }
 
 /// The programme page's points section: how points are earned, kept and spent.
-pub fn programme_section(ctx: &Ctx, p: &Programme) -> Markup {
-    let lang = ctx.lang;
+pub fn programme_section(lang: Lang, p: &Programme) -> Markup {
     let currency = p.currency.to_string();
     let Some(rules) = p.points_rules() else {
         return html! {
             section aria-labelledby="h-points-rules" id="points-rules" data-enabled="false" {
-                h2 id="h-points-rules" { (ctx.t("pts.rules")) }
-                p { (ctx.t("pts.disabled")) }
+                h2 id="h-points-rules" { (lang.t("pts.rules")) }
+                p { (lang.t("pts.disabled")) }
             }
         };
     };
     let e = &rules.earn;
     let bonus = |n: i64| {
         if n > 0 {
-            format!("{} {}", i18n::number(n), ctx.t("pts.points"))
+            format!("{} {}", i18n::number(n), lang.t("pts.points"))
         } else {
-            ctx.t("none").to_owned()
+            lang.t("none").to_owned()
         }
     };
     html! {
         section aria-labelledby="h-points-rules" id="points-rules" data-enabled="true" {
-            h2 id="h-points-rules" { (ctx.t("pts.rules")) }
+            h2 id="h-points-rules" { (lang.t("pts.rules")) }
             dl {
-                dt { (ctx.t("pts.rate")) }
+                dt { (lang.t("pts.rate")) }
                 dd id="points-rate" data-per-unit=(e.per_currency_unit) data-unit-minor=(e.currency_unit_minor) { (earn_rate(lang, rules, &currency)) }
-                dt { (ctx.t("pts.rounding")) } dd { (ctx.t(rounding_key(e.rounding))) }
-                dt { (ctx.t("pts.pending_days")) }
-                dd id="points-pending-days" data-value=(e.pending_days) { (e.pending_days) " " (ctx.t("days")) }
-                dt { (ctx.t("pts.expiry")) }
+                dt { (lang.t("pts.rounding")) } dd { (lang.t(rounding_key(e.rounding))) }
+                dt { (lang.t("pts.pending_days")) }
+                dd id="points-pending-days" data-value=(e.pending_days) { (e.pending_days) " " (lang.t("days")) }
+                dt { (lang.t("pts.expiry")) }
                 dd id="points-expiry" data-mode=(format!("{:?}", rules.expiry.mode).to_lowercase()) { (expiry_words(lang, rules)) }
-                dt { (ctx.t("pts.warn")) } dd { (rules.expiry.warn_days) " " (ctx.t("days")) }
-                dt { (ctx.t("pts.first_order")) } dd { (bonus(e.first_order_bonus)) }
-                dt { (ctx.t("pts.anniversary")) } dd { (bonus(e.anniversary_bonus)) }
-                dt { (ctx.t("pts.survey")) } dd { (bonus(e.survey_bonus)) }
-                dt { (ctx.t("pts.referral")) } dd { (bonus(e.referral_bonus)) }
-                dt { (ctx.t("pts.negative")) }
-                dd { (ctx.t(match e.negative_balance { NegativeBalance::Debt => "pts.neg.debt", NegativeBalance::Negative => "pts.neg.negative" })) }
-                dt { (ctx.t("pts.value")) }
+                dt { (lang.t("pts.warn")) } dd { (rules.expiry.warn_days) " " (lang.t("days")) }
+                dt { (lang.t("pts.first_order")) } dd { (bonus(e.first_order_bonus)) }
+                dt { (lang.t("pts.anniversary")) } dd { (bonus(e.anniversary_bonus)) }
+                dt { (lang.t("pts.survey")) } dd { (bonus(e.survey_bonus)) }
+                dt { (lang.t("pts.referral")) } dd { (bonus(e.referral_bonus)) }
+                dt { (lang.t("pts.negative")) }
+                dd { (lang.t(match e.negative_balance { NegativeBalance::Debt => "pts.neg.debt", NegativeBalance::Negative => "pts.neg.negative" })) }
+                dt { (lang.t("pts.value")) }
                 dd id="points-value" { (i18n::money(lang, rules.cost_per_point_minor, &currency)) }
             }
             @if !e.category_multipliers.is_empty() || !e.tier_multipliers.is_empty() {
                 table class="figures" id="points-multipliers" {
-                    caption { (ctx.t("pts.multipliers")) }
-                    thead { tr { th scope="col" { (ctx.t("pts.applies_to")) } th scope="col" class="num" { "×" } } }
+                    caption { (lang.t("pts.multipliers")) }
+                    thead { tr { th scope="col" { (lang.t("pts.applies_to")) } th scope="col" class="num" { "×" } } }
                     tbody {
                         @for (name, m) in &e.category_multipliers {
-                            tr data-category=(name) { th scope="row" { (ctx.t("pts.category")) ": " (name) } td class="num" { (m) } }
+                            tr data-category=(name) { th scope="row" { (lang.t("pts.category")) ": " (name) } td class="num" { (m) } }
                         }
                         @for (name, m) in &e.tier_multipliers {
-                            tr data-tier=(name) { th scope="row" { (ctx.t("tier")) ": " (name) } td class="num" { (m) } }
+                            tr data-tier=(name) { th scope="row" { (lang.t("tier")) ": " (name) } td class="num" { (m) } }
                         }
                     }
                 }
             }
             @if rules.rewards.is_empty() {
-                p { (ctx.t("pts.no_rewards")) }
+                p { (lang.t("pts.no_rewards")) }
             } @else {
                 table class="figures" id="points-rewards" {
-                    caption { (ctx.t("pts.rewards")) }
+                    caption { (lang.t("pts.rewards")) }
                     thead { tr {
                         th scope="col" { "id" }
-                        th scope="col" { (ctx.t("pts.reward")) }
-                        th scope="col" class="num" { (ctx.t("pts.cost")) }
-                        th scope="col" { (ctx.t("pts.min_tier")) }
+                        th scope="col" { (lang.t("pts.reward")) }
+                        th scope="col" class="num" { (lang.t("pts.cost")) }
+                        th scope="col" { (lang.t("pts.min_tier")) }
                     } }
                     tbody {
                         @for r in &rules.rewards {
@@ -345,12 +342,111 @@ pub fn programme_section(ctx: &Ctx, p: &Programme) -> Markup {
                                 th scope="row" { (r.id) }
                                 td { (r.name) }
                                 td class="num" data-value=(r.cost) { (i18n::number(r.cost)) }
-                                td { (r.min_tier.as_deref().unwrap_or(ctx.t("any"))) }
+                                td { (r.min_tier.as_deref().unwrap_or(lang.t("any"))) }
                             }
                         }
                     }
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::domain::points::Movement;
+
+    fn example() -> Programme {
+        Programme::parse(include_str!("../../../config/programme-points.toml")).expect("example")
+    }
+
+    fn at(day: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, day, 12, 0, 0)
+            .single()
+            .expect("date")
+    }
+
+    fn earn(id: &str, day: u32, amount: i64, pending_days: i64) -> Movement {
+        Movement {
+            id: id.to_owned(),
+            at: at(day),
+            kind: MovementKind::Earn {
+                available_at: at(day) + chrono::Duration::days(pending_days),
+                expires_at: None,
+                order_id: Some(format!("o-{id}")),
+            },
+            amount,
+            reason: format!("order o-{id}: {amount} points"),
+            source_event: id.to_owned(),
+            programme_version: "v".to_owned(),
+        }
+    }
+
+    /// The balances shown are the fold's, and the table lists each movement with its reason,
+    /// the release the fold derived, newest first.
+    #[test]
+    fn the_customer_section_shows_the_fold_and_every_movement() {
+        let p = example();
+        let mut refund = earn("e2", 5, 40, 0);
+        refund.id = "e3:clawback".to_owned();
+        refund.kind = MovementKind::Clawback {
+            order_id: "o-e2".to_owned(),
+        };
+        refund.at = at(6);
+        refund.reason = "refund of order o-e2: 40 points taken back".to_owned();
+        let book = PointsBook {
+            movements: vec![earn("e1", 1, 100, 2), earn("e2", 5, 40, 14), refund],
+            ..Default::default()
+        };
+        let now = at(10);
+        let folded = book.fold(p.points_rules().expect("points"), now);
+        assert_eq!((folded.available, folded.pending, folded.debt), (100, 0, 0));
+        let html = customer_section(Lang::En, &p, &book, now).into_string();
+        assert!(
+            html.contains(r#"data-field="points_available" data-value="100""#),
+            "{html}"
+        );
+        assert!(html.contains(r#"data-field="points_pending" data-value="0""#));
+        assert!(html.contains("refund of order o-e2: 40 points taken back"));
+        assert!(html.contains(r#"data-kind="release""#), "the release of e1");
+        assert!(html.contains("100 pending points of e1 became spendable"));
+        let clawback = html.find("e3:clawback").expect("clawback row");
+        let first_earn = html.find(r#"data-movement="e1""#).expect("earn row");
+        assert!(clawback < first_earn, "newest first");
+        let ja = customer_section(Lang::Ja, &p, &book, now).into_string();
+        assert!(ja.contains("利用可能"), "{ja}");
+    }
+
+    #[test]
+    fn without_points_the_pages_say_so() {
+        let p = crate::domain::programme::builtin();
+        let html = customer_section(Lang::En, &p, &PointsBook::default(), at(1)).into_string();
+        assert!(html.contains(r#"data-enabled="false""#));
+        assert!(
+            programme_section(Lang::Ja, &p)
+                .into_string()
+                .contains("ポイントがありません")
+        );
+    }
+
+    #[test]
+    fn the_programme_section_shows_the_rules_and_the_catalogue() {
+        let p = example();
+        let html = programme_section(Lang::En, &p).into_string();
+        assert!(html.contains("1 point per ¥100"), "{html}");
+        assert!(html.contains(r#"id="points-pending-days" data-value="14""#));
+        assert!(html.contains("each lot expires 6 months after it was earned"));
+        for r in &p.points_rules().expect("points").rewards {
+            assert!(
+                html.contains(&format!(r#"data-reward="{}""#, r.id)),
+                "{}",
+                r.id
+            );
+        }
+        let ja = programme_section(Lang::Ja, &p).into_string();
+        assert!(ja.contains("100円ごとに1ポイント"), "{ja}");
     }
 }

@@ -127,7 +127,7 @@ fn body(ctx: &Ctx, p: &Programme, job: &WhatIfJob) -> Markup {
             dt { (ctx.t("prog.soft")) } dd { (if p.qualification.soft_landing { ctx.t("yes") } else { ctx.t("no") }) }
         }
         (tier_table(ctx, p, "tiers"))
-        (super::points::programme_section(ctx, p))
+        (super::points::programme_section(ctx.lang, p))
         section aria-labelledby="h-whatif" {
             h2 id="h-whatif" { (ctx.t("prog.whatif")) }
             p class="hint" { (ctx.t("prog.whatif.desc")) }
