@@ -5,7 +5,9 @@
 
 EXPECTED (written by the Rust test from the database): the base URL, the login tokens, the
 population counts, a hostage's id, the churn queue's first ids in order, customers to compare
-with the API, the what-if to run, axe-core's path and the artefacts directory.
+with the API, their points (folded from the stored state) and one whose refund clawed points
+back, the size of the rewards catalogue, the what-if to run, axe-core's path and the
+artefacts directory.
 
 Every page is loaded in English and Japanese; on each: no console error, no request to anything
 but 127.0.0.1, axe-core finds no serious or critical violation, and a PNG screenshot is saved.
@@ -214,6 +216,26 @@ with sync_playwright() as pw:
             check(int(field(page, "lifetime_spend_minor")) == body["metrics"]["lifetime_spend_minor"], f"{cid}: spend == API")
             drivers = [d.get_attribute("data-driver") for d in page.locator("#drivers tr").all()]
             check(drivers == [d["name"] for d in a["drivers"]], f"{cid}: drivers {drivers} == API")
+            # Points: the stored state folded at the engine's "now" (the Rust test's figures).
+            want = expected["points"][cid]
+            for k in ("available", "pending", "debt"):
+                got = field(page, "points_" + k)
+                check(got is not None and int(got) == want[k], f"{cid}: points {k} {got} == state {want[k]}")
+            status, pts = api(page, "/v1/customers/" + urllib.parse.quote(cid, safe="") + "/points")
+            if status == 200 and pts is not None:  # the points API, where it has landed
+                check(pts.get("available") == want["available"], f"{cid}: points API available {pts.get('available')} == {want['available']}")
+            rows = page.locator("#points-movements tbody tr")
+            if want["movements"]:
+                shown = int(page.locator("#points-movements").get_attribute("data-count") or 0)
+                check(shown >= want["movements"], f"{cid}: {shown} point movements listed, the book has {want['movements']}")
+                reasons = [r.locator("td").nth(3).inner_text().strip() for r in rows.all()]
+                check(reasons and all(reasons), f"{cid}: every point movement has a reason")
+            if cid == expected["clawed_back"]:
+                claw = page.locator("#points-movements tr[data-kind=clawback]")
+                check(claw.count() >= 1, f"{cid}: the refund's clawback is listed")
+                if claw.count():
+                    words = claw.first.inner_text()
+                    check("refund" in words.lower() or "返金" in words, f"{cid}: the clawback says why: {words!r}")
             if cid == expected["hostage"]:
                 check(field(page, "segment") == "hostage", f"{cid} shows as a hostage")
                 reason = page.locator("#segment-reason").inner_text()
@@ -242,6 +264,11 @@ with sync_playwright() as pw:
         visit(page, "/console/search?q=" + urllib.parse.quote(expected["hostage"] + "0"), "search", lang)
         visit(page, "/console/programme", "programme", lang)
         check(page.locator("#whatif-form").count() == 0, "a viewer sees no what-if form")
+        check(page.locator("#points-rules[data-enabled=true]").count() == 1, "the programme page shows the points rules")
+        check(page.locator("#points-pending-days").get_attribute("data-value") == "14", "the pending period is shown")
+        check(page.locator("#points-rewards tbody tr").count() == expected["rewards"],
+              f"the rewards catalogue lists {expected['rewards']} rewards")
+        check(page.locator("#points-expiry").inner_text().strip() != "", "the expiry mode is in words")
 
         # A viewer cannot post the override, even with their own CSRF token.
         csrf = page.locator("form.logout input[name=csrf]").get_attribute("value")

@@ -2,7 +2,8 @@
 //! topics; the simulator's personas (a known seed, a year of history) arrive through Kafka; a
 //! churn model is fitted and applied; then tests/console/browser.py drives Debian's Chromium
 //! with Playwright over every page, in English and Japanese, and checks what it sees against
-//! the figures this test reads from the database and the API. Finally the what-if it ran in
+//! the figures this test reads from the database and the API (points included: the programme is
+//! `config/programme-points.toml`, so the year's purchases earn and refunds claw back). Finally the what-if it ran in
 //! the browser is compared with a real `recompute` on a copy of the database.
 //!
 //! Needs deploy/local/prereqs.sh (Chromium, the Playwright virtualenv, axe-core).
@@ -63,6 +64,49 @@ async fn counts(pool: &PgPool, column: &str) -> anyhow::Result<BTreeMap<String, 
     Ok(rows.into_iter().collect())
 }
 
+/// The programme the console runs with, relative to the repository.
+const POINTS_PROGRAMME: &str = "services/loyalty-engine/config/programme-points.toml";
+
+/// What the customer page's points section must show, from the stored state folded at `now`
+/// (the console's own fold is checked against it), and whether a refund clawed points back.
+async fn points_of(
+    pool: &PgPool,
+    programme: &kizuna::domain::programme::Programme,
+    id: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<Value> {
+    use kizuna::domain::points::MovementKind;
+    let state = kizuna::store::customers::get(pool, id)
+        .await?
+        .with_context(|| format!("customer {id}"))?;
+    let rules = programme
+        .points_rules()
+        .context("the programme has points")?;
+    let folded = state.points.fold(rules, now);
+    let open: i64 = folded.lots.iter().map(|l| l.remaining).sum();
+    if open != folded.available + folded.pending {
+        bail!("{id}: the lots ({open}) do not add up to available + pending ({folded:?})");
+    }
+    let moved = state
+        .points
+        .movements
+        .iter()
+        .filter(|m| !matches!(m.kind, MovementKind::Activity))
+        .count();
+    let clawed = state
+        .points
+        .movements
+        .iter()
+        .any(|m| matches!(m.kind, MovementKind::Clawback { .. }));
+    Ok(json!({
+        "available": folded.available,
+        "pending": folded.pending,
+        "debt": folded.debt,
+        "movements": moved,
+        "clawback": clawed,
+    }))
+}
+
 kizuna_e2e::on_each_broker! {
     the_console_in_a_real_browser: tansu_skip = "the browser test checks the console's pages, \
         not the broker; it runs on Apache Kafka only, to keep the suite's time (a run takes minutes)",
@@ -85,6 +129,9 @@ async fn the_console_in_a_real_browser(broker: Broker) -> anyhow::Result<()> {
     env.settings.console.viewer_token = Some(SecretString::from(viewer.clone()));
     env.settings.console.admin_token = Some(SecretString::from(admin.clone()));
     env.settings.console.refresh_secs = 1;
+    // The demo's programme: the built-in rules plus [points] (issue 16), so purchases earn and
+    // refunds claw back, and the pages show it.
+    env.settings.programme_file = Some(repo().join(POINTS_PROGRAMME));
     let app = env.start().await?;
     let pool = env.pool().await?;
 
@@ -217,6 +264,31 @@ async fn the_console_in_a_real_browser(broker: Broker) -> anyhow::Result<()> {
     .await?;
     let mut check_ids = vec![hostage.clone(), queue[0].0.clone()];
     check_ids.extend(loyal.map(|(l,)| l));
+    // Points: the simulator's purchases earned and some of its refunds clawed back. One
+    // customer whose refund took points back is shown too.
+    let all: Vec<(String,)> =
+        sqlx::query_as("SELECT customer_id FROM customers ORDER BY customer_id")
+            .fetch_all(&pool)
+            .await?;
+    let mut clawed_back = None;
+    let mut earned_total = 0i64;
+    for (id,) in &all {
+        let p = points_of(&pool, &programme, id, now.0).await?;
+        earned_total += p["available"].as_i64().unwrap_or(0) + p["pending"].as_i64().unwrap_or(0);
+        if clawed_back.is_none() && p["clawback"] == json!(true) {
+            clawed_back = Some(id.clone());
+        }
+    }
+    assert!(earned_total > 0, "the simulated year earned no points");
+    let clawed_back = clawed_back.context("no refund in the simulated year clawed points back")?;
+    if !check_ids.contains(&clawed_back) {
+        check_ids.push(clawed_back.clone());
+    }
+    let mut points = serde_json::Map::new();
+    for id in &check_ids {
+        points.insert(id.clone(), points_of(&pool, &programme, id, now.0).await?);
+    }
+    let rewards = programme.points_rules().map_or(0, |r| r.rewards.len());
     let artifacts = std::env::var("KIZUNA_CONSOLE_ARTIFACTS")
         .map(PathBuf::from)
         .unwrap_or_else(|_| repo().join("tests/artifacts/console"));
@@ -243,6 +315,9 @@ async fn the_console_in_a_real_browser(broker: Broker) -> anyhow::Result<()> {
         "hostage": hostage,
         "queue": queue.iter().map(|(c,)| c.clone()).collect::<Vec<_>>(),
         "customers": check_ids,
+        "points": points,
+        "clawed_back": clawed_back,
+        "rewards": rewards,
         "whatif": { "tier_index": gold, "min_spend": 120000 },
         "axe": axe,
         "artifacts": artifacts,
@@ -313,9 +388,8 @@ async fn the_console_in_a_real_browser(broker: Broker) -> anyhow::Result<()> {
     )
     .await?;
     let programme_file = dir.join("programme.toml");
-    let changed =
-        std::fs::read_to_string(repo().join("services/loyalty-engine/config/programme.toml"))?
-            .replace("min_spend_minor = 100000", "min_spend_minor = 120000");
+    let changed = std::fs::read_to_string(repo().join(POINTS_PROGRAMME))?
+        .replace("min_spend_minor = 100000", "min_spend_minor = 120000");
     std::fs::write(&programme_file, changed)?;
     let mut settings = env.settings.clone();
     settings.programme_file = Some(programme_file);
