@@ -193,7 +193,7 @@ pub fn customer_section(
                     thead { tr {
                         th scope="col" { (lang.t("cust.when")) }
                         th scope="col" { (lang.t("cust.what")) }
-                        th scope="col" class="num" { (lang.t("pts.points")) }
+                        th scope="col" class="num" { (lang.t("pts.points.col")) }
                         th scope="col" { (lang.t("reason")) }
                     } }
                     tbody {
