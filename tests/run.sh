@@ -69,18 +69,19 @@ cargo test --locked -p kizuna-e2e --test registry -- --test-threads 2
 step "console in a real browser (Debian's Chromium, Playwright, axe-core)"
 cargo test --locked -p kizuna-e2e --test console -- --test-threads 1
 
-# The README's first command, for 30 s: it must show output events live and print the
+# The README's first command, for 30 s: it must show output events (points included) live and print the
 # console's login links (a demo that showed nothing once went unnoticed for a whole stop).
 step "the demo (deploy/local/demo.sh) for 30 s: output events and console links"
 demo_out="$(mktemp)" demo_err="$(mktemp)"
 KIZUNA_DEMO_SECONDS=30 "$local_dir/demo.sh" >"$demo_out" 2>"$demo_err" ||
   { tail -n 40 "$demo_err" >&2; echo "[kizuna-test] the demo failed" >&2; exit 1; }
 demo_events="$(grep -cE '^[0-9:]{8}  (TIER|CHURN|SEGMENT) ' "$demo_out" || true)"
+demo_points="$(grep -cE '^[0-9:]{8}  POINTS ' "$demo_out" || true)"
 demo_logins="$(grep -c 'console/login?token=' "$demo_err" || true)"
-echo "[kizuna-test] the demo printed $demo_events output events and $demo_logins console login links" >&2
-if ((demo_events == 0 || demo_logins < 2)); then
+echo "[kizuna-test] the demo printed $demo_events output events, $demo_points points changes and $demo_logins console login links" >&2
+if ((demo_events == 0 || demo_points == 0 || demo_logins < 2)); then
   tail -n 40 "$demo_err" >&2
-  echo "[kizuna-test] the demo must print output events and two console login links" >&2
+  echo "[kizuna-test] the demo must print output events, points changes and two console login links" >&2
   exit 1
 fi
 rm -f "$demo_out" "$demo_err"

@@ -10,6 +10,8 @@
 #   KIZUNA_DEMO_CUSTOMERS   simulated customers (default 40)
 #   KIZUNA_DEMO_RATE        events per second (default 60)
 #   KIZUNA_DEMO_SECONDS     stop by itself after this many seconds (default: run until Ctrl-C)
+#   KIZUNA_DEMO_POINTS      "all": print every customer's POINTS / EXPIRING lines (default: clawbacks,
+#                           redemptions and debts of everyone, everything of one featured customer)
 #   KIZUNA_PROGRAMME_FILE   the programme (default: services/loyalty-engine/config/programme-points.toml,
 #                           the built-in rules with points)
 set -euo pipefail
@@ -135,7 +137,18 @@ GATEWAY
 prefix="c${run##*-}-"   # customers of this run only
 ready="$KIZUNA_STATE_DIR/watch.ready"
 rm -f "$ready"
-"$bin/kizuna" watch --ready-file "$ready" &
+# Points change with nearly every event: print every clawback, redemption and debt, and the
+# whole points story of one customer (the one the curl below shows); KIZUNA_DEMO_POINTS=all
+# prints every POINTS / EXPIRING line.
+featured="${prefix}00003"
+points_filter() {
+  if [[ "${KIZUNA_DEMO_POINTS:-}" == all ]]; then
+    cat
+  else
+    awk -v who="$featured " '!/  (POINTS|EXPIRING) / || index($0, who) || /clawed back|redeemed|given back|debt/ { print; fflush() }'
+  fi
+}
+"$bin/kizuna" watch --ready-file "$ready" > >(points_filter) &
 watcher=$!
 wait_until 30 0.2 test -f "$ready" || die "kizuna watch did not start"
 
@@ -154,8 +167,10 @@ cat >&2 <<INFO
     TIER / WARNING  tier changes and announced downgrades
     CHURN           churn-risk level changes, with the play to run and the top drivers
     SEGMENT         moves in the customer grid (loyal, angel, hostage, rebel, ...)
-    POINTS          points earned, released, clawed back by a refund, expired; the balances after
-    EXPIRING        points that expire soon (PointsWillExpire)
+    POINTS          points clawed back by refunds (every customer), and everything ${featured}
+                    earns, has released and loses to expiry, with the balances after
+    EXPIRING        points of ${featured} that expire soon (PointsWillExpire)
+                    (KIZUNA_DEMO_POINTS=all: every customer's points lines)
   Try:  curl -s $api/v1/customers/${prefix}00003 | python3 -m json.tool
   Ctrl-C to stop.
 
