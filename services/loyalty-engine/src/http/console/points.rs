@@ -117,6 +117,17 @@ fn signed(n: i64) -> String {
     }
 }
 
+/// A table's header row: label keys, and whether the column holds numbers.
+fn head(lang: Lang, cols: &[(&'static str, bool)]) -> Markup {
+    html! {
+        thead { tr {
+            @for (key, num) in cols {
+                th scope="col" class=[num.then_some("num")] { (lang.t(key)) }
+            }
+        } }
+    }
+}
+
 fn field(name: &str, value: i64) -> Markup {
     html! { dd data-field=(name) data-value=(value) { (i18n::number(value)) } }
 }
@@ -165,13 +176,7 @@ pub fn customer_section(
             } @else {
                 table class="figures" id="points-lots" {
                     caption { (lang.t("pts.lots")) }
-                    thead { tr {
-                        th scope="col" { (lang.t("pts.lot")) }
-                        th scope="col" { (lang.t("pts.earned_at")) }
-                        th scope="col" class="num" { (lang.t("pts.remaining")) }
-                        th scope="col" { (lang.t("pts.spendable_from")) }
-                        th scope="col" { (lang.t("pts.expires")) }
-                    } }
+                    (head(lang, &[("pts.lot", false), ("pts.earned_at", false), ("pts.remaining", true), ("pts.spendable_from", false), ("pts.expires", false)]))
                     tbody {
                         @for l in &open {
                             tr data-lot=(l.id) data-pending=(l.available_at > now) {
@@ -190,12 +195,7 @@ pub fn customer_section(
             } @else {
                 table class="timeline" id="points-movements" data-count=(lines.len()) {
                     caption { (lang.t("pts.movements")) }
-                    thead { tr {
-                        th scope="col" { (lang.t("cust.when")) }
-                        th scope="col" { (lang.t("cust.what")) }
-                        th scope="col" class="num" { (lang.t("pts.points.col")) }
-                        th scope="col" { (lang.t("reason")) }
-                    } }
+                    (head(lang, &[("cust.when", false), ("cust.what", false), ("pts.points.col", true), ("reason", false)]))
                     tbody {
                         @for l in lines.iter().take(MOVEMENTS_SHOWN) {
                             tr data-movement=(l.id) data-kind=(l.kind.trim_start_matches("pts.kind.")) data-ignored=(l.ignored) {
@@ -330,12 +330,7 @@ pub fn programme_section(lang: Lang, p: &Programme) -> Markup {
             } @else {
                 table class="figures" id="points-rewards" {
                     caption { (lang.t("pts.rewards")) }
-                    thead { tr {
-                        th scope="col" { "id" }
-                        th scope="col" { (lang.t("pts.reward")) }
-                        th scope="col" class="num" { (lang.t("pts.cost")) }
-                        th scope="col" { (lang.t("pts.min_tier")) }
-                    } }
+                    (head(lang, &[("pts.reward.id", false), ("pts.reward", false), ("pts.cost", true), ("pts.min_tier", false)]))
                     tbody {
                         @for r in &rules.rewards {
                             tr data-reward=(r.id) {
