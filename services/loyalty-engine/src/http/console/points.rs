@@ -12,7 +12,7 @@ use maud::{Markup, html};
 
 use super::i18n::{self, Lang};
 use crate::domain::points::config::{CalendarPeriod, ExpiryMode, NegativeBalance, Rounding};
-use crate::domain::points::{Folded, MovementKind, PointsBook, PointsRules};
+use crate::domain::points::{Folded, Movement, MovementKind, PointsBook, PointsRules};
 use crate::domain::programme::Programme;
 
 /// Movements listed on the customer page, newest first.
@@ -26,6 +26,8 @@ struct Line {
     /// Signed effect on the balance (0 for a release: pending → available, not shown).
     points: i64,
     reason: String,
+    /// The domain's reason in English, shown under a Japanese summary.
+    detail: Option<String>,
     /// The movement did nothing (a duplicate, a cancel of nothing…).
     ignored: bool,
     id: String,
@@ -53,7 +55,11 @@ fn lines(lang: Lang, book: &PointsBook, folded: &Folded, now: DateTime<Utc>) -> 
             at: m.at,
             kind: kind_key(&m.kind),
             points: m.signed(),
-            reason: m.reason.clone(),
+            reason: match lang {
+                Lang::En => m.reason.clone(),
+                Lang::Ja => ja_summary(m),
+            },
+            detail: (lang == Lang::Ja).then(|| m.reason.clone()),
             ignored: folded.ignored.contains(&m.id),
             id: m.id.clone(),
         })
@@ -72,6 +78,7 @@ fn lines(lang: Lang, book: &PointsBook, folded: &Folded, now: DateTime<Utc>) -> 
                 kind: "pts.kind.release",
                 points: 0,
                 reason: release_words(lang, &lot.id, before),
+                detail: None,
                 ignored: false,
                 id: format!("release:{}", lot.id),
             });
@@ -83,12 +90,43 @@ fn lines(lang: Lang, book: &PointsBook, folded: &Folded, now: DateTime<Utc>) -> 
             kind: "pts.kind.expire",
             points: p.amount,
             reason: expiry_reason(lang, p.lot.as_deref().unwrap_or("?"), -p.amount),
+            detail: None,
             ignored: false,
             id: p.movement.clone(),
         });
     }
     out.sort_by(|a, b| (b.at, &b.id).cmp(&(a.at, &a.id)));
     out
+}
+
+/// A stored movement in Japanese words, from its kind and id (the domain words its reasons in
+/// English; the Japanese page shows this, with the English reason under it).
+fn ja_summary(m: &Movement) -> String {
+    match &m.kind {
+        MovementKind::Earn { order_id, .. } => {
+            let order = order_id.as_deref().unwrap_or("");
+            if m.id.ends_with(":first_order") {
+                format!("初回購入ボーナス（注文 {order}）")
+            } else if m.id.ends_with(":survey") {
+                "アンケート回答ボーナス".to_owned()
+            } else if let Some(n) = m.id.strip_prefix("anniversary:") {
+                format!("初回購入から{n}周年のボーナス")
+            } else if let Some(c) = m.id.strip_prefix("referral:") {
+                format!("紹介ボーナス（紹介した顧客 {c} の初回購入が確定）")
+            } else if order_id.is_some() {
+                format!("注文 {order} の購入で獲得")
+            } else {
+                "獲得".to_owned()
+            }
+        }
+        MovementKind::Clawback { order_id } => format!("注文 {order_id} の返金による取り消し"),
+        MovementKind::Redeem { redemption_id } => format!("特典の利用（{redemption_id}）"),
+        MovementKind::CancelRedemption { redemption_id } => {
+            format!("利用 {redemption_id} の取り消し：ポイントを返却")
+        }
+        MovementKind::Adjust { .. } => "手動調整".to_owned(),
+        MovementKind::Activity => "購入".to_owned(),
+    }
 }
 
 fn release_words(lang: Lang, lot: &str, points: i64) -> String {
@@ -202,7 +240,10 @@ pub fn customer_section(
                                 td { (i18n::datetime(lang, l.at)) }
                                 td { (lang.t(l.kind)) @if l.ignored { " (" (lang.t("pts.ignored")) ")" } }
                                 td class="num" data-value=(l.points) { @if l.kind != "pts.kind.release" { (signed(l.points)) } }
-                                td { (l.reason) }
+                                td {
+                                    (l.reason)
+                                    @if let Some(d) = &l.detail { br; small lang="en" { (d) } }
+                                }
                             }
                         }
                     }
@@ -352,7 +393,6 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
-    use crate::domain::points::Movement;
 
     fn example() -> Programme {
         Programme::parse(include_str!("../../../config/programme-points.toml")).expect("example")
@@ -413,6 +453,11 @@ mod tests {
         assert!(clawback < first_earn, "newest first");
         let ja = customer_section(Lang::Ja, &p, &book, now).into_string();
         assert!(ja.contains("利用可能"), "{ja}");
+        assert!(ja.contains("注文 o-e2 の返金による取り消し"), "{ja}");
+        assert!(
+            ja.contains(r#"<small lang="en">refund of order o-e2: 40 points taken back</small>"#),
+            "the English reason under the Japanese summary: {ja}"
+        );
     }
 
     #[test]
