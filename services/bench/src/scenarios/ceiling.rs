@@ -320,6 +320,11 @@ async fn write(
         .bind(&c.versions)
         .bind(&c.plays)
         .bind(&c.at_risk)
+        // The points columns: zero, no expiring lots (the engine without `[points]`).
+        .bind(vec![0i64; c.ids.len()])
+        .bind(vec![0i64; c.ids.len()])
+        .bind(vec![0i64; c.ids.len()])
+        .bind(vec![None::<String>; c.ids.len()])
         .fetch_all(&mut *tx)
         .await
         .context("ceiling: customers upsert")?;

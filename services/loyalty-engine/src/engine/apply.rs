@@ -45,7 +45,7 @@ pub async fn apply_events(
     }
     let mut pending: Vec<usize> = (0..evaluated.len()).collect();
     for _ in 0..MAX_WRITE_ROUNDS {
-        let stale = write::write_states(conn, pending.iter().map(|&i| &evaluated[i])).await?;
+        let stale = write::write_states(conn, core, pending.iter().map(|&i| &evaluated[i])).await?;
         if stale.is_empty() {
             if let Some(s) = stages {
                 s.lap("apply");

@@ -9,6 +9,7 @@ use crate::domain::state::CustomerState;
 use crate::store::audit::{self, LoggedOutput};
 use crate::store::customers::{self, Row};
 use crate::store::outbox::{self, OutboxMessage};
+use crate::store::points;
 
 use super::Core;
 use super::outputs::{self, Encoded};
@@ -33,7 +34,7 @@ pub async fn write(
     evaluated: &[Evaluated],
     extra: Vec<OutboxMessage>,
 ) -> anyhow::Result<Vec<Encoded>> {
-    let stale = write_states(conn, evaluated.iter()).await?;
+    let stale = write_states(conn, core, evaluated.iter()).await?;
     if let Some(&i) = stale.first() {
         anyhow::bail!(
             "{} customer rows changed under their lock (the first: {})",
@@ -46,17 +47,20 @@ pub async fn write(
 
 /// Writes the customers' rows, each only if the stored row is still the version it was
 /// evaluated from; returns the positions (in `evaluated`) of those that were not (see
-/// `customers::upsert`).
+/// `customers::upsert`), with their points columns folded at the evaluation's moment.
 pub async fn write_states<'a>(
     conn: &mut PgConnection,
+    core: &Core,
     evaluated: impl Iterator<Item = &'a Evaluated>,
 ) -> anyhow::Result<Vec<usize>> {
+    let rules = core.programme.points_rules();
     let rows: Vec<Row<'_>> = evaluated
         .map(|e| Row {
             state: &e.state,
             home_partition: e.home_partition,
             metrics: &e.metrics,
             replaces: e.replaces,
+            points: points::Columns::of(&e.state.points, rules),
         })
         .collect();
     customers::upsert(conn, &rows).await

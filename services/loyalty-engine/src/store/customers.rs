@@ -7,6 +7,7 @@ use sqlx::PgConnection;
 use crate::domain::ids::CustomerId;
 use crate::domain::metrics::Metrics;
 use crate::domain::state::CustomerState;
+use crate::store::points::Columns;
 use crate::store::sql;
 
 /// The stored form of a state: MessagePack with field names.
@@ -87,6 +88,8 @@ pub struct Row<'a> {
     /// The version of the row this write replaces, as loaded; `NO_ROW` for a customer whose
     /// row did not exist when the writer looked.
     pub replaces: i64,
+    /// The points columns (`store::points::Columns::of` the state's book).
+    pub points: Columns,
 }
 
 /// Writes states with one set-based statement, each only if the stored row is still the one it
@@ -110,6 +113,10 @@ pub async fn upsert(conn: &mut PgConnection, states: &[Row<'_>]) -> anyhow::Resu
     let mut versions = Vec::with_capacity(states.len());
     let mut plays = Vec::with_capacity(states.len());
     let mut at_risk = Vec::with_capacity(states.len());
+    let mut available = Vec::with_capacity(states.len());
+    let mut pending = Vec::with_capacity(states.len());
+    let mut debt = Vec::with_capacity(states.len());
+    let mut expiring = Vec::with_capacity(states.len());
     for row in states {
         let state = row.state;
         ids.push(state.customer_id.as_str());
@@ -130,6 +137,10 @@ pub async fn upsert(conn: &mut PgConnection, states: &[Row<'_>]) -> anyhow::Resu
                 .as_ref()
                 .map(|c| c.value_at_risk(row.metrics.lifetime_spend_minor)),
         );
+        available.push(row.points.available);
+        pending.push(row.points.pending);
+        debt.push(row.points.debt);
+        expiring.push(row.points.expiring.as_deref());
     }
     // On a conflict the row is locked whether or not the WHERE clause lets it be updated.
     let written: Vec<(String,)> = sqlx::query_as(sql::CUSTOMERS_UPSERT)
@@ -145,6 +156,10 @@ pub async fn upsert(conn: &mut PgConnection, states: &[Row<'_>]) -> anyhow::Resu
         .bind(&versions)
         .bind(&plays)
         .bind(&at_risk)
+        .bind(&available)
+        .bind(&pending)
+        .bind(&debt)
+        .bind(&expiring)
         .fetch_all(&mut *conn)
         .await?;
     if written.len() == states.len() {

@@ -22,6 +22,7 @@ pub mod ledger;
 pub mod models;
 pub mod offsets;
 pub mod outbox;
+pub mod points;
 pub mod sql;
 pub mod timeline;
 

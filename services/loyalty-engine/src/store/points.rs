@@ -1,0 +1,189 @@
+//! Points in the store: the columns of `customers` that project a customer's points (written
+//! with the row, read for the liability), and `points_redemptions`, the first answer of every
+//! redemption or cancel request under its idempotency key.
+
+use chrono::{DateTime, Duration, Utc};
+use sqlx::PgConnection;
+
+use crate::domain::points::{PointsBook, PointsRules};
+
+/// A customer's points as the `customers` columns hold them: folded at the moment the state
+/// was evaluated (`PointsBook::as_of`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Columns {
+    pub available: i64,
+    pub pending: i64,
+    pub debt: i64,
+    /// `points_expiring`: the open lots' remaining points by due date, as JSON text, or None
+    /// when no open lot has a due date.
+    pub expiring: Option<String>,
+}
+
+/// One entry of `points_expiring`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Due {
+    at: DateTime<Utc>,
+    points: i64,
+}
+
+impl Columns {
+    /// The columns of `book` under `rules` (zero when the programme has no points or the book
+    /// was never evaluated: nothing is folded then, so customers cost nothing extra).
+    pub fn of(book: &PointsBook, rules: Option<&PointsRules>) -> Self {
+        let (Some(rules), Some(now)) = (rules, book.as_of) else {
+            return Self::default();
+        };
+        if book.movements.is_empty() {
+            return Self::default();
+        }
+        let folded = book.fold(rules, now);
+        let due: Vec<Due> = folded
+            .lots
+            .iter()
+            .filter(|l| l.remaining > 0 && l.expired_at.is_none())
+            .filter_map(|l| {
+                l.due_at.map(|at| Due {
+                    at,
+                    points: l.remaining,
+                })
+            })
+            .collect();
+        Self {
+            available: folded.available,
+            pending: folded.pending,
+            debt: folded.debt,
+            expiring: if due.is_empty() {
+                None
+            } else {
+                serde_json::to_string(&due).ok()
+            },
+        }
+    }
+}
+
+/// What the idempotency table says about a request key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// The key is new: this transaction holds it until it commits (or rolls back).
+    New,
+    /// A request with this key was answered before.
+    Answered {
+        request: serde_json::Value,
+        status: u16,
+        answer: String,
+    },
+}
+
+/// Claims `(customer, operation, key)` for `request`. A concurrent transaction holding the
+/// same key makes this wait until it ends; if it committed, its answer is returned.
+pub async fn claim(
+    conn: &mut PgConnection,
+    customer_id: &str,
+    operation: &str,
+    key: &str,
+    request: &serde_json::Value,
+) -> anyhow::Result<Claim> {
+    let inserted = sqlx::query(
+        "INSERT INTO points_redemptions (customer_id, operation, idempotency_key, request)
+         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+    )
+    .bind(customer_id)
+    .bind(operation)
+    .bind(key)
+    .bind(request)
+    .execute(&mut *conn)
+    .await?;
+    if inserted.rows_affected() == 1 {
+        return Ok(Claim::New);
+    }
+    let row: Option<(serde_json::Value, Option<i32>, Option<String>)> = sqlx::query_as(
+        "SELECT request, status, answer FROM points_redemptions
+         WHERE customer_id = $1 AND operation = $2 AND idempotency_key = $3",
+    )
+    .bind(customer_id)
+    .bind(operation)
+    .bind(key)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match row {
+        Some((request, Some(status), Some(answer))) => Ok(Claim::Answered {
+            request,
+            status: u16::try_from(status).unwrap_or(500),
+            answer,
+        }),
+        _ => anyhow::bail!("idempotency key {key:?} is claimed without an answer"),
+    }
+}
+
+/// Stores the answer of a claimed key (in the claiming transaction).
+pub async fn store_answer(
+    conn: &mut PgConnection,
+    customer_id: &str,
+    operation: &str,
+    key: &str,
+    status: u16,
+    answer: &str,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE points_redemptions SET status = $4, answer = $5
+         WHERE customer_id = $1 AND operation = $2 AND idempotency_key = $3",
+    )
+    .bind(customer_id)
+    .bind(operation)
+    .bind(key)
+    .bind(i32::from(status))
+    .bind(answer)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Points outstanding over all customers, as last written with their rows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outstanding {
+    pub customers: i64,
+    pub available: i64,
+    pub pending: i64,
+    pub debt: i64,
+    /// (days, points due to expire within that many days of `now`), for each window asked.
+    pub expiring: Vec<(i64, i64)>,
+}
+
+/// Sums the points columns; `windows` are the expiry horizons in days.
+pub async fn outstanding(
+    pool: &sqlx::PgPool,
+    now: DateTime<Utc>,
+    windows: &[i64],
+) -> anyhow::Result<Outstanding> {
+    let (customers, available, pending, debt): (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE points_available > 0 OR points_pending > 0 OR points_debt > 0),
+                COALESCE(sum(points_available), 0)::bigint,
+                COALESCE(sum(points_pending), 0)::bigint,
+                COALESCE(sum(points_debt), 0)::bigint
+         FROM customers",
+    )
+    .fetch_one(pool)
+    .await?;
+    let horizons: Vec<DateTime<Utc>> = windows.iter().map(|d| now + Duration::days(*d)).collect();
+    let sums: Vec<(i64,)> = sqlx::query_as(
+        "SELECT COALESCE(sum((e->>'points')::bigint) FILTER (WHERE (e->>'at')::timestamptz <= h), 0)::bigint
+         FROM unnest($1::timestamptz[]) WITH ORDINALITY AS w(h, i)
+         LEFT JOIN (SELECT e FROM customers c, jsonb_array_elements(c.points_expiring) e
+                    WHERE c.points_expiring IS NOT NULL) x ON true
+         GROUP BY w.i ORDER BY w.i",
+    )
+    .bind(&horizons)
+    .fetch_all(pool)
+    .await?;
+    Ok(Outstanding {
+        customers,
+        available,
+        pending,
+        debt,
+        expiring: windows
+            .iter()
+            .zip(sums)
+            .map(|(d, (n,))| (*d, n))
+            .collect(),
+    })
+}
