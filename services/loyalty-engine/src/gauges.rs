@@ -1,5 +1,6 @@
-//! Gauges refreshed periodically: customers by tier, segment and churn level (population
-//! counts, the same on every instance: aggregate them with max, not sum), consumer lag of the
+//! Gauges refreshed periodically: customers by tier, segment and churn level, and the points
+//! liability when the programme has points (population figures, the same on every instance:
+//! aggregate them with max, not sum), consumer lag of the
 //! partitions this instance owns, the outbox backlog, and the database pool.
 
 use std::time::Duration;
@@ -10,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 use crate::engine::ownership::Ownership;
 use crate::metrics::Metrics;
 use crate::store::customers::{self, Projection};
-use crate::store::{offsets, outbox};
+use crate::engine::clock::EngineClock;
+use crate::store::{offsets, outbox, points};
 
 #[derive(Debug)]
 pub struct Gauges {
@@ -20,6 +22,10 @@ pub struct Gauges {
     pub ownership: Ownership,
     pub every: Duration,
     pub populations_every: Duration,
+    /// The programme's `points.cost_per_point_minor`; None: no points, no liability gauges.
+    pub points_cost_per_point_minor: Option<f64>,
+    /// The engine's "now", for the expiry windows.
+    pub clock: EngineClock,
 }
 
 impl Gauges {
@@ -65,6 +71,11 @@ impl Gauges {
                 Projection::Segment => self.metrics.customers_by_segment(&counts),
                 Projection::ChurnLevel => self.metrics.customers_by_churn_level(&counts),
             }
+        }
+        if let Some(cost) = self.points_cost_per_point_minor {
+            let o = points::outstanding(&self.pool, self.clock.now(&self.pool).await?, &points::EXPIRY_WINDOWS).await?;
+            self.metrics
+                .points_liability(o.available, o.pending, o.debt, cost, &o.expiring);
         }
         Ok(())
     }

@@ -50,6 +50,10 @@ pub struct Metrics {
     ready: IntGauge,
     http_requests: HistogramVec,
     build_info: IntGaugeVec,
+    points_requests: IntCounterVec,
+    points_outstanding: IntGaugeVec,
+    points_liability: prometheus::GaugeVec,
+    points_expiring: IntGaugeVec,
 }
 
 /// What became of one consumed message.
@@ -393,6 +397,50 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            points_requests: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "kizuna_points_requests_total",
+                        "Redemption and cancel requests applied through the API, by operation and outcome (accepted, already_done, or the refusal's reason).",
+                    ),
+                    &["operation", "outcome"],
+                )
+                .expect("valid metric"),
+            ),
+            points_outstanding: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "kizuna_points_outstanding",
+                        "Points outstanding over all customers (whole population), by state: available, pending, debt.",
+                    ),
+                    &["state"],
+                )
+                .expect("valid metric"),
+            ),
+            points_liability: register(
+                r,
+                prometheus::GaugeVec::new(
+                    Opts::new(
+                        "kizuna_points_liability_minor",
+                        "Outstanding points as money (× points.cost_per_point_minor, minor units of the programme currency), by state: available, pending.",
+                    ),
+                    &["state"],
+                )
+                .expect("valid metric"),
+            ),
+            points_expiring: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "kizuna_points_expiring",
+                        "Points of open lots due to expire within the next 30, 90 or 365 days (whole population).",
+                    ),
+                    &["within_days"],
+                )
+                .expect("valid metric"),
+            ),
             registry,
         };
         m.build_info
@@ -507,6 +555,38 @@ impl Metrics {
     pub fn model(&self, version: i64, fitted_at: chrono::DateTime<chrono::Utc>) {
         self.model_version.set(version);
         self.model_fitted_at.set(fitted_at.timestamp() as f64);
+    }
+
+    /// A redemption or cancel request applied through the API.
+    pub fn points_request(&self, operation: &str, outcome: &str) {
+        self.points_requests
+            .with_label_values(&[operation, outcome])
+            .inc();
+    }
+
+    /// The points liability (whole population): points by state, their value at
+    /// `cost_per_point_minor`, and expiries by window (days, points).
+    pub fn points_liability(
+        &self,
+        available: i64,
+        pending: i64,
+        debt: i64,
+        cost_per_point_minor: f64,
+        expiring: &[(i64, i64)],
+    ) {
+        for (state, n) in [("available", available), ("pending", pending), ("debt", debt)] {
+            self.points_outstanding.with_label_values(&[state]).set(n);
+        }
+        for (state, n) in [("available", available), ("pending", pending)] {
+            self.points_liability
+                .with_label_values(&[state])
+                .set(n as f64 * cost_per_point_minor);
+        }
+        for (days, n) in expiring {
+            self.points_expiring
+                .with_label_values(&[&days.to_string()])
+                .set(*n);
+        }
     }
 
     /// Customers by tier (the previous values are replaced).

@@ -305,6 +305,8 @@ impl Application {
             ownership: ownership.clone(),
             every: Duration::from_secs(settings.metrics.refresh_secs),
             populations_every: Duration::from_secs(settings.metrics.population_refresh_secs),
+            points_cost_per_point_minor: programme.points_rules().map(|r| r.cost_per_point_minor),
+            clock: core.clock.clone(),
         };
 
         let listener = bind(settings.http.bind, "HTTP server").await?;

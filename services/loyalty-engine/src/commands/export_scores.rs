@@ -1,6 +1,7 @@
 //! `kizuna export-scores --as-of TIME [--horizon-days N]`: one CSV row per customer with
 //! P(alive), expected purchases and CLV over the horizon, churn risk and level, tier and
-//! segment, computed as of the time given.
+//! segment, and the points (available, pending, debt and the balance; empty when the programme
+//! has no points), computed as of the time given.
 
 use std::io::Write;
 
@@ -13,7 +14,7 @@ use crate::domain::programme::Programme;
 use crate::domain::segment::segment;
 use crate::store::customers;
 
-pub const HEADER: [&str; 8] = [
+pub const HEADER: [&str; 12] = [
     "customer_id",
     "p_alive",
     "expected_purchases",
@@ -22,6 +23,10 @@ pub const HEADER: [&str; 8] = [
     "churn_level",
     "tier",
     "segment",
+    "points_available",
+    "points_pending",
+    "points_debt",
+    "points_balance",
 ];
 
 fn num(v: Option<f64>) -> String {
@@ -52,6 +57,17 @@ pub async fn run(
             let a = churn::assess(&m, &rules, model);
             let level = churn::level(a.score, None, &rules);
             let (seg, _) = segment(&m, &programme.segments);
+            let points = programme.points_rules().map(|rules| {
+                let f = state.points.fold(rules, as_of);
+                [
+                    f.available,
+                    f.pending,
+                    f.debt,
+                    f.balance(rules.earn.negative_balance),
+                ]
+                .map(|n| n.to_string())
+            });
+            let [available, pending, debt, balance] = points.unwrap_or_default();
             csv.write_record([
                 state.customer_id.as_str(),
                 &num(a.p_alive),
@@ -61,6 +77,10 @@ pub async fn run(
                 level.as_str(),
                 state.tier(),
                 seg.as_str(),
+                &available,
+                &pending,
+                &debt,
+                &balance,
             ])?;
             rows += 1;
         }

@@ -8,8 +8,10 @@ pub mod console;
 mod customers;
 mod evaluate;
 pub mod openapi;
+pub mod points;
 pub mod probes;
 pub mod problem;
+mod redemptions;
 pub mod testing;
 #[cfg(test)]
 mod tests;
@@ -87,6 +89,10 @@ fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(customers::get_customer))
         .routes(routes!(timeline::timeline))
+        .routes(routes!(points::get_points))
+        .routes(routes!(redemptions::redeem))
+        .routes(routes!(redemptions::cancel))
+        .routes(routes!(points::liability))
         .routes(routes!(admin::set_tier_override))
         .routes(routes!(evaluate::evaluate))
         .routes(routes!(admin::start_recompute, admin::recompute_status))

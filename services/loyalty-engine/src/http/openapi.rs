@@ -24,9 +24,13 @@ pub const ADMIN_TOKEN: &str = "adminToken";
 pub fn document(paths: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     let header = header(
         "Kizuna loyalty engine",
-        "A customer's loyalty state and timeline, a dry run of an event, and the admin API (tier overrides, recompute). Every error is RFC 9457 problem details (application/problem+json).",
+        "A customer's loyalty state, points and timeline, redemptions, the points liability, a dry run of an event, and the admin API (tier overrides, recompute). Every error is RFC 9457 problem details (application/problem+json).",
         &[
             ("customers", "A customer's state, metrics and timeline"),
+            (
+                "points",
+                "A customer's points and why, redemptions without double spend, the programme's liability",
+            ),
             (
                 "admin",
                 "Operators' endpoints, behind the bearer token http.admin_token",
@@ -206,6 +210,10 @@ mod tests {
         for path in [
             "/v1/customers/{id}",
             "/v1/customers/{id}/timeline",
+            "/v1/customers/{id}/points",
+            "/v1/customers/{id}/redemptions",
+            "/v1/customers/{id}/redemptions/{key}/cancel",
+            "/v1/programme/liability",
             "/v1/customers/{id}/tier-override",
             "/v1/evaluate",
             "/v1/admin/recompute",

@@ -7,6 +7,7 @@ use crate::domain::ids::CustomerId;
 use crate::domain::metrics::Metrics;
 use crate::domain::money::Currency;
 use crate::domain::motive::Motive;
+use crate::domain::points::{Folded, PointsRules};
 use crate::domain::programme::Programme;
 use crate::domain::segment::Segment;
 use crate::domain::state::CustomerState;
@@ -53,6 +54,10 @@ pub struct CustomerView<'a> {
     /// The metrics as of `as_of` (spend, orders, tenure, NPS, CSAT, CES, bad experiences, …).
     #[schema(value_type = Object)]
     pub metrics: &'a Metrics,
+    /// The points as of `as_of` (absent when the programme has no points); the lots and
+    /// movements behind them: `GET /v1/customers/{id}/points`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub points: Option<Balances>,
 }
 
 pub fn customer<'a>(
@@ -80,5 +85,33 @@ pub fn customer<'a>(
         next_check_at: status.next_check_at,
         evaluated_at: status.evaluated_at,
         metrics,
+        points: programme
+            .points_rules()
+            .map(|rules| Balances::of(&state.points.fold(rules, as_of), rules)),
+    }
+}
+
+/// A customer's balances at a moment (also in `GET /v1/customers/{id}`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct Balances {
+    /// Spendable now.
+    pub available: i64,
+    /// Earned, still inside the pending period (the return window).
+    pub pending: i64,
+    /// Points owed: clawbacks of points already spent, paid from future earns first.
+    pub debt: i64,
+    /// The balance as the programme shows it: `available`, or `available − debt` with
+    /// `negative_balance = "negative"`.
+    pub balance: i64,
+}
+
+impl Balances {
+    pub fn of(folded: &Folded, rules: &PointsRules) -> Self {
+        Self {
+            available: folded.available,
+            pending: folded.pending,
+            debt: folded.debt,
+            balance: folded.balance(rules.earn.negative_balance),
+        }
     }
 }

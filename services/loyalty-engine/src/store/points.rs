@@ -149,6 +149,9 @@ pub struct Outstanding {
     pub expiring: Vec<(i64, i64)>,
 }
 
+/// The liability's expiry windows, in days.
+pub const EXPIRY_WINDOWS: [i64; 3] = [30, 90, 365];
+
 /// Sums the points columns; `windows` are the expiry horizons in days.
 pub async fn outstanding(
     pool: &sqlx::PgPool,
