@@ -1,5 +1,6 @@
-//! The customer timeline: ledger events with the outputs they caused, and outputs caused by
-//! the sweeper or an operator, newest first.
+//! The customer timeline: ledger events with the outputs and points movements they caused, and
+//! outputs caused by the sweeper or an operator and points movements of no event of the
+//! customer's (anniversary and referral bonuses, expiries), newest first.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -54,15 +55,72 @@ where
         .await
 }
 
-/// One page of the timeline and the cursor of the next page, if any.
+/// A points movement for the timeline (from the customer's state, not a table).
+#[derive(Debug, Clone)]
+pub struct PointsItem {
+    pub at: DateTime<Utc>,
+    /// The movement's id (unique per customer).
+    pub id: String,
+    /// The input event that caused it, if any: the item is shown under that event when the
+    /// event is in this customer's ledger, on its own otherwise (anniversary and referral
+    /// bonuses, derived expiries).
+    pub source_event: Option<String>,
+    pub body: Value,
+}
+
+/// One page of the timeline and the cursor of the next page, if any (without points).
 pub async fn page(
     pool: &PgPool,
     customer_id: &str,
     limit: i64,
     before: Option<&Cursor>,
 ) -> anyhow::Result<(Vec<Value>, Option<Cursor>)> {
+    page_with_points(pool, customer_id, limit, before, Vec::new()).await
+}
+
+/// One page of the timeline and the cursor of the next page, if any. `points`: the customer's
+/// points movements, each shown under its event with its reason, or on its own.
+pub async fn page_with_points(
+    pool: &PgPool,
+    customer_id: &str,
+    limit: i64,
+    before: Option<&Cursor>,
+    points: Vec<PointsItem>,
+) -> anyhow::Result<(Vec<Value>, Option<Cursor>)> {
     let at = before.map(|c| c.at);
     let id = before.map(|c| c.id.clone()).unwrap_or_default();
+    // Which movements belong to a recorded event of this customer.
+    let sources: Vec<&str> = points
+        .iter()
+        .filter_map(|p| p.source_event.as_deref())
+        .collect();
+    let recorded: std::collections::HashSet<String> = if sources.is_empty() {
+        Default::default()
+    } else {
+        sqlx::query_scalar::<_, String>(
+            "SELECT event_id FROM event_ledger WHERE customer_id = $1 AND event_id = ANY($2)",
+        )
+        .persistent(false)
+        .bind(customer_id)
+        .bind(&sources)
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .collect()
+    };
+    let mut points_by_event: HashMap<String, Vec<Value>> = HashMap::new();
+    let mut points_alone: Vec<(DateTime<Utc>, String, Value)> = Vec::new();
+    for p in points {
+        match p.source_event {
+            Some(e) if recorded.contains(&e) => points_by_event.entry(e).or_default().push(p.body),
+            _ => {
+                let key = (p.at, format!("p:{}", p.id));
+                if before.is_none_or(|c| key < (c.at, c.id.clone())) {
+                    points_alone.push((p.at, p.id, p.body));
+                }
+            }
+        }
+    }
     // Ledger events, newest first.
     let events: Vec<(DateTime<Utc>, String, String, Vec<u8>)> = newest_first(
         pool,
@@ -87,10 +145,12 @@ pub async fn page(
     enum Item {
         Event(DateTime<Utc>, String, String, Vec<u8>),
         Output(DateTime<Utc>, uuid::Uuid, String, String, Value),
+        Points(DateTime<Utc>, String, Value),
     }
     let key = |item: &Item| match item {
         Item::Event(at, id, ..) => (*at, format!("e:{id}")),
         Item::Output(at, ce_id, ..) => (*at, format!("o:{ce_id}")),
+        Item::Points(at, id, _) => (*at, format!("p:{id}")),
     };
     let mut items: Vec<Item> = events
         .into_iter()
@@ -100,6 +160,7 @@ pub async fn page(
                 .into_iter()
                 .map(|(a, c, by, t, p)| Item::Output(a, c, by, t, p)),
         )
+        .chain(points_alone.into_iter().map(|(a, i, b)| Item::Points(a, i, b)))
         .collect();
     items.sort_by_key(|item| std::cmp::Reverse(key(item)));
     let more = items.len() as i64 > limit;
@@ -117,7 +178,7 @@ pub async fn page(
         .iter()
         .filter_map(|i| match i {
             Item::Event(_, id, ..) => Some(id.as_str()),
-            Item::Output(..) => None,
+            Item::Output(..) | Item::Points(..) => None,
         })
         .collect();
     let caused: Vec<(String, uuid::Uuid, String, DateTime<Utc>, Value)> = sqlx::query_as(
@@ -145,6 +206,10 @@ pub async fn page(
                 "kind": kind,
                 "event": serde_json::to_value(ledger::decode(&body)?)?,
                 "outputs": by_event.remove(&event_id).unwrap_or_default(),
+                "points": points_by_event.remove(&event_id).unwrap_or_default(),
+            }),
+            Item::Points(at, id, body) => json!({
+                "type": "points", "at": at, "movement_id": id, "points": body
             }),
             Item::Output(at, ce_id, caused_by, ce_type, payload) => json!({
                 "type": "output", "at": at, "ce_id": ce_id, "caused_by": caused_by, "ce_type": ce_type, "data": payload
