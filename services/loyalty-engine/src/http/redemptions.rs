@@ -304,7 +304,6 @@ async fn run(
     let event_id = EventId::parse(&operation.event_id(key), state.limits.max_id_len)
         .map_err(|_| Problem::malformed("the key is too long").field(IDEMPOTENCY_KEY))?;
     let mut tx = core.pool.begin().await?;
-    let now = core.clock.now(&mut *tx).await?;
 
     match points::claim(&mut tx, customer.as_str(), operation.name(), key, &request)
         .await
@@ -338,10 +337,15 @@ async fn run(
     let locked = customers::load_for_update(&mut tx, &[customer])
         .await
         .map_err(unavailable)?;
-    if locked.is_empty() {
+    let Some(row) = locked.get(customer) else {
         // Rolled back on drop: the key is free again.
         return Err(Problem::not_found("unknown customer"));
-    }
+    };
+    // "Now" is read under the lock, and never before the customer's last movement: the fold
+    // ignores movements after the moment it is made for, so a redemption dated before one
+    // that committed while it waited would not see it, and would spend the same points again.
+    let latest = row.state.points.movements.iter().map(|m| m.at).max();
+    let now = core.clock.now(&mut *tx).await?.max(latest.unwrap_or_default());
     let event = DomainEvent {
         meta: EventMeta {
             event_id: event_id.clone(),
