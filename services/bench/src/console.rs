@@ -110,10 +110,7 @@ async fn templates(pool: &sqlx::PgPool, n: u32) -> anyhow::Result<()> {
                 home_partition: 0,
                 metrics,
                 replaces: NO_ROW,
-                points: kizuna::store::points::Columns::of(
-                    &state.points,
-                    programme.points_rules(),
-                ),
+                points: kizuna::store::points::Columns::of(&state.points, programme.points_rules()),
             })
             .collect();
         customers::upsert(&mut conn, &rows).await?;

@@ -8,10 +8,10 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+use crate::engine::clock::EngineClock;
 use crate::engine::ownership::Ownership;
 use crate::metrics::Metrics;
 use crate::store::customers::{self, Projection};
-use crate::engine::clock::EngineClock;
 use crate::store::{offsets, outbox, points};
 
 #[derive(Debug)]
@@ -73,7 +73,12 @@ impl Gauges {
             }
         }
         if let Some(cost) = self.points_cost_per_point_minor {
-            let o = points::outstanding(&self.pool, self.clock.now(&self.pool).await?, &points::EXPIRY_WINDOWS).await?;
+            let o = points::outstanding(
+                &self.pool,
+                self.clock.now(&self.pool).await?,
+                &points::EXPIRY_WINDOWS,
+            )
+            .await?;
             self.metrics
                 .points_liability(o.available, o.pending, o.debt, cost, &o.expiring);
         }

@@ -574,7 +574,11 @@ impl Metrics {
         cost_per_point_minor: f64,
         expiring: &[(i64, i64)],
     ) {
-        for (state, n) in [("available", available), ("pending", pending), ("debt", debt)] {
+        for (state, n) in [
+            ("available", available),
+            ("pending", pending),
+            ("debt", debt),
+        ] {
             self.points_outstanding.with_label_values(&[state]).set(n);
         }
         for (state, n) in [("available", available), ("pending", pending)] {

@@ -132,7 +132,9 @@ async fn backfill_fit_model_export_scores_and_recompute_from_the_cli(
     let mut rows = csv.lines();
     assert_eq!(
         rows.next(),
-        Some("customer_id,p_alive,expected_purchases,clv,churn_risk,churn_level,tier,segment,points_available,points_pending,points_debt,points_balance")
+        Some(
+            "customer_id,p_alive,expected_purchases,clv,churn_risk,churn_level,tier,segment,points_available,points_pending,points_debt,points_balance"
+        )
     );
     let rows: Vec<Vec<&str>> = rows.map(|l| l.split(',').collect()).collect();
     assert_eq!(rows.len(), 300);

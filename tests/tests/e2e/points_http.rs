@@ -2,7 +2,8 @@
 //! redemption requests against one customer, from a real HTTP client while ingest keeps
 //! applying that customer's purchases, never spend more than the balance; the ledger's
 //! invariant holds after; idempotent retries return the first answer byte for byte; a cancel
-//! gives the points back; the liability (API and gauges), the customer view, the timeline.
+//! gives the points back; the same key sent many times at once redeems once; the liability (API
+//! and gauges), the customer view, the timeline.
 
 use std::time::Duration;
 
@@ -107,7 +108,12 @@ async fn concurrent_redemptions_never_spend_more_than_the_balance(
     }
     for c in 0..3 {
         s.feed
-            .buy(&format!("cust-o{c}"), &format!("evt-o{c}"), &format!("ord-o{c}"), 5_000)
+            .buy(
+                &format!("cust-o{c}"),
+                &format!("evt-o{c}"),
+                &format!("ord-o{c}"),
+                5_000,
+            )
             .await?;
     }
     let before = wait_for("1,000 points available", WAIT, || async {
@@ -184,20 +190,18 @@ async fn concurrent_redemptions_never_spend_more_than_the_balance(
         })
     };
     let started = std::time::Instant::now();
-    let answers: Vec<(usize, anyhow::Result<(u16, String)>)> =
-        futures::stream::iter(0..REQUESTS)
-            .map(|i| {
-                let (http, url) = (http.clone(), redeem_url.clone());
-                async move {
-                    let key = format!("attack-{i}");
-                    let answer =
-                        post(&http, &url, Some(&key), Some(&json!({"points": EACH}))).await;
-                    (i, answer)
-                }
-            })
-            .buffer_unordered(50)
-            .collect()
-            .await;
+    let answers: Vec<(usize, anyhow::Result<(u16, String)>)> = futures::stream::iter(0..REQUESTS)
+        .map(|i| {
+            let (http, url) = (http.clone(), redeem_url.clone());
+            async move {
+                let key = format!("attack-{i}");
+                let answer = post(&http, &url, Some(&key), Some(&json!({"points": EACH}))).await;
+                (i, answer)
+            }
+        })
+        .buffer_unordered(50)
+        .collect()
+        .await;
     let took = started.elapsed();
     feeding.await??;
 
@@ -219,12 +223,18 @@ async fn concurrent_redemptions_never_spend_more_than_the_balance(
     );
     // Never more than was ever held: 1,000 before, at most 100 more from the purchases.
     assert!(spent <= 1_100, "spent {spent}");
-    assert!(spent >= 1_000, "the 1,000 points held before were spendable: spent {spent}");
+    assert!(
+        spent >= 1_000,
+        "the 1,000 points held before were spendable: spent {spent}"
+    );
     let (_, first_refusal) = refused.first().ok_or_else(|| anyhow::anyhow!("no 409"))?;
     let problem = parse(first_refusal);
     assert_eq!(problem["reason"], json!("insufficient_points"), "{problem}");
     assert_eq!(problem["requested"], json!(EACH), "{problem}");
-    assert!(problem["available"].as_i64().is_some_and(|a| a < EACH), "{problem}");
+    assert!(
+        problem["available"].as_i64().is_some_and(|a| a < EACH),
+        "{problem}"
+    );
 
     // Ingest was not blocked: all 15 purchases applied; the balance is what was earned less
     // what was spent, and the ledger's invariant holds.
@@ -251,7 +261,11 @@ async fn concurrent_redemptions_never_spend_more_than_the_balance(
         .iter()
         .filter(|m| m["kind"] == json!("redeem"))
         .count();
-    assert_eq!(redeemed, accepted.len(), "one movement per accepted redemption");
+    assert_eq!(
+        redeemed,
+        accepted.len(),
+        "one movement per accepted redemption"
+    );
     assert!(
         movements
             .iter()
@@ -279,7 +293,11 @@ async fn concurrent_redemptions_never_spend_more_than_the_balance(
         Some(&json!({"points": EACH})),
     )
     .await?;
-    assert_eq!(again, (409, first.clone()), "a refusal is answered the same way");
+    assert_eq!(
+        again,
+        (409, first.clone()),
+        "a refusal is answered the same way"
+    );
     // The same key for another request is refused.
     let (status, text) = post(
         &app.http,
@@ -292,16 +310,23 @@ async fn concurrent_redemptions_never_spend_more_than_the_balance(
     assert_eq!(parse(&text)["reason"], json!("idempotency_key_reused"));
 
     // A cancel gives the points back, once.
-    let cancel_url = app.url(&format!("/v1/customers/{CUSTOMER}/redemptions/attack-{i}/cancel"));
+    let cancel_url = app.url(&format!(
+        "/v1/customers/{CUSTOMER}/redemptions/attack-{i}/cancel"
+    ));
     let (status, cancelled) = post(&app.http, &cancel_url, None, None).await?;
     assert_eq!(status, 200, "{cancelled}");
     let body = parse(&cancelled);
     assert_eq!(body["points"], json!(EACH));
     assert_eq!(body["available"], json!(1_100 - spent + EACH));
-    assert_eq!(post(&app.http, &cancel_url, None, None).await?, (200, cancelled));
+    assert_eq!(
+        post(&app.http, &cancel_url, None, None).await?,
+        (200, cancelled)
+    );
     let (status, _) = post(
         &app.http,
-        &app.url(&format!("/v1/customers/{CUSTOMER}/redemptions/never/cancel")),
+        &app.url(&format!(
+            "/v1/customers/{CUSTOMER}/redemptions/never/cancel"
+        )),
         None,
         None,
     )
@@ -339,9 +364,16 @@ async fn concurrent_redemptions_never_spend_more_than_the_balance(
     let (status, liability) = app.get("/v1/programme/liability").await?;
     assert_eq!(status, 200, "{liability}");
     assert_eq!(liability["available"]["points"], json!(held), "{liability}");
-    assert_eq!(liability["available"]["value_minor"], json!(held as f64 * 2.0));
+    assert_eq!(
+        liability["available"]["value_minor"],
+        json!(held as f64 * 2.0)
+    );
     assert_eq!(liability["expiring"][2]["within_days"], json!(365));
-    assert_eq!(liability["expiring"][2]["points"], json!(held), "{liability}");
+    assert_eq!(
+        liability["expiring"][2]["points"],
+        json!(held),
+        "{liability}"
+    );
     assert_eq!(liability["expiring"][1]["points"], json!(0), "{liability}");
     wait_for("the liability gauges", WAIT, || async {
         let text = app.get_text("/metrics").await?;
@@ -353,6 +385,24 @@ async fn concurrent_redemptions_never_spend_more_than_the_balance(
         Ok((points == held as f64).then_some(()))
     })
     .await?;
+
+    // The same key sent 20 times at once: one redemption, one answer.
+    let body = json!({"points": EACH});
+    let dup: Vec<(u16, String)> = futures::stream::iter(0..20)
+        .map(|_| post(&http, &redeem_url, Some("dup"), Some(&body)))
+        .buffer_unordered(20)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    assert_eq!(dup[0].0, 201, "{}", dup[0].1);
+    assert!(dup.iter().all(|d| *d == dup[0]), "{dup:?}");
+    let (_, p) = app.get(&points_path).await?;
+    assert_eq!(p["available"], json!(1_100 - spent), "{p}");
+    let dups = p["movements"]
+        .as_array()
+        .map(|m| m.iter().filter(|m| m["id"] == json!("redeem:dup")).count());
+    assert_eq!(dups, Some(1));
 
     s.finish().await
 }

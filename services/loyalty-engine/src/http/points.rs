@@ -77,9 +77,7 @@ pub fn view<'a>(
             signed: m.signed(),
         })
         .collect();
-    movements.sort_by(|a, b| {
-        (a.movement.at, &a.movement.id).cmp(&(b.movement.at, &b.movement.id))
-    });
+    movements.sort_by(|a, b| (a.movement.at, &a.movement.id).cmp(&(b.movement.at, &b.movement.id)));
     PointsView {
         customer_id,
         as_of,
@@ -214,9 +212,7 @@ pub struct Liability<'a> {
         DatabaseUnavailable,
     ),
 )]
-pub async fn liability(
-    State(state): State<AppState>,
-) -> Result<axum::response::Response, Problem> {
+pub async fn liability(State(state): State<AppState>) -> Result<axum::response::Response, Problem> {
     use axum::response::IntoResponse;
     let programme = &state.core.programme;
     let Some(rules) = programme.points_rules() else {

@@ -25,13 +25,13 @@ use super::AppState;
 use super::problem::{ApiJson, ApiPath, DatabaseUnavailable, PROBLEM_JSON, Problem};
 use crate::domain::event::{DomainEvent, EventBody, EventMeta, Redemption, RedemptionCancel};
 use crate::domain::ids::{CustomerId, EventId};
-use crate::domain::points::{Folded, Outcome, Refusal};
 use crate::domain::points::redeem::RedeemError;
+use crate::domain::points::{Folded, Outcome, Refusal};
 use crate::engine::apply::apply_events;
 use crate::engine::write;
+use crate::store::customers;
 use crate::store::ledger::{self, LedgerRow};
 use crate::store::points::{self, Claim};
-use crate::store::customers;
 
 /// The request header that names a redemption (and makes retries safe).
 pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
@@ -144,10 +144,9 @@ impl Answer {
             "application/json"
         };
         let mut response = (self.status, self.body).into_response();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(content_type),
-        );
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         response
     }
 }
@@ -345,7 +344,11 @@ async fn run(
     // ignores movements after the moment it is made for, so a redemption dated before one
     // that committed while it waited would not see it, and would spend the same points again.
     let latest = row.state.points.movements.iter().map(|m| m.at).max();
-    let now = core.clock.now(&mut *tx).await?.max(latest.unwrap_or_default());
+    let now = core
+        .clock
+        .now(&mut *tx)
+        .await?
+        .max(latest.unwrap_or_default());
     let event = DomainEvent {
         meta: EventMeta {
             event_id: event_id.clone(),
@@ -399,8 +402,10 @@ async fn run(
         ),
         (Outcome::Refused(Refusal::UnknownRedemption(_)), _) => {
             // Nothing changes: not recorded, not stored.
-            return Err(Problem::not_found(format!("no redemption {key:?} to cancel"))
-                .reason("unknown_redemption"));
+            return Err(
+                Problem::not_found(format!("no redemption {key:?} to cancel"))
+                    .reason("unknown_redemption"),
+            );
         }
         (Outcome::Refused(Refusal::NoPoints), _) => return Err(points_disabled()),
         (Outcome::Refused(refusal), _) => refused(refusal, &folded),
@@ -424,7 +429,8 @@ async fn run(
             core.metrics.output(out);
         }
     }
-    core.metrics.points_request(operation.name(), decision_label(&decision.outcome));
+    core.metrics
+        .points_request(operation.name(), decision_label(&decision.outcome));
     Ok(answer.into_response())
 }
 
@@ -473,6 +479,9 @@ fn refused(refusal: &Refusal, folded: &Folded) -> Answer {
                 .field("points");
             Answer::problem(&p, json!({}))
         }
-        _ => Answer::problem(&Problem::invalid(refusal.to_string()).reason(code), json!({})),
+        _ => Answer::problem(
+            &Problem::invalid(refusal.to_string()).reason(code),
+            json!({}),
+        ),
     }
 }

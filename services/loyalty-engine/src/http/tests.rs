@@ -172,3 +172,48 @@ async fn the_served_openapi_document_is_the_generated_one() {
     let served = String::from_utf8(body).expect("UTF-8");
     assert_eq!(served, super::openapi::render(&super::openapi_document()));
 }
+
+#[tokio::test]
+async fn redemptions_need_an_idempotency_key_and_a_programme_with_points() {
+    let body = r#"{"points": 300, "reward": "coffee"}"#;
+    let (_, p) = problem(
+        app(None),
+        post_json("/v1/customers/c1/redemptions", body),
+        400,
+        "idempotency-key-required",
+    )
+    .await;
+    assert_eq!(p["field"], "Idempotency-Key", "{p}");
+    let too_long = Request::post("/v1/customers/c1/redemptions")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("Idempotency-Key", "k".repeat(129))
+        .body(Body::from(body))
+        .expect("a request");
+    problem(app(None), too_long, 400, "idempotency-key-required").await;
+    // The built-in programme has no [points]: refused before the database is asked.
+    let keyed = Request::post("/v1/customers/c1/redemptions")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("Idempotency-Key", "k-1")
+        .body(Body::from(body))
+        .expect("a request");
+    let (_, p) = problem(app(None), keyed, 409, "points-disabled").await;
+    assert_eq!(p["reason"], "points_disabled", "{p}");
+    let cancel = Request::post("/v1/customers/c1/redemptions/k-1/cancel")
+        .body(Body::empty())
+        .expect("a request");
+    problem(app(None), cancel, 409, "points-disabled").await;
+    problem(
+        app(None),
+        get("/v1/customers/c1/points"),
+        404,
+        "points-disabled",
+    )
+    .await;
+    problem(
+        app(None),
+        get("/v1/programme/liability"),
+        404,
+        "points-disabled",
+    )
+    .await;
+}

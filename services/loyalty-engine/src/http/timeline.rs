@@ -7,8 +7,8 @@ use serde_json::json;
 
 use super::AppState;
 use super::problem::{ApiJson, ApiPath, ApiQuery, DatabaseUnavailable, Problem};
-use crate::store::timeline::{self, PointsItem};
 use crate::store::customers;
+use crate::store::timeline::{self, PointsItem};
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -183,10 +183,6 @@ pub async fn outstanding(
         available,
         pending,
         debt,
-        expiring: windows
-            .iter()
-            .zip(sums)
-            .map(|(d, (n,))| (*d, n))
-            .collect(),
+        expiring: windows.iter().zip(sums).map(|(d, (n,))| (*d, n)).collect(),
     })
 }

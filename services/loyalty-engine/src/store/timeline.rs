@@ -160,7 +160,11 @@ pub async fn page_with_points(
                 .into_iter()
                 .map(|(a, c, by, t, p)| Item::Output(a, c, by, t, p)),
         )
-        .chain(points_alone.into_iter().map(|(a, i, b)| Item::Points(a, i, b)))
+        .chain(
+            points_alone
+                .into_iter()
+                .map(|(a, i, b)| Item::Points(a, i, b)),
+        )
         .collect();
     items.sort_by_key(|item| std::cmp::Reverse(key(item)));
     let more = items.len() as i64 > limit;
