@@ -11,7 +11,7 @@ use futures::StreamExt;
 use kizuna_e2e::{Broker, TestEnv, wait_for};
 use serde_json::{Value, json};
 
-use crate::helpers::{Scene, WAIT};
+use crate::helpers::{Scene, WAIT, kizuna_cli};
 
 kizuna_e2e::on_each_broker! {
     concurrent_redemptions_never_spend_more_than_the_balance,
@@ -403,6 +403,24 @@ async fn concurrent_redemptions_never_spend_more_than_the_balance(
         .as_array()
         .map(|m| m.iter().filter(|m| m["id"] == json!("redeem:dup")).count());
     assert_eq!(dups, Some(1));
+
+    // export-scores has the balance columns (`cargo build --bin kizuna` first).
+    let as_of = chrono::Utc::now().to_rfc3339();
+    let (ok, csv, err) = kizuna_cli(&s.env, &["export-scores", "--as-of", &as_of], None)?;
+    assert!(ok, "{err}");
+    let header: Vec<&str> = csv.lines().next().unwrap_or_default().split(',').collect();
+    let column = |name: &str| header.iter().position(|h| *h == name);
+    let row: Vec<&str> = csv
+        .lines()
+        .find(|l| l.starts_with(&format!("{CUSTOMER},")))
+        .unwrap_or_default()
+        .split(',')
+        .collect();
+    let available = column("points_available").and_then(|i| row.get(i).copied());
+    let balance = column("points_balance").and_then(|i| row.get(i).copied());
+    let expected = (1_100 - spent).to_string();
+    assert_eq!(available, Some(expected.as_str()), "{csv}");
+    assert_eq!(balance, Some(expected.as_str()), "{csv}");
 
     s.finish().await
 }
