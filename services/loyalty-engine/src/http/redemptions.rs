@@ -6,11 +6,16 @@
 //!    key waits for the first to end, then gets its stored answer, byte for byte; the same key
 //!    with a different request is refused);
 //! 2. the customer's row is locked (`FOR UPDATE`, the lock ingest takes too), so concurrent
-//!    redemptions and ingest batches for one customer run one after the other;
+//!    redemptions and ingest batches for one customer run one after the other; "now" is read
+//!    under the lock and never before the customer's last movement (the fold ignores movements
+//!    after its moment, so an earlier date would not see a redemption committed meanwhile);
 //! 3. the request becomes an input event (`redemption:<key>` / `redemption-cancel:<key>`),
 //!    recorded in the event ledger (so `recompute` keeps it) and applied like any event: the
 //!    domain decides, on the points folded at that moment;
-//! 4. the state, its outputs (`PointsChanged`) and the answer are written; commit.
+//! 4. an accepted redemption that would add debt (points spent that were not there) is
+//!    refused with a 500 and rolled back: the fold turns an overspend into debt, which the
+//!    `points_available >= 0` constraint cannot see;
+//! 5. the state, its outputs (`PointsChanged`) and the answer are written; commit.
 //!
 //! Refusals that depend on the points (409 `insufficient_points`, 422 `unknown_reward`, …) are
 //! stored like acceptances; refusals that change nothing (404 unknown customer or redemption,
@@ -349,6 +354,7 @@ async fn run(
         .now(&mut *tx)
         .await?
         .max(latest.unwrap_or_default());
+    let debt_before = row.state.points.fold(rules, now).debt;
     let event = DomainEvent {
         meta: EventMeta {
             event_id: event_id.clone(),
@@ -380,6 +386,21 @@ async fn run(
         return Err(Problem::internal("no decision about the redemption"));
     };
     let folded = done.state.points.fold(rules, now);
+    if matches!(decision.outcome, Outcome::Accepted { .. })
+        && operation == Operation::Redeem
+        && folded.debt > debt_before
+    {
+        // The last line of defence: the fold turns points spent twice into debt, which the
+        // `points_available >= 0` constraint cannot see. Rolled back on drop.
+        tracing::error!(
+            debt_before,
+            debt_after = folded.debt,
+            "a redemption would have spent points the customer did not have; refused"
+        );
+        return Err(Problem::internal(
+            "the redemption could not be applied safely",
+        ));
+    }
     let balance = folded.balance(rules.earn.negative_balance);
     let answer = match (&decision.outcome, operation) {
         (Outcome::Accepted { points } | Outcome::AlreadyDone { points }, _) => Answer::json(
