@@ -341,20 +341,19 @@ async fn run(
     let locked = customers::load_for_update(&mut tx, &[customer])
         .await
         .map_err(unavailable)?;
-    let Some(row) = locked.get(customer) else {
+    let Some(before) = locked.get(customer) else {
         // Rolled back on drop: the key is free again.
         return Err(Problem::not_found("unknown customer"));
     };
     // "Now" is read under the lock, and never before the customer's last movement: the fold
     // ignores movements after the moment it is made for, so a redemption dated before one
     // that committed while it waited would not see it, and would spend the same points again.
-    let latest = row.state.points.movements.iter().map(|m| m.at).max();
+    let latest = before.state.points.movements.iter().map(|m| m.at).max();
     let now = core
         .clock
         .now(&mut *tx)
         .await?
         .max(latest.unwrap_or_default());
-    let debt_before = row.state.points.fold(rules, now).debt;
     let event = DomainEvent {
         meta: EventMeta {
             event_id: event_id.clone(),
@@ -386,15 +385,30 @@ async fn run(
         return Err(Problem::internal("no decision about the redemption"));
     };
     let folded = done.state.points.fold(rules, now);
+    // The last line of defence: the fold turns points spent twice into debt, which the
+    // `points_available >= 0` constraint cannot see. Both folds are made at the latest
+    // movement, so a redemption dated before another is judged with it. Rolled back on drop.
+    let horizon = done
+        .state
+        .points
+        .movements
+        .iter()
+        .map(|m| m.at)
+        .max()
+        .map_or(now, |t| t.max(now));
+    let debt_after = if horizon == now {
+        folded.debt
+    } else {
+        done.state.points.fold(rules, horizon).debt
+    };
+    let debt_before = before.state.points.fold(rules, horizon).debt;
     if matches!(decision.outcome, Outcome::Accepted { .. })
         && operation == Operation::Redeem
-        && folded.debt > debt_before
+        && debt_after > debt_before
     {
-        // The last line of defence: the fold turns points spent twice into debt, which the
-        // `points_available >= 0` constraint cannot see. Rolled back on drop.
         tracing::error!(
             debt_before,
-            debt_after = folded.debt,
+            debt_after,
             "a redemption would have spent points the customer did not have; refused"
         );
         return Err(Problem::internal(
