@@ -23,7 +23,7 @@ CREATE TABLE points_redemptions (
 -- The points folded from the customer's ledger when the row was last written (the engine's
 -- "now" of that evaluation; the sweeper re-evaluates at each release and expiry). Written by
 -- the same upsert as the state. `points_expiring`: the open lots' remaining points by the date
--- they expire as things stand, [{"at": RFC 3339, "points": n}, …], NULL when there is none.
+-- they expire as things stand, [[due as Unix seconds, points], …], NULL when there is none.
 ALTER TABLE customers
     ADD COLUMN points_available bigint NOT NULL DEFAULT 0,
     ADD COLUMN points_pending   bigint NOT NULL DEFAULT 0,
