@@ -102,9 +102,11 @@ pub fn view<'a>(
     }
 }
 
-fn points_disabled() -> Problem {
+/// `points-disabled`: the programme has no `[points]` section (or it is disabled). 404 for a
+/// read, 409 for a redemption.
+pub fn points_disabled(status: axum::http::StatusCode) -> Problem {
     Problem::new(
-        axum::http::StatusCode::NOT_FOUND,
+        status,
         "points-disabled",
         "The programme has no points",
         "the programme has no points: add an enabled [points] section",
@@ -137,7 +139,7 @@ pub async fn get_points(
     }
     let programme = &state.core.programme;
     let Some(rules) = programme.points_rules() else {
-        return Err(points_disabled());
+        return Err(points_disabled(axum::http::StatusCode::NOT_FOUND));
     };
     let as_of = match q.as_of {
         Some(t) => t,
@@ -216,7 +218,7 @@ pub async fn liability(State(state): State<AppState>) -> Result<axum::response::
     use axum::response::IntoResponse;
     let programme = &state.core.programme;
     let Some(rules) = programme.points_rules() else {
-        return Err(points_disabled());
+        return Err(points_disabled(axum::http::StatusCode::NOT_FOUND));
     };
     let now = state.now().await?;
     let o = points::outstanding(&state.core.pool, now, &points::EXPIRY_WINDOWS)

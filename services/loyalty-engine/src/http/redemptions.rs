@@ -156,15 +156,14 @@ impl Answer {
     }
 }
 
-/// 409 `points-disabled`: the programme has no `[points]` section (or it is disabled).
+/// 409 `points-disabled`: no points to redeem.
 fn points_disabled() -> Problem {
-    Problem::new(
-        StatusCode::CONFLICT,
-        "points-disabled",
-        "The programme has no points",
-        "the programme has no points: add an enabled [points] section",
-    )
-    .reason("points_disabled")
+    super::points::points_disabled(StatusCode::CONFLICT)
+}
+
+/// 1 to [`MAX_KEY_LEN`] visible ASCII characters.
+fn is_valid_key(key: &str) -> bool {
+    !key.is_empty() && key.len() <= MAX_KEY_LEN && key.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// The `Idempotency-Key` header: present, 1 to [`MAX_KEY_LEN`] visible ASCII characters.
@@ -185,14 +184,14 @@ fn idempotency_key(headers: &HeaderMap) -> Result<String, Problem> {
         .get(IDEMPOTENCY_KEY)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(missing)?;
-    if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
+    if !is_valid_key(key) {
         return Err(missing());
     }
     Ok(key.to_owned())
 }
 
 fn valid_key(key: &str) -> Result<(), Problem> {
-    if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
+    if !is_valid_key(key) {
         return Err(Problem::malformed(format!(
             "a redemption id is 1 to {MAX_KEY_LEN} visible ASCII characters"
         ))
