@@ -27,8 +27,9 @@ pub struct PointsView<'a> {
     pub value_minor: f64,
     #[schema(value_type = String, example = "JPY")]
     pub currency: &'a Currency,
-    /// The lots with points left (not expired), closest to expiry first: the order they are
-    /// spent in. Their `remaining` add up to `available + pending`.
+    /// The lots not expired (spent ones too, with `remaining` 0), closest to expiry first: the
+    /// order they are spent in. Their `remaining` add up to `available + pending`; expired
+    /// lots are in `expired`.
     #[schema(value_type = Vec<Object>)]
     pub lots: Vec<&'a Lot>,
     /// Every recorded movement, oldest first: `id`, `at`, `kind` (earn, redeem,
@@ -87,7 +88,7 @@ pub fn view<'a>(
         lots: folded
             .lots
             .iter()
-            .filter(|l| l.remaining > 0 && l.expired_at.is_none())
+            .filter(|l| l.expired_at.is_none())
             .collect(),
         movements,
         expired: folded
