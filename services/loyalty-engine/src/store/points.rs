@@ -5,7 +5,7 @@
 use chrono::{DateTime, Duration, Utc};
 use sqlx::PgConnection;
 
-use crate::domain::points::{PointsBook, PointsRules};
+use crate::domain::points::{Balances, PointsBook, PointsRules};
 
 /// A customer's points as the `customers` columns hold them: folded at the moment the state
 /// was evaluated (`PointsBook::as_of`).
@@ -34,17 +34,34 @@ impl Columns {
         if book.movements.is_empty() {
             return Self::default();
         }
-        let folded = book.fold(rules, now);
-        let due: Vec<Due> = folded
-            .lots
+        // The time step's own fold at `as_of` when it is at hand (every evaluation leaves it);
+        // folding again otherwise.
+        let balances = match &book.balances {
+            Some(b) => b.clone(),
+            None => {
+                let folded = book.fold(rules, now);
+                Balances {
+                    available: folded.available,
+                    pending: folded.pending,
+                    debt: folded.debt,
+                    dues: folded
+                        .lots
+                        .iter()
+                        .filter(|l| l.remaining > 0 && l.expired_at.is_none())
+                        .filter_map(|l| l.due_at.map(|at| (at, l.remaining)))
+                        .collect(),
+                }
+            }
+        };
+        let due: Vec<Due> = balances
+            .dues
             .iter()
-            .filter(|l| l.remaining > 0 && l.expired_at.is_none())
-            .filter_map(|l| l.due_at.map(|at| Due(at.timestamp(), l.remaining)))
+            .map(|(at, points)| Due(at.timestamp(), *points))
             .collect();
         Self {
-            available: folded.available,
-            pending: folded.pending,
-            debt: folded.debt,
+            available: balances.available,
+            pending: balances.pending,
+            debt: balances.debt,
             expiring: if due.is_empty() {
                 None
             } else {

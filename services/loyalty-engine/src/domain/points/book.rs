@@ -35,9 +35,23 @@ pub struct PointsBook {
     /// programme has tier multipliers, so recompute derives the same earn.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tiers: BTreeMap<String, String>,
+    /// The balances the last time step folded (at `as_of`), so writers need not fold again.
+    /// Not stored.
+    #[serde(skip)]
+    pub balances: Option<Balances>,
     /// What the last application decided about redemptions. Not stored.
     #[serde(skip)]
     pub decisions: Vec<Decision>,
+}
+
+/// A customer's points at one moment, as the time step folded them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Balances {
+    pub available: i64,
+    pub pending: i64,
+    pub debt: i64,
+    /// Open lots' remaining points by due date.
+    pub dues: Vec<(DateTime<Utc>, i64)>,
 }
 
 /// What became of a redemption or a cancel event.
@@ -263,7 +277,17 @@ impl PointsBook {
                 points: done.amount,
             });
         }
-        let at = event.meta.occurred_at;
+        // Judged after everything already recorded: a redemption dated before movements the
+        // book holds (a till's late message, or a request that waited for the row lock) must
+        // see them, or it could spend points already spent.
+        let at = self
+            .movements
+            .iter()
+            .map(|m| m.at)
+            .max()
+            .map_or(event.meta.occurred_at, |last| {
+                last.max(event.meta.occurred_at)
+            });
         let folded = self.fold(rules, at);
         let request = redeem::Request {
             redemption_id: &r.redemption_id,
@@ -473,6 +497,17 @@ impl PointsBook {
         self.warned.retain(|lot, _| open.contains_key(lot.as_str()));
 
         let next = next_check(&folded, &self.warned, rules, first.map(|f| f.1), now);
+        self.balances = Some(Balances {
+            available: folded.available,
+            pending: folded.pending,
+            debt: folded.debt,
+            dues: folded
+                .lots
+                .iter()
+                .filter(|l| l.remaining > 0 && l.expired_at.is_none())
+                .filter_map(|l| l.due_at.map(|at| (at, l.remaining)))
+                .collect(),
+        });
         (notices, next)
     }
 }

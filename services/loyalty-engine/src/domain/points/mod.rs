@@ -16,7 +16,7 @@ pub mod ledger;
 pub mod redeem;
 pub mod summary;
 
-pub use book::{Decision, Notice, Outcome, PointsBook, Refusal};
+pub use book::{Balances, Decision, Notice, Outcome, PointsBook, Refusal};
 pub use config::{PointsConfigError, PointsRules};
 pub use ledger::{Folded, Lot, Movement, MovementKind, fold};
 

@@ -233,3 +233,59 @@ gold = 2.0
 "#
     .to_owned()
 }
+
+#[test]
+fn a_redemption_dated_before_recorded_spending_still_sees_it() {
+    let p = with_points();
+    let c = cid("c");
+    let first = purchase("e1", "c", 20_000, day(0));
+    let (state, _, _) = apply(
+        &c,
+        None,
+        &Changes {
+            events: vec![&first],
+            ..Default::default()
+        },
+        &p,
+        None,
+        day(15),
+    );
+    let spend_all = redemption("k1", "c", 700, day(20));
+    let (state, _, _) = apply(
+        &c,
+        Some(state),
+        &Changes {
+            events: vec![&spend_all],
+            ..Default::default()
+        },
+        &p,
+        None,
+        day(20),
+    );
+    assert_eq!(
+        state.points.decisions[0].outcome,
+        Outcome::Accepted { points: 700 }
+    );
+    // A till's message dated a day before the first redemption arrives after it.
+    let late = redemption("k2", "c", 700, day(19));
+    let (state, _, _) = apply(
+        &c,
+        Some(state),
+        &Changes {
+            events: vec![&late],
+            ..Default::default()
+        },
+        &p,
+        None,
+        day(21),
+    );
+    assert!(
+        matches!(&state.points.decisions[0].outcome, Outcome::Refused(r) if r.code() == "insufficient_points"),
+        "{:?}",
+        state.points.decisions
+    );
+    let folded = state
+        .points
+        .fold(p.points_rules().expect("points"), day(21));
+    assert_eq!((folded.available, folded.debt), (0, 0));
+}
