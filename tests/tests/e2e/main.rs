@@ -16,6 +16,7 @@ mod dead_letters;
 mod metrics;
 mod plans;
 mod points;
+mod redemptions;
 mod segments;
 mod subscribers;
 mod tiers;
