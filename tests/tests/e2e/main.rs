@@ -7,6 +7,8 @@
 
 #[path = "../shared/inputs.rs"]
 mod inputs;
+#[path = "../shared/points.rs"]
+mod points;
 
 mod helpers;
 

@@ -3,115 +3,31 @@
 //! points back, and every change is announced on `loyalty.points` (`PointsChanged`).
 
 use chrono::{Duration, Utc};
-use kizuna_e2e::{Broker, Received, TestEnv};
+use kizuna_e2e::{Broker, TestEnv};
 use kizuna_proto::v1;
-use serde_json::{Value, json};
 
 use crate::helpers::{Scene, WAIT};
+use crate::points::{self, cancel, redemption};
 
 kizuna_e2e::on_each_broker! {
     redemptions_from_kafka_move_points_once_and_refusals_are_dead_lettered,
 }
 
-/// The built-in programme with points: 1 point per 100 JPY, spendable at once (no return
-/// window), one reward of 300 points.
-pub const POINTS_SECTION: &str = r#"
-[points]
-enabled = true
-cost_per_point_minor = 1
-
-[points.earn]
-per_currency_unit = 1.0
-currency_unit_minor = 100
-rounding = "down"
-pending_days = 0
-
-[points.expiry]
-mode = "rolling"
-months = 12
-warn_days = 30
-
-[[points.reward]]
-id = "coffee"
-name = "A free coffee"
-cost = 300
-min_tier = "member"
-"#;
-
-/// An environment whose programme is the built-in one plus `POINTS_SECTION`.
-pub async fn env_with_points(broker: Broker) -> anyhow::Result<TestEnv> {
-    let mut env = TestEnv::on(broker).await?;
-    let builtin = include_str!("../../../services/loyalty-engine/config/programme.toml");
-    let path = std::env::temp_dir().join(format!("kizuna-points-{}.toml", env.id));
-    std::fs::write(&path, format!("{builtin}\n{POINTS_SECTION}"))?;
-    env.settings.programme_file = Some(path);
-    Ok(env)
-}
-
-/// A `kizuna.v1.Redemption` in the protobuf JSON mapping, now.
-pub fn redemption(
-    event_id: &str,
-    customer: &str,
-    redemption_id: &str,
-    points: i64,
-    reward: &str,
-) -> Value {
-    json!({
-        "eventId": event_id,
-        "customerId": customer,
-        "occurredAt": Utc::now().to_rfc3339(),
-        "redemptionId": redemption_id,
-        "kind": "REDEMPTION_KIND_REDEEM",
-        "points": points.to_string(),
-        "reward": reward,
-    })
-}
-
-/// The cancel of redemption `redemption_id`, now.
-pub fn cancel(event_id: &str, customer: &str, redemption_id: &str) -> Value {
-    json!({
-        "eventId": event_id,
-        "customerId": customer,
-        "occurredAt": Utc::now().to_rfc3339(),
-        "redemptionId": redemption_id,
-        "kind": "REDEMPTION_KIND_CANCEL",
-    })
-}
-
-/// The `PointsChanged` events of `customer` on the points topic so far.
-fn points_changed(got: &[Received], customer: &str) -> Vec<v1::PointsChanged> {
-    got.iter()
-        .filter(|m| m.header("ce_type") == Some("kizuna.v1.PointsChanged"))
-        .filter_map(|m| serde_json::from_slice::<v1::PointsChanged>(&m.payload).ok())
-        .filter(|p| p.customer_id == customer)
-        .collect()
-}
-
-/// Waits for a `PointsChanged` of `customer` announcing `available` points, and returns it.
+/// Waits for a `PointsChanged` of `customer` announcing `available` points.
 async fn wait_available(
     s: &Scene,
     customer: &str,
     available: i64,
 ) -> anyhow::Result<v1::PointsChanged> {
-    let got = s
-        .env
-        .reader(&s.topics().points)?
-        .collect_until(WAIT, |got| {
-            points_changed(got, customer)
-                .iter()
-                .any(|p| p.available == available)
-        })
-        .await?;
-    points_changed(&got, customer)
-        .into_iter()
-        .find(|p| p.available == available)
-        .ok_or_else(|| anyhow::anyhow!("no PointsChanged with {available} available"))
+    points::wait_points(&s.env, customer, available, |_| true, WAIT).await
 }
 
 async fn redemptions_from_kafka_move_points_once_and_refusals_are_dead_lettered(
     broker: Broker,
 ) -> anyhow::Result<()> {
-    let s = Scene::start_in(env_with_points(broker).await?).await?;
+    let mut env = TestEnv::on(broker).await?;
+    points::add_points(&mut env)?;
+    let s = Scene::start_in(env).await?;
     let topics = s.topics().clone();
     let producer = &s.feed.producer;
     let c = "cust-r";

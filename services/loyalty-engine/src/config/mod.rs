@@ -115,6 +115,17 @@ impl Topics {
         ]
     }
 
+    /// The topics of the output events (all outputs but the dead letters): the ones framed
+    /// and registered in the Schema Registry with `outputs.format = "confluent-protobuf"`.
+    pub fn events(&self) -> [&str; 4] {
+        [
+            &self.tier_changed,
+            &self.churn_risk,
+            &self.segment_changed,
+            &self.points,
+        ]
+    }
+
     pub fn outputs(&self) -> [&str; 5] {
         [
             &self.tier_changed,
