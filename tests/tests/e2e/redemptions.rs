@@ -128,6 +128,36 @@ async fn redemptions_from_kafka_move_points_once_and_refusals_are_dead_lettered(
         Some("unknown_redemption")
     );
 
+    // The contract: every message on the points topic is outputs.proto's JSON mapping of its
+    // ce_type (it reads back into the message and writes out to the same JSON), with the
+    // CloudEvents headers.
+    let published = s.env.reader(&topics.points)?.read_to_end(WAIT).await?;
+    // One per change: the refusals and the resend announce nothing.
+    let balances: Vec<i64> = points::points_changed(&published, c)
+        .iter()
+        .map(|p| p.available)
+        .collect();
+    assert_eq!(balances, [1_000, 700, 600, 900]);
+    for m in &published {
+        let ce_type = m.header("ce_type").unwrap_or_default();
+        assert_eq!(ce_type, "kizuna.v1.PointsChanged");
+        let json = m.json()?;
+        let typed: v1::PointsChanged = serde_json::from_value(json.clone())?;
+        assert_eq!(serde_json::to_value(&typed)?, json);
+        assert_eq!(
+            json["available"].as_str(),
+            Some(typed.available.to_string().as_str())
+        );
+        assert_eq!(m.header("ce_subject"), Some(c));
+        assert_eq!(m.header("ce_specversion"), Some("1.0"));
+        assert_eq!(
+            m.header("ce_dataschema"),
+            Some(kizuna_proto::dataschema(ce_type).as_str())
+        );
+        assert_eq!(m.header("content-type"), Some("application/json"));
+        assert_eq!(m.key.as_deref(), Some(c));
+    }
+
     let text = s.app.get_text("/metrics").await?;
     let consumed = |outcome: &str| {
         kizuna_testkit::metrics::metric_sum(
