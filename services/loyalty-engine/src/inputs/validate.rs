@@ -472,10 +472,14 @@ mod tests {
         }
     }
 
-    fn reason(p: v1::Purchase, key: Option<&[u8]>) -> RejectReason {
-        validate(&WireEvent::Purchase(p), key, &limits(), now())
+    fn refusal(event: WireEvent, key: Option<&[u8]>) -> RejectReason {
+        validate(&event, key, &limits(), now())
             .expect_err("must refuse")
             .reason
+    }
+
+    fn reason(p: v1::Purchase, key: Option<&[u8]>) -> RejectReason {
+        refusal(WireEvent::Purchase(p), key)
     }
 
     #[test]
@@ -687,23 +691,17 @@ mod tests {
         }
     }
 
-    fn redemption_reason(r: v1::Redemption) -> RejectReason {
+    /// The body `r` validates to, keyed by its customer.
+    fn redemption_body(r: v1::Redemption) -> EventBody {
         validate(&WireEvent::Redemption(r), Some(b"c1"), &limits(), now())
-            .expect_err("must refuse")
-            .reason
+            .expect("valid")
+            .body
     }
 
     #[test]
     fn redemptions_and_cancels_become_their_domain_events() {
-        let e = validate(
-            &WireEvent::Redemption(good_redemption()),
-            Some(b"c1"),
-            &limits(),
-            now(),
-        )
-        .expect("valid");
         assert_eq!(
-            e.body,
+            redemption_body(good_redemption()),
             EventBody::Redemption(Redemption {
                 redemption_id: "r1".into(),
                 points: 500,
@@ -714,18 +712,16 @@ mod tests {
             reward: String::new(),
             ..good_redemption()
         };
-        let e =
-            validate(&WireEvent::Redemption(at_the_till), None, &limits(), now()).expect("valid");
-        assert!(matches!(e.body, EventBody::Redemption(ref r) if r.reward.is_none()));
+        let e = redemption_body(at_the_till);
+        assert!(matches!(e, EventBody::Redemption(ref r) if r.reward.is_none()));
         // A cancel needs only the redemption id; points and reward are ignored.
         let cancel = v1::Redemption {
             kind: v1::RedemptionKind::Cancel as i32,
             points: 0,
             ..good_redemption()
         };
-        let e = validate(&WireEvent::Redemption(cancel), None, &limits(), now()).expect("valid");
         assert_eq!(
-            e.body,
+            redemption_body(cancel),
             EventBody::RedemptionCancel(RedemptionCancel {
                 redemption_id: "r1".into()
             })
@@ -802,7 +798,8 @@ mod tests {
             ),
         ];
         for (r, reason) in cases {
-            assert_eq!(redemption_reason(r.clone()), reason, "{r:?}");
+            let got = refusal(WireEvent::Redemption(r.clone()), Some(b"c1"));
+            assert_eq!(got, reason, "{r:?}");
         }
     }
 }
