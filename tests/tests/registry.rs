@@ -19,8 +19,8 @@ use kizuna_proto::{INPUTS_PROTO, OUTPUTS_PROTO, Timestamp, v1};
 use prost::Message;
 use serde_json::json;
 
-#[path = "shared/points.rs"]
-mod points;
+#[path = "shared/points_kit.rs"]
+mod points_kit;
 
 kizuna_e2e::on_each_broker! {
     framed_purchases_and_tickets_update_the_state,
@@ -295,7 +295,7 @@ async fn framed_redemptions_move_points_and_refusals_are_dead_lettered(
     broker: Broker,
 ) -> anyhow::Result<()> {
     let mut env = env_with_registry(broker).await?;
-    points::add_points(&mut env)?;
+    points_kit::add_points(&mut env)?;
     let topics = env.settings.kafka.topics.clone();
     let purchases_id = register_inputs(&topics.purchases).await?;
     let redemptions_id = register_inputs(&topics.redemptions).await?;
@@ -315,7 +315,7 @@ async fn framed_redemptions_move_points_and_refusals_are_dead_lettered(
         &purchase("evt-t1", "cust-t", "ord-t1", 50_000),
     )
     .await?;
-    points::wait_points(&env, "cust-t", 500, |_| true, WAIT).await?;
+    points_kit::wait_points(&env, "cust-t", 500, |_| true, WAIT).await?;
     let coffee = v1::Redemption {
         event_id: "evt-t2".into(),
         customer_id: "cust-t".into(),
@@ -331,11 +331,11 @@ async fn framed_redemptions_move_points_and_refusals_are_dead_lettered(
         &coffee,
     )
     .await?;
-    let after = points::wait_points(&env, "cust-t", 200, |_| true, WAIT).await?;
+    let after = points_kit::wait_points(&env, "cust-t", 200, |_| true, WAIT).await?;
     assert_eq!(after.changes.as_ref().map(|t| t.redeemed), Some(300));
 
     // A second coffee does not fit in 200 points (JSON, next to the framed ones).
-    let second = points::redemption("evt-t3", "cust-t", "till-7/0043", 300, "coffee");
+    let second = points_kit::redemption("evt-t3", "cust-t", "till-7/0043", 300, "coffee");
     producer
         .send_json(&topics.redemptions, "cust-t", &second)
         .await?;
@@ -361,13 +361,13 @@ async fn framed_redemptions_move_points_and_refusals_are_dead_lettered(
     )
     .await?;
     let back = |p: &v1::PointsChanged| p.changes.as_ref().is_some_and(|t| t.cancelled == 300);
-    points::wait_points(&env, "cust-t", 500, back, WAIT).await?;
+    points_kit::wait_points(&env, "cust-t", 500, back, WAIT).await?;
     // And its cancel resent as JSON under another event id: a duplicate, nothing moves.
     producer
         .send_json(
             &topics.redemptions,
             "cust-t",
-            &points::cancel("evt-t5", "cust-t", "till-7/0042"),
+            &points_kit::cancel("evt-t5", "cust-t", "till-7/0042"),
         )
         .await?;
 
@@ -405,7 +405,7 @@ async fn framed_redemptions_move_points_and_refusals_are_dead_lettered(
         2.0,
         "{text}"
     );
-    let changes = points::points_changed(
+    let changes = points_kit::points_changed(
         &env.reader(&topics.points)?.read_to_end(WAIT).await?,
         "cust-t",
     );

@@ -7,8 +7,8 @@
 
 #[path = "../shared/inputs.rs"]
 mod inputs;
-#[path = "../shared/points.rs"]
-mod points;
+#[path = "../shared/points_kit.rs"]
+mod points_kit;
 
 mod helpers;
 

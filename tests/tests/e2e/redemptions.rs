@@ -7,7 +7,7 @@ use kizuna_e2e::{Broker, TestEnv};
 use kizuna_proto::v1;
 
 use crate::helpers::{Scene, WAIT};
-use crate::points::{self, cancel, redemption};
+use crate::points_kit::{self, cancel, redemption};
 
 kizuna_e2e::on_each_broker! {
     redemptions_from_kafka_move_points_once_and_refusals_are_dead_lettered,
@@ -19,14 +19,14 @@ async fn wait_available(
     customer: &str,
     available: i64,
 ) -> anyhow::Result<v1::PointsChanged> {
-    points::wait_points(&s.env, customer, available, |_| true, WAIT).await
+    points_kit::wait_points(&s.env, customer, available, |_| true, WAIT).await
 }
 
 async fn redemptions_from_kafka_move_points_once_and_refusals_are_dead_lettered(
     broker: Broker,
 ) -> anyhow::Result<()> {
     let mut env = TestEnv::on(broker).await?;
-    points::add_points(&mut env)?;
+    points_kit::add_points(&mut env)?;
     let s = Scene::start_in(env).await?;
     let topics = s.topics().clone();
     let producer = &s.feed.producer;
@@ -133,7 +133,7 @@ async fn redemptions_from_kafka_move_points_once_and_refusals_are_dead_lettered(
     // CloudEvents headers.
     let published = s.env.reader(&topics.points)?.read_to_end(WAIT).await?;
     // One per change: the refusals and the resend announce nothing.
-    let balances: Vec<i64> = points::points_changed(&published, c)
+    let balances: Vec<i64> = points_kit::points_changed(&published, c)
         .iter()
         .map(|p| p.available)
         .collect();

@@ -12,9 +12,9 @@
 #[allow(dead_code)]
 mod inputs;
 // Shared with the e2e and registry suites; redemptions are not fed here.
-#[path = "../shared/points.rs"]
+#[path = "../shared/points_kit.rs"]
 #[allow(dead_code)]
-mod points;
+mod points_kit;
 
 mod helpers;
 

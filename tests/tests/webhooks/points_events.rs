@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::helpers::*;
 use crate::inputs::Feed;
-use crate::points;
+use crate::points_kit;
 
 kizuna_e2e::on_each_broker! {
     points_changes_reach_the_subscribers_who_asked_for_them,
@@ -17,7 +17,7 @@ async fn points_changes_reach_the_subscribers_who_asked_for_them(
     broker: Broker,
 ) -> anyhow::Result<()> {
     let (mut env, receiver, hooks) = start(broker, |_| {}).await?;
-    points::add_points(&mut env)?;
+    points_kit::add_points(&mut env)?;
     // A tier filter does not apply to points events: they all pass it.
     hooks
         .subscribe_endpoint(
@@ -42,7 +42,7 @@ async fn points_changes_reach_the_subscribers_who_asked_for_them(
 
     // 12,300 JPY: 123 points, spendable at once.
     feed.buy("cust-p", "evt-p1", "ord-p1", 12_300).await?;
-    let changed = points::wait_points(&env, "cust-p", 123, |_| true, WAIT).await?;
+    let changed = points_kit::wait_points(&env, "cust-p", 123, |_| true, WAIT).await?;
     assert_eq!(changed.changes.as_ref().map(|t| t.earned), Some(123));
     let on_topic = env
         .reader(&env.settings.kafka.topics.points)?

@@ -1,7 +1,7 @@
 //! A programme with points, and redemptions in the protobuf JSON mapping as a till produces
 //! them to the `redemptions` topic.
 //!
-//! Shared by the `e2e`, `registry` and `webhooks` test binaries (`#[path = "../shared/points.rs"]`).
+//! Shared by the `e2e`, `registry` and `webhooks` test binaries (`#[path = "../shared/points_kit.rs"]`).
 
 use std::time::Duration;
 
