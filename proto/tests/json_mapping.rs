@@ -1,7 +1,9 @@
 //! The generated serde impls follow the protobuf JSON mapping: camelCase names, enum names,
 //! RFC 3339 timestamps, int64 as strings. These are the shapes producers in any language send.
 
-use kizuna_proto::v1::{InputEvent, Purchase, PurchaseKind, input_event};
+use kizuna_proto::v1::{
+    InputEvent, Purchase, PurchaseKind, Redemption, RedemptionKind, input_event,
+};
 
 #[test]
 fn purchase_json_uses_the_protobuf_mapping() {
@@ -46,4 +48,25 @@ fn input_event_is_a_oneof() {
         Some(input_event::Event::SurveyResponse(s)) => assert_eq!(s.score, 9),
         other => panic!("expected a survey response, got {other:?}"),
     }
+}
+
+#[test]
+fn redemption_json_uses_the_protobuf_mapping() {
+    let json = r#"{
+        "eventId": "e-9",
+        "customerId": "c-1",
+        "occurredAt": "2026-01-02T03:04:05Z",
+        "redemptionId": "till-7/0042",
+        "kind": "REDEMPTION_KIND_REDEEM",
+        "points": "300",
+        "reward": "coffee"
+    }"#;
+    let r: Redemption = serde_json::from_str(json).expect("valid redemption json");
+    assert_eq!((r.points, r.kind()), (300, RedemptionKind::Redeem));
+    let back = serde_json::to_value(&r).expect("serialize");
+    assert_eq!(back["points"], "300");
+    assert_eq!(back["redemptionId"], "till-7/0042");
+    let cancel = r#"{"eventId":"e-10","customerId":"c-1","redemptionId":"till-7/0042","kind":"REDEMPTION_KIND_CANCEL"}"#;
+    let c: Redemption = serde_json::from_str(cancel).expect("valid cancel json");
+    assert_eq!((c.kind(), c.points), (RedemptionKind::Cancel, 0));
 }

@@ -187,7 +187,7 @@ DEAD_LETTER_HEADERS = {
     "properties": {
         "kizuna-dlq-reason": {
             "type": "string",
-            "description": "A low-cardinality reason (unparseable, missing_field, too_old, processing_failed, …): the README's table.",
+            "description": "A low-cardinality reason (unparseable, missing_field, too_old, processing_failed, insufficient_points, …): the README's table.",
         },
         "kizuna-dlq-detail": {"type": "string", "maxLength": 1100},
         "kizuna-dlq-topic": {"type": "string", "description": "The input topic."},
@@ -232,16 +232,22 @@ def document(descriptor):
         }
 
     def input_message(name, summary, field):
+        """`field`: its name in InputEvent, None when InputEvent cannot wrap it."""
+        payload = (
+            {
+                "description": f"A kizuna.v1 {name}, or an InputEvent wrapping one as `{field}`.",
+                "oneOf": [ref("schemas", name), ref("schemas", "InputEvent")],
+            }
+            if field
+            else ref("schemas", name)
+        )
         return {
             "name": name,
             "title": name,
             "summary": summary,
             "contentType": "application/json",
             "headers": INPUT_HEADERS,
-            "payload": {
-                "description": f"A kizuna.v1 {name}, or an InputEvent wrapping one as `{field}`.",
-                "oneOf": [ref("schemas", name), ref("schemas", "InputEvent")],
-            },
+            "payload": payload,
             "bindings": {"kafka": {"key": key, "bindingVersion": "0.5.0"}},
         }
 
@@ -249,10 +255,13 @@ def document(descriptor):
         "Purchase": input_message("Purchase", "An order, or a refund or return of (part of) one.", "purchase"),
         "SupportTicket": input_message("SupportTicket", "A support ticket's state.", "supportTicket"),
         "SurveyResponse": input_message("SurveyResponse", "An NPS, CSAT or CES answer.", "surveyResponse"),
+        "Redemption": input_message("Redemption", "Points spent at the till (REDEMPTION_KIND_REDEEM) or an earlier redemption given back (REDEMPTION_KIND_CANCEL). redemptionId is the idempotency key.", None),
         "TierChanged": output("TierChanged", "A customer's tier changed (upgrade, downgrade, override)."),
         "TierWillDowngrade": output("TierWillDowngrade", "A customer no longer qualifies and will drop a tier unless they requalify."),
         "ChurnRiskChanged": output("ChurnRiskChanged", "A customer's churn level changed, with its drivers and a recommended play."),
         "SegmentChanged": output("SegmentChanged", "A customer moved in the customer grid."),
+        "PointsChanged": output("PointsChanged", "What a batch of events (or the passing of time: releases, expiries) did to a customer's points, with the balances after it."),
+        "PointsWillExpire": output("PointsWillExpire", "A lot of a customer's points expires soon (points.expiry.warn_days ahead)."),
         "WebhookSubscriptionDisabled": output("WebhookSubscriptionDisabled", "kizuna-webhooks disabled a subscription that kept failing."),
         "DeadLetter": {
             "name": "DeadLetter",
@@ -284,9 +293,11 @@ def document(descriptor):
     channel("purchases", engine["purchases"], "Input: purchases, refunds and returns. Key = customer id.", ["Purchase"], "receive", "The engine consumes purchases (the gateway produces them from Shopify orders and refunds).")
     channel("supportTickets", engine["support_tickets"], "Input: support-ticket events. Key = customer id.", ["SupportTicket"], "receive", "The engine consumes ticket events (the gateway produces them from Zendesk).")
     channel("surveys", engine["surveys"], "Input: survey answers (NPS, CSAT, CES). Key = customer id.", ["SurveyResponse"], "receive", "The engine consumes survey answers (the gateway produces them from Typeform).")
+    channel("redemptions", engine["redemptions"], "Input: points redeemed at the till, and cancels. Key = customer id. A redemption the points book refuses (insufficient_points, unknown_reward, reward_cost_mismatch, tier_too_low, points_not_positive, unknown_redemption, points_disabled) is dead-lettered with that reason; the same redemptionId again moves points once.", ["Redemption"], "receive", "The engine consumes redemptions and cancels.")
     channel("tierChanged", engine["tier_changed"], "Output: tier changes and announced downgrades. Key = customer id; one customer's events in order.", ["TierChanged", "TierWillDowngrade"], "send", "The engine publishes tier changes through its transactional outbox.")
     channel("churnRisk", engine["churn_risk"], "Output: churn-level changes with drivers and a play. Key = customer id.", ["ChurnRiskChanged"], "send", "The engine publishes churn-risk changes.")
     channel("segmentChanged", engine["segment_changed"], "Output: customer-grid segment changes. Key = customer id.", ["SegmentChanged"], "send", "The engine publishes segment changes.")
+    channel("points", engine["points"], "Output: points changes per customer per batch, and lots about to expire. Key = customer id.", ["PointsChanged", "PointsWillExpire"], "send", "The engine publishes points changes through its transactional outbox; the sweeper raises expiry warnings.")
     channel("deadLetter", engine["dead_letter"], "Output: inputs that could not be accepted, never silently dropped.", ["DeadLetter"], "send", "The engine dead-letters bad input and moves on.")
     channel("webhooks", webhooks["webhooks"], "Output of kizuna-webhooks: what it did to subscriptions. Key = subscription id.", ["WebhookSubscriptionDisabled"], "send", "kizuna-webhooks announces a disabled subscription.")
 

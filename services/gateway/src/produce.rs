@@ -92,6 +92,7 @@ impl Producer {
             InputKind::Purchase => &self.topics.purchases,
             InputKind::SupportTicket => &self.topics.support_tickets,
             InputKind::Survey => &self.topics.surveys,
+            InputKind::Redemption => &self.topics.redemptions,
         }
     }
 

@@ -45,7 +45,7 @@ pub const CONTENT_TYPE_FRAMED: &str = "application/x-protobuf";
 /// (once) by the instance that publishes. Dead letters are published as they came.
 pub struct OutputFraming {
     registry: Arc<SchemaRegistry>,
-    /// The framed topics: tier changes, churn risk, segment changes.
+    /// The framed topics: every output topic but the dead letters (`Topics::events`).
     topics: Vec<String>,
     /// Schema id per topic, once looked up.
     ids: HashMap<String, u32>,
@@ -74,11 +74,7 @@ impl OutputFraming {
         }
         Ok(Self {
             registry,
-            topics: vec![
-                topics.tier_changed.clone(),
-                topics.churn_risk.clone(),
-                topics.segment_changed.clone(),
-            ],
+            topics: topics.events().map(str::to_owned).to_vec(),
             ids: HashMap::new(),
             indexes,
         })

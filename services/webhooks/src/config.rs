@@ -49,15 +49,27 @@ pub struct Topics {
     pub tier_changed: String,
     pub churn_risk: String,
     pub segment_changed: String,
+    /// `PointsChanged` and `PointsWillExpire` (the engine's `kafka.topics.points`).
+    #[serde(default = "default_points_topic")]
+    pub points: String,
     /// This service's own events (`WebhookSubscriptionDisabled`).
     pub webhooks: String,
 }
 
 impl Topics {
     /// The engine's output topics this service consumes.
-    pub fn consumed(&self) -> [&str; 3] {
-        [&self.tier_changed, &self.churn_risk, &self.segment_changed]
+    pub fn consumed(&self) -> [&str; 4] {
+        [
+            &self.tier_changed,
+            &self.churn_risk,
+            &self.segment_changed,
+            &self.points,
+        ]
     }
+}
+
+fn default_points_topic() -> String {
+    "loyalty.points".to_owned()
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -15,14 +15,18 @@ pub enum EventType {
     TierWillDowngrade,
     ChurnRiskChanged,
     SegmentChanged,
+    PointsChanged,
+    PointsWillExpire,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 4] = [
+    pub const ALL: [EventType; 6] = [
         EventType::TierChanged,
         EventType::TierWillDowngrade,
         EventType::ChurnRiskChanged,
         EventType::SegmentChanged,
+        EventType::PointsChanged,
+        EventType::PointsWillExpire,
     ];
 
     /// The CloudEvents `type` (`ce_type` on Kafka).
@@ -32,6 +36,8 @@ impl EventType {
             EventType::TierWillDowngrade => ce_type::TIER_WILL_DOWNGRADE,
             EventType::ChurnRiskChanged => ce_type::CHURN_RISK_CHANGED,
             EventType::SegmentChanged => ce_type::SEGMENT_CHANGED,
+            EventType::PointsChanged => ce_type::POINTS_CHANGED,
+            EventType::PointsWillExpire => ce_type::POINTS_WILL_EXPIRE,
         }
     }
 
@@ -183,6 +189,8 @@ impl Filter {
                     .iter()
                     .any(|s| s == field("previousSegment") || s == field("newSegment"))
             }),
+            // No filter applies to points events: a subscription to them gets them all.
+            EventType::PointsChanged | EventType::PointsWillExpire => true,
         }
     }
 }
@@ -385,6 +393,32 @@ mod tests {
         assert!(f.matches(&tc("silver", "gold")));
         assert!(f.matches(&tc("gold", "platinum")));
         assert!(!f.matches(&tc("member", "silver")));
+    }
+
+    #[test]
+    fn points_events_can_be_subscribed_to_and_pass_every_filter() {
+        assert_eq!(
+            parse_event_types(&[
+                "kizuna.v1.PointsWillExpire".into(),
+                "kizuna.v1.PointsChanged".into()
+            ]),
+            Ok(vec![EventType::PointsChanged, EventType::PointsWillExpire])
+        );
+        let filter = Filter {
+            tiers: Some(vec!["gold".into()]),
+            segments: Some(vec!["hostage".into()]),
+            ..Default::default()
+        }
+        .parse()
+        .expect("valid");
+        let event = OutputEvent {
+            id: uuid::Uuid::nil(),
+            event_type: EventType::PointsChanged,
+            subject: "c1".into(),
+            time: chrono::Utc::now(),
+            data: serde_json::json!({"customerId": "c1", "available": "700"}),
+        };
+        assert!(filter.matches(&event));
     }
 
     #[test]

@@ -7,6 +7,8 @@
 
 #[path = "../shared/inputs.rs"]
 mod inputs;
+#[path = "../shared/points_kit.rs"]
+mod points_kit;
 
 mod helpers;
 
@@ -17,6 +19,7 @@ mod metrics;
 mod plans;
 mod points;
 mod points_http;
+mod redemptions;
 mod segments;
 mod subscribers;
 mod tiers;

@@ -40,7 +40,7 @@ async fn the_metrics_tell_what_happened_by_name(broker: Broker) -> anyhow::Resul
         "kizuna_outbox_backlog_rows 0".to_owned(),
         "kizuna_model_version 0".to_owned(),
         "kizuna_db_pool_max_connections 5".to_owned(),
-        "kizuna_assigned_partitions 9".to_owned(),
+        "kizuna_assigned_partitions 12".to_owned(), // 4 input topics × 3 partitions
     ];
     let names = [
         "kizuna_batch_events_bucket",

@@ -11,6 +11,10 @@
 #[path = "../shared/inputs.rs"]
 #[allow(dead_code)]
 mod inputs;
+// Shared with the e2e and registry suites; redemptions are not fed here.
+#[path = "../shared/points_kit.rs"]
+#[allow(dead_code)]
+mod points_kit;
 
 mod helpers;
 
@@ -18,4 +22,5 @@ mod admin;
 mod delivery;
 mod failures;
 mod filters;
+mod points_events;
 mod replay;

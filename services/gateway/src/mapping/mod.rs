@@ -124,6 +124,7 @@ impl Draft {
             WireEvent::Purchase(_) => InputKind::Purchase,
             WireEvent::SupportTicket(_) => InputKind::SupportTicket,
             WireEvent::Survey(_) => InputKind::Survey,
+            WireEvent::Redemption(_) => InputKind::Redemption,
         }
     }
 
@@ -132,6 +133,7 @@ impl Draft {
             WireEvent::Purchase(p) => &p.event_id,
             WireEvent::SupportTicket(t) => &t.event_id,
             WireEvent::Survey(s) => &s.event_id,
+            WireEvent::Redemption(r) => &r.event_id,
         }
     }
 
@@ -140,6 +142,7 @@ impl Draft {
             WireEvent::Purchase(p) => &p.customer_id,
             WireEvent::SupportTicket(t) => &t.customer_id,
             WireEvent::Survey(s) => &s.customer_id,
+            WireEvent::Redemption(r) => &r.customer_id,
         }
     }
 
@@ -148,6 +151,7 @@ impl Draft {
             WireEvent::Purchase(p) => p.event_id = id,
             WireEvent::SupportTicket(t) => t.event_id = id,
             WireEvent::Survey(s) => s.event_id = id,
+            WireEvent::Redemption(r) => r.event_id = id,
         }
     }
 

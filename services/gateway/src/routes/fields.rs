@@ -79,6 +79,7 @@ pub(super) fn rejected_field(source: Source, draft: &Draft, r: &Rejection) -> St
             WireEvent::Purchase(_) => "purchase",
             WireEvent::SupportTicket(_) => "supportTicket",
             WireEvent::Survey(_) => "surveyResponse",
+            WireEvent::Redemption(_) => "redemption",
         };
         return format!("{message}.{}", camel(field));
     }

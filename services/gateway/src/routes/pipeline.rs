@@ -412,5 +412,6 @@ fn encode(event: &WireEvent) -> serde_json::Result<Vec<u8>> {
         WireEvent::Purchase(p) => serde_json::to_vec(p),
         WireEvent::SupportTicket(t) => serde_json::to_vec(t),
         WireEvent::Survey(s) => serde_json::to_vec(s),
+        WireEvent::Redemption(r) => serde_json::to_vec(r),
     }
 }

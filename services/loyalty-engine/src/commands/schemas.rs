@@ -19,7 +19,7 @@ pub async fn register_outputs(settings: &Settings) -> anyhow::Result<Vec<(String
         .context("outputs.format = \"confluent-protobuf\" needs registry.url")?;
     let t = &settings.kafka.topics;
     let mut out = Vec::new();
-    for topic in [&t.tier_changed, &t.churn_risk, &t.segment_changed] {
+    for topic in t.events() {
         let subject = value_subject(topic);
         let id = registry
             .register(&subject, kizuna_proto::OUTPUTS_PROTO)

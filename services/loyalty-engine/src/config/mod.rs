@@ -85,6 +85,9 @@ pub struct Topics {
     pub purchases: String,
     pub support_tickets: String,
     pub surveys: String,
+    /// Redemptions (and their cancels) recorded at the till.
+    #[serde(default = "default_redemptions_topic")]
+    pub redemptions: String,
     pub tier_changed: String,
     pub churn_risk: String,
     pub segment_changed: String,
@@ -94,13 +97,33 @@ pub struct Topics {
     pub dead_letter: String,
 }
 
+fn default_redemptions_topic() -> String {
+    "redemptions".to_owned()
+}
+
 fn default_points_topic() -> String {
     "loyalty.points".to_owned()
 }
 
 impl Topics {
-    pub fn inputs(&self) -> [&str; 3] {
-        [&self.purchases, &self.support_tickets, &self.surveys]
+    pub fn inputs(&self) -> [&str; 4] {
+        [
+            &self.purchases,
+            &self.support_tickets,
+            &self.surveys,
+            &self.redemptions,
+        ]
+    }
+
+    /// The topics of the output events (all outputs but the dead letters): the ones framed
+    /// and registered in the Schema Registry with `outputs.format = "confluent-protobuf"`.
+    pub fn events(&self) -> [&str; 4] {
+        [
+            &self.tier_changed,
+            &self.churn_risk,
+            &self.segment_changed,
+            &self.points,
+        ]
     }
 
     pub fn outputs(&self) -> [&str; 5] {
@@ -129,9 +152,10 @@ impl Topics {
             purchases,
             support_tickets,
             surveys,
+            redemptions,
             ..
         } = self;
-        for topic in [purchases, support_tickets, surveys] {
+        for topic in [purchases, support_tickets, surveys, redemptions] {
             *topic = format!("{prefix}{topic}");
         }
         for topic in self.outputs_mut() {

@@ -3,6 +3,9 @@
 
 use std::fmt;
 
+use super::points::book::Refusal;
+use super::points::redeem::RedeemError;
+
 /// A low-cardinality reason, used as a metric label and in the `kizuna-dlq-reason` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RejectReason {
@@ -36,10 +39,24 @@ pub enum RejectReason {
     WrongSchema,
     /// A registry-framed message, and no Schema Registry is configured (`registry.url`).
     RegistryNotConfigured,
+    /// A redemption (topic `redemptions`) the points book refused: more points than available.
+    InsufficientPoints,
+    /// A redemption of zero or fewer points.
+    PointsNotPositive,
+    /// A redemption of a reward the catalogue does not have.
+    UnknownReward,
+    /// A redemption whose points are not its reward's cost.
+    RewardCostMismatch,
+    /// A redemption of a reward the customer's tier may not redeem.
+    TierTooLow,
+    /// A cancel of a redemption that was never applied.
+    UnknownRedemption,
+    /// A redemption or cancel while the programme has no `[points]`.
+    PointsDisabled,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 24] = [
+    pub const ALL: [RejectReason; 31] = [
         RejectReason::Oversized,
         RejectReason::EmptyPayload,
         RejectReason::UnsupportedContentType,
@@ -64,6 +81,13 @@ impl RejectReason {
         RejectReason::UnknownSchemaId,
         RejectReason::WrongSchema,
         RejectReason::RegistryNotConfigured,
+        RejectReason::InsufficientPoints,
+        RejectReason::PointsNotPositive,
+        RejectReason::UnknownReward,
+        RejectReason::RewardCostMismatch,
+        RejectReason::TierTooLow,
+        RejectReason::UnknownRedemption,
+        RejectReason::PointsDisabled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -92,6 +116,26 @@ impl RejectReason {
             RejectReason::UnknownSchemaId => "unknown_schema_id",
             RejectReason::WrongSchema => "wrong_schema",
             RejectReason::RegistryNotConfigured => "registry_not_configured",
+            RejectReason::InsufficientPoints => "insufficient_points",
+            RejectReason::PointsNotPositive => "points_not_positive",
+            RejectReason::UnknownReward => "unknown_reward",
+            RejectReason::RewardCostMismatch => "reward_cost_mismatch",
+            RejectReason::TierTooLow => "tier_too_low",
+            RejectReason::UnknownRedemption => "unknown_redemption",
+            RejectReason::PointsDisabled => "points_disabled",
+        }
+    }
+
+    /// The reason a refused redemption or cancel is dead-lettered with (its `Refusal::code`).
+    pub fn of_refusal(refusal: &Refusal) -> Self {
+        match refusal {
+            Refusal::Redeem(RedeemError::NotPositive(_)) => RejectReason::PointsNotPositive,
+            Refusal::Redeem(RedeemError::Insufficient { .. }) => RejectReason::InsufficientPoints,
+            Refusal::Redeem(RedeemError::UnknownReward(_)) => RejectReason::UnknownReward,
+            Refusal::Redeem(RedeemError::CostMismatch { .. }) => RejectReason::RewardCostMismatch,
+            Refusal::Redeem(RedeemError::TierTooLow { .. }) => RejectReason::TierTooLow,
+            Refusal::UnknownRedemption(_) => RejectReason::UnknownRedemption,
+            Refusal::NoPoints => RejectReason::PointsDisabled,
         }
     }
 }
@@ -115,6 +159,62 @@ impl Rejection {
         Self {
             reason,
             detail: detail.into(),
+        }
+    }
+}
+
+impl From<&Refusal> for Rejection {
+    /// A refused redemption or cancel as a dead letter: its reason code, and the refusal's
+    /// words (balances and ids, no PII) as the detail.
+    fn from(refusal: &Refusal) -> Self {
+        Rejection::new(RejectReason::of_refusal(refusal), refusal.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_unique_and_snake_case() {
+        let mut seen = std::collections::HashSet::new();
+        for r in RejectReason::ALL {
+            assert!(seen.insert(r.as_str()), "{r} twice");
+            assert!(
+                r.as_str()
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{r}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_refused_redemption_is_dead_lettered_with_its_refusal_code() {
+        let refusals = [
+            Refusal::Redeem(RedeemError::NotPositive(0)),
+            Refusal::Redeem(RedeemError::Insufficient {
+                requested: 500,
+                available: 120,
+            }),
+            Refusal::Redeem(RedeemError::UnknownReward("mug".into())),
+            Refusal::Redeem(RedeemError::CostMismatch {
+                reward: "mug".into(),
+                cost: 300,
+                requested: 200,
+            }),
+            Refusal::Redeem(RedeemError::TierTooLow {
+                reward: "lounge".into(),
+                min_tier: "gold".into(),
+                tier: "member".into(),
+            }),
+            Refusal::UnknownRedemption("r9".into()),
+            Refusal::NoPoints,
+        ];
+        for refusal in &refusals {
+            let rejection = Rejection::from(refusal);
+            assert_eq!(rejection.reason.as_str(), refusal.code(), "{refusal:?}");
+            assert!(RejectReason::ALL.contains(&rejection.reason));
         }
     }
 }

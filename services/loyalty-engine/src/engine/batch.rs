@@ -7,11 +7,12 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::event::DomainEvent;
 use crate::domain::output::Output;
+use crate::domain::points::Outcome as PointsOutcome;
 use crate::domain::rejection::Rejection;
 use crate::engine::Core;
 use crate::engine::apply::apply_events;
 use crate::engine::outputs::{self, Origin};
-use crate::engine::write;
+use crate::engine::write::{self, Evaluated};
 use crate::metrics::{Outcome, Stages};
 use crate::partitioner::partition_for;
 use crate::store::ledger::LedgerRow;
@@ -147,29 +148,12 @@ impl Processor {
                 // Refused above, before the transaction.
                 Content::Unresolved(_) => {}
                 Content::Rejected(rejection) => {
-                    let origin = Origin {
-                        topic: &m.topic,
-                        partition: m.partition,
-                        offset: m.offset,
-                        key: m.raw.key.as_deref(),
-                        content_type: m.raw.content_type.as_deref(),
-                    };
-                    messages.push(outputs::dead_letter(
-                        &origin,
-                        &m.raw.payload,
-                        rejection,
-                        &core.topics.dead_letter,
-                        now,
-                    ));
+                    messages.push(dead_letter(core, m, rejection, now));
                     report.dead_lettered += 1;
                     refused.push(rejection.reason.as_str());
-                    core.metrics.dead_lettered(&m.topic, rejection.reason);
-                    core.metrics.consumed(&m.topic, Outcome::DeadLettered, 1);
                 }
             }
         }
-
-        dead_letters::count(&mut tx, now, &refused).await?;
 
         // 3. Deduplicate on event id through the ledger.
         let rows: Vec<LedgerRow<'_>> = events
@@ -186,8 +170,6 @@ impl Processor {
         for ((m, e), new) in events.iter().zip(is_new) {
             if new {
                 fresh.push((m, e));
-                report.applied += 1;
-                core.metrics.consumed(&m.topic, Outcome::Applied, 1);
             } else {
                 report.duplicates += 1;
                 core.metrics.consumed(&m.topic, Outcome::Duplicate, 1);
@@ -202,9 +184,33 @@ impl Processor {
             }
         }
         let seen = fresh.iter().map(|(_, e)| e.meta.occurred_at).max();
+        let received = now;
         let now = core.clock.advance(&mut tx, seen).await?;
         let events: Vec<&DomainEvent> = fresh.iter().map(|(_, e)| *e).collect();
         let mut evaluated = apply_events(&mut tx, core, &events, now, Some(&mut clock)).await?;
+
+        // 5. Redemptions the points book refused go to the dead letters like any refusal; one
+        //    it had applied before (the same redemption id) is a duplicate.
+        let decisions = decisions(&evaluated);
+        for (m, e) in &fresh {
+            match decisions.get(&(e.meta.customer_id.as_str(), e.meta.event_id.as_str())) {
+                Some(PointsOutcome::Refused(refusal)) => {
+                    let rejection = Rejection::from(refusal);
+                    messages.push(dead_letter(core, m, &rejection, received));
+                    report.dead_lettered += 1;
+                    refused.push(rejection.reason.as_str());
+                }
+                Some(PointsOutcome::AlreadyDone { .. }) => {
+                    report.duplicates += 1;
+                    core.metrics.consumed(&m.topic, Outcome::Duplicate, 1);
+                }
+                Some(PointsOutcome::Accepted { .. }) | None => {
+                    report.applied += 1;
+                    core.metrics.consumed(&m.topic, Outcome::Applied, 1);
+                }
+            }
+        }
+        dead_letters::count(&mut tx, received, &refused).await?;
         for (_, e) in &fresh {
             core.metrics
                 .event_lag((Utc::now() - e.meta.occurred_at).num_milliseconds() as f64 / 1000.0);
@@ -230,6 +236,47 @@ impl Processor {
         report.positions = next;
         Ok(report)
     }
+}
+
+/// Each redemption's or cancel's decision, by (customer id, event id).
+fn decisions(evaluated: &[Evaluated]) -> HashMap<(&str, &str), &PointsOutcome> {
+    evaluated
+        .iter()
+        .flat_map(|e| {
+            let customer = e.state.customer_id.as_str();
+            e.state
+                .points
+                .decisions
+                .iter()
+                .map(move |d| ((customer, d.event_id.as_str()), &d.outcome))
+        })
+        .collect()
+}
+
+/// `m`, refused with `rejection`, as a dead letter queued in the outbox (counted in the metrics
+/// here; in `dead_letter_counts` by the caller).
+fn dead_letter(
+    core: &Core,
+    m: &Incoming,
+    rejection: &Rejection,
+    now: DateTime<Utc>,
+) -> crate::store::outbox::OutboxMessage {
+    let origin = Origin {
+        topic: &m.topic,
+        partition: m.partition,
+        offset: m.offset,
+        key: m.raw.key.as_deref(),
+        content_type: m.raw.content_type.as_deref(),
+    };
+    core.metrics.dead_lettered(&m.topic, rejection.reason);
+    core.metrics.consumed(&m.topic, Outcome::DeadLettered, 1);
+    outputs::dead_letter(
+        &origin,
+        &m.raw.payload,
+        rejection,
+        &core.topics.dead_letter,
+        now,
+    )
 }
 
 /// Offsets to mirror to Kafka: only the partitions a batch touched.

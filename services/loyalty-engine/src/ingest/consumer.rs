@@ -62,6 +62,7 @@ impl Decoder {
                 (topics.purchases.clone(), InputKind::Purchase),
                 (topics.support_tickets.clone(), InputKind::SupportTicket),
                 (topics.surveys.clone(), InputKind::Survey),
+                (topics.redemptions.clone(), InputKind::Redemption),
             ]),
             limits,
             max_message_bytes,

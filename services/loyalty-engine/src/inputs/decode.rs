@@ -12,6 +12,8 @@ pub enum InputKind {
     Purchase,
     SupportTicket,
     Survey,
+    /// Points spent at the till, or given back (`kizuna.v1.Redemption`).
+    Redemption,
 }
 
 impl InputKind {
@@ -20,6 +22,7 @@ impl InputKind {
             InputKind::Purchase => "purchase",
             InputKind::SupportTicket => "support_ticket",
             InputKind::Survey => "survey",
+            InputKind::Redemption => "redemption",
         }
     }
 }
@@ -30,6 +33,7 @@ pub enum WireEvent {
     Purchase(v1::Purchase),
     SupportTicket(v1::SupportTicket),
     Survey(v1::SurveyResponse),
+    Redemption(v1::Redemption),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,6 +158,7 @@ fn decode_format(kind: InputKind, format: Format, payload: &[u8]) -> Result<Wire
         InputKind::Purchase => WireEvent::Purchase(decode_as(format, payload)?),
         InputKind::SupportTicket => WireEvent::SupportTicket(decode_as(format, payload)?),
         InputKind::Survey => WireEvent::Survey(decode_as(format, payload)?),
+        InputKind::Redemption => WireEvent::Redemption(decode_as(format, payload)?),
     })
 }
 

@@ -216,6 +216,7 @@ pub fn expected_message(kind: InputKind) -> String {
         InputKind::Purchase => "Purchase",
         InputKind::SupportTicket => "SupportTicket",
         InputKind::Survey => "SurveyResponse",
+        InputKind::Redemption => "Redemption",
     };
     format!("{SCHEMA_VERSION}.{name}")
 }
@@ -349,6 +350,9 @@ mod tests {
         assert!(check(&schema, 5, &[1], InputKind::Purchase).is_ok());
         assert!(check(&schema, 5, &[2], InputKind::SupportTicket).is_ok());
         assert!(check(&schema, 5, &[3], InputKind::Survey).is_ok());
+        // Appended after InputEvent (index 4): the earlier indexes stay.
+        assert_eq!(schema.index_of("Redemption"), Some(vec![5]));
+        assert!(check(&schema, 5, &[5], InputKind::Redemption).is_ok());
         let wrong = check(&schema, 5, &[3], InputKind::Purchase).expect_err("a survey");
         assert_eq!(wrong.reason, RejectReason::WrongSchema);
         assert!(

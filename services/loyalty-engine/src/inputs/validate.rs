@@ -6,8 +6,8 @@ use kizuna_proto::v1;
 
 use super::decode::WireEvent;
 use crate::domain::event::{
-    DomainEvent, EventBody, EventMeta, LineItem, Purchase, Refund, SurveyAnswer, SurveyScore,
-    TicketPriority, TicketStatus, TicketUpdate,
+    DomainEvent, EventBody, EventMeta, LineItem, Purchase, Redemption, RedemptionCancel, Refund,
+    SurveyAnswer, SurveyScore, TicketPriority, TicketStatus, TicketUpdate,
 };
 use crate::domain::ids::{CustomerId, EventId, IdError};
 use crate::domain::money::{Currency, Minor};
@@ -365,6 +365,54 @@ fn survey(s: &v1::SurveyResponse, edge: Edge) -> Result<DomainEvent, Rejection> 
     })
 }
 
+/// A redemption (or its cancel) from the `redemptions` topic. Whether the points are there,
+/// the reward exists and the tier may redeem it is the points book's decision, not the edge's.
+fn redemption(r: &v1::Redemption, edge: Edge) -> Result<DomainEvent, Rejection> {
+    let meta = meta(&r.event_id, &r.customer_id, r.occurred_at.as_ref(), edge)?;
+    let limits = edge.limits;
+    let redemption_id = EventId::parse(&r.redemption_id, limits.max_id_len)
+        .map_err(|e| {
+            let reason = match e {
+                IdError::Empty(_) => RejectReason::MissingField,
+                _ => RejectReason::InvalidId,
+            };
+            Rejection::new(reason, format!("redemption_id: {e}"))
+        })?
+        .as_str()
+        .to_owned();
+    let body = match enum_value::<v1::RedemptionKind>(r.kind, "kind")? {
+        v1::RedemptionKind::Unspecified => {
+            return Err(Rejection::new(
+                RejectReason::MissingField,
+                "kind is missing",
+            ));
+        }
+        v1::RedemptionKind::Redeem => {
+            if r.points <= 0 || r.points > limits.max_amount_minor {
+                return Err(Rejection::new(
+                    RejectReason::AmountOutOfRange,
+                    format!(
+                        "points {} is not in 1..={}",
+                        r.points, limits.max_amount_minor
+                    ),
+                ));
+            }
+            let reward = (!r.reward.is_empty())
+                .then(|| non_empty(&r.reward, "reward", limits))
+                .transpose()?;
+            EventBody::Redemption(Redemption {
+                redemption_id,
+                points: r.points,
+                reward,
+            })
+        }
+        v1::RedemptionKind::Cancel => {
+            EventBody::RedemptionCancel(RedemptionCancel { redemption_id })
+        }
+    };
+    Ok(DomainEvent { meta, body })
+}
+
 /// Validates a wire event. `key` is the Kafka message key when there is one; it must equal the
 /// customer id.
 pub fn validate(
@@ -378,6 +426,7 @@ pub fn validate(
         WireEvent::Purchase(p) => purchase(p, edge),
         WireEvent::SupportTicket(t) => ticket(t, edge),
         WireEvent::Survey(s) => survey(s, edge),
+        WireEvent::Redemption(r) => redemption(r, edge),
     }
 }
 
@@ -423,10 +472,14 @@ mod tests {
         }
     }
 
-    fn reason(p: v1::Purchase, key: Option<&[u8]>) -> RejectReason {
-        validate(&WireEvent::Purchase(p), key, &limits(), now())
+    fn refusal(event: WireEvent, key: Option<&[u8]>) -> RejectReason {
+        validate(&event, key, &limits(), now())
             .expect_err("must refuse")
             .reason
+    }
+
+    fn reason(p: v1::Purchase, key: Option<&[u8]>) -> RejectReason {
+        refusal(WireEvent::Purchase(p), key)
     }
 
     #[test]
@@ -624,5 +677,129 @@ mod tests {
         assert!(!ok(t(Some(0), None)));
         assert!(!ok(t(None, Some(1.5))));
         assert!(!ok(t(None, Some(f64::NAN))));
+    }
+
+    fn good_redemption() -> v1::Redemption {
+        v1::Redemption {
+            event_id: "e1".into(),
+            customer_id: "c1".into(),
+            occurred_at: ts(now() - Duration::hours(1)),
+            redemption_id: "r1".into(),
+            kind: v1::RedemptionKind::Redeem as i32,
+            points: 500,
+            reward: "coffee".into(),
+        }
+    }
+
+    /// The body `r` validates to, keyed by its customer.
+    fn redemption_body(r: v1::Redemption) -> EventBody {
+        validate(&WireEvent::Redemption(r), Some(b"c1"), &limits(), now())
+            .expect("valid")
+            .body
+    }
+
+    #[test]
+    fn redemptions_and_cancels_become_their_domain_events() {
+        assert_eq!(
+            redemption_body(good_redemption()),
+            EventBody::Redemption(Redemption {
+                redemption_id: "r1".into(),
+                points: 500,
+                reward: Some("coffee".into()),
+            })
+        );
+        let at_the_till = v1::Redemption {
+            reward: String::new(),
+            ..good_redemption()
+        };
+        let e = redemption_body(at_the_till);
+        assert!(matches!(e, EventBody::Redemption(ref r) if r.reward.is_none()));
+        // A cancel needs only the redemption id; points and reward are ignored.
+        let cancel = v1::Redemption {
+            kind: v1::RedemptionKind::Cancel as i32,
+            points: 0,
+            ..good_redemption()
+        };
+        assert_eq!(
+            redemption_body(cancel),
+            EventBody::RedemptionCancel(RedemptionCancel {
+                redemption_id: "r1".into()
+            })
+        );
+    }
+
+    #[test]
+    fn hostile_redemptions_are_refused_with_their_reason() {
+        let base = good_redemption;
+        let cases = [
+            (
+                v1::Redemption {
+                    redemption_id: "".into(),
+                    ..base()
+                },
+                RejectReason::MissingField,
+            ),
+            (
+                v1::Redemption {
+                    redemption_id: "r".repeat(17),
+                    ..base()
+                },
+                RejectReason::InvalidId,
+            ),
+            (
+                v1::Redemption { kind: 0, ..base() },
+                RejectReason::MissingField,
+            ),
+            (
+                v1::Redemption { kind: 9, ..base() },
+                RejectReason::UnknownEnum,
+            ),
+            (
+                v1::Redemption {
+                    points: 0,
+                    ..base()
+                },
+                RejectReason::AmountOutOfRange,
+            ),
+            (
+                v1::Redemption {
+                    points: -10,
+                    ..base()
+                },
+                RejectReason::AmountOutOfRange,
+            ),
+            (
+                v1::Redemption {
+                    points: i64::MAX,
+                    ..base()
+                },
+                RejectReason::AmountOutOfRange,
+            ),
+            (
+                v1::Redemption {
+                    reward: "x".repeat(65),
+                    ..base()
+                },
+                RejectReason::InvalidField,
+            ),
+            (
+                v1::Redemption {
+                    customer_id: "someone-else".into(),
+                    ..base()
+                },
+                RejectReason::KeyMismatch,
+            ),
+            (
+                v1::Redemption {
+                    occurred_at: None,
+                    ..base()
+                },
+                RejectReason::MissingField,
+            ),
+        ];
+        for (r, reason) in cases {
+            let got = refusal(WireEvent::Redemption(r.clone()), Some(b"c1"));
+            assert_eq!(got, reason, "{r:?}");
+        }
     }
 }
