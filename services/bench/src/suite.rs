@@ -521,6 +521,11 @@ async fn points(
                             "points: {label}: the backlog was not drained in time"
                         ));
                     }
+                    eprintln!(
+                        "kizuna-bench: points: {label}: {:.0} events/s; {}",
+                        d.rate,
+                        d.note()
+                    );
                     if label == "points-off" {
                         off.push(d.rate);
                     } else {

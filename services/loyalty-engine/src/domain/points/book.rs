@@ -19,8 +19,8 @@ use crate::domain::programme::Programme;
 /// The points of one customer.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PointsBook {
-    /// Append-only, in the order they were recorded.
-    #[serde(default)]
+    /// Append-only, in the order they were recorded. Stored positionally (`stored`).
+    #[serde(default, with = "super::stored")]
     pub movements: Vec<Movement>,
     /// How many movements `PointsChanged` has reported.
     #[serde(default)]

@@ -14,6 +14,7 @@ pub mod config;
 pub mod earn;
 pub mod ledger;
 pub mod redeem;
+mod stored;
 pub mod summary;
 
 pub use book::{Balances, Decision, Notice, Outcome, PointsBook, Refusal};
