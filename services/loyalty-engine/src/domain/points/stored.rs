@@ -3,7 +3,7 @@
 //! of the customer. The API shows movements with their field names (`Movement`'s own serde).
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serializer};
 
 use super::ledger::{Movement, MovementKind};
 
@@ -120,6 +120,7 @@ pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Movement>, D::
 mod tests {
     use super::*;
     use chrono::TimeZone;
+    use serde::Serialize;
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     struct Book(#[serde(with = "super")] Vec<Movement>);
