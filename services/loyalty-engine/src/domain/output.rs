@@ -80,6 +80,14 @@ pub enum OutputKind {
 }
 
 impl OutputKind {
+    /// `PointsChanged` or `PointsWillExpire`.
+    pub fn is_points(&self) -> bool {
+        matches!(
+            self,
+            OutputKind::PointsChanged { .. } | OutputKind::PointsWillExpire { .. }
+        )
+    }
+
     /// A short, PII-free name for logs and metrics.
     pub fn name(&self) -> &'static str {
         match self {

@@ -66,7 +66,8 @@ pub async fn write_states<'a>(
     customers::upsert(conn, &rows).await
 }
 
-/// Queues the outputs of written customers (after `extra`) in the outbox and the output log.
+/// Queues the outputs of written customers (after `extra`) in the outbox, and all but the points
+/// outputs in the output log.
 pub async fn write_outputs(
     conn: &mut PgConnection,
     core: &Core,
@@ -90,6 +91,9 @@ pub async fn write_outputs(
         .iter()
         .flat_map(|e| e.outputs.iter())
         .zip(&encoded)
+        // Points outputs are not logged: every purchase makes one, and the customer's points
+        // book keeps each movement with its reason (the timeline and the console read it there).
+        .filter(|(out, _)| !out.kind.is_points())
         .map(|(out, enc)| LoggedOutput {
             customer_id: out.customer_id.as_str(),
             ce_id: uuid::Uuid::parse_str(&enc.ce_id).unwrap_or_default(),
