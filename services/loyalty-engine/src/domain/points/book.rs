@@ -617,5 +617,5 @@ fn next_check(
 }
 
 #[cfg(test)]
-#[path = "book_tests.rs"]
+#[path = "book_tests/mod.rs"]
 mod tests;
