@@ -9,6 +9,9 @@ use prometheus::{
 use crate::domain::output::{Output, OutputKind};
 use crate::domain::rejection::RejectReason;
 
+mod stages;
+pub use stages::Stages;
+
 /// The stages of a batch, in order, as `kizuna_batch_stage_seconds{stage}` names them.
 pub const BATCH_STAGES: [&str; 7] = [
     "offsets", "encode", "ledger", "load", "apply", "write", "commit",
@@ -678,54 +681,5 @@ impl Default for Metrics {
     }
 }
 
-/// Times the stages of a batch into `kizuna_batch_stage_seconds{stage}`.
-#[derive(Debug)]
-pub struct Stages<'a> {
-    metrics: &'a Metrics,
-    last: std::time::Instant,
-}
-
-impl<'a> Stages<'a> {
-    pub fn start(metrics: &'a Metrics) -> Self {
-        Self {
-            metrics,
-            last: std::time::Instant::now(),
-        }
-    }
-
-    pub fn lap(&mut self, stage: &'static str) {
-        let now = std::time::Instant::now();
-        self.metrics
-            .batch_stage(stage, (now - self.last).as_secs_f64());
-        self.last = now;
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn facts_show_up_under_their_names() {
-        let m = Metrics::new();
-        m.consumed("purchases", Outcome::Applied, 3);
-        m.dead_lettered("purchases", RejectReason::Unparseable);
-        m.tier_transitions
-            .with_label_values(&["member", "silver"])
-            .inc();
-        let text = m.render();
-        assert!(
-            text.contains(r#"kizuna_events_consumed_total{outcome="applied",topic="purchases"} 3"#),
-            "{text}"
-        );
-        assert!(
-            text.contains(r#"kizuna_dead_letters_total{reason="unparseable",topic="purchases"} 1"#),
-            "{text}"
-        );
-        assert!(
-            text.contains(r#"kizuna_tier_transitions_total{from="member",to="silver"} 1"#),
-            "{text}"
-        );
-        assert!(text.contains("kizuna_build_info{version="), "{text}");
-    }
-}
+mod tests;
