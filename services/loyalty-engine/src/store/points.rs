@@ -38,20 +38,7 @@ impl Columns {
         // folding again otherwise.
         let balances = match &book.balances {
             Some(b) => b.clone(),
-            None => {
-                let folded = book.fold(rules, now);
-                Balances {
-                    available: folded.available,
-                    pending: folded.pending,
-                    debt: folded.debt,
-                    dues: folded
-                        .lots
-                        .iter()
-                        .filter(|l| l.remaining > 0 && l.expired_at.is_none())
-                        .filter_map(|l| l.due_at.map(|at| (at, l.remaining)))
-                        .collect(),
-                }
-            }
+            None => Balances::of(&book.fold(rules, now)),
         };
         let due: Vec<Due> = balances
             .dues

@@ -54,6 +54,23 @@ pub struct Balances {
     pub dues: Vec<(DateTime<Utc>, i64)>,
 }
 
+impl Balances {
+    /// The balances of a fold, with the open lots' remaining points by due date.
+    pub fn of(folded: &Folded) -> Self {
+        Self {
+            available: folded.available,
+            pending: folded.pending,
+            debt: folded.debt,
+            dues: folded
+                .lots
+                .iter()
+                .filter(|l| l.remaining > 0 && l.expired_at.is_none())
+                .filter_map(|l| l.due_at.map(|at| (at, l.remaining)))
+                .collect(),
+        }
+    }
+}
+
 /// What became of a redemption or a cancel event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
@@ -363,7 +380,8 @@ impl PointsBook {
             if self.has(&format!("{refund_id}:clawback")) {
                 continue;
             }
-            let (earned, clawed) = self.order_points(order_id);
+            // Every recorded earn and clawback of the order counts (ids are unique in the book).
+            let (earned, clawed) = ledger::order_totals(&self.movements, order_id);
             if let Some(m) = earn::clawback_movement(
                 refund_id,
                 order_id,
@@ -377,21 +395,6 @@ impl PointsBook {
                 self.push(m);
             }
         }
-    }
-
-    /// What an order earned, and what has been taken back from it.
-    fn order_points(&self, order_id: &str) -> (i64, i64) {
-        let (mut earned, mut clawed) = (0, 0);
-        for m in &self.movements {
-            match &m.kind {
-                MovementKind::Earn {
-                    order_id: Some(o), ..
-                } if o == order_id => earned += m.amount,
-                MovementKind::Clawback { order_id: o } if o == order_id => clawed += m.amount,
-                _ => {}
-            }
-        }
-        (earned, clawed)
     }
 
     /// The referrer's bonus for a customer they referred (`purchase`: the referred customer's
@@ -497,17 +500,7 @@ impl PointsBook {
         self.warned.retain(|lot, _| open.contains_key(lot.as_str()));
 
         let next = next_check(&folded, &self.warned, rules, first.map(|f| f.1), now);
-        self.balances = Some(Balances {
-            available: folded.available,
-            pending: folded.pending,
-            debt: folded.debt,
-            dues: folded
-                .lots
-                .iter()
-                .filter(|l| l.remaining > 0 && l.expired_at.is_none())
-                .filter_map(|l| l.due_at.map(|at| (at, l.remaining)))
-                .collect(),
-        });
+        self.balances = Some(Balances::of(&folded));
         (notices, next)
     }
 }

@@ -156,21 +156,32 @@ impl Folded {
     pub fn order_points(&self, movements: &[Movement], order_id: &str) -> (i64, i64) {
         let ignored: BTreeSet<&str> = self.ignored.iter().map(String::as_str).collect();
         let mut seen = BTreeSet::new();
-        let (mut earned, mut clawed) = (0, 0);
-        for m in movements {
-            if ignored.contains(m.id.as_str()) || !seen.insert(m.id.as_str()) {
-                continue;
-            }
-            match &m.kind {
-                MovementKind::Earn {
-                    order_id: Some(o), ..
-                } if o == order_id => earned += m.amount,
-                MovementKind::Clawback { order_id: o } if o == order_id => clawed += m.amount,
-                _ => {}
-            }
-        }
-        (earned, clawed)
+        order_totals(
+            movements
+                .iter()
+                .filter(|m| !ignored.contains(m.id.as_str()) && seen.insert(m.id.as_str())),
+            order_id,
+        )
     }
+}
+
+/// What `movements` earned for an order, and what they took back from it (each movement
+/// counted as given: the caller drops duplicates and ignored ones).
+pub fn order_totals<'a>(
+    movements: impl IntoIterator<Item = &'a Movement>,
+    order_id: &str,
+) -> (i64, i64) {
+    let (mut earned, mut clawed) = (0, 0);
+    for m in movements {
+        match &m.kind {
+            MovementKind::Earn {
+                order_id: Some(o), ..
+            } if o == order_id => earned += m.amount,
+            MovementKind::Clawback { order_id: o } if o == order_id => clawed += m.amount,
+            _ => {}
+        }
+    }
+    (earned, clawed)
 }
 
 struct Taken {

@@ -6,8 +6,10 @@ use crate::domain::event::{EventBody, EventMeta, Redemption};
 use crate::domain::points::{Outcome, Refusal};
 use crate::domain::testkit::{cid, day, purchase, refund};
 
-fn with_points() -> Programme {
-    let text = r#"
+/// A programme with points earning `per_currency_unit` per 100 JPY, double at gold.
+fn earning(per_currency_unit: f64) -> Programme {
+    let text = format!(
+        r#"
 currency = "JPY"
 [[tier]]
 name = "member"
@@ -17,7 +19,7 @@ min_spend_minor = 100000
 min_orders = 3
 [points]
 [points.earn]
-per_currency_unit = 1.0
+per_currency_unit = {per_currency_unit:?}
 currency_unit_minor = 100
 pending_days = 14
 first_order_bonus = 500
@@ -26,8 +28,27 @@ gold = 2.0
 [points.expiry]
 mode = "rolling"
 months = 12
-"#;
-    Programme::parse(text).expect("valid programme with points")
+"#
+    );
+    Programme::parse(&text).expect("valid programme with points")
+}
+
+fn with_points() -> Programme {
+    earning(1.0)
+}
+
+/// Applies one event to customer "c" at `now`.
+fn apply_one(
+    p: &Programme,
+    state: Option<crate::domain::state::CustomerState>,
+    event: &DomainEvent,
+    now: chrono::DateTime<chrono::Utc>,
+) -> (crate::domain::state::CustomerState, Metrics, Vec<Output>) {
+    let changes = Changes {
+        events: vec![event],
+        ..Default::default()
+    };
+    apply(&cid("c"), state, &changes, p, None, now)
 }
 
 fn redemption(
@@ -69,19 +90,8 @@ fn points_changed(outputs: &[Output]) -> Vec<(i64, i64, i64)> {
 #[test]
 fn purchases_earn_pending_points_that_release_and_can_be_spent_once() {
     let p = with_points();
-    let c = cid("c");
     let first = purchase("e1", "c", 20_000, day(0));
-    let (state, _, outs) = apply(
-        &c,
-        None,
-        &Changes {
-            events: vec![&first],
-            ..Default::default()
-        },
-        &p,
-        None,
-        day(0),
-    );
+    let (state, _, outs) = apply_one(&p, None, &first, day(0));
     // 200 points for 20,000 JPY plus the 500 first-order bonus, all pending.
     assert_eq!(points_changed(&outs), vec![(700, 0, 700)]);
     assert!(state.status.next_check_at.is_some_and(|t| t <= day(14)));
@@ -95,50 +105,20 @@ fn purchases_earn_pending_points_that_release_and_can_be_spent_once() {
 
     let spend = redemption("k1", "c", 600, day(16));
     let again = redemption("k1", "c", 600, day(16));
-    let (state, _, outs) = apply(
-        &c,
-        Some(state),
-        &Changes {
-            events: vec![&spend],
-            ..Default::default()
-        },
-        &p,
-        None,
-        day(16),
-    );
+    let (state, _, outs) = apply_one(&p, Some(state), &spend, day(16));
     assert_eq!(
         state.points.decisions[0].outcome,
         Outcome::Accepted { points: 600 }
     );
     assert_eq!(points_changed(&outs), vec![(0, 100, 0)]);
-    let (state, _, _) = apply(
-        &c,
-        Some(state),
-        &Changes {
-            events: vec![&again],
-            ..Default::default()
-        },
-        &p,
-        None,
-        day(16),
-    );
+    let (state, _, _) = apply_one(&p, Some(state), &again, day(16));
     assert_eq!(
         state.points.decisions[0].outcome,
         Outcome::AlreadyDone { points: 600 }
     );
 
     let greedy = redemption("k2", "c", 101, day(17));
-    let (state, _, _) = apply(
-        &c,
-        Some(state),
-        &Changes {
-            events: vec![&greedy],
-            ..Default::default()
-        },
-        &p,
-        None,
-        day(17),
-    );
+    let (state, _, _) = apply_one(&p, Some(state), &greedy, day(17));
     assert!(matches!(
         &state.points.decisions[0].outcome,
         Outcome::Refused(r @ Refusal::Redeem(_)) if r.code() == "insufficient_points"
@@ -155,7 +135,6 @@ fn purchases_earn_pending_points_that_release_and_can_be_spent_once() {
 #[test]
 fn recompute_of_the_same_events_finds_no_points_difference() {
     let p = with_points();
-    let c = cid("c");
     let events = [
         purchase("e1", "c", 50_000, day(0)),
         purchase("e2", "c", 40_000, day(3)),
@@ -167,17 +146,7 @@ fn recompute_of_the_same_events_finds_no_points_difference() {
     let mut state = None;
     for e in &events {
         let at = e.meta.occurred_at;
-        let (s, _, _) = apply(
-            &c,
-            state,
-            &Changes {
-                events: vec![e],
-                ..Default::default()
-            },
-            &p,
-            None,
-            at,
-        );
+        let (s, _, _) = apply_one(&p, state, e, at);
         state = Some(s);
     }
     let old = state.expect("state");
@@ -207,78 +176,26 @@ fn recompute_of_the_same_events_finds_no_points_difference() {
     assert!(points_changed(&outs).is_empty(), "{outs:?}");
 
     // Under a programme that earns twice as much, recompute reports the difference.
-    let richer = Programme::parse(&with_points_text_doubled()).expect("valid");
+    let richer = earning(2.0);
     let (fresh, _, outs) = recompute(&old, &refs, &[], &richer, None, day(31));
     assert!(fresh.points.differs_from(&old.points));
     assert_eq!(points_changed(&outs).len(), 1, "{outs:?}");
 }
 
-fn with_points_text_doubled() -> String {
-    r#"
-currency = "JPY"
-[[tier]]
-name = "member"
-[[tier]]
-name = "gold"
-min_spend_minor = 100000
-min_orders = 3
-[points]
-[points.earn]
-per_currency_unit = 2.0
-currency_unit_minor = 100
-pending_days = 14
-first_order_bonus = 500
-[points.earn.tier_multipliers]
-gold = 2.0
-"#
-    .to_owned()
-}
-
 #[test]
 fn a_redemption_dated_before_recorded_spending_still_sees_it() {
     let p = with_points();
-    let c = cid("c");
     let first = purchase("e1", "c", 20_000, day(0));
-    let (state, _, _) = apply(
-        &c,
-        None,
-        &Changes {
-            events: vec![&first],
-            ..Default::default()
-        },
-        &p,
-        None,
-        day(15),
-    );
+    let (state, _, _) = apply_one(&p, None, &first, day(15));
     let spend_all = redemption("k1", "c", 700, day(20));
-    let (state, _, _) = apply(
-        &c,
-        Some(state),
-        &Changes {
-            events: vec![&spend_all],
-            ..Default::default()
-        },
-        &p,
-        None,
-        day(20),
-    );
+    let (state, _, _) = apply_one(&p, Some(state), &spend_all, day(20));
     assert_eq!(
         state.points.decisions[0].outcome,
         Outcome::Accepted { points: 700 }
     );
     // A till's message dated a day before the first redemption arrives after it.
     let late = redemption("k2", "c", 700, day(19));
-    let (state, _, _) = apply(
-        &c,
-        Some(state),
-        &Changes {
-            events: vec![&late],
-            ..Default::default()
-        },
-        &p,
-        None,
-        day(21),
-    );
+    let (state, _, _) = apply_one(&p, Some(state), &late, day(21));
     assert!(
         matches!(&state.points.decisions[0].outcome, Outcome::Refused(r) if r.code() == "insufficient_points"),
         "{:?}",
