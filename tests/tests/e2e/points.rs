@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Scene, WAIT, kizuna_cli};
 use crate::inputs::purchase_at;
+use crate::points_kit;
 
 kizuna_e2e::on_each_broker! {
     points_are_earned_clawed_back_released_and_recomputed_unchanged,
@@ -44,23 +45,10 @@ months = 12
 warn_days = 30
 "#;
 
-/// Writes the shipped programme plus `points` to a file of this test and points the engine
-/// (and the `kizuna` command line) at it; returns the file, to remove at the end.
-fn with_programme(env: &mut TestEnv, points: &str) -> anyhow::Result<PathBuf> {
-    let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../services/loyalty-engine/config/programme.toml");
-    let text = format!("{}\n{points}", std::fs::read_to_string(&shipped)?);
-    Programme::parse(&text).map_err(|e| anyhow::anyhow!("test programme: {e}"))?;
-    let path = std::env::temp_dir().join(format!("kizuna-points-{}.toml", env.id));
-    std::fs::write(&path, text)?;
-    env.settings.programme_file = Some(path.clone());
-    Ok(path)
-}
-
 /// Writes the shipped programme plus [`POINTS`] to a file of this test and points the engine
 /// (and the `kizuna` command line) at it; returns the file, to remove at the end.
 fn with_points_programme(env: &mut TestEnv) -> anyhow::Result<PathBuf> {
-    with_programme(env, POINTS)
+    points_kit::with_points_section(env, POINTS)
 }
 
 /// A survey answer at `at`, in the protobuf JSON mapping.
@@ -289,7 +277,7 @@ async fn expiry_scenario(
     lots: &[(&str, i64)],
 ) -> anyhow::Result<()> {
     let mut env = TestEnv::on(broker).await?;
-    let file = with_programme(
+    let file = points_kit::with_points_section(
         &mut env,
         &format!(
             "[points]\nenabled = true\n[points.earn]\npending_days = 0\n[points.expiry]\n{expiry}\nwarn_days = 10\n"

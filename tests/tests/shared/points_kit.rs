@@ -3,9 +3,11 @@
 //!
 //! Shared by the `e2e`, `registry` and `webhooks` test binaries (`#[path = "../shared/points_kit.rs"]`).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::Utc;
+use kizuna::domain::programme::Programme;
 use kizuna_e2e::{Received, TestEnv};
 use kizuna_proto::v1;
 use serde_json::{Value, json};
@@ -37,11 +39,20 @@ min_tier = "member"
 
 /// Makes `env`'s programme the built-in one plus `POINTS_SECTION`.
 pub fn add_points(env: &mut TestEnv) -> anyhow::Result<()> {
+    with_points_section(env, POINTS_SECTION).map(drop)
+}
+
+/// Writes the built-in programme plus `section` (checked first) to a file of this test and
+/// points the engine (and the `kizuna` command line) at it; returns the file, to remove at
+/// the end.
+pub fn with_points_section(env: &mut TestEnv, section: &str) -> anyhow::Result<PathBuf> {
     let builtin = include_str!("../../../services/loyalty-engine/config/programme.toml");
+    let text = format!("{builtin}\n{section}");
+    Programme::parse(&text).map_err(|e| anyhow::anyhow!("test programme: {e}"))?;
     let path = std::env::temp_dir().join(format!("kizuna-points-{}.toml", env.id));
-    std::fs::write(&path, format!("{builtin}\n{POINTS_SECTION}"))?;
-    env.settings.programme_file = Some(path);
-    Ok(())
+    std::fs::write(&path, text)?;
+    env.settings.programme_file = Some(path.clone());
+    Ok(path)
 }
 
 /// A `kizuna.v1.Redemption` in the protobuf JSON mapping, now.
