@@ -156,7 +156,7 @@ pub async fn engine_scenarios(args: &Args, stack: &Stack) -> anyhow::Result<()> 
                         rate: c.rate,
                         latency: None,
                         note: format!(
-                            "{} txs of {} ev; {} customer rows (avg state {} B), {} outbox rows ({:.1}%)",
+                            "{} txs of {} ev; {} customer rows (avg state {} B), {} outbox messages ({:.1}%)",
                             c.transactions,
                             args.ceiling_batch,
                             c.customer_rows,

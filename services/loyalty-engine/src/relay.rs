@@ -7,7 +7,7 @@
 //! advisory lock per partition it publishes, so during a hand-over the new owner waits for the
 //! old owner's round to end instead of overtaking it; and after a start or a new assignment,
 //! the relay first reads the output topics back from the oldest pending row's time and drops
-//! every pending row whose `ce_id` is already there (published before a crash, not yet
+//! every pending message whose `ce_id` is already there (published before a crash, not yet
 //! deleted), however many rounds the backlog takes.
 
 use std::collections::{HashMap, HashSet};
@@ -33,7 +33,7 @@ use crate::inputs::frame::{self, ProtoSchema};
 use crate::kafka::base_config;
 use crate::metrics::Metrics;
 use crate::registry::{SchemaRegistry, value_subject};
-use crate::store::outbox::{self, NOTIFY_CHANNEL, OutboxMessage, OutboxRow};
+use crate::store::outbox::{self, NOTIFY_CHANNEL, OutboxMessage};
 
 /// `content-type` of outputs in Schema Registry framing.
 pub const CONTENT_TYPE_FRAMED: &str = "application/x-protobuf";
@@ -163,9 +163,9 @@ pub enum Round {
     NoPartitions,
     /// Nothing was pending in the owned partitions.
     Empty,
-    /// Rows were published and deleted; `full` when the round took as many as it may, so more
-    /// are probably waiting.
-    Published { rows: usize, full: bool },
+    /// Messages were published and their rows deleted; `full` when the round took as many as
+    /// it may, so more are probably waiting.
+    Published { messages: usize, full: bool },
 }
 
 impl std::fmt::Debug for Relay {
@@ -279,10 +279,9 @@ impl Relay {
         }
         let mut tx = self.pool.begin().await?;
         outbox::lock_partitions(&mut tx, &partitions).await?;
-        let mut rows =
+        let (mut rows, full) =
             outbox::lock_batch(&mut tx, &partitions, self.settings.batch_size, self.backlog)
                 .await?;
-        let full = i64::try_from(rows.len()).is_ok_and(|n| n >= self.settings.batch_size);
         self.backlog = full;
         if rows.is_empty() {
             tx.commit().await?;
@@ -310,50 +309,64 @@ impl Relay {
             });
         }
         if let Some(r) = self.recovered.as_ref() {
-            let already: Vec<i64> = rows
-                .iter()
-                .filter(|row| row.id <= r.up_to_id && r.published.contains(&row.message.ce_id))
-                .map(|row| row.id)
-                .collect();
-            if !already.is_empty() {
+            // Messages already on their topics (a bundle may have been published in part).
+            let mut dropped = 0;
+            for row in rows.iter_mut().filter(|row| row.id <= r.up_to_id) {
+                let before = row.messages.len();
+                row.messages.retain(|m| !r.published.contains(&m.ce_id));
+                dropped += before - row.messages.len();
+            }
+            if dropped > 0 {
                 tracing::info!(
-                    rows = already.len(),
-                    "outbox rows were published before a restart; dropping them"
+                    messages = dropped,
+                    "outbox messages were published before a restart; dropping them"
                 );
-                outbox::delete(&mut tx, &already, self.backlog).await?;
-                rows.retain(|row| !already.contains(&row.id));
             }
         }
         // Framing needs the registry's ids: if it does not answer, nothing is published and
         // the round is retried (the transaction is rolled back, the rows stay).
-        let mut framed = Vec::with_capacity(rows.len());
-        for row in &rows {
+        let mut framed = Vec::with_capacity(rows.iter().map(|r| r.messages.len()).sum());
+        for m in rows.iter().flat_map(|row| &row.messages) {
             framed.push(match self.framing.as_mut() {
-                Some(f) => f.payload(&row.message).await?,
+                Some(f) => f.payload(m).await?,
                 None => None,
             });
         }
         let deliveries = join_all(
             rows.iter()
+                .flat_map(|row| &row.messages)
                 .zip(&framed)
-                .map(|(row, framed)| self.send(row, framed.as_deref())),
+                .map(|(m, framed)| self.send(m, framed.as_deref())),
         )
         .await;
+        let mut deliveries = deliveries.into_iter();
         let mut done = Vec::with_capacity(rows.len());
+        let mut published = 0;
         let mut failed = None;
-        for (row, result) in rows.iter().zip(deliveries) {
-            match result {
-                Ok(()) => {
-                    done.push(row.id);
-                    let age = (Utc::now() - row.created_at).num_milliseconds() as f64 / 1000.0;
-                    self.metrics.published(&row.message.topic, age);
+        for row in &rows {
+            let age = (Utc::now() - row.created_at).num_milliseconds() as f64 / 1000.0;
+            let mut all = true;
+            for (m, result) in row.messages.iter().zip(deliveries.by_ref()) {
+                match result {
+                    Ok(()) => {
+                        published += 1;
+                        self.metrics.published(&m.topic, age);
+                    }
+                    Err(e) => {
+                        all = false;
+                        failed = Some(e);
+                    }
                 }
-                Err(e) => failed = Some(e),
+            }
+            // A row goes only once all its messages are on their topics.
+            if all {
+                done.push(row.id);
             }
         }
-        // From here on, rows may be on their topics without being deleted (the delete or the
-        // commit fails, e.g. the database goes away; or a send reported a failure for a message
-        // the broker did write): whatever fails, the next round scans the topics first.
+        // From here on, messages may be on their topics without their rows being deleted (the
+        // delete or the commit fails, e.g. the database goes away; a send reported a failure
+        // for a message the broker did write; a bundle went in part): whatever fails, the next
+        // round scans the topics first.
         let deleted = match outbox::delete(&mut tx, &done, self.backlog).await {
             Ok(()) => tx.commit().await,
             Err(e) => Err(e),
@@ -364,10 +377,10 @@ impl Relay {
         }
         if let Some(e) = failed {
             self.recovered = None;
-            anyhow::bail!("publishing outbox rows failed: {e}");
+            anyhow::bail!("publishing outbox messages failed: {e}");
         }
         Ok(Round::Published {
-            rows: done.len(),
+            messages: published,
             full,
         })
     }
@@ -386,10 +399,9 @@ impl Relay {
             .context("recovery scan panicked")?
     }
 
-    /// Publishes `row`; with `framed`, that payload in place of the JSON (and its
+    /// Publishes `m`; with `framed`, that payload in place of the JSON (and its
     /// `content-type`).
-    async fn send(&self, row: &OutboxRow, framed: Option<&[u8]>) -> Result<(), String> {
-        let m = &row.message;
+    async fn send(&self, m: &OutboxMessage, framed: Option<&[u8]>) -> Result<(), String> {
         let mut headers = OwnedHeaders::new_with_capacity(m.headers.len());
         for (k, v) in &m.headers {
             let value: &[u8] = match framed {

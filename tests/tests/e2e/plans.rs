@@ -52,6 +52,7 @@ async fn key_lookups_never_keep_a_plan_made_for_a_small_table() -> anyhow::Resul
         assert!(
             outbox::lock_batch(&mut tx, &[0, 1, 2], 100, true)
                 .await?
+                .0
                 .is_empty()
         );
         outbox::delete(&mut tx, &[1, 2, 3], true).await?;

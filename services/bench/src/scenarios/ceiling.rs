@@ -8,6 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use kizuna::store::customers::NO_ROW;
+use kizuna::store::outbox::{Bundles, OutboxMessage};
 use kizuna::store::sql;
 use kizuna_testkit::Rng;
 use rand::Rng as _;
@@ -113,13 +114,8 @@ struct CustomerRows<'a> {
 /// The parameters of `sql::OUTBOX_INSERT` and `sql::OUTPUT_LOG_INSERT`.
 #[derive(Default)]
 struct OutputRows<'a> {
-    ce_ids: Vec<String>,
-    partitions: Vec<i32>,
-    customers: Vec<Option<String>>,
-    topics: Vec<&'static str>,
-    keys: Vec<Option<Vec<u8>>>,
-    payloads: Vec<&'a [u8]>,
-    headers: Vec<serde_json::Value>,
+    /// The outbox rows: one bundle per partition.
+    bundles: Bundles,
     log_ids: Vec<uuid::Uuid>,
     log_customers: Vec<String>,
     log_types: Vec<&'a str>,
@@ -248,25 +244,29 @@ fn build<'a>(
         let outs = outbox_carry.floor() as usize;
         outbox_carry -= outs as f64;
         let mut outputs = OutputRows::default();
+        let mut messages = Vec::with_capacity(outs);
         for j in 0..outs {
             let (ce_type, json, bytes) = &output_payloads[j % output_payloads.len()];
             let customer = customers.ids[j % customers.ids.len().max(1)].clone();
             let ce_id = uuid::Uuid::new_v4();
-            outputs.headers.push(serde_json::json!([
-                ["ce_specversion", "1.0"],
-                ["ce_id", ce_id.to_string()],
-                ["ce_type", ce_type],
-                ["ce_source", "kizuna/loyalty-engine"],
-                ["ce_subject", customer],
-                ["ce_time", now.to_rfc3339()],
-                ["content-type", "application/json"],
-            ]));
-            outputs.ce_ids.push(ce_id.to_string());
-            outputs.partitions.push(rng.random_range(0..parts));
-            outputs.customers.push(Some(customer.clone()));
-            outputs.topics.push("loyalty.segment-changed");
-            outputs.keys.push(Some(customer.clone().into_bytes()));
-            outputs.payloads.push(bytes.as_slice());
+            let header = |k: &str, v: &str| (k.to_owned(), v.as_bytes().to_vec());
+            messages.push(OutboxMessage {
+                ce_id: ce_id.to_string(),
+                partition: rng.random_range(0..parts),
+                customer_id: Some(customer.clone()),
+                topic: "loyalty.segment-changed".to_owned(),
+                key: Some(customer.clone().into_bytes()),
+                payload: bytes.clone(),
+                headers: vec![
+                    header("ce_specversion", "1.0"),
+                    header("ce_id", &ce_id.to_string()),
+                    header("ce_type", ce_type),
+                    header("ce_source", "kizuna/loyalty-engine"),
+                    header("ce_subject", &customer),
+                    header("ce_time", &now.to_rfc3339()),
+                    header("content-type", "application/json"),
+                ],
+            });
             outputs.log_ids.push(ce_id);
             outputs.log_customers.push(customer);
             outputs.log_types.push(ce_type.as_str());
@@ -276,6 +276,7 @@ fn build<'a>(
             outputs.log_times.push(now);
             outputs.log_payloads.push(json);
         }
+        outputs.bundles = Bundles::of(&messages);
         batches.push(CeilingBatch {
             ledger,
             customers,
@@ -336,17 +337,9 @@ async fn write(
         );
     }
     let o = &b.outputs;
-    if !o.ce_ids.is_empty() {
-        sqlx::query(sql::OUTBOX_INSERT)
-            .bind(&o.ce_ids)
-            .bind(&o.partitions)
-            .bind(&o.customers)
-            .bind(&o.topics)
-            .bind(&o.keys)
-            .bind(&o.payloads)
-            .bind(&o.headers)
-            .bind("kizuna_bench_ceiling")
-            .execute(&mut *tx)
+    if !o.bundles.is_empty() {
+        o.bundles
+            .insert(&mut *tx, "kizuna_bench_ceiling")
             .await
             .context("ceiling: outbox insert")?;
         sqlx::query(sql::OUTPUT_LOG_INSERT)
@@ -395,7 +388,7 @@ async fn ceiling_in(
         .collect::<anyhow::Result<_>>()?;
     let batches = build(ctx, env, n, batch, samples, &output_payloads, partitions)?;
     let customer_rows: usize = batches.iter().map(|b| b.customers.ids.len()).sum();
-    let outbox_rows: usize = batches.iter().map(|b| b.outputs.ce_ids.len()).sum();
+    let outbox_rows: usize = batches.iter().map(|b| b.outputs.bundles.messages()).sum();
     let state_bytes: usize = batches
         .iter()
         .flat_map(|b| b.customers.states.iter())

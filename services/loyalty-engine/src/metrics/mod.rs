@@ -329,7 +329,7 @@ impl Metrics {
                 IntCounterVec::new(
                     Opts::new(
                         "kizuna_outbox_published_total",
-                        "Outbox rows published to Kafka, by topic.",
+                        "Outbox messages published to Kafka, by topic.",
                     ),
                     &["topic"],
                 )
@@ -350,7 +350,7 @@ impl Metrics {
                 r,
                 IntGauge::new(
                     "kizuna_outbox_backlog_rows",
-                    "Outbox rows waiting to be published.",
+                    "Outbox messages waiting to be published (the name is kept from when each had a row of its own).",
                 )
                 .expect("valid metric"),
             ),

@@ -1,7 +1,11 @@
 //! `outbox`: output events and dead letters waiting for the relay, written in the same
-//! transaction as the state change that caused them.
+//! transaction as the state change that caused them. A transaction writes one row per input
+//! partition, a bundle of that partition's messages in order (migration 0006 says why).
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use prost::Message as _;
 use sqlx::{PgConnection, PgPool};
 
 use crate::store::sql;
@@ -25,23 +29,145 @@ pub struct OutboxMessage {
     pub headers: Vec<(String, Vec<u8>)>,
 }
 
-/// A stored row, ready to publish.
+/// A stored row, ready to publish: one message (a row of the old form) or a bundle.
 #[derive(Debug, Clone)]
 pub struct OutboxRow {
     pub id: i64,
     pub created_at: DateTime<Utc>,
-    pub message: OutboxMessage,
+    /// In the order they were queued.
+    pub messages: Vec<OutboxMessage>,
 }
 
-fn encode_headers(headers: &[(String, Vec<u8>)]) -> serde_json::Value {
-    serde_json::Value::Array(
-        headers
+/// A bundle as stored in `outbox.messages`: protobuf, so the payloads are copied, not parsed.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Bundle {
+    #[prost(message, repeated, tag = "1")]
+    messages: Vec<BundledMessage>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct BundledMessage {
+    #[prost(string, tag = "1")]
+    ce_id: String,
+    #[prost(string, optional, tag = "2")]
+    customer_id: Option<String>,
+    #[prost(string, tag = "3")]
+    topic: String,
+    #[prost(bytes = "vec", optional, tag = "4")]
+    key: Option<Vec<u8>>,
+    #[prost(bytes = "vec", tag = "5")]
+    payload: Vec<u8>,
+    #[prost(message, repeated, tag = "6")]
+    headers: Vec<BundledHeader>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct BundledHeader {
+    #[prost(string, tag = "1")]
+    key: String,
+    #[prost(bytes = "vec", tag = "2")]
+    value: Vec<u8>,
+}
+
+/// Rows ready to insert, one per partition: the columns of `sql::OUTBOX_INSERT`.
+#[derive(Debug, Clone, Default)]
+pub struct Bundles {
+    pub partitions: Vec<i32>,
+    pub counts: Vec<i32>,
+    /// The topics of each bundle, separated by spaces (topic names have none).
+    pub topics: Vec<String>,
+    pub bundles: Vec<Vec<u8>>,
+}
+
+impl Bundles {
+    /// One bundle per partition, each with that partition's messages in their order.
+    pub fn of(messages: &[OutboxMessage]) -> Self {
+        let mut by_partition: BTreeMap<i32, Vec<&OutboxMessage>> = BTreeMap::new();
+        for m in messages {
+            by_partition.entry(m.partition).or_default().push(m);
+        }
+        let mut out = Self::default();
+        for (partition, messages) in by_partition {
+            let mut topics: Vec<&str> = messages.iter().map(|m| m.topic.as_str()).collect();
+            topics.sort_unstable();
+            topics.dedup();
+            let bundle = Bundle {
+                messages: messages.iter().map(|m| bundled(m)).collect(),
+            };
+            out.partitions.push(partition);
+            out.counts
+                .push(i32::try_from(messages.len()).unwrap_or(i32::MAX));
+            out.topics.push(topics.join(" "));
+            out.bundles.push(bundle.encode_to_vec());
+        }
+        out
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bundles.is_empty()
+    }
+
+    /// Messages in all the bundles.
+    pub fn messages(&self) -> usize {
+        self.counts
             .iter()
-            .map(|(k, v)| serde_json::json!([k, String::from_utf8_lossy(v)]))
-            .collect(),
-    )
+            .map(|&n| usize::try_from(n).unwrap_or(0))
+            .sum()
+    }
+
+    /// Appends the rows and notifies `channel` (delivered when the transaction commits).
+    pub async fn insert(&self, conn: &mut PgConnection, channel: &str) -> sqlx::Result<()> {
+        if self.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(sql::OUTBOX_INSERT)
+            .bind(&self.partitions)
+            .bind(&self.counts)
+            .bind(&self.topics)
+            .bind(&self.bundles)
+            .bind(channel)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
 }
 
+fn bundled(m: &OutboxMessage) -> BundledMessage {
+    BundledMessage {
+        ce_id: m.ce_id.clone(),
+        customer_id: m.customer_id.clone(),
+        topic: m.topic.clone(),
+        key: m.key.clone(),
+        payload: m.payload.clone(),
+        headers: m
+            .headers
+            .iter()
+            .map(|(k, v)| BundledHeader {
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// The messages of a stored bundle of `partition`.
+fn unbundle(bytes: &[u8], partition: i32) -> Result<Vec<OutboxMessage>, prost::DecodeError> {
+    Ok(Bundle::decode(bytes)?
+        .messages
+        .into_iter()
+        .map(|m| OutboxMessage {
+            ce_id: m.ce_id,
+            partition,
+            customer_id: m.customer_id,
+            topic: m.topic,
+            key: m.key,
+            payload: m.payload,
+            headers: m.headers.into_iter().map(|h| (h.key, h.value)).collect(),
+        })
+        .collect())
+}
+
+/// Headers of a row of the old form: [[name, value], ...].
 fn decode_headers(value: &serde_json::Value) -> Vec<(String, Vec<u8>)> {
     value
         .as_array()
@@ -58,37 +184,17 @@ fn decode_headers(value: &serde_json::Value) -> Vec<(String, Vec<u8>)> {
         .unwrap_or_default()
 }
 
-/// Appends messages and notifies the relay (delivered when the transaction commits).
+/// Appends messages, one row per partition, and notifies the relay (delivered when the
+/// transaction commits).
 pub async fn insert(conn: &mut PgConnection, messages: &[OutboxMessage]) -> sqlx::Result<()> {
-    if messages.is_empty() {
-        return Ok(());
-    }
-    let ce_ids: Vec<&str> = messages.iter().map(|m| m.ce_id.as_str()).collect();
-    let partitions: Vec<i32> = messages.iter().map(|m| m.partition).collect();
-    let customers: Vec<Option<&str>> = messages.iter().map(|m| m.customer_id.as_deref()).collect();
-    let topics: Vec<&str> = messages.iter().map(|m| m.topic.as_str()).collect();
-    let keys: Vec<Option<&[u8]>> = messages.iter().map(|m| m.key.as_deref()).collect();
-    let payloads: Vec<&[u8]> = messages.iter().map(|m| m.payload.as_slice()).collect();
-    let headers: Vec<serde_json::Value> = messages
-        .iter()
-        .map(|m| encode_headers(&m.headers))
-        .collect();
-    sqlx::query(sql::OUTBOX_INSERT)
-        .bind(&ce_ids)
-        .bind(&partitions)
-        .bind(&customers)
-        .bind(&topics)
-        .bind(&keys)
-        .bind(&payloads)
-        .bind(&headers)
-        .bind(NOTIFY_CHANNEL)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+    Bundles::of(messages).insert(conn, NOTIFY_CHANNEL).await
 }
 
-/// Locks the oldest rows of the given partitions, in insertion order, for this transaction.
-/// Rows another relay holds are skipped, so two relays never publish the same row at once.
+/// Locks the oldest rows of the given partitions, in insertion order, for this transaction:
+/// at most `limit` rows, and no further row once those taken hold `limit` messages (the
+/// first row is taken whatever it holds). Rows another relay holds are skipped, so two relays
+/// never publish the same row at once. Returns the rows and whether the limit was reached
+/// (more are probably waiting).
 ///
 /// `backlog`: the outbox may be large (the last round was full), so the statement is planned
 /// for the table as it is now, not with a plan cached while it was small (see the store
@@ -98,21 +204,27 @@ pub async fn lock_batch(
     partitions: &[i32],
     limit: i64,
     backlog: bool,
-) -> sqlx::Result<Vec<OutboxRow>> {
+) -> anyhow::Result<(Vec<OutboxRow>, bool)> {
     type Row = (
         i64,
         DateTime<Utc>,
-        String,
         i32,
         Option<String>,
-        String,
+        Option<String>,
+        Option<String>,
         Option<Vec<u8>>,
-        Vec<u8>,
-        serde_json::Value,
+        Option<Vec<u8>>,
+        Option<serde_json::Value>,
+        Option<Vec<u8>>,
     );
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT id, created_at, ce_id, partition, customer_id, topic, key, payload, headers FROM outbox
-         WHERE partition = ANY($1) ORDER BY id LIMIT $2
+        "SELECT id, created_at, partition, ce_id, customer_id, topic, key, payload, headers, messages
+         FROM outbox WHERE id IN (
+             SELECT id FROM (
+                 SELECT id, sum(message_count) OVER (ORDER BY id) - message_count AS before
+                 FROM outbox WHERE partition = ANY($1) ORDER BY id LIMIT $2) w
+             WHERE before < $2)
+         ORDER BY id
          FOR UPDATE SKIP LOCKED",
     )
     .persistent(!backlog)
@@ -120,26 +232,34 @@ pub async fn lock_batch(
     .bind(limit)
     .fetch_all(&mut *conn)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(id, created_at, ce_id, partition, customer_id, topic, key, payload, headers)| {
-                OutboxRow {
-                    id,
-                    created_at,
-                    message: OutboxMessage {
-                        ce_id,
-                        partition,
-                        customer_id,
-                        topic,
-                        key,
-                        payload,
-                        headers: decode_headers(&headers),
-                    },
-                }
-            },
-        )
-        .collect())
+    let mut out = Vec::with_capacity(rows.len());
+    let mut messages = 0usize;
+    for (id, created_at, partition, ce_id, customer_id, topic, key, payload, headers, bundle) in
+        rows
+    {
+        let of_row = match (bundle, ce_id, topic, payload) {
+            (Some(bundle), ..) => unbundle(&bundle, partition)
+                .map_err(|e| anyhow::anyhow!("outbox row {id}: an unreadable bundle: {e}"))?,
+            (None, Some(ce_id), Some(topic), Some(payload)) => vec![OutboxMessage {
+                ce_id,
+                partition,
+                customer_id,
+                topic,
+                key,
+                payload,
+                headers: headers.as_ref().map(decode_headers).unwrap_or_default(),
+            }],
+            _ => anyhow::bail!("outbox row {id} holds neither a bundle nor a message"),
+        };
+        messages += of_row.len();
+        out.push(OutboxRow {
+            id,
+            created_at,
+            messages: of_row,
+        });
+    }
+    let full = i64::try_from(out.len().max(messages)).is_ok_and(|n| n >= limit);
+    Ok((out, full))
 }
 
 /// Serialises relay rounds per partition: a transaction-scoped advisory lock for each, taken
@@ -170,10 +290,13 @@ pub async fn pending_topics(
     conn: &mut PgConnection,
     partitions: &[i32],
 ) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar("SELECT DISTINCT topic FROM outbox WHERE partition = ANY($1) ORDER BY 1")
-        .bind(partitions)
-        .fetch_all(conn)
-        .await
+    sqlx::query_scalar(
+        "SELECT DISTINCT t FROM outbox, unnest(COALESCE(topics, ARRAY[topic])) AS t
+         WHERE partition = ANY($1) ORDER BY 1",
+    )
+    .bind(partitions)
+    .fetch_all(conn)
+    .await
 }
 
 /// Removes published rows. `backlog` as for [`lock_batch`].
@@ -186,11 +309,77 @@ pub async fn delete(conn: &mut PgConnection, ids: &[i64], backlog: bool) -> sqlx
     Ok(())
 }
 
-/// Rows waiting and the age of the oldest, in seconds.
+/// Messages waiting and the age of the oldest, in seconds.
 pub async fn backlog(pool: &PgPool) -> sqlx::Result<(i64, f64)> {
     sqlx::query_as(
-        "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0) FROM outbox",
+        "SELECT COALESCE(sum(message_count), 0)::bigint,
+                COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0)
+         FROM outbox",
     )
     .fetch_one(pool)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(ce_id: &str, partition: i32, topic: &str) -> OutboxMessage {
+        OutboxMessage {
+            ce_id: ce_id.to_owned(),
+            partition,
+            customer_id: (partition != 2).then(|| format!("c-{ce_id}")),
+            topic: topic.to_owned(),
+            key: (partition != 2).then(|| vec![0, 159, 255]),
+            payload: format!("{{\"id\":\"{ce_id}\"}}").into_bytes(),
+            headers: vec![
+                ("ce_id".to_owned(), ce_id.as_bytes().to_vec()),
+                ("bin".to_owned(), vec![0, 200, 7]),
+            ],
+        }
+    }
+
+    #[test]
+    fn a_bundle_per_partition_gives_back_its_messages_in_order() {
+        let messages = vec![
+            message("a", 1, "loyalty.points"),
+            message("b", 2, "loyalty.dead-letters"),
+            message("c", 1, "loyalty.tier-changed"),
+            message("d", 1, "loyalty.points"),
+        ];
+        let bundles = Bundles::of(&messages);
+        assert_eq!(bundles.partitions, vec![1, 2]);
+        assert_eq!(bundles.counts, vec![3, 1]);
+        assert_eq!(bundles.messages(), 4);
+        assert_eq!(
+            bundles.topics,
+            vec![
+                "loyalty.points loyalty.tier-changed",
+                "loyalty.dead-letters"
+            ]
+        );
+        let first = unbundle(&bundles.bundles[0], 1).expect("decodes");
+        assert_eq!(
+            first,
+            vec![
+                messages[0].clone(),
+                messages[2].clone(),
+                messages[3].clone()
+            ]
+        );
+        let second = unbundle(&bundles.bundles[1], 2).expect("decodes");
+        assert_eq!(second, vec![messages[1].clone()]);
+    }
+
+    #[test]
+    fn nothing_to_queue_makes_no_row() {
+        assert!(Bundles::of(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_damaged_bundle_is_an_error_not_an_empty_row() {
+        let bundles = Bundles::of(&[message("a", 1, "loyalty.points")]);
+        let cut = &bundles.bundles[0][..bundles.bundles[0].len() - 3];
+        assert!(unbundle(cut, 1).is_err());
+    }
 }
