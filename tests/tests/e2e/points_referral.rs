@@ -33,7 +33,10 @@ months = 12
 "#;
 
 /// The cancellation movement of `referrer`'s bonus for `referred`, if any.
-fn cancellation<'a>(book: &'a PointsBook, referred: &str) -> Option<&'a kizuna::domain::points::Movement> {
+fn cancellation<'a>(
+    book: &'a PointsBook,
+    referred: &str,
+) -> Option<&'a kizuna::domain::points::Movement> {
     let id = format!("referral-cancel:{referred}");
     book.movements.iter().find(|m| m.id == id)
 }
@@ -150,7 +153,10 @@ async fn a_referral_bonus_is_cancelled_by_a_full_refund_before_it_clears_not_by_
     assert_eq!(status, 200, "{points}");
     let listed = points["movements"]
         .as_array()
-        .and_then(|ms| ms.iter().find(|m| m["id"] == json!("referral-cancel:cust-f")))
+        .and_then(|ms| {
+            ms.iter()
+                .find(|m| m["id"] == json!("referral-cancel:cust-f"))
+        })
         .ok_or_else(|| anyhow::anyhow!("no cancellation in {points}"))?;
     assert_eq!(listed["signed"], json!(-300), "{listed}");
     let reason = listed["reason"].as_str().unwrap_or_default();
@@ -175,7 +181,11 @@ async fn a_referral_bonus_is_cancelled_by_a_full_refund_before_it_clears_not_by_
     };
     for (referrer, book) in &before {
         let after = stored_book(&s.env, referrer).await?;
-        assert_eq!(sorted(&after), sorted(book), "{referrer}: the same movements");
+        assert_eq!(
+            sorted(&after),
+            sorted(book),
+            "{referrer}: the same movements"
+        );
     }
 
     std::fs::remove_file(&programme_file).ok();

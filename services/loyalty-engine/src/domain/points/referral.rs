@@ -75,24 +75,23 @@ pub fn cancellation(
         return None;
     };
     let of_referred = |e: &&&DomainEvent| e.meta.customer_id.as_str() == referred;
-    let (order_id, amount) = referred_events
-        .iter()
-        .filter(of_referred)
-        .find_map(|e| match &e.body {
-            EventBody::Purchase(p) if e.meta.event_id.as_str() == bonus.source_event => {
-                Some((p.order_id.as_str(), p.amount.get()))
-            }
-            _ => None,
-        })?;
+    let (order_id, amount) =
+        referred_events
+            .iter()
+            .filter(of_referred)
+            .find_map(|e| match &e.body {
+                EventBody::Purchase(p) if e.meta.event_id.as_str() == bonus.source_event => {
+                    Some((p.order_id.as_str(), p.amount.get()))
+                }
+                _ => None,
+            })?;
     let mut refunds: Vec<(DateTime<Utc>, &str, i64)> = referred_events
         .iter()
         .filter(of_referred)
         .filter_map(|e| match &e.body {
-            EventBody::Refund(r) if r.order_id == order_id => Some((
-                e.meta.occurred_at,
-                e.meta.event_id.as_str(),
-                r.amount.get(),
-            )),
+            EventBody::Refund(r) if r.order_id == order_id => {
+                Some((e.meta.occurred_at, e.meta.event_id.as_str(), r.amount.get()))
+            }
             _ => None,
         })
         .collect();

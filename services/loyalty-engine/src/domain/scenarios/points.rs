@@ -267,7 +267,10 @@ fn recompute_keeps_a_cancelled_referral_bonus_and_cancels_one_the_engine_missed(
         fresh.points.movements
     );
     assert!(points_changed(&outs).is_empty(), "{outs:?}");
-    assert!(fresh.facts.referrals.contains("f"), "the referral still counts");
+    assert!(
+        fresh.facts.referrals.contains("f"),
+        "the referral still counts"
+    );
 
     // A book the refund never reached (recorded before the rule existed): recompute cancels.
     let (fresh, _, outs) = recompute(&granted, &[&own], &referred, &p, None, day(31));

@@ -64,7 +64,10 @@ fn a_full_refund_before_the_bonus_clears_cancels_it() {
         "the bonus goes, c1's own pending points stay"
     );
     let m = cancellation(&run).expect("the bonus is cancelled");
-    assert_eq!((m.amount, m.at, m.source_event.as_str()), (1000, day(5), "nr1"));
+    assert_eq!(
+        (m.amount, m.at, m.source_event.as_str()),
+        (1000, day(5), "nr1")
+    );
     assert!(
         matches!(&m.kind, MovementKind::Clawback { order_id } if order_id == "referral:newbie"),
         "{m:?}"
