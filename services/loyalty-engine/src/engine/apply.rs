@@ -30,6 +30,11 @@ const MAX_WRITE_ROUNDS: usize = 5;
 /// partitions owned by different writers or instances), the write is refused by the row's
 /// version, and the customer's events are applied again on the row now stored. A new customer's
 /// home partition is the one Kafka's default partitioner gives their id; it never changes after.
+///
+/// A referrer whose referral bonus an event of the batch may cancel (a refund of the referred
+/// order, or the referred purchase itself after its refund) is loaded, locked and evaluated
+/// like the batch's own customers, given the referred customer's purchases and refunds from the
+/// ledger ([`referred_events`]). `fresh` must be recorded in the ledger already.
 pub async fn apply_events(
     conn: &mut PgConnection,
     core: &Core,
@@ -43,12 +48,12 @@ pub async fn apply_events(
     for referrer in referrers.keys() {
         by_customer.entry(*referrer).or_default();
     }
-    let by_customer = Batch {
+    let batch = Batch {
         changes: by_customer,
         referrers,
     };
-    let ids: Vec<&CustomerId> = by_customer.changes.keys().copied().collect();
-    let mut evaluated = evaluate(conn, core, &by_customer, &ids, now).await?;
+    let ids: Vec<&CustomerId> = batch.changes.keys().copied().collect();
+    let mut evaluated = evaluate(conn, core, &batch, &ids, now).await?;
     if let Some(s) = stages.as_deref_mut() {
         s.lap("load");
     }
@@ -67,7 +72,7 @@ pub async fn apply_events(
             .iter()
             .map(|&i| &evaluated[i].state.customer_id)
             .collect();
-        let again = evaluate(conn, core, &by_customer, &ids, now).await?;
+        let again = evaluate(conn, core, &batch, &ids, now).await?;
         for (&i, e) in pending.iter().zip(again) {
             evaluated[i] = e;
         }
