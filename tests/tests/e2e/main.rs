@@ -19,6 +19,7 @@ mod metrics;
 mod plans;
 mod points;
 mod points_http;
+mod points_referral;
 mod redemptions;
 mod segments;
 mod subscribers;

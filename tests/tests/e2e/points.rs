@@ -64,7 +64,7 @@ fn survey_at(event_id: &str, customer: &str, at: DateTime<Utc>) -> Value {
 }
 
 /// Waits for a `PointsChanged` of `customer` on the points topic that satisfies `check`.
-async fn points_changed(
+pub(crate) async fn points_changed(
     s: &Scene,
     customer: &str,
     what: &str,
@@ -94,7 +94,7 @@ async fn points_changed(
 }
 
 /// (earned, released, clawed_back, available, pending, debt) of a `PointsChanged`.
-fn figures(p: &v1::PointsChanged) -> (i64, i64, i64, i64, i64, i64) {
+pub(crate) fn figures(p: &v1::PointsChanged) -> (i64, i64, i64, i64, i64, i64) {
     let c = p.changes.unwrap_or_default();
     (
         c.earned,
@@ -107,7 +107,7 @@ fn figures(p: &v1::PointsChanged) -> (i64, i64, i64, i64, i64, i64) {
 }
 
 /// The points book stored in the customer's state row.
-async fn stored_book(env: &TestEnv, customer: &str) -> anyhow::Result<PointsBook> {
+pub(crate) async fn stored_book(env: &TestEnv, customer: &str) -> anyhow::Result<PointsBook> {
     let pool = env.pool().await?;
     let (bytes,): (Vec<u8>,) = sqlx::query_as("SELECT state FROM customers WHERE customer_id = $1")
         .bind(customer)

@@ -1,6 +1,8 @@
 //! Applying a customer's new events: record the facts, then re-evaluate once. Pure and
 //! deterministic; `now` is passed in.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 
 use super::churn::Model;
@@ -25,15 +27,40 @@ pub struct Changes<'a> {
 impl Changes<'_> {
     /// The event the outputs are attributed to: the latest in event time.
     fn cause(&self) -> Option<Cause> {
-        self.events
-            .iter()
-            .copied()
-            .chain(self.referred.iter().map(|(_, e)| *e))
-            .max_by(|a, b| {
-                (a.meta.occurred_at, a.meta.event_id.as_str())
-                    .cmp(&(b.meta.occurred_at, b.meta.event_id.as_str()))
-            })
-            .map(|e| Cause::Event(e.meta.event_id.clone()))
+        latest(
+            self.events
+                .iter()
+                .copied()
+                .chain(self.referred.iter().map(|(_, e)| *e)),
+        )
+    }
+}
+
+/// The latest of `events` in event time, as a cause.
+fn latest<'a>(events: impl Iterator<Item = &'a DomainEvent>) -> Option<Cause> {
+    events
+        .max_by(|a, b| {
+            (a.meta.occurred_at, a.meta.event_id.as_str())
+                .cmp(&(b.meta.occurred_at, b.meta.event_id.as_str()))
+        })
+        .map(|e| Cause::Event(e.meta.event_id.clone()))
+}
+
+/// Cancels the referral bonuses whose referred orders were refunded before they cleared,
+/// given the referred customers' events (grouped here by customer).
+fn cancel_referrals(
+    state: &mut CustomerState,
+    referred_events: &[&DomainEvent],
+    programme: &Programme,
+) {
+    let mut by_referred: BTreeMap<&CustomerId, Vec<&DomainEvent>> = BTreeMap::new();
+    for e in referred_events {
+        by_referred.entry(&e.meta.customer_id).or_default().push(e);
+    }
+    for (referred, events) in by_referred {
+        state
+            .points
+            .on_referred_refunds(referred.as_str(), &events, programme);
     }
 }
 
@@ -43,6 +70,24 @@ pub fn apply(
     id: &CustomerId,
     state: Option<CustomerState>,
     changes: &Changes<'_>,
+    programme: &Programme,
+    model: Option<&Model>,
+    now: DateTime<Utc>,
+) -> (CustomerState, Metrics, Vec<Output>) {
+    apply_with_referred(id, state, changes, &[], programme, model, now)
+}
+
+/// [`apply`], also given the events of customers this customer referred that may cancel a
+/// referral bonus: their purchases naming this customer and their refunds, in any order,
+/// duplicates allowed (the engine reads them from the event ledger, this batch's included).
+/// A bonus whose order was refunded in full before it cleared is cancelled
+/// (`PointsBook::on_referred_refunds`). With no changes of its own, the outputs are attributed
+/// to the latest of those events (the refund that cancelled the bonus).
+pub fn apply_with_referred(
+    id: &CustomerId,
+    state: Option<CustomerState>,
+    changes: &Changes<'_>,
+    referred_events: &[&DomainEvent],
     programme: &Programme,
     model: Option<&Model>,
     now: DateTime<Utc>,
@@ -61,7 +106,11 @@ pub fn apply(
         state.facts.credit_referral(referred);
         state.points.on_referral(referred.as_str(), e, programme);
     }
-    let cause = changes.cause().unwrap_or(Cause::Sweep);
+    cancel_referrals(&mut state, referred_events, programme);
+    let cause = changes
+        .cause()
+        .or_else(|| latest(referred_events.iter().copied()))
+        .unwrap_or(Cause::Sweep);
     let (metrics, outputs) = evaluate(&mut state, programme, model, now, &cause);
     (state, metrics, outputs)
 }
@@ -120,10 +169,12 @@ pub fn override_tier(
 /// change). What happened before the oldest recorded event (events pruned from the ledger) is
 /// kept from `old`. The tier goes straight to what the rules give, downgrades included (an
 /// active manual override stays); outputs are produced only for real differences from `old`.
+/// `referred`: the events of the customers this customer referred — their purchases naming
+/// this customer (the referral credits) and their refunds (which may cancel a referral bonus).
 pub fn recompute(
     old: &CustomerState,
     events: &[&DomainEvent],
-    referred: &[CustomerId],
+    referred: &[&DomainEvent],
     programme: &Programme,
     model: Option<&Model>,
     now: DateTime<Utc>,
@@ -160,9 +211,15 @@ pub fn recompute(
                 .on_event(e, &fresh.facts, first_order, programme, &held);
         }
     }
+    // Referral bonuses are kept; a cancellation the engine missed is derived again.
+    cancel_referrals(&mut fresh, referred, programme);
     fresh.points.settle_against(&old.points);
-    for r in referred {
-        fresh.facts.credit_referral(r);
+    for e in referred {
+        if let EventBody::Purchase(p) = &e.body
+            && p.referred_by.as_ref() == Some(&old.customer_id)
+        {
+            fresh.facts.credit_referral(&e.meta.customer_id);
+        }
     }
     fresh.status = old.status.clone();
     fresh.status.tier.pending = None;

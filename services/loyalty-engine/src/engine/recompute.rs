@@ -6,14 +6,14 @@
 //! [`what_if`] runs the same evaluation under another programme and writes nothing: the
 //! console's what-if on the programme.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 use crate::domain::apply::recompute;
 use crate::domain::churn::Model;
-use crate::domain::event::DomainEvent;
+use crate::domain::event::{DomainEvent, EventBody};
 use crate::domain::ids::CustomerId;
 use crate::domain::programme::Programme;
 use crate::store::customers::{self, Loaded};
@@ -44,6 +44,22 @@ async fn evaluate_rows(
     let keys: Vec<&str> = rows.iter().map(|r| r.state.customer_id.as_str()).collect();
     let events = ledger::events_of(conn, &keys).await?;
     let referrals = ledger::referrals_of(conn, &keys).await?;
+    // The referred customers' refunds, which may cancel a referral bonus (read only when the
+    // page has referrals).
+    let referred_customers: BTreeSet<&str> = referrals
+        .iter()
+        .map(|(_, e)| e.meta.customer_id.as_str())
+        .collect();
+    let refunds: Vec<DomainEvent> = if referred_customers.is_empty() {
+        Vec::new()
+    } else {
+        let customers: Vec<&str> = referred_customers.into_iter().collect();
+        ledger::referred_orders(conn, &customers)
+            .await?
+            .into_iter()
+            .filter(|e| matches!(e.body, EventBody::Refund(_)))
+            .collect()
+    };
     let mut evaluated = Vec::with_capacity(rows.len());
     for row in rows {
         let id = &row.state.customer_id;
@@ -51,10 +67,17 @@ async fn evaluate_rows(
             .iter()
             .filter(|e| &e.meta.customer_id == id)
             .collect();
-        let referred: Vec<CustomerId> = referrals
+        // Purchases naming this customer, and the refunds of the customers who made them.
+        let purchases: Vec<&DomainEvent> = referrals
             .iter()
             .filter(|(r, _)| r == id.as_str())
-            .map(|(_, e)| e.meta.customer_id.clone())
+            .map(|(_, e)| e)
+            .collect();
+        let who: BTreeSet<&CustomerId> = purchases.iter().map(|e| &e.meta.customer_id).collect();
+        let referred: Vec<&DomainEvent> = purchases
+            .iter()
+            .copied()
+            .chain(refunds.iter().filter(|e| who.contains(&e.meta.customer_id)))
             .collect();
         let (state, metrics, outputs) =
             recompute(&row.state, &mine, &referred, programme, model, now);

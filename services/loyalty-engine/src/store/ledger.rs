@@ -111,6 +111,29 @@ pub async fn referrals_of(
         .collect()
 }
 
+/// What may cancel a referral bonus: the purchases of `customers` that name a referrer and,
+/// for the customers who have one, all their refunds (decoded only for those customers). One
+/// round trip, through the primary key's `customer_id` prefix.
+pub async fn referred_orders(
+    conn: &mut PgConnection,
+    customers: &[&str],
+) -> anyhow::Result<Vec<DomainEvent>> {
+    let rows: Vec<(Vec<u8>,)> = sqlx::query_as(
+        "WITH referred AS (
+             SELECT customer_id, body FROM event_ledger
+             WHERE customer_id = ANY($1) AND referred_by IS NOT NULL)
+         SELECT body FROM referred
+         UNION ALL
+         SELECT body FROM event_ledger
+         WHERE customer_id = ANY(ARRAY(SELECT DISTINCT customer_id FROM referred))
+           AND kind = 'refund'",
+    )
+    .bind(customers)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter().map(|(b,)| decode(&b)).collect()
+}
+
 /// Deletes up to `limit` events that occurred before `horizon`; returns how many.
 pub async fn prune(
     conn: &mut PgConnection,

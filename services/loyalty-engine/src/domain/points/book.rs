@@ -11,6 +11,7 @@ use super::config::PointsRules;
 use super::earn;
 use super::ledger::{self, Folded, Movement, MovementKind};
 use super::redeem::{self, RedeemError};
+use super::referral;
 use super::summary::{self, Changes};
 use crate::domain::event::{DomainEvent, EventBody, Redemption};
 use crate::domain::facts::Facts;
@@ -398,33 +399,38 @@ impl PointsBook {
     }
 
     /// The referrer's bonus for a customer they referred (`purchase`: the referred customer's
-    /// purchase that credits the referral). It is pending until that order's return window
-    /// has passed, so it is spendable only once the order has cleared.
+    /// purchase that credits the referral; [`referral::bonus`]). Once per referred customer.
     pub fn on_referral(&mut self, referred: &str, purchase: &DomainEvent, programme: &Programme) {
         let Some(rules) = programme.points_rules() else {
             return;
         };
-        if rules.earn.referral_bonus <= 0 {
+        if let Some(m) = referral::bonus(rules, referred, purchase, &programme.version) {
+            self.push(m);
+        }
+    }
+
+    /// Cancels the referrer's bonus for `referred` if the order that credited it was refunded
+    /// in full before the bonus cleared ([`referral::cancellation`]). `referred_events`: that
+    /// customer's purchases and refunds, in any order, duplicates allowed. Once: a bonus
+    /// already cancelled, or not granted, is left alone.
+    pub fn on_referred_refunds(
+        &mut self,
+        referred: &str,
+        referred_events: &[&DomainEvent],
+        programme: &Programme,
+    ) {
+        if programme.points_rules().is_none() || self.has(&referral::cancel_id(referred)) {
             return;
         }
-        let at = purchase.meta.occurred_at;
-        let cleared = rules.available_at(at);
-        self.push(Movement {
-            id: format!("referral:{referred}"),
-            at,
-            kind: MovementKind::Earn {
-                available_at: cleared,
-                expires_at: rules.expiry.expires_at(cleared),
-                order_id: None,
-            },
-            amount: rules.earn.referral_bonus,
-            reason: format!(
-                "referral bonus: a referred customer's order, spendable once it clears on {}",
-                cleared.date_naive()
-            ),
-            source_event: purchase.meta.event_id.as_str().to_owned(),
-            programme_version: programme.version.clone(),
-        });
+        let bonus_id = referral::bonus_id(referred);
+        let Some(bonus) = self.movements.iter().find(|m| m.id == bonus_id) else {
+            return;
+        };
+        if let Some(m) =
+            referral::cancellation(bonus, referred, referred_events, &programme.version)
+        {
+            self.push(m);
+        }
     }
 
     /// The time step: grants anniversary bonuses due by `now`, works out what changed since
@@ -508,8 +514,9 @@ impl PointsBook {
 impl PointsBook {
     /// For `kizuna recompute`: what is kept rather than derived again from the recorded
     /// events (with the tier each purchase earned at) — movements from before `horizon` (their events were pruned), redemptions and
-    /// cancels (decided once, when they came), adjustments, referral bonuses (earned by other
-    /// customers' events) and anniversary bonuses (re-granted by the time step).
+    /// cancels (decided once, when they came), adjustments, referral bonuses and their
+    /// cancellations (from other customers' events; recompute derives a missing cancellation
+    /// again, see `apply::recompute`) and anniversary bonuses (re-granted by the time step).
     pub fn kept_for_recompute(&self, horizon: Option<DateTime<Utc>>) -> PointsBook {
         let kept = |m: &Movement| {
             horizon.is_some_and(|h| m.at < h)
@@ -519,7 +526,7 @@ impl PointsBook {
                         | MovementKind::CancelRedemption { .. }
                         | MovementKind::Adjust { .. }
                 )
-                || m.id.starts_with("referral:")
+                || referral::is_referral(m)
                 || m.id.starts_with("anniversary:")
         };
         PointsBook {

@@ -28,7 +28,9 @@ pub enum MovementKind {
     /// Gives back what that redemption took, to the same lots. Its amount must equal the
     /// redemption's.
     CancelRedemption { redemption_id: String },
-    /// Takes back points an order earned: its own lots first, then any available lot.
+    /// Takes back points an order earned: its own lots first, then any available lot. A lot
+    /// tied to no order whose id is `order_id` counts as its own: a cancelled referral bonus
+    /// (`referral::cancellation`) names the bonus's lot.
     Clawback { order_id: String },
 }
 
@@ -429,8 +431,9 @@ impl Book {
                 }
             }
             MovementKind::Clawback { order_id } => {
-                let own = self.spend(&m.id, at, m.amount, |l| {
-                    l.order_id.as_deref() == Some(order_id.as_str())
+                let own = self.spend(&m.id, at, m.amount, |l| match &l.order_id {
+                    Some(o) => o == order_id,
+                    None => l.id == *order_id,
                 });
                 // What the order's own lots no longer hold comes from any available lot, and
                 // what those cannot pay is the shortfall, recorded as debt.

@@ -6,6 +6,7 @@
 //!   which turns them into lots and balances at a given time, spending closest-to-expiry first.
 //! - [`earn`]: what a purchase earns, and what a refund takes back.
 //! - [`redeem`]: whether a redemption may go ahead.
+//! - [`referral`]: the referrer's bonus, and its cancellation when the referred order is refunded.
 //! - [`summary`]: what changed between two moments, and what expires soon.
 //! - [`book`]: a customer's book in their state: events in, movements recorded, notices out.
 
@@ -14,6 +15,7 @@ pub mod config;
 pub mod earn;
 pub mod ledger;
 pub mod redeem;
+pub mod referral;
 mod stored;
 pub mod summary;
 

@@ -1,13 +1,18 @@
 //! Points through `apply`, `sweep` and `recompute`: the book in the customer's state.
 
 use super::*;
-use crate::domain::apply::recompute;
+use crate::domain::apply::{apply_with_referred, recompute};
 use crate::domain::event::{EventBody, EventMeta, Redemption};
 use crate::domain::points::{Outcome, Refusal};
 use crate::domain::testkit::{cid, day, purchase, refund};
 
 /// A programme with points earning `per_currency_unit` per 100 JPY, double at gold.
 fn earning(per_currency_unit: f64) -> Programme {
+    earning_with(per_currency_unit, "")
+}
+
+/// [`earning`], with `extra` lines in `[points.earn]`.
+fn earning_with(per_currency_unit: f64, extra: &str) -> Programme {
     let text = format!(
         r#"
 currency = "JPY"
@@ -23,6 +28,7 @@ per_currency_unit = {per_currency_unit:?}
 currency_unit_minor = 100
 pending_days = 14
 first_order_bonus = 500
+{extra}
 [points.earn.tier_multipliers]
 gold = 2.0
 [points.expiry]
@@ -205,4 +211,79 @@ fn a_redemption_dated_before_recorded_spending_still_sees_it() {
         .points
         .fold(p.points_rules().expect("points"), day(21));
     assert_eq!((folded.available, folded.debt), (0, 0));
+}
+
+#[test]
+fn recompute_keeps_a_cancelled_referral_bonus_and_cancels_one_the_engine_missed() {
+    let p = earning_with(1.0, "referral_bonus = 300");
+    let own = purchase("e1", "c", 20_000, day(0));
+    let (state, _, _) = apply_one(&p, None, &own, day(0));
+    // "f", referred by "c", buys on day 1 and returns all of it on day 3.
+    let bought = crate::domain::testkit::purchase_with(
+        "f1",
+        "f",
+        "of1",
+        day(1),
+        crate::domain::testkit::PurchaseSpec {
+            referred_by: Some("c"),
+            ..Default::default()
+        },
+    );
+    let back = refund("f2", "f", "of1", 10_000, day(3));
+    let credited = Changes {
+        referred: vec![(cid("f"), &bought)],
+        ..Default::default()
+    };
+    let (granted, _, _) = apply_with_referred(
+        &cid("c"),
+        Some(state),
+        &credited,
+        &[&bought],
+        &p,
+        None,
+        day(1),
+    );
+    let (cancelled, _, outs) = apply_with_referred(
+        &cid("c"),
+        Some(granted.clone()),
+        &Changes::default(),
+        &[&bought, &back],
+        &p,
+        None,
+        day(3),
+    );
+    assert_eq!(points_changed(&outs), vec![(0, 0, 700)], "{outs:?}");
+    let rules = p.points_rules().expect("points");
+    assert_eq!(cancelled.points.fold(rules, day(30)).available, 700);
+
+    // The same events, a month on: nothing to change.
+    let (cancelled, _, _) = sweep(cancelled, &p, None, day(31));
+    let (granted, _, _) = sweep(granted, &p, None, day(31));
+    let referred = [&bought, &back];
+    let (fresh, _, outs) = recompute(&cancelled, &[&own], &referred, &p, None, day(31));
+    assert!(
+        !fresh.points.differs_from(&cancelled.points),
+        "{:?}",
+        fresh.points.movements
+    );
+    assert!(points_changed(&outs).is_empty(), "{outs:?}");
+    assert!(
+        fresh.facts.referrals.contains("f"),
+        "the referral still counts"
+    );
+
+    // A book the refund never reached (recorded before the rule existed): recompute cancels.
+    let (fresh, _, outs) = recompute(&granted, &[&own], &referred, &p, None, day(31));
+    assert!(fresh.points.differs_from(&granted.points));
+    assert!(
+        fresh
+            .points
+            .movements
+            .iter()
+            .any(|m| m.id == "referral-cancel:f" && m.source_event == "f2"),
+        "{:?}",
+        fresh.points.movements
+    );
+    assert_eq!(fresh.points.fold(rules, day(31)).available, 700);
+    assert_eq!(points_changed(&outs).len(), 1, "{outs:?}");
 }

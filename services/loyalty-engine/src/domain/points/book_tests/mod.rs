@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;
 
 use super::{Outcome, Refusal};
-use crate::domain::apply::{Changes as Batch, apply, sweep};
+use crate::domain::apply::{Changes as Batch, apply_with_referred, sweep};
 use crate::domain::event::{DomainEvent, EventBody, EventMeta, Redemption, RedemptionCancel};
 use crate::domain::ids::EventId;
 use crate::domain::output::{Output, OutputKind};
@@ -114,10 +114,22 @@ impl Run {
     }
 
     fn apply_batch(&mut self, batch: &Batch<'_>, now: DateTime<Utc>) -> Vec<Output> {
-        let (state, _, outputs) = apply(
+        self.apply_referred(batch, &[], now)
+    }
+
+    /// A batch with the events of customers "c1" referred, as the engine reads them from the
+    /// ledger (`apply::apply_with_referred`).
+    fn apply_referred(
+        &mut self,
+        batch: &Batch<'_>,
+        referred: &[&DomainEvent],
+        now: DateTime<Utc>,
+    ) -> Vec<Output> {
+        let (state, _, outputs) = apply_with_referred(
             &cid("c1"),
             self.state.take(),
             batch,
+            referred,
             &self.programme,
             None,
             now,
@@ -222,4 +234,5 @@ mod earning;
 mod expiry;
 mod properties;
 mod redemptions;
+mod referrals;
 mod refunds;

@@ -31,6 +31,16 @@ enum Ev {
         id: u8,
         d: i64,
     },
+    /// "newbie"'s purchase naming "c1" as referrer (order "on1", 10,000 JPY).
+    Referred {
+        d: i64,
+    },
+    /// A refund of "newbie"'s order "on1".
+    ReferredRefund {
+        n: u8,
+        amount: i64,
+        d: i64,
+    },
 }
 
 impl Ev {
@@ -59,12 +69,66 @@ impl Ev {
                 redemption(&format!("x{n}"), &format!("k{id}"), points, None, day(d))
             }
             Ev::Cancel { n, id, d } => cancel(&format!("c{n}"), &format!("k{id}"), day(d)),
+            Ev::Referred { d } => purchase_with(
+                "n1",
+                "newbie",
+                "on1",
+                day(d),
+                PurchaseSpec {
+                    referred_by: Some("c1"),
+                    ..Default::default()
+                },
+            ),
+            Ev::ReferredRefund { n, amount, d } => {
+                refund(&format!("nr{n}"), "newbie", "on1", amount, day(d))
+            }
+        }
+    }
+
+    fn day(&self) -> i64 {
+        match self {
+            Ev::Buy { d, .. }
+            | Ev::Refund { d, .. }
+            | Ev::Survey { d, .. }
+            | Ev::Redeem { d, .. }
+            | Ev::Cancel { d, .. }
+            | Ev::Referred { d }
+            | Ev::ReferredRefund { d, .. } => *d,
         }
     }
 }
 
+/// Maybe a customer "c1" referred, who buys and may return some or all of the order, inside or
+/// after the bonus's pending period (never more than the order in all).
+fn referral_events() -> impl Strategy<Value = Vec<Ev>> {
+    prop::option::of((
+        0i64..400,
+        prop::collection::vec((1i64..7_000, 0i64..30), 0..3),
+    ))
+    .prop_map(|referral| {
+        let Some((d, refunds)) = referral else {
+            return Vec::new();
+        };
+        let mut out = vec![Ev::Referred { d }];
+        let mut left = 10_000;
+        for (n, (amount, after)) in refunds.into_iter().enumerate() {
+            let amount = amount.min(left);
+            if amount > 0 {
+                left -= amount;
+                out.push(Ev::ReferredRefund {
+                    n: n as u8,
+                    amount,
+                    d: d + after,
+                });
+            }
+        }
+        out
+    })
+}
+
 /// Earning inputs: purchases (each order once, with its own event id), partial refunds of them
-/// (possibly before the purchase arrives), survey answers.
+/// (possibly before the purchase arrives), survey answers, and maybe a referred customer's
+/// purchase with refunds of it.
 fn earning_events() -> impl Strategy<Value = Vec<Ev>> {
     let buys = prop::collection::vec((100i64..50_000, 0i64..400), 1..6).prop_map(|v| {
         v.into_iter()
@@ -80,8 +144,9 @@ fn earning_events() -> impl Strategy<Value = Vec<Ev>> {
         buys,
         prop::collection::vec((0u8..6, 1i64..30_000, 0i64..30), 0..6),
         prop::collection::vec(0i64..400, 0..3),
+        referral_events(),
     )
-        .prop_map(|(buys, refunds, surveys)| {
+        .prop_map(|(buys, refunds, surveys, referral)| {
             let mut out = buys.clone();
             for (n, (order, amount, after)) in refunds.into_iter().enumerate() {
                 // A refund after its order, of at most what is left of it.
@@ -116,16 +181,20 @@ fn earning_events() -> impl Strategy<Value = Vec<Ev>> {
                     .enumerate()
                     .map(|(n, d)| Ev::Survey { n: n as u8, d }),
             );
+            out.extend(referral);
             out
         })
 }
 
 /// Feeds `events` in batches of `sizes` (cycled), each applied at the latest event time so far.
+/// As in the engine, "newbie"'s purchase credits "c1", and a batch with any of newbie's events
+/// comes with all of newbie's events recorded so far (the ledger, this batch's included).
 fn feed(programme: &Programme, events: &[Ev], sizes: &[usize]) -> Run {
     let mut run = Run::new(programme.clone());
     let mut rest = events;
     let mut i = 0;
     let mut now = t0();
+    let mut ledger: Vec<DomainEvent> = Vec::new();
     while !rest.is_empty() {
         let n = sizes[i % sizes.len()].clamp(1, rest.len());
         i += 1;
@@ -137,7 +206,24 @@ fn feed(programme: &Programme, events: &[Ev], sizes: &[usize]) -> Run {
             .iter()
             .map(|e| e.meta.occurred_at)
             .fold(now, DateTime::max);
-        run.apply(&built, now);
+        let (theirs, own): (Vec<&DomainEvent>, Vec<&DomainEvent>) = built
+            .iter()
+            .partition(|e| e.meta.customer_id.as_str() == "newbie");
+        ledger.extend(theirs.iter().map(|e| (*e).clone()));
+        let changes = Batch {
+            events: own,
+            referred: theirs
+                .iter()
+                .filter(|e| matches!(e.body, EventBody::Purchase(_)))
+                .map(|e| (cid("newbie"), *e))
+                .collect(),
+        };
+        let seen: Vec<&DomainEvent> = if theirs.is_empty() {
+            Vec::new()
+        } else {
+            ledger.iter().collect()
+        };
+        run.apply_referred(&changes, &seen, now);
         assert_invariant(run.movements(), &run.fold(now));
     }
     run
@@ -186,11 +272,9 @@ proptest! {
         dups in prop::collection::vec(any::<prop::sample::Index>(), 0..6),
         sizes in prop::collection::vec(1usize..5, 1..4),
     ) {
-        let p = rolling("pending_days = 14\nsurvey_bonus = 50\nnegative_balance = \"debt\"\n[earn.category_multipliers]\ndaily_goods = 1.5\n");
+        let p = rolling("pending_days = 14\nsurvey_bonus = 50\nreferral_bonus = 300\nnegative_balance = \"debt\"\n[earn.category_multipliers]\ndaily_goods = 1.5\n");
         let mut sorted = events.clone();
-        sorted.sort_by_key(|e| match e {
-            Ev::Buy { d, .. } | Ev::Refund { d, .. } | Ev::Survey { d, .. } | Ev::Redeem { d, .. } | Ev::Cancel { d, .. } => *d,
-        });
+        sorted.sort_by_key(Ev::day);
         let mut shuffled = events.clone();
         for (i, j) in order.iter().enumerate() {
             let n = shuffled.len();
@@ -218,7 +302,7 @@ proptest! {
         negative in any::<bool>(),
     ) {
         let mode = if negative { "negative" } else { "debt" };
-        let p = rolling(&format!("pending_days = 14\nsurvey_bonus = 50\nfirst_order_bonus = 100\nnegative_balance = \"{mode}\""));
+        let p = rolling(&format!("pending_days = 14\nsurvey_bonus = 50\nfirst_order_bonus = 100\nreferral_bonus = 300\nnegative_balance = \"{mode}\""));
         let mut all = events;
         for (n, (id, points, d, is_cancel)) in spends.into_iter().enumerate() {
             let n = n as u8;
