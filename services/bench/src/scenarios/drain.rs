@@ -24,7 +24,10 @@ pub struct Drain {
     pub batch_seconds_sum: f64,
     pub applied: f64,
     pub dead_lettered: f64,
-    pub outputs: i64,
+    /// Output events written to the outbox, all kinds (points included).
+    pub outputs: f64,
+    /// Seconds spent in each batch stage, summed over the batches (`BATCH_STAGES` order).
+    pub stage_seconds: Vec<(&'static str, f64)>,
     pub complete: bool,
 }
 
@@ -45,8 +48,16 @@ impl Drain {
             self.batches,
             self.from_spawn_seconds,
             self.produce_seconds,
-            self.outputs as f64 * 100.0 / self.events.max(1) as f64
+            self.outputs * 100.0 / self.events.max(1) as f64
         );
+        if self.batches > 0.0 {
+            let stages: Vec<String> = self
+                .stage_seconds
+                .iter()
+                .map(|(s, sum)| format!("{s} {:.1}", sum / self.batches * 1000.0))
+                .collect();
+            note.push_str(&format!("; ms per tx: {}", stages.join(", ")));
+        }
         if self.dead_lettered > 0.0 {
             note.push_str(&format!("; {} DEAD-LETTERED", self.dead_lettered));
         }
@@ -115,9 +126,6 @@ pub async fn drain(
     let metrics = engine.metrics().await.unwrap_or_default();
     let from_spawn_seconds = (end - engine.spawned()).as_secs_f64();
     engine.stop(Duration::from_secs(10)).await;
-    let outputs: i64 = sqlx::query_scalar("SELECT count(*) FROM output_log")
-        .fetch_one(&pool)
-        .await?;
     pool.close().await;
     let (steady_seconds, steady_events) = match first {
         Some((t, a)) => (
@@ -140,7 +148,16 @@ pub async fn drain(
             "kizuna_events_consumed_total",
             &[("outcome", "dead_lettered")],
         ),
-        outputs,
+        outputs: metrics.sum("kizuna_outputs_total", &[]),
+        stage_seconds: kizuna::metrics::BATCH_STAGES
+            .iter()
+            .map(|s| {
+                (
+                    *s,
+                    metrics.sum("kizuna_batch_stage_seconds_sum", &[("stage", s)]),
+                )
+            })
+            .collect(),
         complete: done.is_some(),
     };
     Ok((drain, env))

@@ -72,7 +72,7 @@ pub async fn write_outputs(
     conn: &mut PgConnection,
     core: &Core,
     evaluated: &[Evaluated],
-    mut extra: Vec<OutboxMessage>,
+    extra: Vec<OutboxMessage>,
 ) -> anyhow::Result<Vec<Encoded>> {
     let mut encoded = Vec::new();
     for e in evaluated {
@@ -85,8 +85,7 @@ pub async fn write_outputs(
             )?);
         }
     }
-    extra.extend(encoded.iter().map(|e| e.message.clone()));
-    outbox::insert(conn, &extra).await?;
+    outbox::insert(conn, extra.iter().chain(encoded.iter().map(|e| &e.message))).await?;
     let logged: Vec<LoggedOutput<'_>> = evaluated
         .iter()
         .flat_map(|e| e.outputs.iter())

@@ -81,7 +81,7 @@ pub struct Bundles {
 
 impl Bundles {
     /// One bundle per partition, each with that partition's messages in their order.
-    pub fn of(messages: &[OutboxMessage]) -> Self {
+    pub fn of<'a>(messages: impl IntoIterator<Item = &'a OutboxMessage>) -> Self {
         let mut by_partition: BTreeMap<i32, Vec<&OutboxMessage>> = BTreeMap::new();
         for m in messages {
             by_partition.entry(m.partition).or_default().push(m);
@@ -186,7 +186,10 @@ fn decode_headers(value: &serde_json::Value) -> Vec<(String, Vec<u8>)> {
 
 /// Appends messages, one row per partition, and notifies the relay (delivered when the
 /// transaction commits).
-pub async fn insert(conn: &mut PgConnection, messages: &[OutboxMessage]) -> sqlx::Result<()> {
+pub async fn insert<'a>(
+    conn: &mut PgConnection,
+    messages: impl IntoIterator<Item = &'a OutboxMessage>,
+) -> sqlx::Result<()> {
     Bundles::of(messages).insert(conn, NOTIFY_CHANNEL).await
 }
 

@@ -34,7 +34,21 @@ type Row = (
     String,
 );
 
-fn row(m: &Movement) -> Row {
+/// A [`Row`] borrowed from a movement, for writing (nothing copied).
+type RowRef<'a> = (
+    &'a str,
+    Time,
+    u8,
+    Option<Time>,
+    Option<Time>,
+    Option<&'a str>,
+    i64,
+    &'a str,
+    &'a str,
+    &'a str,
+);
+
+fn row(m: &Movement) -> RowRef<'_> {
     let (kind, available, expires, reference) = match &m.kind {
         MovementKind::Activity => (0, None, None, None),
         MovementKind::Earn {
@@ -45,26 +59,26 @@ fn row(m: &Movement) -> Row {
             1,
             Some(time(*available_at)),
             expires_at.map(time),
-            order_id.clone(),
+            order_id.as_deref(),
         ),
         MovementKind::Adjust { expires_at } => (2, None, expires_at.map(time), None),
-        MovementKind::Redeem { redemption_id } => (3, None, None, Some(redemption_id.clone())),
+        MovementKind::Redeem { redemption_id } => (3, None, None, Some(redemption_id.as_str())),
         MovementKind::CancelRedemption { redemption_id } => {
-            (4, None, None, Some(redemption_id.clone()))
+            (4, None, None, Some(redemption_id.as_str()))
         }
-        MovementKind::Clawback { order_id } => (5, None, None, Some(order_id.clone())),
+        MovementKind::Clawback { order_id } => (5, None, None, Some(order_id.as_str())),
     };
     (
-        m.id.clone(),
+        &m.id,
         time(m.at),
         kind,
         available,
         expires,
         reference,
         m.amount,
-        m.reason.clone(),
-        m.source_event.clone(),
-        m.programme_version.clone(),
+        &m.reason,
+        &m.source_event,
+        &m.programme_version,
     )
 }
 
