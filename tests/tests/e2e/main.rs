@@ -16,6 +16,7 @@ mod admin;
 mod cli;
 mod dead_letters;
 mod metrics;
+mod outbox;
 mod plans;
 mod points;
 mod points_http;

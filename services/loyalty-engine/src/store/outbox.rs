@@ -225,7 +225,8 @@ pub async fn lock_batch(
          FROM outbox WHERE id IN (
              SELECT id FROM (
                  SELECT id, sum(message_count) OVER (ORDER BY id) - message_count AS before
-                 FROM outbox WHERE partition = ANY($1) ORDER BY id LIMIT $2) w
+                 FROM (SELECT id, message_count FROM outbox
+                       WHERE partition = ANY($1) ORDER BY id LIMIT $2) oldest) w
              WHERE before < $2)
          ORDER BY id
          FOR UPDATE SKIP LOCKED",
