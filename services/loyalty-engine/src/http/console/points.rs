@@ -119,7 +119,10 @@ fn ja_summary(m: &Movement) -> String {
                 "獲得".to_owned()
             }
         }
-        MovementKind::Clawback { order_id } => format!("注文 {order_id} の返金による取り消し"),
+        MovementKind::Clawback { order_id } => match m.id.strip_prefix("referral-cancel:") {
+            Some(c) => format!("紹介ボーナスの取り消し（紹介した顧客 {c} の注文が確定前に返金）"),
+            None => format!("注文 {order_id} の返金による取り消し"),
+        },
         MovementKind::Redeem { redemption_id } => format!("特典の利用（{redemption_id}）"),
         MovementKind::CancelRedemption { redemption_id } => {
             format!("利用 {redemption_id} の取り消し：ポイントを返却")
@@ -418,6 +421,27 @@ mod tests {
             source_event: id.to_owned(),
             programme_version: "v".to_owned(),
         }
+    }
+
+    /// A referral bonus cancelled by the referred customer's refund says so in Japanese,
+    /// naming the customer, not an order id that is the bonus's lot.
+    #[test]
+    fn a_cancelled_referral_bonus_is_named_as_such_in_japanese() {
+        let mut cancel = earn("r1", 3, 500, 0);
+        cancel.id = "referral-cancel:cust-f".to_owned();
+        cancel.kind = MovementKind::Clawback {
+            order_id: "referral:cust-f".to_owned(),
+        };
+        let words = ja_summary(&cancel);
+        assert!(words.starts_with("紹介ボーナスの取り消し"), "{words}");
+        assert!(words.contains("cust-f"), "{words}");
+        assert!(!words.contains("注文 referral:"), "{words}");
+        let mut refund = earn("e3", 3, 40, 0);
+        refund.id = "e3:clawback".to_owned();
+        refund.kind = MovementKind::Clawback {
+            order_id: "o-e2".to_owned(),
+        };
+        assert_eq!(ja_summary(&refund), "注文 o-e2 の返金による取り消し");
     }
 
     /// The balances shown are the fold's, and the table lists each movement with its reason,
