@@ -32,6 +32,8 @@ pub enum EventBody {
     Redemption(Redemption),
     /// An earlier redemption given back.
     RedemptionCancel(RedemptionCancel),
+    /// Points granted or taken back by hand (`POST /v1/customers/{id}/points/adjustments`).
+    Adjustment(Adjustment),
 }
 
 impl EventBody {
@@ -44,6 +46,7 @@ impl EventBody {
             EventBody::Survey(_) => "survey",
             EventBody::Redemption(_) => "redemption",
             EventBody::RedemptionCancel(_) => "redemption_cancel",
+            EventBody::Adjustment(_) => "adjustment",
         }
     }
 }
@@ -63,6 +66,33 @@ pub struct Redemption {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RedemptionCancel {
     pub redemption_id: String,
+}
+
+/// Points granted (positive) or taken back (negative) by an operator. The adjustment id is
+/// the client's idempotency key: the same id twice is one adjustment.
+#[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Adjustment {
+    pub adjustment_id: String,
+    /// Non-zero; negative takes points back (never more than are available).
+    pub points: i64,
+    /// Why, in the operator's words: shown in the points history, never logged.
+    pub reason: String,
+    /// When granted points expire; `None`: the programme's expiry rules from the grant.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Who made it (the `X-Kizuna-Operator` header, or `operator`).
+    pub by: String,
+}
+
+impl std::fmt::Debug for Adjustment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Adjustment")
+            .field("adjustment_id", &self.adjustment_id)
+            .field("points", &self.points)
+            .field("reason", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .field("by", &"<redacted>")
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -183,5 +213,20 @@ mod tests {
         let printed = format!("{answer:?}");
         assert!(!printed.contains("Shibuya"), "{printed}");
         assert!(printed.contains("<redacted>"));
+    }
+
+    #[test]
+    fn adjustment_reasons_never_show_in_debug_output() {
+        let body = EventBody::Adjustment(Adjustment {
+            adjustment_id: "k1".into(),
+            points: 500,
+            reason: "parcel late to 1-2-3 Shibuya".into(),
+            expires_at: None,
+            by: "tanaka".into(),
+        });
+        let printed = format!("{body:?}");
+        assert!(!printed.contains("Shibuya"), "{printed}");
+        assert!(!printed.contains("tanaka"), "{printed}");
+        assert!(printed.contains("500"), "{printed}");
     }
 }
