@@ -1,5 +1,6 @@
 //! `POST /v1/customers/{id}/redemptions` and `POST /v1/customers/{id}/redemptions/{key}/cancel`:
-//! points spent on a reward, and given back, without double spend.
+//! points spent on a reward, and given back, without double spend. Manual adjustments
+//! (`adjustments`) go through the same transaction.
 //!
 //! Each request is one transaction:
 //! 1. its `Idempotency-Key` is claimed in `points_redemptions` (a second request with the same
@@ -27,6 +28,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::adjustments::AdjustmentAnswer;
 use super::problem::{ApiJson, ApiPath, DatabaseUnavailable, PROBLEM_JSON, Problem};
 use crate::domain::event::{DomainEvent, EventBody, EventMeta, Redemption, RedemptionCancel};
 use crate::domain::ids::{CustomerId, EventId};
@@ -97,9 +99,11 @@ pub struct InsufficientPoints {
 
 /// What is being done: the idempotency table's `operation` and the event's id prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Operation {
+pub(super) enum Operation {
     Redeem,
     Cancel,
+    /// A manual adjustment (`adjustments`).
+    Adjust,
 }
 
 impl Operation {
@@ -107,6 +111,7 @@ impl Operation {
         match self {
             Operation::Redeem => "redeem",
             Operation::Cancel => "cancel",
+            Operation::Adjust => "adjust",
         }
     }
 
@@ -114,6 +119,7 @@ impl Operation {
         match self {
             Operation::Redeem => format!("redemption:{key}"),
             Operation::Cancel => format!("redemption-cancel:{key}"),
+            Operation::Adjust => format!("adjustment:{key}"),
         }
     }
 }
@@ -167,14 +173,14 @@ fn is_valid_key(key: &str) -> bool {
 }
 
 /// The `Idempotency-Key` header: present, 1 to [`MAX_KEY_LEN`] visible ASCII characters.
-fn idempotency_key(headers: &HeaderMap) -> Result<String, Problem> {
+pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<String, Problem> {
     let missing = || {
         Problem::new(
             StatusCode::BAD_REQUEST,
             "idempotency-key-required",
             "An Idempotency-Key is required",
             format!(
-                "the {IDEMPOTENCY_KEY} header is required: 1 to {MAX_KEY_LEN} visible ASCII characters naming this redemption"
+                "the {IDEMPOTENCY_KEY} header is required: 1 to {MAX_KEY_LEN} visible ASCII characters naming this request"
             ),
         )
         .field(IDEMPOTENCY_KEY)
@@ -281,7 +287,7 @@ pub async fn cancel(
     .await
 }
 
-fn customer_id(state: &AppState, id: &str) -> Result<CustomerId, Problem> {
+pub(super) fn customer_id(state: &AppState, id: &str) -> Result<CustomerId, Problem> {
     CustomerId::parse(id, state.limits.max_id_len)
         .map_err(|_| Problem::malformed("invalid customer id").field("id"))
 }
@@ -291,8 +297,8 @@ fn unavailable(e: anyhow::Error) -> Problem {
     Problem::unavailable("the database is unavailable").retry_after(1)
 }
 
-/// One redemption or cancel, in one transaction (see the module's description).
-async fn run(
+/// One redemption, cancel or adjustment, in one transaction (see the module's description).
+pub(super) async fn run(
     state: &AppState,
     customer: &CustomerId,
     operation: Operation,
@@ -402,13 +408,14 @@ async fn run(
     };
     let debt_before = before.state.points.fold(rules, horizon).debt;
     if matches!(decision.outcome, Outcome::Accepted { .. })
-        && operation == Operation::Redeem
+        && matches!(operation, Operation::Redeem | Operation::Adjust)
         && debt_after > debt_before
     {
         tracing::error!(
+            operation = operation.name(),
             debt_before,
             debt_after,
-            "a redemption would have spent points the customer did not have; refused"
+            "a redemption or adjustment would have spent points the customer did not have; refused"
         );
         return Err(Problem::internal(
             "the redemption could not be applied safely",
@@ -416,16 +423,30 @@ async fn run(
     }
     let balance = folded.balance(rules.earn.negative_balance);
     let answer = match (&decision.outcome, operation) {
+        (Outcome::Accepted { points } | Outcome::AlreadyDone { points }, Operation::Adjust) => {
+            Answer::json(
+                StatusCode::CREATED,
+                &AdjustmentAnswer {
+                    adjustment_id: key.to_owned(),
+                    status: "adjusted",
+                    points: *points,
+                    available: folded.available,
+                    pending: folded.pending,
+                    debt: folded.debt,
+                    balance,
+                },
+            )
+        }
         (Outcome::Accepted { points } | Outcome::AlreadyDone { points }, _) => Answer::json(
             match operation {
-                Operation::Redeem => StatusCode::CREATED,
                 Operation::Cancel => StatusCode::OK,
+                Operation::Redeem | Operation::Adjust => StatusCode::CREATED,
             },
             &RedemptionAnswer {
                 redemption_id: key.to_owned(),
                 status: match operation {
-                    Operation::Redeem => "redeemed",
                     Operation::Cancel => "cancelled",
+                    Operation::Redeem | Operation::Adjust => "redeemed",
                 },
                 points: *points,
                 available: folded.available,
@@ -507,10 +528,16 @@ fn refused(refusal: &Refusal, folded: &Folded) -> Answer {
                 .field("reward");
             Answer::problem(&p, json!({}))
         }
-        Refusal::Redeem(RedeemError::NotPositive(_)) => {
+        Refusal::Redeem(RedeemError::NotPositive(_)) | Refusal::ZeroAdjustment => {
             let p = Problem::invalid(refusal.to_string())
                 .reason(code)
                 .field("points");
+            Answer::problem(&p, json!({}))
+        }
+        Refusal::ExpiresBeforeGrant { .. } => {
+            let p = Problem::invalid(refusal.to_string())
+                .reason(code)
+                .field("expiresAt");
             Answer::problem(&p, json!({}))
         }
         _ => Answer::problem(

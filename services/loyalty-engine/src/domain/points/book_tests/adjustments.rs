@@ -64,8 +64,14 @@ fn a_deduction_takes_from_the_soonest_expiring_lots() {
     let mut run = Run::new(rolling("pending_days = 0"));
     // Expiring on day 200, then on day 100 (granted later but sooner to expire), then by the
     // rules (12 months).
-    run.apply(&[adjustment("a1", "late", 100, Some(day(200)), day(0))], day(0));
-    run.apply(&[adjustment("a2", "soon", 100, Some(day(100)), day(1))], day(1));
+    run.apply(
+        &[adjustment("a1", "late", 100, Some(day(200)), day(0))],
+        day(0),
+    );
+    run.apply(
+        &[adjustment("a2", "soon", 100, Some(day(100)), day(1))],
+        day(1),
+    );
     run.apply(&[adjustment("a3", "rules", 100, None, day(2))], day(2));
     let out = run.apply(&[adjustment("a4", "take", -150, None, day(3))], day(3));
     assert_eq!(run.outcomes(), vec![Outcome::Accepted { points: -150 }]);
@@ -156,7 +162,19 @@ fn recompute_keeps_adjustments_and_reports_no_difference() {
         run.state().points.movements
     );
     assert!(changed(&outs).is_empty(), "{outs:#?}");
-    assert_eq!(fresh.points.fold(p.points_rules().expect("points"), day(4)).available, 150);
-    assert!(fresh.points.movements.iter().any(|m| m.id == "adjust:grant"));
+    assert_eq!(
+        fresh
+            .points
+            .fold(p.points_rules().expect("points"), day(4))
+            .available,
+        150
+    );
+    assert!(
+        fresh
+            .points
+            .movements
+            .iter()
+            .any(|m| m.id == "adjust:grant")
+    );
     assert!(fresh.points.movements.iter().any(|m| m.id == "adjust:take"));
 }
