@@ -143,11 +143,11 @@ fn operator(headers: &HeaderMap) -> Result<String, Problem> {
     security(("adminToken" = [])),
     responses(
         (status = 201, description = "Adjusted: the points granted or taken back and the balance after", body = AdjustmentAnswer),
-        (status = 400, description = "No or an invalid Idempotency-Key or X-Kizuna-Operator, invalid customer id, malformed body", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "No or an invalid Idempotency-Key or X-Kizuna-Operator, invalid customer id, a body that is not JSON", body = Problem, content_type = "application/problem+json"),
         AdminTokenProblems,
         (status = 404, description = "Unknown customer", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`insufficient-points`: more taken back than is spendable (with the balance), or `points-disabled`", body = InsufficientPoints, content_type = "application/problem+json"),
-        (status = 422, description = "`points_zero`, `points_too_large`, `invalid_reason`, `expires_at_with_deduction`, `expires_before_grant` (the problem's `reason`), or `idempotency-key-reused`: the key was used for a different request", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A body of the wrong shape (unknown fields included), `points_zero`, `points_too_large`, `invalid_reason`, `expires_at_with_deduction`, `expires_before_grant` (the problem's `reason`), or `idempotency-key-reused`: the key was used for a different request", body = Problem, content_type = "application/problem+json"),
         DatabaseUnavailable,
     ),
 )]
