@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use super::AppState;
 use super::admin::Admin;
 use super::problem::{AdminTokenProblems, ApiJson, ApiPath, DatabaseUnavailable, Problem};
-use super::redemptions::{self, InsufficientPoints, Operation};
+use super::redemptions::{self, AdjustmentAnswer, InsufficientPoints, Operation};
 use crate::domain::event::{Adjustment, EventBody};
 
 /// The header that names who made the adjustment (optional; `operator` without it).
@@ -51,25 +51,6 @@ pub struct AdjustmentRequest {
     /// When granted points expire (after now); without it, the programme's expiry rules from
     /// now. Only with positive points.
     pub expires_at: Option<DateTime<Utc>>,
-}
-
-/// An adjustment applied, with the customer's points after it.
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct AdjustmentAnswer {
-    /// The `Idempotency-Key` of the adjustment.
-    pub adjustment_id: String,
-    /// `adjusted`.
-    pub status: &'static str,
-    /// Points granted (positive) or taken back (negative).
-    pub points: i64,
-    /// Spendable points after it.
-    pub available: i64,
-    /// Points still inside their pending period.
-    pub pending: i64,
-    /// Points owed (clawbacks of points already spent).
-    pub debt: i64,
-    /// The balance as the programme shows it.
-    pub balance: i64,
 }
 
 fn invalid(detail: String, reason: &'static str, field: &str) -> Problem {

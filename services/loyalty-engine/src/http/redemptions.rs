@@ -28,7 +28,6 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::adjustments::AdjustmentAnswer;
 use super::problem::{ApiJson, ApiPath, DatabaseUnavailable, PROBLEM_JSON, Problem};
 use crate::domain::event::{DomainEvent, EventBody, EventMeta, Redemption, RedemptionCancel};
 use crate::domain::ids::{CustomerId, EventId};
@@ -76,6 +75,25 @@ pub struct RedemptionAnswer {
     pub debt: i64,
     /// The balance as the programme shows it (`available`, or `available − debt` with
     /// `negative_balance = "negative"`).
+    pub balance: i64,
+}
+
+/// An adjustment (`adjustments`) applied, with the customer's points after it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct AdjustmentAnswer {
+    /// The `Idempotency-Key` of the adjustment.
+    pub adjustment_id: String,
+    /// `adjusted`.
+    pub status: &'static str,
+    /// Points granted (positive) or taken back (negative).
+    pub points: i64,
+    /// Spendable points after it.
+    pub available: i64,
+    /// Points still inside their pending period.
+    pub pending: i64,
+    /// Points owed (clawbacks of points already spent).
+    pub debt: i64,
+    /// The balance as the programme shows it.
     pub balance: i64,
 }
 
