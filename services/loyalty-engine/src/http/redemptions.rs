@@ -32,7 +32,7 @@ use super::problem::{ApiJson, ApiPath, DatabaseUnavailable, PROBLEM_JSON, Proble
 use crate::domain::event::{DomainEvent, EventBody, EventMeta, Redemption, RedemptionCancel};
 use crate::domain::ids::{CustomerId, EventId};
 use crate::domain::points::redeem::RedeemError;
-use crate::domain::points::{Folded, Outcome, Refusal};
+use crate::domain::points::{Folded, Outcome, PointsRules, Refusal};
 use crate::engine::apply::apply_events;
 use crate::engine::write;
 use crate::store::customers;
@@ -58,15 +58,9 @@ pub struct RedemptionRequest {
     pub reward: Option<String>,
 }
 
-/// A redemption accepted (or a cancel applied), with the customer's points after it.
+/// A customer's points after a redemption, a cancel or an adjustment.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct RedemptionAnswer {
-    /// The `Idempotency-Key` of the redemption.
-    pub redemption_id: String,
-    /// `redeemed` or `cancelled`.
-    pub status: &'static str,
-    /// Points taken (a redemption) or given back (a cancel).
-    pub points: i64,
+pub struct PointsAfter {
     /// Spendable points after it.
     pub available: i64,
     /// Points still inside their pending period.
@@ -78,7 +72,31 @@ pub struct RedemptionAnswer {
     pub balance: i64,
 }
 
-/// An adjustment (`adjustments`) applied, with the customer's points after it.
+impl PointsAfter {
+    fn of(folded: &Folded, rules: &PointsRules) -> Self {
+        Self {
+            available: folded.available,
+            pending: folded.pending,
+            debt: folded.debt,
+            balance: folded.balance(rules.earn.negative_balance),
+        }
+    }
+}
+
+/// A redemption accepted (or a cancel applied), with the customer's points after it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct RedemptionAnswer {
+    /// The `Idempotency-Key` of the redemption.
+    pub redemption_id: String,
+    /// `redeemed` or `cancelled`.
+    pub status: &'static str,
+    /// Points taken (a redemption) or given back (a cancel).
+    pub points: i64,
+    #[serde(flatten)]
+    pub after: PointsAfter,
+}
+
+/// An adjustment applied, with the customer's points after it.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct AdjustmentAnswer {
     /// The `Idempotency-Key` of the adjustment.
@@ -87,14 +105,8 @@ pub struct AdjustmentAnswer {
     pub status: &'static str,
     /// Points granted (positive) or taken back (negative).
     pub points: i64,
-    /// Spendable points after it.
-    pub available: i64,
-    /// Points still inside their pending period.
-    pub pending: i64,
-    /// Points owed (clawbacks of points already spent).
-    pub debt: i64,
-    /// The balance as the programme shows it.
-    pub balance: i64,
+    #[serde(flatten)]
+    pub after: PointsAfter,
 }
 
 /// The 409 `insufficient-points` problem: RFC 9457 details with the balance.
@@ -439,7 +451,6 @@ pub(super) async fn run(
             "the redemption could not be applied safely",
         ));
     }
-    let balance = folded.balance(rules.earn.negative_balance);
     let answer = match (&decision.outcome, operation) {
         (Outcome::Accepted { points } | Outcome::AlreadyDone { points }, Operation::Adjust) => {
             Answer::json(
@@ -448,10 +459,7 @@ pub(super) async fn run(
                     adjustment_id: key.to_owned(),
                     status: "adjusted",
                     points: *points,
-                    available: folded.available,
-                    pending: folded.pending,
-                    debt: folded.debt,
-                    balance,
+                    after: PointsAfter::of(&folded, rules),
                 },
             )
         }
@@ -467,10 +475,7 @@ pub(super) async fn run(
                     Operation::Redeem | Operation::Adjust => "redeemed",
                 },
                 points: *points,
-                available: folded.available,
-                pending: folded.pending,
-                debt: folded.debt,
-                balance,
+                after: PointsAfter::of(&folded, rules),
             },
         ),
         (Outcome::Refused(Refusal::UnknownRedemption(_)), _) => {
