@@ -175,6 +175,18 @@ async fn adjustments_grant_and_take_back_points_once_and_recompute_keeps_them(
     assert_eq!(problem["requested"], json!(1_000));
     assert_eq!(problem["available"], json!(600));
     assert_eq!(problem["debt"], json!(0));
+    // A purchase dated before that refusal arrives after it: 1,000 points more (1,600). Had
+    // recompute judged the refused deduction again, in time order, it would now accept it.
+    s.feed
+        .buy_at(
+            c,
+            "evt-a1",
+            "ord-a1",
+            100_000,
+            chrono::Utc::now() - chrono::Duration::hours(1),
+        )
+        .await?;
+    points_kit::wait_points(&s.env, c, 1_600, |_| true, WAIT).await?;
     // What can be taken back is.
     let (status, text) = post(
         &s,
@@ -185,17 +197,17 @@ async fn adjustments_grant_and_take_back_points_once_and_recompute_keeps_them(
     )
     .await?;
     assert_eq!(status, 201, "{text}");
-    assert_eq!(parse(&text)["available"], json!(400));
+    assert_eq!(parse(&text)["available"], json!(1_400));
     points_kit::wait_points(
         &s.env,
         c,
-        400,
+        1_400,
         |p| p.changes.as_ref().is_some_and(|x| x.adjusted == -200),
         WAIT,
     )
     .await?;
     let (_, book) = s.app.get(&points_path).await?;
-    assert_eq!(book["available"], json!(400), "{book}");
+    assert_eq!(book["available"], json!(1_400), "{book}");
     assert_eq!(book["debt"], json!(0), "{book}");
 
     // Recompute rebuilds the points from the event ledger: the adjustments are kept, and the
@@ -207,7 +219,7 @@ async fn adjustments_grant_and_take_back_points_once_and_recompute_keeps_them(
         "recompute finds no difference: {err}"
     );
     let (_, after) = s.app.get(&points_path).await?;
-    assert_eq!(after["available"], json!(400), "{after}");
+    assert_eq!(after["available"], json!(1_400), "{after}");
     assert_eq!(after["movements"], book["movements"]);
 
     s.finish().await
