@@ -19,6 +19,7 @@ mod metrics;
 mod outbox;
 mod plans;
 mod points;
+mod points_adjust;
 mod points_http;
 mod points_referral;
 mod redemptions;

@@ -204,7 +204,7 @@ pub fn recompute(
         fresh.facts.record(e, &programme.retention);
         if !matches!(
             e.body,
-            EventBody::Redemption(_) | EventBody::RedemptionCancel(_)
+            EventBody::Redemption(_) | EventBody::RedemptionCancel(_) | EventBody::Adjustment(_)
         ) {
             fresh
                 .points

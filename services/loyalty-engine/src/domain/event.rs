@@ -32,6 +32,8 @@ pub enum EventBody {
     Redemption(Redemption),
     /// An earlier redemption given back.
     RedemptionCancel(RedemptionCancel),
+    /// Points granted or taken back by hand (`POST /v1/customers/{id}/points/adjustments`).
+    Adjustment(Adjustment),
 }
 
 impl EventBody {
@@ -44,6 +46,7 @@ impl EventBody {
             EventBody::Survey(_) => "survey",
             EventBody::Redemption(_) => "redemption",
             EventBody::RedemptionCancel(_) => "redemption_cancel",
+            EventBody::Adjustment(_) => "adjustment",
         }
     }
 }
@@ -63,6 +66,33 @@ pub struct Redemption {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RedemptionCancel {
     pub redemption_id: String,
+}
+
+/// Points granted (positive) or taken back (negative) by an operator. The adjustment id is
+/// the client's idempotency key: the same id twice is one adjustment.
+#[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Adjustment {
+    pub adjustment_id: String,
+    /// Non-zero; negative takes points back (never more than are available).
+    pub points: i64,
+    /// Why, in the operator's words: shown in the points history, never logged.
+    pub reason: String,
+    /// When granted points expire; `None`: the programme's expiry rules from the grant.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Who made it (the `X-Kizuna-Operator` header, or `operator`).
+    pub by: String,
+}
+
+impl std::fmt::Debug for Adjustment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Adjustment")
+            .field("adjustment_id", &self.adjustment_id)
+            .field("points", &self.points)
+            .field("reason", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .field("by", &"<redacted>")
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -183,5 +213,79 @@ mod tests {
         let printed = format!("{answer:?}");
         assert!(!printed.contains("Shibuya"), "{printed}");
         assert!(printed.contains("<redacted>"));
+    }
+
+    #[test]
+    fn adjustment_reasons_never_show_in_debug_output() {
+        let body = EventBody::Adjustment(Adjustment {
+            adjustment_id: "k1".into(),
+            points: 500,
+            reason: "parcel late to 1-2-3 Shibuya".into(),
+            expires_at: None,
+            by: "tanaka".into(),
+        });
+        let printed = format!("{body:?}");
+        assert!(!printed.contains("Shibuya"), "{printed}");
+        assert!(!printed.contains("tanaka"), "{printed}");
+        assert!(printed.contains("500"), "{printed}");
+    }
+
+    /// Ledger bodies are MessagePack (`store::ledger`): the new variant round-trips, and the
+    /// encoding of the variants stored before it is unchanged (the tag names them).
+    #[test]
+    fn adjustments_round_trip_in_the_ledger_encoding_and_older_bodies_still_decode() {
+        let meta = EventMeta {
+            event_id: EventId::parse("adjustment:k1", 128).expect("id"),
+            customer_id: CustomerId::parse("c1", 128).expect("id"),
+            occurred_at: DateTime::from_timestamp(1_700_000_000, 0).expect("time"),
+        };
+        let adjusted = DomainEvent {
+            meta: meta.clone(),
+            body: EventBody::Adjustment(Adjustment {
+                adjustment_id: "k1".into(),
+                points: -20,
+                reason: "granted twice".into(),
+                expires_at: DateTime::from_timestamp(1_800_000_000, 0),
+                by: "ops".into(),
+            }),
+        };
+        let bytes = rmp_serde::to_vec_named(&adjusted).expect("encode");
+        let back: DomainEvent = rmp_serde::from_slice(&bytes).expect("decode");
+        assert_eq!(back, adjusted);
+
+        // A redemption as it was written before adjustments existed: a map of its fields,
+        // tagged `type = "redemption"`.
+        #[derive(serde::Serialize)]
+        struct OldRedemption<'a> {
+            #[serde(rename = "type")]
+            kind: &'a str,
+            redemption_id: &'a str,
+            points: i64,
+            reward: Option<&'a str>,
+        }
+        #[derive(serde::Serialize)]
+        struct OldEvent<'a> {
+            meta: &'a EventMeta,
+            body: OldRedemption<'a>,
+        }
+        let old = rmp_serde::to_vec_named(&OldEvent {
+            meta: &meta,
+            body: OldRedemption {
+                kind: "redemption",
+                redemption_id: "r1",
+                points: 30,
+                reward: None,
+            },
+        })
+        .expect("encode");
+        let decoded: DomainEvent = rmp_serde::from_slice(&old).expect("an old body decodes");
+        assert_eq!(
+            decoded.body,
+            EventBody::Redemption(Redemption {
+                redemption_id: "r1".into(),
+                points: 30,
+                reward: None,
+            })
+        );
     }
 }

@@ -183,7 +183,9 @@ impl Facts {
                 self.trim_surveys(retention.max_surveys);
             }
             // Points only: the ledger is in `CustomerState::points`.
-            EventBody::Redemption(_) | EventBody::RedemptionCancel(_) => {}
+            EventBody::Redemption(_)
+            | EventBody::RedemptionCancel(_)
+            | EventBody::Adjustment(_) => {}
         }
     }
 

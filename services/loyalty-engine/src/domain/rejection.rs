@@ -136,6 +136,10 @@ impl RejectReason {
             Refusal::Redeem(RedeemError::TierTooLow { .. }) => RejectReason::TierTooLow,
             Refusal::UnknownRedemption(_) => RejectReason::UnknownRedemption,
             Refusal::NoPoints => RejectReason::PointsDisabled,
+            // Adjustments come from the admin API only: never dead-lettered.
+            Refusal::ZeroAdjustment | Refusal::ExpiresBeforeGrant { .. } => {
+                RejectReason::InvalidField
+            }
         }
     }
 }

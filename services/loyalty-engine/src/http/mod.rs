@@ -3,6 +3,7 @@
 //! ([`problem`]), the framework's own rejections included. The marketer console (`/console/`)
 //! answers in HTML, its own refusals included, so it sits outside the problem mapping.
 
+mod adjustments;
 mod admin;
 pub mod console;
 mod customers;
@@ -92,6 +93,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(points::get_points))
         .routes(routes!(redemptions::redeem))
         .routes(routes!(redemptions::cancel))
+        .routes(routes!(adjustments::adjust))
         .routes(routes!(points::liability))
         .routes(routes!(admin::set_tier_override))
         .routes(routes!(evaluate::evaluate))

@@ -1,5 +1,6 @@
 //! `POST /v1/customers/{id}/redemptions` and `POST /v1/customers/{id}/redemptions/{key}/cancel`:
-//! points spent on a reward, and given back, without double spend.
+//! points spent on a reward, and given back, without double spend. Manual adjustments
+//! (`adjustments`) go through the same transaction.
 //!
 //! Each request is one transaction:
 //! 1. its `Idempotency-Key` is claimed in `points_redemptions` (a second request with the same
@@ -31,7 +32,7 @@ use super::problem::{ApiJson, ApiPath, DatabaseUnavailable, PROBLEM_JSON, Proble
 use crate::domain::event::{DomainEvent, EventBody, EventMeta, Redemption, RedemptionCancel};
 use crate::domain::ids::{CustomerId, EventId};
 use crate::domain::points::redeem::RedeemError;
-use crate::domain::points::{Folded, Outcome, Refusal};
+use crate::domain::points::{Folded, Outcome, PointsRules, Refusal};
 use crate::engine::apply::apply_events;
 use crate::engine::write;
 use crate::store::customers;
@@ -57,15 +58,9 @@ pub struct RedemptionRequest {
     pub reward: Option<String>,
 }
 
-/// A redemption accepted (or a cancel applied), with the customer's points after it.
+/// A customer's points after a redemption, a cancel or an adjustment.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct RedemptionAnswer {
-    /// The `Idempotency-Key` of the redemption.
-    pub redemption_id: String,
-    /// `redeemed` or `cancelled`.
-    pub status: &'static str,
-    /// Points taken (a redemption) or given back (a cancel).
-    pub points: i64,
+pub struct PointsAfter {
     /// Spendable points after it.
     pub available: i64,
     /// Points still inside their pending period.
@@ -75,6 +70,43 @@ pub struct RedemptionAnswer {
     /// The balance as the programme shows it (`available`, or `available − debt` with
     /// `negative_balance = "negative"`).
     pub balance: i64,
+}
+
+impl PointsAfter {
+    fn of(folded: &Folded, rules: &PointsRules) -> Self {
+        Self {
+            available: folded.available,
+            pending: folded.pending,
+            debt: folded.debt,
+            balance: folded.balance(rules.earn.negative_balance),
+        }
+    }
+}
+
+/// A redemption accepted (or a cancel applied), with the customer's points after it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct RedemptionAnswer {
+    /// The `Idempotency-Key` of the redemption.
+    pub redemption_id: String,
+    /// `redeemed` or `cancelled`.
+    pub status: &'static str,
+    /// Points taken (a redemption) or given back (a cancel).
+    pub points: i64,
+    #[serde(flatten)]
+    pub after: PointsAfter,
+}
+
+/// An adjustment applied, with the customer's points after it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct AdjustmentAnswer {
+    /// The `Idempotency-Key` of the adjustment.
+    pub adjustment_id: String,
+    /// `adjusted`.
+    pub status: &'static str,
+    /// Points granted (positive) or taken back (negative).
+    pub points: i64,
+    #[serde(flatten)]
+    pub after: PointsAfter,
 }
 
 /// The 409 `insufficient-points` problem: RFC 9457 details with the balance.
@@ -97,9 +129,11 @@ pub struct InsufficientPoints {
 
 /// What is being done: the idempotency table's `operation` and the event's id prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Operation {
+pub(super) enum Operation {
     Redeem,
     Cancel,
+    /// A manual adjustment (`adjustments`).
+    Adjust,
 }
 
 impl Operation {
@@ -107,6 +141,7 @@ impl Operation {
         match self {
             Operation::Redeem => "redeem",
             Operation::Cancel => "cancel",
+            Operation::Adjust => "adjust",
         }
     }
 
@@ -114,6 +149,7 @@ impl Operation {
         match self {
             Operation::Redeem => format!("redemption:{key}"),
             Operation::Cancel => format!("redemption-cancel:{key}"),
+            Operation::Adjust => format!("adjustment:{key}"),
         }
     }
 }
@@ -167,14 +203,14 @@ fn is_valid_key(key: &str) -> bool {
 }
 
 /// The `Idempotency-Key` header: present, 1 to [`MAX_KEY_LEN`] visible ASCII characters.
-fn idempotency_key(headers: &HeaderMap) -> Result<String, Problem> {
+pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<String, Problem> {
     let missing = || {
         Problem::new(
             StatusCode::BAD_REQUEST,
             "idempotency-key-required",
             "An Idempotency-Key is required",
             format!(
-                "the {IDEMPOTENCY_KEY} header is required: 1 to {MAX_KEY_LEN} visible ASCII characters naming this redemption"
+                "the {IDEMPOTENCY_KEY} header is required: 1 to {MAX_KEY_LEN} visible ASCII characters naming this request"
             ),
         )
         .field(IDEMPOTENCY_KEY)
@@ -281,7 +317,7 @@ pub async fn cancel(
     .await
 }
 
-fn customer_id(state: &AppState, id: &str) -> Result<CustomerId, Problem> {
+pub(super) fn customer_id(state: &AppState, id: &str) -> Result<CustomerId, Problem> {
     CustomerId::parse(id, state.limits.max_id_len)
         .map_err(|_| Problem::malformed("invalid customer id").field("id"))
 }
@@ -291,8 +327,8 @@ fn unavailable(e: anyhow::Error) -> Problem {
     Problem::unavailable("the database is unavailable").retry_after(1)
 }
 
-/// One redemption or cancel, in one transaction (see the module's description).
-async fn run(
+/// One redemption, cancel or adjustment, in one transaction (see the module's description).
+pub(super) async fn run(
     state: &AppState,
     customer: &CustomerId,
     operation: Operation,
@@ -402,36 +438,44 @@ async fn run(
     };
     let debt_before = before.state.points.fold(rules, horizon).debt;
     if matches!(decision.outcome, Outcome::Accepted { .. })
-        && operation == Operation::Redeem
+        && matches!(operation, Operation::Redeem | Operation::Adjust)
         && debt_after > debt_before
     {
         tracing::error!(
+            operation = operation.name(),
             debt_before,
             debt_after,
-            "a redemption would have spent points the customer did not have; refused"
+            "a redemption or adjustment would have spent points the customer did not have; refused"
         );
         return Err(Problem::internal(
             "the redemption could not be applied safely",
         ));
     }
-    let balance = folded.balance(rules.earn.negative_balance);
     let answer = match (&decision.outcome, operation) {
+        (Outcome::Accepted { points } | Outcome::AlreadyDone { points }, Operation::Adjust) => {
+            Answer::json(
+                StatusCode::CREATED,
+                &AdjustmentAnswer {
+                    adjustment_id: key.to_owned(),
+                    status: "adjusted",
+                    points: *points,
+                    after: PointsAfter::of(&folded, rules),
+                },
+            )
+        }
         (Outcome::Accepted { points } | Outcome::AlreadyDone { points }, _) => Answer::json(
             match operation {
-                Operation::Redeem => StatusCode::CREATED,
                 Operation::Cancel => StatusCode::OK,
+                Operation::Redeem | Operation::Adjust => StatusCode::CREATED,
             },
             &RedemptionAnswer {
                 redemption_id: key.to_owned(),
                 status: match operation {
-                    Operation::Redeem => "redeemed",
                     Operation::Cancel => "cancelled",
+                    Operation::Redeem | Operation::Adjust => "redeemed",
                 },
                 points: *points,
-                available: folded.available,
-                pending: folded.pending,
-                debt: folded.debt,
-                balance,
+                after: PointsAfter::of(&folded, rules),
             },
         ),
         (Outcome::Refused(Refusal::UnknownRedemption(_)), _) => {
@@ -507,10 +551,16 @@ fn refused(refusal: &Refusal, folded: &Folded) -> Answer {
                 .field("reward");
             Answer::problem(&p, json!({}))
         }
-        Refusal::Redeem(RedeemError::NotPositive(_)) => {
+        Refusal::Redeem(RedeemError::NotPositive(_)) | Refusal::ZeroAdjustment => {
             let p = Problem::invalid(refusal.to_string())
                 .reason(code)
                 .field("points");
+            Answer::problem(&p, json!({}))
+        }
+        Refusal::ExpiresBeforeGrant { .. } => {
+            let p = Problem::invalid(refusal.to_string())
+                .reason(code)
+                .field("expiresAt");
             Answer::problem(&p, json!({}))
         }
         _ => Answer::problem(

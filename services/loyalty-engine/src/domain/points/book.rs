@@ -13,7 +13,7 @@ use super::ledger::{self, Folded, Movement, MovementKind};
 use super::redeem::{self, RedeemError};
 use super::referral;
 use super::summary::{self, Changes};
-use crate::domain::event::{DomainEvent, EventBody, Redemption};
+use crate::domain::event::{Adjustment, DomainEvent, EventBody, Redemption};
 use crate::domain::facts::Facts;
 use crate::domain::programme::Programme;
 
@@ -72,11 +72,12 @@ impl Balances {
     }
 }
 
-/// What became of a redemption or a cancel event.
+/// What became of a redemption, a cancel or an adjustment event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
     /// The input event.
     pub event_id: String,
+    /// The redemption's (or the adjustment's) id.
     pub redemption_id: String,
     pub outcome: Outcome,
 }
@@ -103,6 +104,13 @@ pub enum Refusal {
     UnknownRedemption(String),
     #[error("the programme has no points")]
     NoPoints,
+    #[error("an adjustment of 0 points changes nothing")]
+    ZeroAdjustment,
+    #[error("the points granted would expire at {expires_at}, not after the grant ({at})")]
+    ExpiresBeforeGrant {
+        expires_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
 }
 
 impl Refusal {
@@ -116,6 +124,8 @@ impl Refusal {
             Refusal::Redeem(RedeemError::TierTooLow { .. }) => "tier_too_low",
             Refusal::UnknownRedemption(_) => "unknown_redemption",
             Refusal::NoPoints => "points_disabled",
+            Refusal::ZeroAdjustment => "points_zero",
+            Refusal::ExpiresBeforeGrant { .. } => "expires_before_grant",
         }
     }
 }
@@ -197,6 +207,9 @@ impl PointsBook {
             if let EventBody::RedemptionCancel(c) = &event.body {
                 self.decide(event, &c.redemption_id, Err(Refusal::NoPoints));
             }
+            if let EventBody::Adjustment(a) = &event.body {
+                self.decide(event, &a.adjustment_id, Err(Refusal::NoPoints));
+            }
             return;
         };
         let version = programme.version.as_str();
@@ -265,6 +278,10 @@ impl PointsBook {
                 let outcome = self.cancel(event, &c.redemption_id, version);
                 self.decide(event, &c.redemption_id, outcome);
             }
+            EventBody::Adjustment(a) => {
+                let outcome = self.adjust(event, a, rules, version);
+                self.decide(event, &a.adjustment_id, outcome);
+            }
         }
     }
 
@@ -298,14 +315,7 @@ impl PointsBook {
         // Judged after everything already recorded: a redemption dated before movements the
         // book holds (a till's late message, or a request that waited for the row lock) must
         // see them, or it could spend points already spent.
-        let at = self
-            .movements
-            .iter()
-            .map(|m| m.at)
-            .max()
-            .map_or(event.meta.occurred_at, |last| {
-                last.max(event.meta.occurred_at)
-            });
+        let at = self.judged_at(event.meta.occurred_at);
         let folded = self.fold(rules, at);
         let request = redeem::Request {
             redemption_id: &r.redemption_id,
@@ -325,6 +335,70 @@ impl PointsBook {
         let points = m.amount;
         self.push(m);
         Ok(Outcome::Accepted { points })
+    }
+
+    /// The moment a request dated `at` is judged at: after everything already recorded (a
+    /// request that waited for the row lock must see what committed meanwhile, or it could
+    /// spend points already spent).
+    fn judged_at(&self, at: DateTime<Utc>) -> DateTime<Utc> {
+        self.movements
+            .iter()
+            .map(|m| m.at)
+            .max()
+            .map_or(at, |last| last.max(at))
+    }
+
+    /// A manual adjustment: one `Adjust` movement, `adjust:<id>`. Points granted open a lot
+    /// spendable at once, expiring when the operator said or by the programme's expiry rules;
+    /// points taken back are spent like a redemption, never more than are spendable (the fold
+    /// would turn the rest into debt).
+    fn adjust(
+        &mut self,
+        event: &DomainEvent,
+        a: &Adjustment,
+        rules: &PointsRules,
+        version: &str,
+    ) -> Result<Outcome, Refusal> {
+        let id = format!("adjust:{}", a.adjustment_id);
+        if let Some(done) = self.movements.iter().find(|m| m.id == id) {
+            return Ok(Outcome::AlreadyDone {
+                points: done.amount,
+            });
+        }
+        if a.points == 0 {
+            return Err(Refusal::ZeroAdjustment);
+        }
+        let at = self.judged_at(event.meta.occurred_at);
+        let expires_at = if a.points > 0 {
+            let expires_at = a.expires_at.or_else(|| rules.expiry.expires_at(at));
+            if let Some(x) = expires_at
+                && x <= at
+            {
+                return Err(Refusal::ExpiresBeforeGrant { expires_at: x, at });
+            }
+            expires_at
+        } else {
+            let folded = self.fold(rules, at);
+            // Debt is owed first: points that pay it are not there to take back.
+            let spendable = folded.available - folded.debt;
+            if -a.points > spendable {
+                return Err(Refusal::Redeem(RedeemError::Insufficient {
+                    requested: -a.points,
+                    available: spendable.max(0),
+                }));
+            }
+            None
+        };
+        self.push(Movement {
+            id,
+            at,
+            kind: MovementKind::Adjust { expires_at },
+            amount: a.points,
+            reason: format!("adjustment by {}: {}", a.by, a.reason),
+            source_event: event.meta.event_id.as_str().to_owned(),
+            programme_version: version.to_owned(),
+        });
+        Ok(Outcome::Accepted { points: a.points })
     }
 
     fn cancel(

@@ -7,7 +7,9 @@ use proptest::prelude::*;
 
 use super::{Outcome, Refusal};
 use crate::domain::apply::{Changes as Batch, apply_with_referred, sweep};
-use crate::domain::event::{DomainEvent, EventBody, EventMeta, Redemption, RedemptionCancel};
+use crate::domain::event::{
+    Adjustment, DomainEvent, EventBody, EventMeta, Redemption, RedemptionCancel,
+};
 use crate::domain::ids::EventId;
 use crate::domain::output::{Output, OutputKind};
 use crate::domain::points::config::PointsRules;
@@ -67,6 +69,25 @@ fn cancel(id: &str, redemption_id: &str, at: DateTime<Utc>) -> DomainEvent {
         meta: meta(id, "c1", at),
         body: EventBody::RedemptionCancel(RedemptionCancel {
             redemption_id: redemption_id.to_owned(),
+        }),
+    }
+}
+
+fn adjustment(
+    id: &str,
+    key: &str,
+    points: i64,
+    expires_at: Option<DateTime<Utc>>,
+    at: DateTime<Utc>,
+) -> DomainEvent {
+    DomainEvent {
+        meta: meta(id, "c1", at),
+        body: EventBody::Adjustment(Adjustment {
+            adjustment_id: key.to_owned(),
+            points,
+            reason: "late parcel".to_owned(),
+            expires_at,
+            by: "ops".to_owned(),
         }),
     }
 }
@@ -229,6 +250,7 @@ fn assert_invariant(movements: &[Movement], f: &Folded) {
     assert_eq!(ids.len(), movements.len(), "movement ids are unique");
 }
 
+mod adjustments;
 mod bonuses;
 mod earning;
 mod expiry;
