@@ -81,7 +81,7 @@ async fn adjustments_grant_and_take_back_points_once_and_recompute_keeps_them(
             "invalid_reason",
         ),
         (
-            json!({ "points": -10, "reason": "x", "expiresAt": "2099-01-01T00:00:00Z" }),
+            json!({ "points": -10, "reason": "x", "expires_at": "2099-01-01T00:00:00Z" }),
             "expires_at_with_deduction",
         ),
     ] {

@@ -38,7 +38,7 @@ pub const MAX_REASON_LEN: usize = 500;
 
 /// Points granted (positive) or taken back (negative) by hand.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(deny_unknown_fields)]
 pub struct AdjustmentRequest {
     /// Whole points, non-zero, at most 1,000,000 either way: positive grants a lot spendable at
     /// once, negative takes points back from the soonest-expiring lots (never more than are
@@ -83,9 +83,9 @@ fn check(req: &AdjustmentRequest) -> Result<(), Problem> {
     }
     if req.points < 0 && req.expires_at.is_some() {
         return Err(invalid(
-            "expiresAt is only for points granted".into(),
+            "expires_at is only for points granted".into(),
             "expires_at_with_deduction",
-            "expiresAt",
+            "expires_at",
         ));
     }
     Ok(())

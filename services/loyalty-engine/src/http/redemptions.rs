@@ -560,7 +560,7 @@ fn refused(refusal: &Refusal, folded: &Folded) -> Answer {
         Refusal::ExpiresBeforeGrant { .. } => {
             let p = Problem::invalid(refusal.to_string())
                 .reason(code)
-                .field("expiresAt");
+                .field("expires_at");
             Answer::problem(&p, json!({}))
         }
         _ => Answer::problem(
