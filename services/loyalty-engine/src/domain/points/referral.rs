@@ -8,20 +8,26 @@ use super::config::PointsRules;
 use super::ledger::{Movement, MovementKind};
 use crate::domain::event::{DomainEvent, EventBody};
 
+/// What a referral bonus's id starts with, before the referred customer's id.
+pub const BONUS_PREFIX: &str = "referral:";
+
+/// What the id of a referral bonus's cancellation starts with, before the referred customer's id.
+pub const CANCEL_PREFIX: &str = "referral-cancel:";
+
 /// The id of the referrer's bonus for `referred` (one per referred customer).
 pub fn bonus_id(referred: &str) -> String {
-    format!("referral:{referred}")
+    format!("{BONUS_PREFIX}{referred}")
 }
 
 /// The id of the movement that cancels that bonus.
 pub fn cancel_id(referred: &str) -> String {
-    format!("referral-cancel:{referred}")
+    format!("{CANCEL_PREFIX}{referred}")
 }
 
 /// Whether a movement is a referral bonus or its cancellation (kept by recompute: they come
 /// from other customers' events).
 pub fn is_referral(m: &Movement) -> bool {
-    m.id.starts_with("referral:") || m.id.starts_with("referral-cancel:")
+    m.id.starts_with(BONUS_PREFIX) || m.id.starts_with(CANCEL_PREFIX)
 }
 
 /// The referrer's bonus for `referred`, credited by their `purchase`: pending until that

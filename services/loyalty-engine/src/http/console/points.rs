@@ -12,7 +12,7 @@ use maud::{Markup, html};
 
 use super::i18n::{self, Lang};
 use crate::domain::points::config::{CalendarPeriod, ExpiryMode, NegativeBalance, Rounding};
-use crate::domain::points::{Folded, Movement, MovementKind, PointsBook, PointsRules};
+use crate::domain::points::{Folded, Movement, MovementKind, PointsBook, PointsRules, referral};
 use crate::domain::programme::Programme;
 
 /// Movements listed on the customer page, newest first.
@@ -111,7 +111,7 @@ fn ja_summary(m: &Movement) -> String {
                 "アンケート回答ボーナス".to_owned()
             } else if let Some(n) = m.id.strip_prefix("anniversary:") {
                 format!("初回購入から{n}周年のボーナス")
-            } else if let Some(c) = m.id.strip_prefix("referral:") {
+            } else if let Some(c) = m.id.strip_prefix(referral::BONUS_PREFIX) {
                 format!("紹介ボーナス（紹介した顧客 {c} の初回購入が確定）")
             } else if order_id.is_some() {
                 format!("注文 {order} の購入で獲得")
@@ -119,7 +119,7 @@ fn ja_summary(m: &Movement) -> String {
                 "獲得".to_owned()
             }
         }
-        MovementKind::Clawback { order_id } => match m.id.strip_prefix("referral-cancel:") {
+        MovementKind::Clawback { order_id } => match m.id.strip_prefix(referral::CANCEL_PREFIX) {
             Some(c) => format!("紹介ボーナスの取り消し（紹介した顧客 {c} の注文が確定前に返金）"),
             None => format!("注文 {order_id} の返金による取り消し"),
         },
