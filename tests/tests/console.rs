@@ -365,7 +365,6 @@ async fn the_console_in_a_real_browser(broker: Broker) -> anyhow::Result<()> {
     pool.close().await;
     app.stop().await?;
     let copy = format!("{}_whatif", env.database);
-    let mut admin_conn = PgConnection::connect(&admin_database_url()).await?;
     // A template must have no other session: the stopped engine's last connections may take a
     // moment to go, so end them (they are this test's own) and retry.
     wait_for(
@@ -410,9 +409,8 @@ async fn the_console_in_a_real_browser(broker: Broker) -> anyhow::Result<()> {
             *real.entry((was.clone(), tier.clone())).or_default() += 1;
         }
     }
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {copy} WITH (FORCE)"))
-        .execute(&mut admin_conn)
-        .await?;
+    // FORCE cannot end an autovacuum worker in the fresh copy: the shared drop retries.
+    kizuna_testkit::database::drop(&admin_database_url(), &copy, Duration::from_secs(30)).await?;
     assert!(
         !real.is_empty(),
         "gold at 120,000 moves nobody: a weak check"
