@@ -51,6 +51,8 @@ pub mod ce_type {
     pub const SEGMENT_CHANGED: &str = "kizuna.v1.SegmentChanged";
     pub const POINTS_CHANGED: &str = "kizuna.v1.PointsChanged";
     pub const POINTS_WILL_EXPIRE: &str = "kizuna.v1.PointsWillExpire";
+    /// The receipt of an erasure (topic `loyalty.privacy`).
+    pub const CUSTOMER_ERASED: &str = "kizuna.v1.CustomerErased";
     /// Webhook delivery stopped for a subscription (topic `kizuna.webhooks`).
     pub const WEBHOOK_SUBSCRIPTION_DISABLED: &str = "kizuna.v1.WebhookSubscriptionDisabled";
 }

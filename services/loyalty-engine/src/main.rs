@@ -88,6 +88,12 @@ enum Command {
         #[arg(long, default_value_t = 500)]
         batch: i64,
     },
+    /// Erase one customer: every row about them, with a CustomerErased receipt on the privacy
+    /// topic (README, "Privacy and security"). Prints the receipt as JSON.
+    Erase {
+        /// The customer id.
+        customer_id: String,
+    },
     /// Follow the output topics and print each event as one line.
     Watch {
         /// Start from the oldest retained event instead of now.
@@ -198,6 +204,38 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!(
                 "recomputed {} customers: {} tier changes, {} with different points, {} output events queued (the running engine publishes them)",
                 report.customers, report.changed_tiers, report.changed_points, report.outputs
+            );
+            Ok(())
+        }
+        Command::Erase { customer_id } => {
+            let id =
+                kizuna::domain::ids::CustomerId::parse(&customer_id, settings.ingest.max_id_len)
+                    .map_err(|e| anyhow::anyhow!("not a customer id: {e}"))?;
+            let core = commands::open(&settings).await?;
+            let receipt = kizuna::engine::erasure::erase(
+                &core.pool,
+                &core.erasure_key,
+                &core.privacy,
+                &core.topics,
+                core.partitions,
+                id.as_str(),
+                chrono::Utc::now(),
+            )
+            .await?;
+            let Some(receipt) = receipt else {
+                anyhow::bail!(
+                    "no customer {customer_id} is known, nor was one erased: nothing done"
+                );
+            };
+            println!("{}", serde_json::to_string_pretty(&receipt)?);
+            eprintln!(
+                "erased: {} ledger events, {} output log entries, {} outbox messages, {} other rows; {} records of other customers kept under a pseudonym; the receipt is queued for {}",
+                receipt.ledger_events,
+                receipt.output_log_entries,
+                receipt.outbox_messages,
+                receipt.other_rows,
+                receipt.pseudonymised,
+                core.topics.privacy
             );
             Ok(())
         }

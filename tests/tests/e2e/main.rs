@@ -15,6 +15,7 @@ mod helpers;
 mod admin;
 mod cli;
 mod dead_letters;
+mod erasure;
 mod metrics;
 mod outbox;
 mod plans;

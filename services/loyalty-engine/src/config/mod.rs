@@ -33,6 +33,8 @@ pub struct Settings {
     pub http: HttpSettings,
     #[serde(default)]
     pub console: ConsoleSettings,
+    #[serde(default)]
+    pub privacy: PrivacySettings,
     pub log: LogSettings,
     pub registry: RegistrySettings,
     pub outputs: OutputsSettings,
@@ -94,6 +96,9 @@ pub struct Topics {
     /// `PointsChanged` and `PointsWillExpire`.
     #[serde(default = "default_points_topic")]
     pub points: String,
+    /// `CustomerErased`, the receipt of an erasure.
+    #[serde(default = "default_privacy_topic")]
+    pub privacy: String,
     pub dead_letter: String,
 }
 
@@ -103,6 +108,10 @@ fn default_redemptions_topic() -> String {
 
 fn default_points_topic() -> String {
     "loyalty.points".to_owned()
+}
+
+fn default_privacy_topic() -> String {
+    "loyalty.privacy".to_owned()
 }
 
 impl Topics {
@@ -117,31 +126,34 @@ impl Topics {
 
     /// The topics of the output events (all outputs but the dead letters): the ones framed
     /// and registered in the Schema Registry with `outputs.format = "confluent-protobuf"`.
-    pub fn events(&self) -> [&str; 4] {
+    pub fn events(&self) -> [&str; 5] {
         [
             &self.tier_changed,
             &self.churn_risk,
             &self.segment_changed,
             &self.points,
+            &self.privacy,
         ]
     }
 
-    pub fn outputs(&self) -> [&str; 5] {
+    pub fn outputs(&self) -> [&str; 6] {
         [
             &self.tier_changed,
             &self.churn_risk,
             &self.segment_changed,
             &self.points,
+            &self.privacy,
             &self.dead_letter,
         ]
     }
 
-    pub fn outputs_mut(&mut self) -> [&mut String; 5] {
+    pub fn outputs_mut(&mut self) -> [&mut String; 6] {
         [
             &mut self.tier_changed,
             &mut self.churn_risk,
             &mut self.segment_changed,
             &mut self.points,
+            &mut self.privacy,
             &mut self.dead_letter,
         ]
     }
@@ -283,6 +295,42 @@ impl Default for ConsoleSettings {
     }
 }
 
+/// Erasure (`kizuna erase`, `DELETE /v1/customers/{id}`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct PrivacySettings {
+    /// Key of the keyed hash (HMAC-SHA256) that stands for an erased customer's id: in the
+    /// `CustomerErased` receipt, in the list of erased ids, and in the pseudonyms other
+    /// customers' records keep. Share it with subscribers that must erase what they hold.
+    /// Unset: a random key is made at the first erasure and kept in the database
+    /// (`privacy_keys`); setting it here keeps it out of database backups.
+    #[serde(serialize_with = "serialise::redacted_option")]
+    pub erasure_key: Option<SecretString>,
+    /// What a later event for an erased id does: `refuse` (a dead letter with reason `erased`,
+    /// for `refuse_days` after the erasure) or `new-customer` (it starts a new customer).
+    pub after_erasure: AfterErasure,
+    /// Days after an erasure during which the id's events are refused (`after_erasure =
+    /// "refuse"`); after them an event starts a new customer.
+    pub refuse_days: u32,
+}
+
+impl Default for PrivacySettings {
+    fn default() -> Self {
+        Self {
+            erasure_key: None,
+            after_erasure: AfterErasure::Refuse,
+            refuse_days: 365,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AfterErasure {
+    Refuse,
+    NewCustomer,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -394,6 +442,9 @@ impl Settings {
         }
         if let Some(token) = self.console.admin_token.as_mut() {
             out.push(("console.admin_token".to_owned(), token));
+        }
+        if let Some(key) = self.privacy.erasure_key.as_mut() {
+            out.push(("privacy.erasure_key".to_owned(), key));
         }
         for (key, value) in self.kafka.secret_properties.iter_mut() {
             out.push((format!("kafka.secret_properties.{key}"), value));

@@ -53,10 +53,13 @@ pub enum RejectReason {
     UnknownRedemption,
     /// A redemption or cancel while the programme has no `[points]`.
     PointsDisabled,
+    /// An event for a customer erased less than `privacy.refuse_days` ago
+    /// (`privacy.after_erasure = "refuse"`).
+    Erased,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 31] = [
+    pub const ALL: [RejectReason; 32] = [
         RejectReason::Oversized,
         RejectReason::EmptyPayload,
         RejectReason::UnsupportedContentType,
@@ -88,6 +91,7 @@ impl RejectReason {
         RejectReason::TierTooLow,
         RejectReason::UnknownRedemption,
         RejectReason::PointsDisabled,
+        RejectReason::Erased,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -123,6 +127,7 @@ impl RejectReason {
             RejectReason::TierTooLow => "tier_too_low",
             RejectReason::UnknownRedemption => "unknown_redemption",
             RejectReason::PointsDisabled => "points_disabled",
+            RejectReason::Erased => "erased",
         }
     }
 

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::event::DomainEvent;
 use crate::domain::output::Output;
 use crate::domain::points::Outcome as PointsOutcome;
-use crate::domain::rejection::Rejection;
+use crate::domain::rejection::{RejectReason, Rejection};
 use crate::engine::Core;
 use crate::engine::apply::apply_events;
 use crate::engine::outputs::{self, Origin};
@@ -155,6 +155,29 @@ impl Processor {
             }
         }
 
+        // 2b. Events for a customer erased within `privacy.refuse_days` are refused (with
+        //     `privacy.after_erasure = "refuse"`). The lock shared with erasures means an
+        //     erasure either saw this batch's events or this batch sees the erasure.
+        if crate::store::erasure::share_with_erasures(&mut tx, now).await? {
+            let erased = erased_among(&mut tx, core, &events, now).await?;
+            if !erased.is_empty() {
+                let (out, kept): (Vec<_>, Vec<_>) = events
+                    .into_iter()
+                    .partition(|(_, e)| erased.contains(e.meta.customer_id.as_str()));
+                events = kept;
+                let rejection = Rejection::new(
+                    RejectReason::Erased,
+                    "the customer was erased; events for the id are refused for \
+                     privacy.refuse_days after the erasure",
+                );
+                for (m, _) in out {
+                    messages.push(dead_letter(core, m, &rejection, now));
+                    report.dead_lettered += 1;
+                    refused.push(rejection.reason.as_str());
+                }
+            }
+        }
+
         // 3. Deduplicate on event id through the ledger.
         let rows: Vec<LedgerRow<'_>> = events
             .iter()
@@ -288,4 +311,37 @@ pub fn touched(positions: &Positions, batch: &[Incoming]) -> HashMap<(String, i3
             positions.get(&key).map(|o| (key, *o))
         })
         .collect()
+}
+
+/// The customers of `events` erased and still refused at `now` (by their ids' keyed hashes).
+async fn erased_among<'a>(
+    conn: &mut sqlx::PgConnection,
+    core: &Core,
+    events: &[(&Incoming, &'a DomainEvent)],
+    now: DateTime<Utc>,
+) -> anyhow::Result<std::collections::HashSet<&'a str>> {
+    let Some(key) = core.erasure_key.get(&core.pool).await? else {
+        return Ok(Default::default());
+    };
+    let mut ids: Vec<&str> = events
+        .iter()
+        .map(|(_, e)| e.meta.customer_id.as_str())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let hashes: Vec<String> = ids
+        .iter()
+        .map(|id| crate::domain::erasure::subject_hash(key, id))
+        .collect();
+    let refused: std::collections::HashSet<String> =
+        crate::store::erasure::refused(conn, &hashes, now)
+            .await?
+            .into_iter()
+            .collect();
+    Ok(ids
+        .into_iter()
+        .zip(&hashes)
+        .filter(|(_, h)| refused.contains(*h))
+        .map(|(id, _)| id)
+        .collect())
 }

@@ -9,6 +9,7 @@
 pub mod apply;
 pub mod batch;
 pub mod clock;
+pub mod erasure;
 pub mod model_cache;
 pub mod outputs;
 pub mod overrides;
@@ -46,6 +47,9 @@ pub struct Core {
     /// Partitions of the input topics: a new customer's home partition is the one Kafka's
     /// default partitioner gives their id among them.
     pub partitions: i32,
+    /// Erasure: the keyed hash's key, and what a later event for an erased id does.
+    pub erasure_key: Arc<erasure::ErasureKey>,
+    pub privacy: crate::config::PrivacySettings,
 }
 
 impl Core {
@@ -64,6 +68,8 @@ impl Core {
             clock: EngineClock::new(settings.clock, settings.kafka.group_id.clone()),
             model: ModelCache::default(),
             partitions,
+            erasure_key: Arc::new(erasure::ErasureKey::new(&settings.privacy)),
+            privacy: settings.privacy.clone(),
         }
     }
 }

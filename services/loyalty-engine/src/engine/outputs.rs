@@ -328,14 +328,42 @@ pub fn encode(
     })
 }
 
+/// The receipt of an erasure, `CustomerErased`: keyed (and subject) by the id's keyed hash,
+/// never the id.
+pub fn customer_erased(
+    receipt: &v1::CustomerErased,
+    erased_at: DateTime<Utc>,
+    partition: i32,
+    topics: &Topics,
+) -> anyhow::Result<OutboxMessage> {
+    let hash = receipt.subject_hash.as_str();
+    let name = format!(
+        "{}|{hash}|{}",
+        ce_type::CUSTOMER_ERASED,
+        erased_at.timestamp_micros()
+    );
+    let ce_id = uuid::Uuid::new_v5(&CE_ID_NAMESPACE, name.as_bytes()).to_string();
+    let headers = headers(&ce_id, ce_type::CUSTOMER_ERASED, erased_at, hash);
+    Ok(OutboxMessage {
+        ce_id,
+        partition,
+        customer_id: None,
+        topic: topics.privacy.clone(),
+        key: Some(hash.as_bytes().to_vec()),
+        payload: serde_json::to_vec(receipt)?,
+        headers,
+    })
+}
+
 /// The output messages by `ce_type`, with the `outputs.proto` message each one is.
-pub const OUTPUT_MESSAGES: [(&str, &str); 6] = [
+pub const OUTPUT_MESSAGES: [(&str, &str); 7] = [
     (ce_type::TIER_CHANGED, "TierChanged"),
     (ce_type::TIER_WILL_DOWNGRADE, "TierWillDowngrade"),
     (ce_type::CHURN_RISK_CHANGED, "ChurnRiskChanged"),
     (ce_type::SEGMENT_CHANGED, "SegmentChanged"),
     (ce_type::POINTS_CHANGED, "PointsChanged"),
     (ce_type::POINTS_WILL_EXPIRE, "PointsWillExpire"),
+    (ce_type::CUSTOMER_ERASED, "CustomerErased"),
 ];
 
 fn json_to_protobuf<T>(json: &[u8]) -> anyhow::Result<Vec<u8>>
@@ -356,6 +384,7 @@ pub fn output_protobuf(ce_type: &str, json: &[u8]) -> anyhow::Result<Option<Vec<
         ce_type::SEGMENT_CHANGED => json_to_protobuf::<v1::SegmentChanged>(json)?,
         ce_type::POINTS_CHANGED => json_to_protobuf::<v1::PointsChanged>(json)?,
         ce_type::POINTS_WILL_EXPIRE => json_to_protobuf::<v1::PointsWillExpire>(json)?,
+        ce_type::CUSTOMER_ERASED => json_to_protobuf::<v1::CustomerErased>(json)?,
         _ => return Ok(None),
     }))
 }
@@ -377,6 +406,7 @@ pub fn output_json(ce_type: &str, body: &[u8]) -> Option<serde_json::Value> {
         ce_type::SEGMENT_CHANGED => protobuf_to_json::<v1::SegmentChanged>(body),
         ce_type::POINTS_CHANGED => protobuf_to_json::<v1::PointsChanged>(body),
         ce_type::POINTS_WILL_EXPIRE => protobuf_to_json::<v1::PointsWillExpire>(body),
+        ce_type::CUSTOMER_ERASED => protobuf_to_json::<v1::CustomerErased>(body),
         _ => None,
     }
 }
@@ -483,6 +513,7 @@ mod tests {
                 (ce_type::SEGMENT_CHANGED, vec![5]),
                 (ce_type::POINTS_CHANGED, vec![8]),
                 (ce_type::POINTS_WILL_EXPIRE, vec![9]),
+                (ce_type::CUSTOMER_ERASED, vec![10]),
             ]
         );
         for (ce_type, at) in &found {

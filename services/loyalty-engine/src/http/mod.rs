@@ -7,6 +7,7 @@ mod adjustments;
 mod admin;
 pub mod console;
 mod customers;
+mod erasure;
 mod evaluate;
 pub mod openapi;
 pub mod points;
@@ -88,7 +89,7 @@ impl AppState {
 /// the description cannot list a route the router does not serve, or miss one.
 fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(customers::get_customer))
+        .routes(routes!(customers::get_customer, erasure::erase_customer))
         .routes(routes!(timeline::timeline))
         .routes(routes!(points::get_points))
         .routes(routes!(redemptions::redeem))

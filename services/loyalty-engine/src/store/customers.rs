@@ -345,3 +345,22 @@ pub async fn ids_from(pool: &sqlx::PgPool, from: &str, limit: i64) -> sqlx::Resu
     .fetch_all(pool)
     .await
 }
+
+/// Rewrites one customer's state in place (its columns stay as they are): for changes that
+/// touch no figure, such as replacing an erased customer's id in a referrer's records. The
+/// caller holds the row's lock (`load_for_update`).
+pub async fn replace_state(
+    conn: &mut PgConnection,
+    customer_id: &str,
+    state: &CustomerState,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE customers SET state = $2, version = version + 1, updated_at = now()
+          WHERE customer_id = $1",
+    )
+    .bind(customer_id)
+    .bind(encode(state)?)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}

@@ -18,6 +18,7 @@ pub mod audit;
 pub mod clock;
 pub mod customers;
 pub mod dead_letters;
+pub mod erasure;
 pub mod ledger;
 pub mod models;
 pub mod offsets;

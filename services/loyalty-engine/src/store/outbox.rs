@@ -184,6 +184,65 @@ fn decode_headers(value: &serde_json::Value) -> Vec<(String, Vec<u8>)> {
         .unwrap_or_default()
 }
 
+/// Removes the not yet published messages of an erased customer (keyed by, or about, them) from
+/// the outbox: rows of the old form are deleted, bundles are rewritten without them (or deleted
+/// when nothing is left). Locks the rows it changes, so a relay publishing one of them finishes
+/// first. Returns how many messages went.
+pub async fn remove_customer(conn: &mut PgConnection, customer_id: &str) -> anyhow::Result<i64> {
+    let old_form = sqlx::query(
+        "DELETE FROM outbox WHERE messages IS NULL
+           AND (customer_id = $1 OR key = convert_to($1, 'UTF8'))",
+    )
+    .bind(customer_id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    let mut removed = i64::try_from(old_form).unwrap_or(i64::MAX);
+    // Only bundles whose bytes hold the id at all are decoded.
+    let rows: Vec<(i64, i32, Vec<u8>)> = sqlx::query_as(
+        "SELECT id, partition, messages FROM outbox
+          WHERE messages IS NOT NULL AND position(convert_to($1, 'UTF8') IN messages) > 0
+          ORDER BY id FOR UPDATE",
+    )
+    .bind(customer_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let id_bytes = customer_id.as_bytes();
+    for (row_id, partition, bytes) in rows {
+        let messages = unbundle(&bytes, partition)?;
+        let before = messages.len();
+        let kept: Vec<OutboxMessage> = messages
+            .into_iter()
+            .filter(|m| {
+                m.customer_id.as_deref() != Some(customer_id) && m.key.as_deref() != Some(id_bytes)
+            })
+            .collect();
+        if kept.len() == before {
+            continue;
+        }
+        removed += i64::try_from(before - kept.len()).unwrap_or(i64::MAX);
+        if kept.is_empty() {
+            sqlx::query("DELETE FROM outbox WHERE id = $1")
+                .bind(row_id)
+                .execute(&mut *conn)
+                .await?;
+            continue;
+        }
+        let again = Bundles::of(&kept);
+        sqlx::query(
+            "UPDATE outbox SET messages = $2, message_count = $3, topics = string_to_array($4, ' ')
+              WHERE id = $1",
+        )
+        .bind(row_id)
+        .bind(&again.bundles[0])
+        .bind(again.counts[0])
+        .bind(&again.topics[0])
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(removed)
+}
+
 /// Appends messages, one row per partition, and notifies the relay (delivered when the
 /// transaction commits).
 pub async fn insert<'a>(
