@@ -262,6 +262,10 @@ def document(descriptor):
         "SegmentChanged": output("SegmentChanged", "A customer moved in the customer grid."),
         "PointsChanged": output("PointsChanged", "What a batch of events (or the passing of time: releases, expiries) did to a customer's points, with the balances after it."),
         "PointsWillExpire": output("PointsWillExpire", "A lot of a customer's points expires soon (points.expiry.warn_days ahead)."),
+        "CustomerErased": {
+            **output("CustomerErased", "The receipt of an erasure: the id's keyed hash (HMAC-SHA256 under privacy.erasure_key), never the id."),
+            "bindings": {"kafka": {"key": {"type": "string", "description": "The subject hash (not the customer id)."}, "bindingVersion": "0.5.0"}},
+        },
         "WebhookSubscriptionDisabled": output("WebhookSubscriptionDisabled", "kizuna-webhooks disabled a subscription that kept failing."),
         "DeadLetter": {
             "name": "DeadLetter",
@@ -298,6 +302,7 @@ def document(descriptor):
     channel("churnRisk", engine["churn_risk"], "Output: churn-level changes with drivers and a play. Key = customer id.", ["ChurnRiskChanged"], "send", "The engine publishes churn-risk changes.")
     channel("segmentChanged", engine["segment_changed"], "Output: customer-grid segment changes. Key = customer id.", ["SegmentChanged"], "send", "The engine publishes segment changes.")
     channel("points", engine["points"], "Output: points changes per customer per batch, and lots about to expire. Key = customer id.", ["PointsChanged", "PointsWillExpire"], "send", "The engine publishes points changes through its transactional outbox; the sweeper raises expiry warnings.")
+    channel("privacy", engine["privacy"], "Output: erasure receipts. Key = the erased id's keyed hash; a subscriber holding privacy.erasure_key hashes the ids it keeps and erases the match.", ["CustomerErased"], "send", "The engine publishes an erasure's receipt through its transactional outbox.")
     channel("deadLetter", engine["dead_letter"], "Output: inputs that could not be accepted, never silently dropped.", ["DeadLetter"], "send", "The engine dead-letters bad input and moves on.")
     channel("webhooks", webhooks["webhooks"], "Output of kizuna-webhooks: what it did to subscriptions. Key = subscription id.", ["WebhookSubscriptionDisabled"], "send", "kizuna-webhooks announces a disabled subscription.")
 
