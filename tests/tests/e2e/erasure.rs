@@ -2,7 +2,8 @@
 //! every table — a search of every text, bytea and JSON column finds the id nowhere — while the
 //! referrer keeps the count of referrals under a pseudonym; the receipt `CustomerErased` goes out
 //! with the id's keyed hash only; a later event for the id is a dead letter (`erased`). An
-//! erasure of a customer with 10,000 events takes well under a minute.
+//! erasure of a customer with 10,000 events takes well under a minute. Before the erasure, the
+//! access request (`GET /v1/customers/{id}/export`) returns everything kept about them.
 
 use std::time::{Duration, Instant};
 
@@ -132,6 +133,53 @@ async fn an_erased_customer_is_found_nowhere_and_the_referrer_keeps_the_count(
         "{before:?}"
     );
 
+    // The access request: one document with everything kept, a section for every table the
+    // search found the id in (the outbox aside: it holds messages only until they are published).
+    let export = format!("/v1/customers/{erased}/export");
+    let resp = s.app.http.get(s.app.url(&export)).send().await?;
+    assert_eq!(resp.status().as_u16(), 401);
+    let resp = s
+        .app
+        .http
+        .get(s.app.url(&export))
+        .bearer_auth(&token)
+        .send()
+        .await?;
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(
+        resp.headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok()),
+        Some("no-store")
+    );
+    let doc: Value = resp.json().await?;
+    assert_eq!(doc["customer_id"], json!(erased));
+    assert_eq!(doc["events"].as_array().map(Vec::len), Some(2), "{doc}");
+    assert!(
+        doc.to_string().contains("the delivery was late again"),
+        "the comment is exported"
+    );
+    assert_eq!(doc["state"]["customer_id"], json!(erased));
+    for found in &before {
+        let table = found.split('.').next().unwrap_or_default();
+        let section = match table {
+            "outbox" => continue,
+            "customers" => &doc["state"],
+            "event_ledger" => &doc["events"],
+            "output_log" => &doc["published"],
+            "tier_overrides" => &doc["tier_overrides"],
+            "points_redemptions" => &doc["points_requests"],
+            t if t.starts_with("webhook_") => &doc["webhooks"][t],
+            other => panic!("{other} holds the id but the export has no section for it"),
+        };
+        assert!(
+            !section.is_null() && section.as_array().is_none_or(|a| !a.is_empty()),
+            "{table} holds the id ({found}) but its export section is empty: {doc}"
+        );
+    }
+    let (status, _) = s.app.get("/v1/customers/cust-never-seen/export").await?;
+    assert_eq!(status, 401, "the export needs the admin token");
+
     // Without the admin token: 401, nothing erased.
     let (status, _) = delete(&s, erased, None).await?;
     assert_eq!(status, 401);
@@ -219,6 +267,18 @@ async fn an_erased_customer_is_found_nowhere_and_the_referrer_keeps_the_count(
     assert_eq!(again["subject_hash"], json!(hash));
     let (status, _) = delete(&s, "cust-never-seen", Some(&token)).await?;
     assert_eq!(status, 404);
+    let resp = s
+        .app
+        .http
+        .get(s.app.url(&export))
+        .bearer_auth(&token)
+        .send()
+        .await?;
+    assert_eq!(
+        resp.status().as_u16(),
+        404,
+        "nothing is kept about an erased id"
+    );
 
     // 10,000 events of one customer, erased by the command in well under a minute.
     let big = "cust-big";

@@ -9,6 +9,7 @@ pub mod console;
 mod customers;
 mod erasure;
 mod evaluate;
+mod export;
 pub mod openapi;
 pub mod points;
 pub mod probes;
@@ -91,6 +92,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(customers::get_customer, erasure::erase_customer))
         .routes(routes!(timeline::timeline))
+        .routes(routes!(export::export_customer))
         .routes(routes!(points::get_points))
         .routes(routes!(redemptions::redeem))
         .routes(routes!(redemptions::cancel))

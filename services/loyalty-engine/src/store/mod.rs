@@ -19,6 +19,7 @@ pub mod clock;
 pub mod customers;
 pub mod dead_letters;
 pub mod erasure;
+pub mod export;
 pub mod ledger;
 pub mod models;
 pub mod offsets;
