@@ -17,3 +17,13 @@ CREATE TABLE privacy_keys (
     erasure_key bytea NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT now()
 );
+
+-- Crypto-shredding: each customer's key for their survey comments (ChaCha20-Poly1305). The
+-- comment is stored sealed in the event ledger; an erasure deletes the key, so copies of the
+-- ledger in backups cannot be read either, provided this table's backups do not outlive the
+-- erasure deadline (see the README, "Privacy and security").
+CREATE TABLE customer_keys (
+    customer_id text PRIMARY KEY,
+    comment_key bytea NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);

@@ -70,6 +70,20 @@ async fn find_everywhere(pool: &PgPool, needle: &str) -> anyhow::Result<Vec<Stri
     Ok(found)
 }
 
+/// `GET path` with the admin token (which may read everything): status and JSON body.
+async fn get(s: &Scene, path: &str, token: &str) -> anyhow::Result<(u16, Value)> {
+    let resp = s
+        .app
+        .http
+        .get(s.app.url(path))
+        .bearer_auth(token)
+        .send()
+        .await?;
+    let status = resp.status().as_u16();
+    let text = resp.text().await?;
+    Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+}
+
 async fn delete(s: &Scene, customer: &str, token: Option<&str>) -> anyhow::Result<(u16, Value)> {
     let mut req = s
         .app
@@ -133,6 +147,38 @@ async fn an_erased_customer_is_found_nowhere_and_the_referrer_keeps_the_count(
         "{before:?}"
     );
 
+    // The survey comment is stored sealed under cust-erase's key: found nowhere in clear, shown
+    // in clear by the timeline.
+    let comment = "the delivery was late again";
+    let clear = find_everywhere(&pool, comment).await?;
+    assert!(
+        clear.is_empty(),
+        "the comment is stored in clear in {clear:?}"
+    );
+    let (status, timeline) = get(&s, &format!("/v1/customers/{erased}/timeline"), &token).await?;
+    assert_eq!(status, 200, "{timeline}");
+    assert!(timeline.to_string().contains(comment), "{timeline}");
+    // A backup of the ledger row, and the key as it is before the erasure: it opens.
+    let (backup,): (Vec<u8>,) =
+        sqlx::query_as("SELECT body FROM event_ledger WHERE customer_id = $1 AND kind = 'survey'")
+            .bind(erased)
+            .fetch_one(&pool)
+            .await?;
+    let (key,): (Vec<u8>,) =
+        sqlx::query_as("SELECT comment_key FROM customer_keys WHERE customer_id = $1")
+            .bind(erased)
+            .fetch_one(&pool)
+            .await?;
+    let mut copy = kizuna::store::ledger::decode(&backup)?;
+    kizuna::store::comments::open_event(&mut copy, Some(&key));
+    assert!(format!("{:?}", copy.body).contains("Survey"));
+    let opened = match &copy.body {
+        kizuna::domain::event::EventBody::Survey(a) => a.comment.clone(),
+        _ => None,
+    };
+    assert_eq!(opened.as_deref(), Some(comment));
+    drop(key);
+
     // The access request: one document with everything kept, a section for every table the
     // search found the id in (the outbox aside: it holds messages only until they are published).
     let export = format!("/v1/customers/{erased}/export");
@@ -164,6 +210,8 @@ async fn an_erased_customer_is_found_nowhere_and_the_referrer_keeps_the_count(
         let table = found.split('.').next().unwrap_or_default();
         let section = match table {
             "outbox" => continue,
+            // A key, not data about the customer: the comments it opens are in `events`.
+            "customer_keys" => continue,
             "customers" => &doc["state"],
             "event_ledger" => &doc["events"],
             "output_log" => &doc["published"],
@@ -198,8 +246,26 @@ async fn an_erased_customer_is_found_nowhere_and_the_referrer_keeps_the_count(
 
     let after = find_everywhere(&pool, erased).await?;
     assert!(after.is_empty(), "the erased id is still in {after:?}");
-    let (status, _) = s.app.get(&format!("/v1/customers/{erased}")).await?;
+    let (status, _) = get(&s, &format!("/v1/customers/{erased}"), &token).await?;
     assert_eq!(status, 404);
+
+    // Crypto-shredding: the key is gone, so the backup's comment cannot be opened.
+    let keys: Vec<(Vec<u8>,)> =
+        sqlx::query_as("SELECT comment_key FROM customer_keys WHERE customer_id = $1")
+            .bind(erased)
+            .fetch_all(&pool)
+            .await?;
+    assert!(keys.is_empty());
+    let mut copy = kizuna::store::ledger::decode(&backup)?;
+    kizuna::store::comments::open_event(&mut copy, None);
+    let unreadable = match &copy.body {
+        kizuna::domain::event::EventBody::Survey(a) => a.comment.clone(),
+        _ => None,
+    };
+    assert_eq!(
+        unreadable.as_deref(),
+        Some(kizuna::store::comments::UNREADABLE)
+    );
 
     // The referrer keeps one referral and the bonus, under the pseudonym.
     let alias = format!("erased-{}", &hash[..16]);

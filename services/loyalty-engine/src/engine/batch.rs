@@ -179,10 +179,14 @@ impl Processor {
         }
 
         // 3. Deduplicate on event id through the ledger.
+        //    Survey comments are stored sealed under their customer's key (`store::comments`).
+        let plain: Vec<&DomainEvent> = events.iter().map(|(_, e)| *e).collect();
+        let sealed = crate::store::comments::seal_events(&mut tx, &plain).await?;
         let rows: Vec<LedgerRow<'_>> = events
             .iter()
-            .map(|(m, e)| LedgerRow {
-                event: e,
+            .enumerate()
+            .map(|(i, (m, e))| LedgerRow {
+                event: sealed.get(&i).unwrap_or(e),
                 source: format!("{}/{}/{}", m.topic, m.partition, m.offset),
             })
             .collect();

@@ -146,7 +146,8 @@ pub async fn rewrite_referrer(
 pub struct Deleted {
     pub ledger_events: i64,
     pub output_log_entries: i64,
-    /// The state, overrides, redemption requests, webhook deliveries, attempts, dead letters.
+    /// The state, overrides, redemption requests, webhook deliveries, attempts, dead letters,
+    /// the comment key.
     pub other_rows: i64,
 }
 
@@ -162,6 +163,8 @@ pub async fn delete_rows(conn: &mut PgConnection, customer_id: &str) -> sqlx::Re
         ("webhook_deliveries", 2),
         ("webhook_attempts", 2),
         ("webhook_dead_letters", 2),
+        // Crypto-shredding: sealed comments in copies of the ledger cannot be opened any more.
+        ("customer_keys", 2),
     ] {
         let n = sqlx::query(&format!("DELETE FROM {table} WHERE customer_id = $1"))
             .bind(customer_id)

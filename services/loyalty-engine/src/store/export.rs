@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use super::{customers, ledger};
+use super::{comments, customers, ledger};
 
 /// The customer's data, section by section; `None` when nothing is kept about them.
 pub async fn customer_data(pool: &PgPool, customer_id: &str) -> anyhow::Result<Option<Value>> {
@@ -25,10 +25,14 @@ pub async fn customer_data(pool: &PgPool, customer_id: &str) -> anyhow::Result<O
     .bind(customer_id)
     .fetch_all(&mut *tx)
     .await?;
+    let key = comments::existing_keys(&mut tx, &[customer_id]).await?;
+    let key = key.get(customer_id).map(Vec::as_slice);
     let mut events = Vec::with_capacity(ledger_rows.len());
     for (body, source, received_at) in ledger_rows {
+        let mut event = ledger::decode(&body)?;
+        comments::open_event(&mut event, key);
         events.push(json!({
-            "event": ledger::decode(&body)?,
+            "event": event,
             "source": source,
             "received_at": received_at,
         }));

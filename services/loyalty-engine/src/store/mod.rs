@@ -16,6 +16,7 @@
 
 pub mod audit;
 pub mod clock;
+pub mod comments;
 pub mod customers;
 pub mod dead_letters;
 pub mod erasure;

@@ -200,6 +200,18 @@ pub async fn page_with_points(
             json!({ "ce_id": ce_id, "ce_type": ce_type, "effective_at": at, "data": payload }),
         );
     }
+    // Survey comments are stored sealed: opened with the customer's key.
+    let key = if items
+        .iter()
+        .any(|i| matches!(i, Item::Event(_, _, kind, _) if kind == "survey"))
+    {
+        let mut conn = pool.acquire().await?;
+        super::comments::existing_keys(&mut conn, &[customer_id])
+            .await?
+            .remove(customer_id)
+    } else {
+        None
+    };
     let mut out = Vec::with_capacity(items.len());
     for item in items {
         out.push(match item {
@@ -208,7 +220,11 @@ pub async fn page_with_points(
                 "at": at,
                 "event_id": event_id,
                 "kind": kind,
-                "event": serde_json::to_value(ledger::decode(&body)?)?,
+                "event": serde_json::to_value({
+                    let mut event = ledger::decode(&body)?;
+                    super::comments::open_event(&mut event, key.as_deref());
+                    event
+                })?,
                 "outputs": by_event.remove(&event_id).unwrap_or_default(),
                 "points": points_by_event.remove(&event_id).unwrap_or_default(),
             }),
