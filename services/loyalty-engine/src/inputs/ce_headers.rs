@@ -14,6 +14,9 @@ pub struct CeHeaders {
 /// The prefix of a CloudEvents attribute in Kafka binary mode.
 pub const CE_PREFIX: &str = "ce_";
 
+/// The buffer's size at the first header kept.
+const FIRST_CAPACITY: usize = 256;
+
 impl CeHeaders {
     /// Keeps `name: value` if `name` is a `ce_*` header with a value; ignores anything else
     /// (and a name or value too long for the packing, which no Kafka header is in practice).
@@ -26,6 +29,11 @@ impl CeHeaders {
         else {
             return;
         };
+        // One allocation for a message's usual few attributes (about 150 bytes).
+        let needed = 6 + name.len() + value.len();
+        if self.packed.capacity() == 0 {
+            self.packed.reserve(needed.max(FIRST_CAPACITY));
+        }
         self.packed.extend_from_slice(&name_len.to_be_bytes());
         self.packed.extend_from_slice(name.as_bytes());
         self.packed.extend_from_slice(&value_len.to_be_bytes());
