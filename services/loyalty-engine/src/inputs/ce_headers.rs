@@ -99,6 +99,18 @@ mod tests {
     }
 
     #[test]
+    fn a_messages_usual_attributes_take_one_allocation() {
+        let mut h = CeHeaders::default();
+        h.keep("ce_specversion", Some(b"1.0"));
+        h.keep("ce_id", Some(b"7d3c1f0e-6a47-4a55-9d5a-3c7f7b2f1e01"));
+        h.keep("ce_type", Some(b"kizuna.v1.Purchase"));
+        h.keep("ce_source", Some(b"shop/pos-7"));
+        h.keep("ce_time", Some(b"2026-12-01T09:00:00.123Z"));
+        assert_eq!(h.packed.capacity(), FIRST_CAPACITY);
+        assert_eq!(h.iter().count(), 5);
+    }
+
+    #[test]
     fn no_ce_headers_allocate_nothing() {
         let mut h = CeHeaders::default();
         h.keep("content-type", Some(b"application/json"));
