@@ -199,13 +199,13 @@ DEAD_LETTER_HEADERS = {
         "kizuna-dlq-offset": {"type": "string"},
         "kizuna-dlq-time": {"type": "string", "format": "date-time"},
         "ce_specversion": {"type": "string", "const": "1.0"},
+        "ce_type": {"type": "string", "const": "kizuna.v1.DeadLetter"},
+        "ce_source": {"type": "string", "const": "kizuna/loyalty-engine"},
         "ce_id": {
             "type": "string",
             "format": "uuid",
             "description": "Deterministic from the input's topic, partition and offset.",
         },
-        "ce_type": {"type": "string", "const": "kizuna.v1.DeadLetter"},
-        "ce_source": {"type": "string", "const": "kizuna/loyalty-engine"},
         "ce_time": {
             "type": "string",
             "format": "date-time",
