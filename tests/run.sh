@@ -40,6 +40,9 @@ cargo fmt --all --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --locked --all-targets -- -D warnings
 
+step "supply chain: cargo deny (licences, bans, sources; advisories if fetchable), cargo machete (tests/supply-chain.sh)"
+"$repo/tests/supply-chain.sh"
+
 step "unit and property tests"
 cargo test --locked --workspace --exclude kizuna-e2e
 

@@ -4,8 +4,9 @@
 # Python 3 (broker readiness probe, the tests' webhook receiver), Rust (rustup) when cargo is
 # missing, and a virtualenv ($KIZUNA_CACHE_DIR/venv-receivers) with the Standard Webhooks
 # reference library (PyPI standardwebhooks, pinned in tests/receivers/requirements.txt) that the
-# webhook tests' receiver verifies every signature with, and one ($KIZUNA_CACHE_DIR/venv-contracts)
-# with openapi-spec-validator (pinned in tests/contracts/requirements.txt) for
+# webhook tests' receiver verifies every signature with, and the CloudEvents SDK (PyPI
+# cloudevents, same file) that the end-to-end suite parses every dead letter with; one
+# ($KIZUNA_CACHE_DIR/venv-contracts) with openapi-spec-validator (pinned in tests/contracts/requirements.txt) for
 # tests/contracts/check.sh. For the console's browser tests:
 # Debian's Chromium with the Noto CJK fonts (Japanese pages), Node.js/npm, a virtualenv
 # ($KIZUNA_CACHE_DIR/venv-console) with Playwright for Python (it drives /usr/bin/chromium; its
@@ -38,8 +39,9 @@ if ! command -v cargo >/dev/null 2>&1; then
   fi
 fi
 
-# The webhook receiver's virtualenv, made with Debian's python3 (not a pyenv shim) so it is the
-# same on every machine; reinstalled only when the pinned requirements change.
+# The virtualenv of the webhook receiver and of the dead letters' CloudEvents check, made with
+# Debian's python3 (not a pyenv shim) so it is the same on every machine; reinstalled only when
+# the pinned requirements change.
 requirements="$KIZUNA_LOCAL_DIR/../../tests/receivers/requirements.txt"
 venv="$KIZUNA_CACHE_DIR/venv-receivers"
 if [[ -f "$requirements" ]] && ! cmp -s "$requirements" "$venv/requirements.txt" 2>/dev/null; then

@@ -55,4 +55,6 @@ pub mod ce_type {
     pub const CUSTOMER_ERASED: &str = "kizuna.v1.CustomerErased";
     /// Webhook delivery stopped for a subscription (topic `kizuna.webhooks`).
     pub const WEBHOOK_SUBSCRIPTION_DISABLED: &str = "kizuna.v1.WebhookSubscriptionDisabled";
+    /// An input the engine refused, raw bytes unchanged (topic `kizuna.dead-letter`).
+    pub const DEAD_LETTER: &str = "kizuna.v1.DeadLetter";
 }

@@ -182,7 +182,11 @@ DEAD_LETTER_HEADERS = {
         "kizuna-dlq-partition",
         "kizuna-dlq-offset",
         "kizuna-dlq-time",
+        "ce_specversion",
         "ce_id",
+        "ce_type",
+        "ce_source",
+        "ce_time",
     ],
     "properties": {
         "kizuna-dlq-reason": {
@@ -194,14 +198,36 @@ DEAD_LETTER_HEADERS = {
         "kizuna-dlq-partition": {"type": "string"},
         "kizuna-dlq-offset": {"type": "string"},
         "kizuna-dlq-time": {"type": "string", "format": "date-time"},
+        "ce_specversion": {"type": "string", "const": "1.0"},
+        "ce_type": {"type": "string", "const": "kizuna.v1.DeadLetter"},
+        "ce_source": {"type": "string", "const": "kizuna/loyalty-engine"},
         "ce_id": {
             "type": "string",
             "format": "uuid",
             "description": "Deterministic from the input's topic, partition and offset.",
         },
+        "ce_time": {
+            "type": "string",
+            "format": "date-time",
+            "description": "When it was dead-lettered (engine time), as kizuna-dlq-time.",
+        },
+        "ce_subject": {
+            "type": "string",
+            "description": "The input's key (the customer id), when it had one and it is UTF-8.",
+        },
         "content-type": {
             "type": "string",
-            "description": "The input's own content-type, when it had one.",
+            "description": "The input's own content-type (the CloudEvent's datacontenttype), when it had one, it is UTF-8 and it is not an application/cloudevents type.",
+        },
+        "kizuna-dlq-content-type": {
+            "type": "string",
+            "description": "The input's content-type when it was an application/cloudevents type (structured mode), kept here so that the dead letter stays a binary-mode CloudEvent.",
+        },
+    },
+    "patternProperties": {
+        "^ce_original[a-z0-9]+$": {
+            "type": "string",
+            "description": "The input's own ce_* headers as CloudEvents extensions: ce_ + original + the attribute name lowercased, with anything but a-z0-9 dropped (ce_id becomes ce_originalid, ce_type ce_originaltype, ce_Shop_Region ce_originalshopregion). Values that are not UTF-8 are left out.",
         },
     },
 }
@@ -270,7 +296,7 @@ def document(descriptor):
         "DeadLetter": {
             "name": "DeadLetter",
             "title": "Dead letter",
-            "summary": "An input the engine could not accept: its raw bytes, unchanged, with headers naming why and where it came from.",
+            "summary": "An input the engine could not accept: its raw bytes, unchanged, with headers naming why and where it came from. A CloudEvent in Kafka binary mode (ce_type kizuna.v1.DeadLetter); the input's own ce_* headers are kept as ce_original* extensions.",
             "contentType": "application/octet-stream",
             "headers": DEAD_LETTER_HEADERS,
             "payload": {"type": "string", "description": "The input's raw bytes."},

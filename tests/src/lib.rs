@@ -28,6 +28,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub mod brokers;
+pub mod cloudevents;
 pub mod guarantees;
 pub mod logs;
 pub mod webhooks;
@@ -281,6 +282,9 @@ pub struct Received {
     pub key: Option<String>,
     pub payload: Vec<u8>,
     pub headers: HashMap<String, String>,
+    /// Every header with a value, as it came and in order (duplicates and non-UTF-8 values
+    /// included).
+    pub raw_headers: Vec<(String, Vec<u8>)>,
     pub partition: i32,
     pub offset: i64,
 }
@@ -321,10 +325,19 @@ fn received_message(msg: &rdkafka::message::BorrowedMessage<'_>) -> Received {
                 .collect()
         })
         .unwrap_or_default();
+    let raw_headers = msg
+        .headers()
+        .map(|hs| {
+            hs.iter()
+                .filter_map(|h| Some((h.key.to_owned(), h.value?.to_vec())))
+                .collect()
+        })
+        .unwrap_or_default();
     Received {
         key: msg.key().map(|k| String::from_utf8_lossy(k).into_owned()),
         payload: msg.payload().unwrap_or_default().to_vec(),
         headers,
+        raw_headers,
         partition: msg.partition(),
         offset: msg.offset(),
     }

@@ -19,7 +19,7 @@ use crate::{TestEnv, TestProducer, wait_for};
 
 /// The Python with the reference library: `KIZUNA_TEST_RECEIVER_PYTHON`, or the virtualenv
 /// deploy/local/prereqs.sh makes in `$KIZUNA_CACHE_DIR/venv-receivers`.
-fn receiver_python() -> String {
+pub(crate) fn receiver_python() -> String {
     std::env::var("KIZUNA_TEST_RECEIVER_PYTHON").unwrap_or_else(|_| {
         let cache =
             std::env::var("KIZUNA_CACHE_DIR").unwrap_or_else(|_| "/var/cache/kizuna".into());

@@ -10,6 +10,7 @@ use chrono::Utc;
 
 use crate::domain::rejection::Rejection;
 use crate::engine::batch::{Content, Incoming, Processor, Raw};
+use crate::inputs::ce_headers::CeHeaders;
 use crate::inputs::decode::decode_input_line;
 use crate::inputs::validate::{Limits, validate};
 use crate::partitioner::partition_for;
@@ -68,6 +69,7 @@ pub async fn run(
                     key: None,
                     payload: line.into_bytes(),
                     content_type: Some(b"application/json".to_vec()),
+                    ce_headers: CeHeaders::default(),
                 },
                 content: Content::Event(Box::new(event)),
             }),

@@ -13,6 +13,7 @@ use crate::engine::Core;
 use crate::engine::apply::apply_events;
 use crate::engine::outputs::{self, Origin};
 use crate::engine::write::{self, Evaluated};
+use crate::inputs::ce_headers::CeHeaders;
 use crate::metrics::{Outcome, Stages};
 use crate::partitioner::partition_for;
 use crate::store::ledger::LedgerRow;
@@ -30,12 +31,14 @@ pub struct Incoming {
     pub content: Content,
 }
 
-/// A message as it came: key, payload and content type.
+/// A message as it came: key, payload, content type and `ce_*` headers.
 #[derive(Debug, Clone, Default)]
 pub struct Raw {
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
     pub content_type: Option<Vec<u8>>,
+    /// Its `ce_*` headers, carried as extensions by its dead letter.
+    pub ce_headers: CeHeaders,
 }
 
 #[derive(Debug, Clone)]
@@ -294,6 +297,7 @@ fn dead_letter(
         offset: m.offset,
         key: m.raw.key.as_deref(),
         content_type: m.raw.content_type.as_deref(),
+        ce_headers: &m.raw.ce_headers,
     };
     core.metrics.dead_lettered(&m.topic, rejection.reason);
     core.metrics.consumed(&m.topic, Outcome::DeadLettered, 1);

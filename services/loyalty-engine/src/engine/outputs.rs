@@ -12,6 +12,7 @@ use crate::domain::programme::Programme;
 use crate::domain::rejection::Rejection;
 use crate::domain::segment::Segment;
 use crate::domain::tier::TierChangeKind;
+use crate::inputs::ce_headers::{CE_PREFIX, CeHeaders};
 use crate::store::outbox::OutboxMessage;
 
 /// `ce_source` of every output.
@@ -419,12 +420,26 @@ pub struct Origin<'a> {
     pub offset: i64,
     pub key: Option<&'a [u8]>,
     pub content_type: Option<&'a [u8]>,
+    /// The message's own `ce_*` headers.
+    pub ce_headers: &'a CeHeaders,
 }
 
 /// Header naming why a message was dead-lettered.
 pub const DLQ_REASON_HEADER: &str = "kizuna-dlq-reason";
 
-/// A dead letter: the raw bytes, unchanged, with headers naming the reason and the origin.
+/// Header keeping the input's content type when it cannot be the dead letter's `content-type`
+/// (a CloudEvents structured-mode type, `application/cloudevents…`, would make subscribers
+/// read the raw bytes as the envelope).
+pub const DLQ_CONTENT_TYPE_HEADER: &str = "kizuna-dlq-content-type";
+
+/// Prefix of the extension attributes that carry the input's own `ce_*` headers on its dead
+/// letter: `ce_id` becomes `ce_originalid`, `ce_type` `ce_originaltype`, `ce_traceparent`
+/// `ce_originaltraceparent`.
+pub const DLQ_EXTENSION_PREFIX: &str = "original";
+
+/// A dead letter: the raw bytes, unchanged, with headers naming the reason and the origin; a
+/// CloudEvent in Kafka binary mode (`ce_type` `kizuna.v1.DeadLetter`, `ce_subject` the key when
+/// it is text), the input's own `ce_*` headers kept as `ce_original*` extensions.
 pub fn dead_letter(
     origin: &Origin<'_>,
     payload: &[u8],
@@ -432,6 +447,12 @@ pub fn dead_letter(
     dead_letter_topic: &str,
     now: DateTime<Utc>,
 ) -> OutboxMessage {
+    let time = now.to_rfc3339_opts(SecondsFormat::Millis, true);
+    let name = format!(
+        "dead-letter|{}|{}|{}",
+        origin.topic, origin.partition, origin.offset
+    );
+    let ce_id = uuid::Uuid::new_v5(&CE_ID_NAMESPACE, name.as_bytes()).to_string();
     let mut headers = vec![
         (
             DLQ_REASON_HEADER.to_owned(),
@@ -453,21 +474,42 @@ pub fn dead_letter(
             "kizuna-dlq-offset".to_owned(),
             origin.offset.to_string().into_bytes(),
         ),
+        ("kizuna-dlq-time".to_owned(), time.clone().into_bytes()),
+        ("ce_specversion".to_owned(), b"1.0".to_vec()),
+        ("ce_id".to_owned(), ce_id.as_bytes().to_vec()),
         (
-            "kizuna-dlq-time".to_owned(),
-            now.to_rfc3339_opts(SecondsFormat::Millis, true)
-                .into_bytes(),
+            "ce_type".to_owned(),
+            ce_type::DEAD_LETTER.as_bytes().to_vec(),
         ),
+        ("ce_source".to_owned(), CE_SOURCE.as_bytes().to_vec()),
+        ("ce_time".to_owned(), time.into_bytes()),
     ];
-    if let Some(ct) = origin.content_type {
-        headers.push(("content-type".to_owned(), ct.to_vec()));
+    if let Some(subject) = origin
+        .key
+        .and_then(|k| std::str::from_utf8(k).ok())
+        .filter(|k| !k.is_empty())
+    {
+        headers.push(("ce_subject".to_owned(), subject.as_bytes().to_vec()));
     }
-    let name = format!(
-        "dead-letter|{}|{}|{}",
-        origin.topic, origin.partition, origin.offset
-    );
-    let ce_id = uuid::Uuid::new_v5(&CE_ID_NAMESPACE, name.as_bytes()).to_string();
-    headers.push(("ce_id".to_owned(), ce_id.as_bytes().to_vec()));
+    // The input's content type is the data's (`datacontenttype`) when it is text and not a
+    // CloudEvents envelope type; a content type that is not UTF-8 is dropped (CloudEvents
+    // attributes are strings; the reason says so).
+    if let Some(ct) = origin
+        .content_type
+        .and_then(|ct| std::str::from_utf8(ct).ok())
+    {
+        let name = if ct
+            .trim_start()
+            .to_ascii_lowercase()
+            .starts_with("application/cloudevents")
+        {
+            DLQ_CONTENT_TYPE_HEADER
+        } else {
+            "content-type"
+        };
+        headers.push((name.to_owned(), ct.as_bytes().to_vec()));
+    }
+    headers.extend(original_extensions(origin.ce_headers));
     OutboxMessage {
         ce_id,
         partition: origin.partition,
@@ -477,6 +519,31 @@ pub fn dead_letter(
         payload: payload.to_vec(),
         headers,
     }
+}
+
+/// The input's `ce_*` headers as extension attributes: `ce_` + `original` + the attribute name
+/// lowercased with anything but `a-z0-9` dropped (CloudEvents extension names are lowercase
+/// alphanumeric). A value that is not UTF-8, a name with nothing left, and a second header
+/// that comes to the same name are left out.
+fn original_extensions(ce_headers: &CeHeaders) -> Vec<(String, Vec<u8>)> {
+    let mut kept: Vec<(String, Vec<u8>)> = Vec::new();
+    for (name, value) in ce_headers.iter() {
+        let attribute: String = name
+            .strip_prefix(CE_PREFIX)
+            .unwrap_or(name)
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
+        if attribute.is_empty() || std::str::from_utf8(value).is_err() {
+            continue;
+        }
+        let header = format!("{CE_PREFIX}{DLQ_EXTENSION_PREFIX}{attribute}");
+        if kept.iter().all(|(h, _)| *h != header) {
+            kept.push((header, value.to_vec()));
+        }
+    }
+    kept
 }
 
 fn truncate(text: &str, max: usize) -> String {
@@ -552,5 +619,97 @@ mod tests {
                 .expect("no error")
                 .is_none()
         );
+    }
+
+    fn letter(key: Option<&[u8]>, content_type: Option<&[u8]>, ce: &CeHeaders) -> OutboxMessage {
+        let origin = Origin {
+            topic: "kizuna.purchases",
+            partition: 3,
+            offset: 41,
+            key,
+            content_type,
+            ce_headers: ce,
+        };
+        let rejection = Rejection::new(
+            crate::domain::rejection::RejectReason::Unparseable,
+            "EOF while parsing",
+        );
+        let now = DateTime::parse_from_rfc3339("2026-12-07T10:00:00.5Z")
+            .expect("a time")
+            .to_utc();
+        dead_letter(
+            &origin,
+            b"{\"eventId\":",
+            &rejection,
+            "kizuna.dead-letter",
+            now,
+        )
+    }
+
+    fn header<'a>(m: &'a OutboxMessage, name: &str) -> Option<&'a str> {
+        let mut found = m.headers.iter().filter(|(k, _)| k == name);
+        let (_, value) = found.next()?;
+        assert!(found.next().is_none(), "{name} twice");
+        Some(std::str::from_utf8(value).expect("UTF-8"))
+    }
+
+    #[test]
+    fn a_dead_letter_is_a_cloudevent_with_the_inputs_attributes_as_extensions() {
+        let mut ce = CeHeaders::default();
+        ce.keep("ce_specversion", Some(b"1.0"));
+        ce.keep("ce_id", Some(b"evt-9"));
+        ce.keep("ce_type", Some(b"kizuna.v1.Purchase"));
+        ce.keep("ce_source", Some(b"shop/pos"));
+        ce.keep("ce_Trace_Parent", Some(b"00-4bf92f"));
+        ce.keep("ce_traceparent", Some(b"a second one"));
+        ce.keep("ce_bytes", Some(&[0xff, 0xfe]));
+        ce.keep("ce__", Some(b"no name left"));
+        let m = letter(Some(b"cust-7"), Some(b"application/json"), &ce);
+        assert_eq!(header(&m, "ce_specversion"), Some("1.0"));
+        assert_eq!(header(&m, "ce_type"), Some("kizuna.v1.DeadLetter"));
+        assert_eq!(header(&m, "ce_source"), Some(CE_SOURCE));
+        assert_eq!(header(&m, "ce_id"), Some(m.ce_id.as_str()));
+        assert_eq!(header(&m, "ce_time"), Some("2026-12-07T10:00:00.500Z"));
+        assert_eq!(
+            header(&m, "kizuna-dlq-time"),
+            Some("2026-12-07T10:00:00.500Z")
+        );
+        assert_eq!(header(&m, "ce_subject"), Some("cust-7"));
+        assert_eq!(header(&m, "content-type"), Some("application/json"));
+        assert_eq!(header(&m, "kizuna-dlq-reason"), Some("unparseable"));
+        assert_eq!(header(&m, "ce_originalspecversion"), Some("1.0"));
+        assert_eq!(header(&m, "ce_originalid"), Some("evt-9"));
+        assert_eq!(header(&m, "ce_originaltype"), Some("kizuna.v1.Purchase"));
+        assert_eq!(header(&m, "ce_originalsource"), Some("shop/pos"));
+        assert_eq!(
+            header(&m, "ce_originaltraceparent"),
+            Some("00-4bf92f"),
+            "the first one"
+        );
+        assert_eq!(header(&m, "ce_originalbytes"), None, "not UTF-8");
+        assert_eq!(header(&m, "ce_original"), None, "nothing left of the name");
+        assert_eq!(m.payload, b"{\"eventId\":");
+        assert_eq!(m.key.as_deref(), Some(b"cust-7".as_slice()));
+        // The same input always gets the same id.
+        assert_eq!(m.ce_id, letter(None, None, &CeHeaders::default()).ce_id);
+    }
+
+    #[test]
+    fn a_dead_letter_without_a_text_key_has_no_subject_and_an_envelope_type_is_set_aside() {
+        let none = CeHeaders::default();
+        let m = letter(None, Some(b"application/cloudevents+json"), &none);
+        assert_eq!(header(&m, "ce_subject"), None);
+        assert_eq!(header(&m, "content-type"), None);
+        assert_eq!(
+            header(&m, DLQ_CONTENT_TYPE_HEADER),
+            Some("application/cloudevents+json")
+        );
+        let m = letter(Some(&[0xff, 0x01]), Some(&[0xc3, 0x28]), &none);
+        assert_eq!(header(&m, "ce_subject"), None);
+        assert_eq!(header(&m, "content-type"), None);
+        assert_eq!(header(&m, DLQ_CONTENT_TYPE_HEADER), None);
+        assert!(!m.headers.iter().any(|(k, _)| k.starts_with("ce_original")));
+        let m = letter(Some(b""), None, &none);
+        assert_eq!(header(&m, "ce_subject"), None, "an empty key is no subject");
     }
 }

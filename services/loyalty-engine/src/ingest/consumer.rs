@@ -92,6 +92,7 @@ impl Decoder {
                 key: msg.key,
                 payload: msg.payload.unwrap_or_default(),
                 content_type: msg.content_type,
+                ce_headers: msg.ce_headers,
             },
             content,
         }

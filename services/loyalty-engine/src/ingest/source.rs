@@ -10,6 +10,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::rebalance::IngestContext;
+use crate::inputs::ce_headers::CeHeaders;
 
 /// A consumed message, owned.
 #[derive(Debug, Clone, Default)]
@@ -25,6 +26,8 @@ pub struct RawMessage {
     pub schema: Option<Vec<u8>>,
     /// The broker's (or producer's) timestamp, milliseconds since the epoch.
     pub timestamp_ms: Option<i64>,
+    /// Its `ce_*` headers (`ce_type` included), kept for a dead letter.
+    pub ce_headers: CeHeaders,
 }
 
 /// A stream of messages with a place to mirror offsets to.
@@ -71,6 +74,7 @@ impl Source for KafkaSource {
                     "ce_type" | "kizuna-schema" => raw.schema = h.value.map(<[u8]>::to_vec),
                     _ => {}
                 }
+                raw.ce_headers.keep(h.key, h.value);
             }
         }
         Ok(raw)

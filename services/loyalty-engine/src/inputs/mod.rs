@@ -4,6 +4,7 @@
 //! backfill, the dry-run API and the gateway. Pure: fetching a registered schema is
 //! `crate::registry`'s job.
 
+pub mod ce_headers;
 pub mod decode;
 pub mod frame;
 pub mod validate;
