@@ -180,6 +180,9 @@ stop() {
   record_broker ''
 }
 
+# kafka-secure.sh sources this file for find_java, fetch_jars and the install paths.
+[[ "${BASH_SOURCE[0]}" == "$0" ]] || return 0
+
 acquire_lock
 ensure_dirs
 case "${1:-start}" in
