@@ -34,10 +34,10 @@ pub mod secured;
 pub mod webhooks;
 
 pub use brokers::Broker;
-pub use secured::SecuredKafka;
 /// The engine as a child process, and the `/metrics` parser: see `kizuna-testkit`.
 pub use kizuna_testkit::process;
 pub use kizuna_testkit::wait_for;
+pub use secured::SecuredKafka;
 
 pub fn admin_database_url() -> String {
     std::env::var("KIZUNA_TEST_DATABASE_URL")

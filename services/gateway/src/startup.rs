@@ -43,7 +43,11 @@ impl Gateway {
         // them; a broker that is merely unreachable is a readiness matter (`/readyz`, 503s).
         let kafka = engine.kafka.clone();
         let probe = tokio::task::spawn_blocking(move || {
-            kizuna::kafka::probe_brokers(&kafka, BROKER_PROBE_TIMEOUT)
+            kizuna::kafka::probe_brokers(
+                &kafka,
+                BROKER_PROBE_TIMEOUT,
+                kizuna::kafka::WhenDown::Return,
+            )
         })
         .await
         .context("the broker probe panicked")??;

@@ -195,7 +195,12 @@ pub enum Reach {
 /// not match, a protocol mismatch): waiting does not mend those, and librdkafka would otherwise
 /// retry them quietly forever. Any other failure to reach a broker is [`Reach::Unreachable`]; the
 /// caller decides whether that is fatal (the engine) or a readiness matter (the gateway).
-pub fn probe_brokers(settings: &KafkaSettings, timeout: Duration) -> anyhow::Result<Reach> {
+/// `when_down` says whether "all brokers down" ends the probe at once or it waits on.
+pub fn probe_brokers(
+    settings: &KafkaSettings,
+    timeout: Duration,
+    when_down: WhenDown,
+) -> anyhow::Result<Reach> {
     let producer: BaseProducer<Probe> = base_config(settings)
         .set("client.id", format!("{}-startup-probe", settings.client_id))
         .create_with_context(Probe::default())
@@ -216,7 +221,9 @@ pub fn probe_brokers(settings: &KafkaSettings, timeout: Duration) -> anyhow::Res
             Ok(_) => "the metadata listed no broker".to_owned(),
             Err(e) => producer.context().transport().unwrap_or(e.to_string()),
         };
-        if std::time::Instant::now() >= deadline {
+        let all_down = when_down == WhenDown::Return && producer.context().all_down();
+        if all_down || std::time::Instant::now() >= deadline {
+            // The authentication or TLS error, if that is why, came before "all brokers down".
             producer.poll(Duration::from_millis(50));
             if let Some(failure) = producer.context().failure() {
                 bail!("{}", failure.describe(settings));
@@ -226,9 +233,20 @@ pub fn probe_brokers(settings: &KafkaSettings, timeout: Duration) -> anyhow::Res
     }
 }
 
-/// [`probe_brokers`], with an unreachable broker an error too: the engine's start-up check.
+/// What [`probe_brokers`] does when librdkafka reports every broker down (nothing listens, the
+/// connection was closed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenDown {
+    /// Keep trying until the timeout: a broker that is starting may answer in a moment.
+    Wait,
+    /// Return [`Reach::Unreachable`] at once.
+    Return,
+}
+
+/// [`probe_brokers`], with an unreachable broker an error too (after waiting up to `timeout`
+/// for one that is starting): the engine's start-up check.
 pub fn require_brokers(settings: &KafkaSettings, timeout: Duration) -> anyhow::Result<()> {
-    match probe_brokers(settings, timeout)? {
+    match probe_brokers(settings, timeout, WhenDown::Wait)? {
         Reach::Reached => Ok(()),
         Reach::Unreachable(why) => bail!(
             "no Kafka broker of {} answered within {}s: {why}",
@@ -245,6 +263,8 @@ struct Probe {
     failure: std::sync::Mutex<Option<Failure>>,
     /// The last transport failure (connection refused, all brokers down…).
     transport: std::sync::Mutex<Option<String>>,
+    /// librdkafka reported every broker down.
+    all_down: std::sync::atomic::AtomicBool,
 }
 
 impl Probe {
@@ -255,11 +275,20 @@ impl Probe {
     fn transport(&self) -> Option<String> {
         self.transport.lock().ok().and_then(|t| t.clone())
     }
+
+    fn all_down(&self) -> bool {
+        self.all_down.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 impl ClientContext for Probe {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        tracing::debug!(?level, fac, message = log_message, "librdkafka (start-up probe)");
+        tracing::debug!(
+            ?level,
+            fac,
+            message = log_message,
+            "librdkafka (start-up probe)"
+        );
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -278,6 +307,10 @@ impl ClientContext for Probe {
                 }
             }
             None => {
+                if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+                    self.all_down
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
                 if let Ok(mut t) = self.transport.lock() {
                     *t = Some(format!("{error}: {reason}"));
                 }
@@ -337,5 +370,47 @@ impl Failure {
                 self.reason
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    /// The default Kafka settings, pointed at a port where nothing listens.
+    fn nowhere() -> anyhow::Result<KafkaSettings> {
+        let mut kafka = crate::config::Settings::load_from(None, Some(Default::default()))?.kafka;
+        kafka.brokers = "127.0.0.1:1".into();
+        Ok(kafka)
+    }
+
+    #[test]
+    fn a_closed_port_is_unreachable_at_once_when_asked() -> anyhow::Result<()> {
+        let started = Instant::now();
+        let reach = probe_brokers(&nowhere()?, Duration::from_secs(30), WhenDown::Return)?;
+        assert!(matches!(reach, Reach::Unreachable(_)), "{reach:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "took {:?}",
+            started.elapsed()
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn the_engine_check_waits_for_a_starting_broker_then_names_it() -> anyhow::Result<()> {
+        let started = Instant::now();
+        let Err(e) = require_brokers(&nowhere()?, Duration::from_secs(2)) else {
+            anyhow::bail!("nothing listens on 127.0.0.1:1");
+        };
+        assert!(started.elapsed() >= Duration::from_secs(2));
+        let message = format!("{e:#}");
+        assert!(
+            message.contains("no Kafka broker of 127.0.0.1:1 answered within 2s"),
+            "{message}"
+        );
+        Ok(())
     }
 }

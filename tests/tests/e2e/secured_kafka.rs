@@ -45,8 +45,12 @@ async fn the_engine_and_the_gateway_work_over_sasl_ssl(_: Broker) -> anyhow::Res
     let s = Scene::start_in(env).await?;
 
     // Straight to the input topic, with the test's own SASL_SSL producer.
-    s.feed.buy("cust-sasl-1", "evt-s1", "ord-s1", 20_000).await?;
-    s.feed.buy("cust-sasl-1", "evt-s2", "ord-s2", 15_000).await?;
+    s.feed
+        .buy("cust-sasl-1", "evt-s1", "ord-s1", 20_000)
+        .await?;
+    s.feed
+        .buy("cust-sasl-1", "evt-s2", "ord-s2", 15_000)
+        .await?;
 
     // Through the gateway: it produces over SASL_SSL too, and answers only after the broker
     // acknowledged.
@@ -65,7 +69,11 @@ async fn the_engine_and_the_gateway_work_over_sasl_ssl(_: Broker) -> anyhow::Res
         .send()
         .await?
         .status();
-    assert_eq!(ready.as_u16(), 200, "the gateway reaches the secured broker");
+    assert_eq!(
+        ready.as_u16(),
+        200,
+        "the gateway reaches the secured broker"
+    );
     let lines = [
         json!({"purchase": purchase("evt-g1", "cust-sasl-2", "ord-g1", 18_000)}),
         json!({"purchase": purchase("evt-g2", "cust-sasl-2", "ord-g2", 17_000)}),
@@ -142,7 +150,10 @@ async fn a_wrong_password_stops_start_up_with_a_clear_message(_: Broker) -> anyh
     assert!(stderr.contains(&expected), "{expected:?} in: {stderr}");
     assert!(stderr.contains("sasl.mechanism=SCRAM-SHA-512"), "{stderr}");
     assert!(stderr.contains("sasl.username=kizuna"), "{stderr}");
-    assert!(!stderr.contains(wrong), "the password is never printed: {stderr}");
+    assert!(
+        !stderr.contains(wrong),
+        "the password is never printed: {stderr}"
+    );
 
     // The gateway, which stays up when a broker is merely unreachable, refuses to start too.
     let mut engine = env.settings.clone();
@@ -245,14 +256,17 @@ async fn start_engine_with(
         .kill_on_drop(true);
     let started = Instant::now();
     let child = cmd.spawn().context("starting kizuna run")?;
-    let out = tokio::time::timeout(FAIL_WITHIN + Duration::from_secs(10), child.wait_with_output())
-        .await
-        .with_context(|| {
-            format!(
-                "kizuna run neither failed nor exited within {:?}: start-up hangs",
-                FAIL_WITHIN + Duration::from_secs(10)
-            )
-        })??;
+    let out = tokio::time::timeout(
+        FAIL_WITHIN + Duration::from_secs(10),
+        child.wait_with_output(),
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "kizuna run neither failed nor exited within {:?}: start-up hangs",
+            FAIL_WITHIN + Duration::from_secs(10)
+        )
+    })??;
     let took = started.elapsed();
     std::fs::remove_dir_all(&dir).ok();
     eprintln!(
