@@ -93,7 +93,10 @@ ensure_tls() {
     show_log_tail "$work/openssl.log"
     die "openssl could not make the secured Kafka's certificates (log: $work/openssl.log)"
   }
+  # Clients of any user may read the CA; the keys and the keystore stay 0600.
+  chmod 755 "$work"
   chmod 644 "$work/ca.pem" "$work/broker.pem"
+  rm -f "$work/broker.csr" "$work/broker.ext" "$work/ca.srl"
   rm -rf "$tls"
   mv "$work" "$tls"
 }
