@@ -20,7 +20,7 @@
 #                              passwords, mode 0600
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=kafka.sh
-. "$(dirname "${BASH_SOURCE[0]}")/kafka.sh" # find_java, fetch_jars, KAFKA_HOME, KAFKA_LIBS
+. "$(dirname "${BASH_SOURCE[0]}")/kafka.sh" # find_java, fetch_jars, single_node_settings, KAFKA_LIBS
 
 SECURE_PORT="${KIZUNA_KAFKA_SECURE_PORT:-9096}"
 SECURE_CONTROLLER_PORT="${KIZUNA_KAFKA_SECURE_CONTROLLER_PORT:-9097}"
@@ -134,19 +134,7 @@ ssl.truststore.location=$SECURE_TLS/ca.pem
 ssl.client.auth=none
 ssl.endpoint.identification.algorithm=https
 
-num.partitions=4
-default.replication.factor=1
-min.insync.replicas=1
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=4
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-transaction.state.log.num.partitions=4
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-group.initial.rebalance.delay.ms=0
-auto.create.topics.enable=true
-delete.topic.enable=true
+$(single_node_settings)
 EOF
   )
   mv "$SECURE_CONFIG.new" "$SECURE_CONFIG"

@@ -137,17 +137,11 @@ async fn a_wrong_password_stops_start_up_with_a_clear_message(_: Broker) -> anyh
     let mut properties = secured.properties();
     properties.push(("sasl.password".into(), wrong.into()));
 
-    let (failed, took, stderr) = start_engine_with(&env, &properties).await?;
-    assert!(failed, "the engine must not start: {stderr}");
-    assert!(
-        took < FAIL_WITHIN,
-        "failed after {took:?}, not within {FAIL_WITHIN:?}"
-    );
     let expected = format!(
         "authentication to the Kafka broker(s) {} failed",
         secured.bootstrap
     );
-    assert!(stderr.contains(&expected), "{expected:?} in: {stderr}");
+    let stderr = engine_start_fails(&env, &properties, &expected).await?;
     assert!(stderr.contains("sasl.mechanism=SCRAM-SHA-512"), "{stderr}");
     assert!(stderr.contains("sasl.username=kizuna"), "{stderr}");
     assert!(
@@ -195,30 +189,25 @@ async fn an_untrusted_certificate_stops_start_up_with_a_clear_message(
     properties.push(("ssl.ca.location".into(), public_cas.into()));
     properties.push(("sasl.password".into(), secured.password.clone()));
 
-    let (failed, took, stderr) = start_engine_with(&env, &properties).await?;
-    assert!(failed, "the engine must not start: {stderr}");
-    assert!(
-        took < FAIL_WITHIN,
-        "failed after {took:?}, not within {FAIL_WITHIN:?}"
-    );
     let expected = format!(
         "the TLS handshake with the Kafka broker(s) {} failed",
         secured.bootstrap
     );
-    assert!(stderr.contains(&expected), "{expected:?} in: {stderr}");
+    let stderr = engine_start_fails(&env, &properties, &expected).await?;
     assert!(stderr.contains(public_cas), "{stderr}");
     assert!(stderr.contains("certificate verify failed"), "{stderr}");
     env.cleanup().await
 }
 
 /// Runs `kizuna run` (the built binary) configured like `env`, with the librdkafka
-/// `properties` in a configuration file (they cannot be environment variables), until it exits
-/// or `FAIL_WITHIN` and a margin pass (then it is killed). Returns whether it failed, how long
-/// it ran, and its stderr.
-async fn start_engine_with(
+/// `properties` in a configuration file (they cannot be environment variables), and checks that
+/// it fails within `FAIL_WITHIN` with `expected` in its stderr, which it returns. A run that
+/// does not end is killed after `FAIL_WITHIN` and a margin.
+async fn engine_start_fails(
     env: &TestEnv,
     properties: &[(String, String)],
-) -> anyhow::Result<(bool, Duration, String)> {
+    expected: &str,
+) -> anyhow::Result<String> {
     let dir = std::env::temp_dir().join(format!("kizuna-secured-{}", env.id));
     std::fs::create_dir_all(&dir)?;
     let config = dir.join("kizuna.toml");
@@ -274,9 +263,12 @@ async fn start_engine_with(
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    Ok((
-        !out.status.success(),
-        took,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "the engine must not start: {stderr}");
+    assert!(
+        took < FAIL_WITHIN,
+        "failed after {took:?}, not within {FAIL_WITHIN:?}"
+    );
+    assert!(stderr.contains(expected), "{expected:?} in: {stderr}");
+    Ok(stderr)
 }
