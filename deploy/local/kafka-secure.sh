@@ -71,7 +71,6 @@ ensure_tls() {
     openssl x509 -checkend 2592000 -noout -in "$tls/ca.pem" >/dev/null; then
     return 0
   fi
-  require_cmd openssl "apt-get install openssl"
   log "secured Kafka: making a CA and a broker certificate for 127.0.0.1/localhost in $tls (openssl)"
   local work="$tls.tmp.$$"
   rm -rf "$work"
@@ -213,6 +212,7 @@ start_secure() {
   done
   java="$(find_java)"
   fetch_jars
+  command -v openssl >/dev/null 2>&1 || apt_install openssl
   ensure_credentials
   ensure_tls
   write_secure_config
