@@ -1,5 +1,6 @@
 //! Kafka clients built from the settings, and topic administration.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -201,8 +202,44 @@ pub fn probe_brokers(
     timeout: Duration,
     when_down: WhenDown,
 ) -> anyhow::Result<Reach> {
-    let producer: BaseProducer<Probe> = base_config(settings)
-        .set("client.id", format!("{}-startup-probe", settings.client_id))
+    probe_with(
+        base_config(settings),
+        &Security::of(settings),
+        timeout,
+        when_down,
+    )
+}
+
+/// The settings a failed probe names: the brokers, the security properties, which keys hold
+/// secrets (their values are never shown).
+#[derive(Debug, Clone)]
+pub struct Security {
+    pub brokers: String,
+    pub properties: BTreeMap<String, String>,
+    pub secret_keys: Vec<String>,
+}
+
+impl Security {
+    pub fn of(settings: &KafkaSettings) -> Self {
+        Self {
+            brokers: settings.brokers.clone(),
+            properties: settings.properties.clone(),
+            secret_keys: settings.secret_properties.keys().cloned().collect(),
+        }
+    }
+}
+
+/// [`probe_brokers`] for a client configured by `config` (another service's Kafka settings),
+/// its failures described with `security`.
+pub fn probe_with(
+    mut config: ClientConfig,
+    security: &Security,
+    timeout: Duration,
+    when_down: WhenDown,
+) -> anyhow::Result<Reach> {
+    let client_id = config.get("client.id").unwrap_or("kizuna").to_owned();
+    let producer: BaseProducer<Probe> = config
+        .set("client.id", format!("{client_id}-startup-probe"))
         .create_with_context(Probe::default())
         .context("creating the Kafka start-up probe (check the kafka.properties)")?;
     let deadline = std::time::Instant::now() + timeout;
@@ -210,7 +247,7 @@ pub fn probe_brokers(
         // Serves the error events: an authentication or TLS failure arrives as one.
         producer.poll(Duration::from_millis(50));
         if let Some(failure) = producer.context().failure() {
-            bail!("{}", failure.describe(settings));
+            bail!("{}", failure.describe(security));
         }
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         let answer = producer
@@ -226,7 +263,7 @@ pub fn probe_brokers(
             // The authentication or TLS error, if that is why, came before "all brokers down".
             producer.poll(Duration::from_millis(50));
             if let Some(failure) = producer.context().failure() {
-                bail!("{}", failure.describe(settings));
+                bail!("{}", failure.describe(security));
             }
             return Ok(Reach::Unreachable(last));
         }
@@ -246,11 +283,20 @@ pub enum WhenDown {
 /// [`probe_brokers`], with an unreachable broker an error too (after waiting up to `timeout`
 /// for one that is starting): the engine's start-up check.
 pub fn require_brokers(settings: &KafkaSettings, timeout: Duration) -> anyhow::Result<()> {
-    match probe_brokers(settings, timeout, WhenDown::Wait)? {
+    require_with(base_config(settings), &Security::of(settings), timeout)
+}
+
+/// [`require_brokers`] for a client configured by `config` (kizuna-webhooks' start-up check).
+pub fn require_with(
+    config: ClientConfig,
+    security: &Security,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    match probe_with(config, security, timeout, WhenDown::Wait)? {
         Reach::Reached => Ok(()),
         Reach::Unreachable(why) => bail!(
             "no Kafka broker of {} answered within {}s: {why}",
-            settings.brokers,
+            security.brokers,
             timeout.as_secs()
         ),
     }
@@ -343,10 +389,10 @@ struct Failure {
 impl Failure {
     /// The start-up error: what failed, against which brokers, with which settings (never the
     /// password), and librdkafka's reason.
-    fn describe(&self, settings: &KafkaSettings) -> String {
+    fn describe(&self, settings: &Security) -> String {
         let property = |key: &str| match settings.properties.get(key) {
             Some(value) => value.clone(),
-            None if settings.secret_properties.contains_key(key) => "(secret)".into(),
+            None if settings.secret_keys.iter().any(|k| k == key) => "(secret)".into(),
             None => "(unset)".into(),
         };
         match self.kind {

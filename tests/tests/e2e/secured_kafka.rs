@@ -2,14 +2,16 @@
 //! listener (SCRAM-SHA-512 users created when the storage was formatted, a TLS certificate
 //! signed by a CA of its own), which `deploy/local/kafka-secure.sh` starts on 127.0.0.1:9096
 //! beside the plain brokers. Events go in through the gateway and straight to the input topic,
-//! are applied, and the outputs are read back, every client over SASL_SSL. A wrong password and
-//! a CA that did not sign the broker's certificate stop the `kizuna` binary at start-up, within
-//! seconds, with a message naming what failed.
+//! are applied, and the outputs are read back, every client over SASL_SSL; kizuna-webhooks
+//! starts on it too. A wrong password and a CA that did not sign the broker's certificate stop
+//! the `kizuna` binary at start-up, within seconds, with a message naming what failed; a wrong
+//! password stops the gateway and kizuna-webhooks too.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use kizuna_e2e::webhooks::WebhooksApp;
 use kizuna_e2e::{Broker, Received, SecuredKafka, TestEnv};
 use kizuna_gateway::startup::Gateway;
 use secrecy::SecretString;
@@ -119,6 +121,11 @@ async fn the_engine_and_the_gateway_work_over_sasl_ssl(_: Broker) -> anyhow::Res
     tokio::time::timeout(Duration::from_secs(30), gw_task)
         .await
         .context("the gateway did not stop within 30 s")???;
+
+    // kizuna-webhooks starts over SASL_SSL too: its start-up check passes, it creates its topic
+    // and subscribes to the outputs.
+    let webhooks = WebhooksApp::start(kizuna_e2e::webhooks::settings(&s.env)?).await?;
+    webhooks.stop().await?;
     s.finish().await
 }
 
@@ -167,6 +174,22 @@ async fn a_wrong_password_stops_start_up_with_a_clear_message(_: Broker) -> anyh
     };
     assert!(err.contains(&expected), "{expected:?} in: {err}");
     assert!(took < FAIL_WITHIN, "the gateway failed after {took:?}");
+
+    // kizuna-webhooks, which reads the same properties from its own configuration, too.
+    let mut webhooks = kizuna_e2e::webhooks::settings(&env)?;
+    webhooks
+        .kafka
+        .secret_properties
+        .insert("sasl.password".into(), SecretString::from(wrong));
+    let started = Instant::now();
+    let err = match WebhooksApp::start(webhooks).await {
+        Ok(_) => anyhow::bail!("kizuna-webhooks started with a wrong password"),
+        Err(e) => format!("{e:#}"),
+    };
+    let took = started.elapsed();
+    assert!(err.contains(&expected), "{expected:?} in: {err}");
+    assert!(!err.contains(wrong), "the password is never printed: {err}");
+    assert!(took < FAIL_WITHIN, "kizuna-webhooks failed after {took:?}");
     env.cleanup().await
 }
 
