@@ -4,7 +4,9 @@
 # Apache Kafka on 127.0.0.1:9092, tansu on 127.0.0.1:9094). Each suite runs once; its tests
 # run on each broker from Rust (kizuna_e2e::on_each_broker!: `name::on_kafka`,
 # `name::on_tansu`), and a test a broker cannot run is listed as ignored with the reason:
-#   - the end-to-end suite and the webhook gateway suite;
+#   - the end-to-end suite and the webhook gateway suite; the suite's secured_kafka tests run
+#     the engine and the gateway on a third broker, Apache Kafka with a SASL_SSL listener
+#     (deploy/local/kafka-secure.sh, started before the suite and stopped after it);
 #   - the webhook-delivery suite: kizuna-webhooks posting to a real HTTP receiver
 #     (tests/receivers/webhook_receiver.py) that verifies every delivery with the Standard
 #     Webhooks reference library (installed by deploy/local/prereqs.sh);
@@ -60,8 +62,15 @@ while IFS='=' read -r name value; do
   case "$name" in KIZUNA_TEST_KAFKA | KIZUNA_TEST_TANSU) export "$name=$value" ;; esac
 done <<<"$settings"
 
+# The secured_kafka tests of the end-to-end suite run on a third broker: Apache Kafka with a
+# SASL_SSL listener (SCRAM-SHA-512, a CA of its own) on 127.0.0.1:9096; stopped after the suite.
+step "the secured Apache Kafka for the end-to-end suite (deploy/local/kafka-secure.sh, SASL_SSL)"
+"$local_dir/kafka-secure.sh" start >/dev/null
+trap '"$local_dir/kafka-secure.sh" stop >/dev/null 2>&1 || true' EXIT
+
 step "end-to-end suite"
 cargo test --locked -p kizuna-e2e --test e2e -- --test-threads 2
+"$local_dir/kafka-secure.sh" stop
 step "webhook gateway suite"
 cargo test --locked -p kizuna-e2e --test gateway -- --test-threads 2
 step "webhook delivery suite"

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Stop what the kizuna-stack scripts started, and nothing else:
-#   down.sh          both brokers (kafka and tansu, by pid file), the Schema
+#   down.sh          both brokers (kafka and tansu, by pid file; and the secured
+#                    Kafka of kafka-secure.sh if it runs), the Schema
 #                    Registry (registry.sh) and PostgreSQL (only if postgres.sh
 #                    started the cluster); restores the kernel writeback
 #                    settings up.sh changed
-#   down.sh broker   just the brokers (both)
+#   down.sh broker   just the brokers (all three)
 # Data stays in $KIZUNA_STATE_DIR (tansu memory storage is lost, by nature).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -20,6 +21,7 @@ acquire_lock
 ensure_dirs
 stop_pid kafka "$KAFKA_MARKER"
 stop_pid tansu "$TANSU_MARKER"
+"$KIZUNA_LOCAL_DIR/kafka-secure.sh" stop
 rm -f "$KIZUNA_STATE_DIR/broker"
 [[ "$what" == broker ]] && exit 0
 

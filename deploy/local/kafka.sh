@@ -64,6 +64,26 @@ fetch_jars() {
   log "fetched $(find "$KAFKA_LIBS" -name '*.jar' | wc -l) jars in $((SECONDS - started))s"
 }
 
+# The settings of a single-node cluster, shared with kafka-secure.sh.
+single_node_settings() {
+  cat <<'EOF'
+num.partitions=4
+default.replication.factor=1
+min.insync.replicas=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=4
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+# Lenient for local work; the Kizuna binary creates its topics explicitly anyway.
+auto.create.topics.enable=true
+delete.topic.enable=true
+EOF
+}
+
 write_config() {
   mkdir -p "$KAFKA_STATE" "$KAFKA_DATA" "$KAFKA_LOGS"
   cp "$KIZUNA_LOCAL_DIR/kafka/log4j2.properties" "$KAFKA_STATE/log4j2.properties"
@@ -81,20 +101,7 @@ controller.listener.names=CONTROLLER
 controller.quorum.bootstrap.servers=$KIZUNA_BROKER_HOST:$CONTROLLER_PORT
 log.dirs=$KAFKA_DATA
 
-num.partitions=4
-default.replication.factor=1
-min.insync.replicas=1
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=4
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-transaction.state.log.num.partitions=4
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-group.initial.rebalance.delay.ms=0
-# Lenient for local work; the Kizuna binary creates its topics explicitly anyway.
-auto.create.topics.enable=true
-delete.topic.enable=true
+$(single_node_settings)
 EOF
   mv "$KAFKA_CONFIG.new" "$KAFKA_CONFIG"
 }
@@ -179,6 +186,9 @@ stop() {
   stop_pid kafka "$KAFKA_MARKER"
   record_broker ''
 }
+
+# kafka-secure.sh sources this file for find_java, fetch_jars and the install paths.
+[[ "${BASH_SOURCE[0]}" == "$0" ]] || return 0
 
 acquire_lock
 ensure_dirs

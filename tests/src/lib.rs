@@ -31,12 +31,14 @@ pub mod brokers;
 pub mod cloudevents;
 pub mod guarantees;
 pub mod logs;
+pub mod secured;
 pub mod webhooks;
 
 pub use brokers::Broker;
 /// The engine as a child process, and the `/metrics` parser: see `kizuna-testkit`.
 pub use kizuna_testkit::process;
 pub use kizuna_testkit::wait_for;
+pub use secured::SecuredKafka;
 
 pub fn admin_database_url() -> String {
     std::env::var("KIZUNA_TEST_DATABASE_URL")
@@ -69,6 +71,21 @@ impl TestEnv {
 
     /// A fresh environment on `broker`.
     pub async fn on(broker: Broker) -> anyhow::Result<Self> {
+        Self::configured(broker, |_| {}).await
+    }
+
+    /// A fresh environment on the secured Apache Kafka (SASL_SSL): every client of it, the
+    /// engine's and the test's, connects with its credentials and CA.
+    pub async fn on_secured(secured: &SecuredKafka) -> anyhow::Result<Self> {
+        Self::configured(Broker::Kafka, |kafka| secured.apply(kafka)).await
+    }
+
+    /// A fresh environment on `broker`, its Kafka settings changed by `configure` before the
+    /// topics are created.
+    async fn configured(
+        broker: Broker,
+        configure: impl FnOnce(&mut kizuna::config::KafkaSettings),
+    ) -> anyhow::Result<Self> {
         logs::show_if_asked();
         let id = kizuna_testkit::fresh_id(12);
         let (database, database_url) = create_database(&id).await?;
@@ -90,6 +107,7 @@ impl TestEnv {
         settings.metrics.population_refresh_secs = 1;
         settings.metrics.model_refresh_secs = 1;
         settings.http.admin_token = Some(SecretString::from(format!("admin-{id}")));
+        configure(&mut settings.kafka);
         kizuna_testkit::topics::create(&settings.kafka).await?;
         Ok(Self {
             id,
@@ -119,8 +137,7 @@ impl TestEnv {
     }
 
     pub fn producer(&self) -> anyhow::Result<TestProducer> {
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &self.settings.kafka.brokers)
+        let producer: FutureProducer = client_config(&self.settings.kafka)
             .set("partitioner", "murmur2_random")
             .set("enable.idempotence", "true")
             .create()?;
@@ -129,8 +146,8 @@ impl TestEnv {
 
     /// A consumer reading every partition of `topic` from the beginning.
     pub fn reader(&self, topic: &str) -> anyhow::Result<TopicReader> {
-        TopicReader::new(
-            &self.settings.kafka.brokers,
+        TopicReader::with_config(
+            client_config(&self.settings.kafka),
             topic,
             &format!("reader-{}", self.id),
         )
@@ -148,11 +165,26 @@ impl TestEnv {
         .await?;
         // Best effort: brokers without topic deletion keep them; names are unique anyway.
         let topics = kizuna_testkit::topics::names(&self.settings.kafka.topics);
-        kizuna_testkit::topics::delete(&self.settings.kafka.brokers, &topics)
+        kizuna_testkit::topics::delete_with(client_config(&self.settings.kafka), &topics)
             .await
             .ok();
         Ok(())
     }
+}
+
+/// A client's settings for the brokers of `kafka`: the bootstrap servers and the security
+/// properties (SASL, TLS) the engine's clients use too.
+pub fn client_config(kafka: &kizuna::config::KafkaSettings) -> ClientConfig {
+    use secrecy::ExposeSecret;
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &kafka.brokers);
+    for (k, v) in &kafka.properties {
+        config.set(k, v);
+    }
+    for (k, v) in &kafka.secret_properties {
+        config.set(k, v.expose_secret());
+    }
+    config
 }
 
 /// A running engine.
@@ -347,8 +379,18 @@ impl TopicReader {
     /// A reader of every partition of `topic` from the beginning, in a consumer group of its
     /// own (`<group_prefix>-<uuid>`).
     pub fn new(brokers: &str, topic: &str, group_prefix: &str) -> anyhow::Result<TopicReader> {
-        let consumer: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", brokers);
+        Self::with_config(config, topic, group_prefix)
+    }
+
+    /// [`TopicReader::new`] with the client settings `config` (brokers, security properties).
+    pub fn with_config(
+        mut config: ClientConfig,
+        topic: &str,
+        group_prefix: &str,
+    ) -> anyhow::Result<TopicReader> {
+        let consumer: StreamConsumer = config
             .set(
                 "group.id",
                 format!("{group_prefix}-{}", uuid::Uuid::new_v4()),

@@ -173,6 +173,9 @@ pub fn settings(env: &TestEnv) -> anyhow::Result<kizuna_webhooks::config::Settin
     let mut s = kizuna_webhooks::config::Settings::load(None)?;
     let topics = &env.settings.kafka.topics;
     s.kafka.brokers = env.settings.kafka.brokers.clone();
+    // The same security settings (SASL, TLS) as the engine's.
+    s.kafka.properties = env.settings.kafka.properties.clone();
+    s.kafka.secret_properties = env.settings.kafka.secret_properties.clone();
     s.kafka.group_id = format!("kizuna-webhooks-test-{}", env.id);
     s.kafka.session_timeout_ms = 6_000;
     s.kafka.topics.tier_changed = topics.tier_changed.clone();

@@ -13,6 +13,9 @@ use crate::metrics::Metrics;
 use crate::produce::Producer;
 use crate::routes::{AppState, router};
 
+/// How long start-up waits for a broker to answer before it starts anyway (not ready).
+const BROKER_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A running gateway.
 #[derive(Debug)]
 pub struct Gateway {
@@ -36,6 +39,25 @@ impl Gateway {
         let mapping = Mapping::load(settings.mapping_file.as_deref())?;
         let programme = engine.load_programme()?;
         let limits = kizuna::inputs::validate::Limits::new(&engine, &programme);
+        // Wrong credentials or an untrusted certificate stop start-up with a message naming
+        // them; a broker that is merely unreachable is a readiness matter (`/readyz`, 503s).
+        let kafka = engine.kafka.clone();
+        let probe = tokio::task::spawn_blocking(move || {
+            kizuna::kafka::probe_brokers(
+                &kafka,
+                BROKER_PROBE_TIMEOUT,
+                kizuna::kafka::WhenDown::Return,
+            )
+        })
+        .await
+        .context("the broker probe panicked")??;
+        if let kizuna::kafka::Reach::Unreachable(why) = probe {
+            tracing::warn!(
+                brokers = %engine.kafka.brokers,
+                reason = %why,
+                "no Kafka broker answered at start-up; not ready until one does"
+            );
+        }
         let producer = Producer::new(&engine.kafka, &settings.kafka)?;
         let metrics = Metrics::new();
         let listener = TcpListener::bind(settings.http.bind)

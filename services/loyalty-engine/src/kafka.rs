@@ -1,13 +1,16 @@
 //! Kafka clients built from the settings, and topic administration.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{Client, ClientContext, DefaultClientContext};
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::FutureProducer;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, DeliveryResult, FutureProducer, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use secrecy::ExposeSecret;
 
@@ -173,4 +176,287 @@ pub fn check_input_partitions(settings: &KafkaSettings) -> anyhow::Result<i32> {
         );
     }
     Ok(i32::try_from(first).unwrap_or(i32::MAX))
+}
+
+/// What [`probe_brokers`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reach {
+    /// A broker answered a metadata request over the configured security settings.
+    Reached,
+    /// No broker answered within the time given, for a reason that may pass (nothing listens,
+    /// a network failure): librdkafka's last word on it.
+    Unreachable(String),
+}
+
+/// Connects to the brokers as every client of `settings` does (same `security.protocol`, SASL
+/// and TLS settings) and asks for the cluster's metadata, for at most `timeout`.
+///
+/// Fails at once, with a message naming what failed, when the broker refuses the credentials
+/// (SASL authentication) or the TLS handshake fails (a certificate not trusted, a name that does
+/// not match, a protocol mismatch): waiting does not mend those, and librdkafka would otherwise
+/// retry them quietly forever. Any other failure to reach a broker is [`Reach::Unreachable`]; the
+/// caller decides whether that is fatal (the engine) or a readiness matter (the gateway).
+/// `when_down` says whether "all brokers down" ends the probe at once or it waits on.
+pub fn probe_brokers(
+    settings: &KafkaSettings,
+    timeout: Duration,
+    when_down: WhenDown,
+) -> anyhow::Result<Reach> {
+    probe_with(
+        base_config(settings),
+        &Security::of(settings),
+        timeout,
+        when_down,
+    )
+}
+
+/// The settings a failed probe names: the brokers, the security properties, which keys hold
+/// secrets (their values are never shown).
+#[derive(Debug, Clone)]
+pub struct Security {
+    pub brokers: String,
+    pub properties: BTreeMap<String, String>,
+    pub secret_keys: Vec<String>,
+}
+
+impl Security {
+    pub fn of(settings: &KafkaSettings) -> Self {
+        Self {
+            brokers: settings.brokers.clone(),
+            properties: settings.properties.clone(),
+            secret_keys: settings.secret_properties.keys().cloned().collect(),
+        }
+    }
+}
+
+/// [`probe_brokers`] for a client configured by `config` (another service's Kafka settings),
+/// its failures described with `security`.
+pub fn probe_with(
+    mut config: ClientConfig,
+    security: &Security,
+    timeout: Duration,
+    when_down: WhenDown,
+) -> anyhow::Result<Reach> {
+    let client_id = config.get("client.id").unwrap_or("kizuna").to_owned();
+    let producer: BaseProducer<Probe> = config
+        .set("client.id", format!("{client_id}-startup-probe"))
+        .create_with_context(Probe::default())
+        .context("creating the Kafka start-up probe (check the kafka.properties)")?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        // Serves the error events: an authentication or TLS failure arrives as one.
+        producer.poll(Duration::from_millis(50));
+        if let Some(failure) = producer.context().failure() {
+            bail!("{}", failure.describe(security));
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let answer = producer
+            .client()
+            .fetch_metadata(None, left.min(Duration::from_millis(500)));
+        let last = match answer {
+            Ok(md) if !md.brokers().is_empty() => return Ok(Reach::Reached),
+            Ok(_) => "the metadata listed no broker".to_owned(),
+            Err(e) => producer.context().transport().unwrap_or(e.to_string()),
+        };
+        let all_down = when_down == WhenDown::Return && producer.context().all_down();
+        if all_down || std::time::Instant::now() >= deadline {
+            // The authentication or TLS error, if that is why, came before "all brokers down".
+            producer.poll(Duration::from_millis(50));
+            if let Some(failure) = producer.context().failure() {
+                bail!("{}", failure.describe(security));
+            }
+            return Ok(Reach::Unreachable(last));
+        }
+    }
+}
+
+/// What [`probe_brokers`] does when librdkafka reports every broker down (nothing listens, the
+/// connection was closed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenDown {
+    /// Keep trying until the timeout: a broker that is starting may answer in a moment.
+    Wait,
+    /// Return [`Reach::Unreachable`] at once.
+    Return,
+}
+
+/// [`probe_brokers`], with an unreachable broker an error too (after waiting up to `timeout`
+/// for one that is starting): the engine's start-up check.
+pub fn require_brokers(settings: &KafkaSettings, timeout: Duration) -> anyhow::Result<()> {
+    require_with(base_config(settings), &Security::of(settings), timeout)
+}
+
+/// [`require_brokers`] for a client configured by `config` (kizuna-webhooks' start-up check).
+pub fn require_with(
+    config: ClientConfig,
+    security: &Security,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    match probe_with(config, security, timeout, WhenDown::Wait)? {
+        Reach::Reached => Ok(()),
+        Reach::Unreachable(why) => bail!(
+            "no Kafka broker of {} answered within {}s: {why}",
+            security.brokers,
+            timeout.as_secs()
+        ),
+    }
+}
+
+/// Records the client errors that [`probe_brokers`] acts on.
+#[derive(Debug, Default)]
+struct Probe {
+    /// The first authentication or TLS failure.
+    failure: std::sync::Mutex<Option<Failure>>,
+    /// The last transport failure (connection refused, all brokers down…).
+    transport: std::sync::Mutex<Option<String>>,
+    /// librdkafka reported every broker down.
+    all_down: std::sync::atomic::AtomicBool,
+}
+
+impl Probe {
+    fn failure(&self) -> Option<Failure> {
+        self.failure.lock().ok().and_then(|f| f.clone())
+    }
+
+    fn transport(&self) -> Option<String> {
+        self.transport.lock().ok().and_then(|t| t.clone())
+    }
+
+    fn all_down(&self) -> bool {
+        self.all_down.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl ClientContext for Probe {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        tracing::debug!(
+            ?level,
+            fac,
+            message = log_message,
+            "librdkafka (start-up probe)"
+        );
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let kind = match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::Authentication) => Some(FailureKind::Authentication),
+            Some(RDKafkaErrorCode::SSL) => Some(FailureKind::Tls),
+            _ => None,
+        };
+        match kind {
+            Some(kind) => {
+                if let Ok(mut f) = self.failure.lock() {
+                    f.get_or_insert(Failure {
+                        kind,
+                        reason: reason.to_owned(),
+                    });
+                }
+            }
+            None => {
+                if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+                    self.all_down
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                if let Ok(mut t) = self.transport.lock() {
+                    *t = Some(format!("{error}: {reason}"));
+                }
+            }
+        }
+    }
+}
+
+/// The probe produces nothing; it is a producer only because a producer's `poll` serves the
+/// client's error events.
+impl ProducerContext for Probe {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, _: &DeliveryResult<'_>, (): Self::DeliveryOpaque) {}
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FailureKind {
+    Authentication,
+    Tls,
+}
+
+/// An authentication or TLS failure, as librdkafka reported it.
+#[derive(Debug, Clone)]
+struct Failure {
+    kind: FailureKind,
+    reason: String,
+}
+
+impl Failure {
+    /// The start-up error: what failed, against which brokers, with which settings (never the
+    /// password), and librdkafka's reason.
+    fn describe(&self, settings: &Security) -> String {
+        let property = |key: &str| match settings.properties.get(key) {
+            Some(value) => value.clone(),
+            None if settings.secret_keys.iter().any(|k| k == key) => "(secret)".into(),
+            None => "(unset)".into(),
+        };
+        match self.kind {
+            FailureKind::Authentication => format!(
+                "authentication to the Kafka broker(s) {} failed: security.protocol={}, \
+                 sasl.mechanism={}, sasl.username={}; check kafka.properties.sasl.username and \
+                 kafka.secret_properties.sasl.password ({})",
+                settings.brokers,
+                property("security.protocol"),
+                property("sasl.mechanism"),
+                property("sasl.username"),
+                self.reason
+            ),
+            FailureKind::Tls => format!(
+                "the TLS handshake with the Kafka broker(s) {} failed: security.protocol={}, \
+                 ssl.ca.location={}; check that the CA file signs the broker's certificate and \
+                 that the certificate names the broker's host ({})",
+                settings.brokers,
+                property("security.protocol"),
+                property("ssl.ca.location"),
+                self.reason
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    /// The default Kafka settings, pointed at a port where nothing listens.
+    fn nowhere() -> anyhow::Result<KafkaSettings> {
+        let mut kafka = crate::config::Settings::load_from(None, Some(Default::default()))?.kafka;
+        kafka.brokers = "127.0.0.1:1".into();
+        Ok(kafka)
+    }
+
+    #[test]
+    fn a_closed_port_is_unreachable_at_once_when_asked() -> anyhow::Result<()> {
+        let started = Instant::now();
+        let reach = probe_brokers(&nowhere()?, Duration::from_secs(30), WhenDown::Return)?;
+        assert!(matches!(reach, Reach::Unreachable(_)), "{reach:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "took {:?}",
+            started.elapsed()
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn the_engine_check_waits_for_a_starting_broker_then_names_it() -> anyhow::Result<()> {
+        let started = Instant::now();
+        let Err(e) = require_brokers(&nowhere()?, Duration::from_secs(2)) else {
+            anyhow::bail!("nothing listens on 127.0.0.1:1");
+        };
+        assert!(started.elapsed() >= Duration::from_secs(2));
+        let message = format!("{e:#}");
+        assert!(
+            message.contains("no Kafka broker of 127.0.0.1:1 answered within 2s"),
+            "{message}"
+        );
+        Ok(())
+    }
 }

@@ -112,6 +112,9 @@ pub async fn migrate_with_retry(pool: &sqlx::PgPool) -> anyhow::Result<()> {
     }
 }
 
+/// How long start-up waits for a broker to answer before it gives up.
+const BROKER_PROBE_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// One owned task.
 #[derive(Debug)]
 struct Task {
@@ -226,10 +229,14 @@ impl Application {
             migrate_with_retry(&pool).await?;
         }
         let kafka_settings = settings.kafka.clone();
-        let partitions =
-            tokio::task::spawn_blocking(move || kafka::check_input_partitions(&kafka_settings))
-                .await
-                .context("partition check panicked")??;
+        // Wrong credentials or an untrusted certificate stop start-up here, with a message
+        // naming them, instead of librdkafka retrying quietly.
+        let partitions = tokio::task::spawn_blocking(move || {
+            kafka::require_brokers(&kafka_settings, BROKER_PROBE_TIMEOUT)?;
+            kafka::check_input_partitions(&kafka_settings)
+        })
+        .await
+        .context("partition check panicked")??;
         let core = Core::new(
             &settings,
             pool.clone(),

@@ -63,6 +63,21 @@ impl Application {
         if settings.database.migrate_on_start {
             kizuna::startup::migrate_with_retry(&pool).await?;
         }
+        // Wrong credentials or an untrusted certificate stop start-up here with a message
+        // naming them; a broker that does not answer within 15 s too.
+        let (config, security) = (
+            settings.kafka_config(),
+            kizuna::kafka::Security {
+                brokers: settings.kafka.brokers.clone(),
+                properties: settings.kafka.properties.clone(),
+                secret_keys: settings.kafka.secret_properties.keys().cloned().collect(),
+            },
+        );
+        tokio::task::spawn_blocking(move || {
+            kizuna::kafka::require_with(config, &security, Duration::from_secs(15))
+        })
+        .await
+        .context("the broker probe panicked")??;
         ensure_topic(&settings).await?;
 
         let topics: Vec<String> = settings

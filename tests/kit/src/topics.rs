@@ -33,12 +33,17 @@ pub async fn create(kafka: &KafkaSettings) -> anyhow::Result<()> {
 
 /// Deletes `names` on `brokers`.
 pub async fn delete(brokers: &str, names: &[String]) -> anyhow::Result<()> {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers);
+    delete_with(config, names).await
+}
+
+/// Deletes `names` with a client of `config` (brokers, security properties).
+pub async fn delete_with(config: ClientConfig, names: &[String]) -> anyhow::Result<()> {
     if names.is_empty() {
         return Ok(());
     }
-    let client: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
+    let client: AdminClient<DefaultClientContext> = config.create()?;
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     client

@@ -3,7 +3,8 @@
 //! `name::on_tansu`, see `kizuna_e2e::on_each_broker!`). Run with the stack of
 //! `KIZUNA_BROKER=both deploy/local/up.sh`:
 //! `cargo test -p kizuna-e2e --test e2e -- --test-threads 2` (the CLI scenario needs
-//! `cargo build --bin kizuna` first).
+//! `cargo build --bin kizuna` first). `secured_kafka` runs on a third broker, the SASL_SSL Apache
+//! Kafka that `deploy/local/kafka-secure.sh` starts (the test starts it if it is not running).
 
 #[path = "../shared/inputs.rs"]
 mod inputs;
@@ -24,6 +25,7 @@ mod points_adjust;
 mod points_http;
 mod points_referral;
 mod redemptions;
+mod secured_kafka;
 mod segments;
 mod subscribers;
 mod tiers;
