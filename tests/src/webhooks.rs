@@ -182,6 +182,7 @@ pub fn settings(env: &TestEnv) -> anyhow::Result<kizuna_webhooks::config::Settin
     s.kafka.topics.churn_risk = topics.churn_risk.clone();
     s.kafka.topics.segment_changed = topics.segment_changed.clone();
     s.kafka.topics.points = topics.points.clone();
+    s.kafka.topics.privacy = topics.privacy.clone();
     s.kafka.topics.webhooks = format!("test-{}.kizuna.webhooks", env.id);
     s.database.url = SecretString::from(env.database_url.clone());
     s.database.max_connections = 5;

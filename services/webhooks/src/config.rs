@@ -52,24 +52,32 @@ pub struct Topics {
     /// `PointsChanged` and `PointsWillExpire` (the engine's `kafka.topics.points`).
     #[serde(default = "default_points_topic")]
     pub points: String,
+    /// `CustomerErased`, the receipts of erasures (the engine's `kafka.topics.privacy`).
+    #[serde(default = "default_privacy_topic")]
+    pub privacy: String,
     /// This service's own events (`WebhookSubscriptionDisabled`).
     pub webhooks: String,
 }
 
 impl Topics {
     /// The engine's output topics this service consumes.
-    pub fn consumed(&self) -> [&str; 4] {
+    pub fn consumed(&self) -> [&str; 5] {
         [
             &self.tier_changed,
             &self.churn_risk,
             &self.segment_changed,
             &self.points,
+            &self.privacy,
         ]
     }
 }
 
 fn default_points_topic() -> String {
     "loyalty.points".to_owned()
+}
+
+fn default_privacy_topic() -> String {
+    "loyalty.privacy".to_owned()
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -17,16 +17,19 @@ pub enum EventType {
     SegmentChanged,
     PointsChanged,
     PointsWillExpire,
+    /// The receipt of an erasure; its subject is the erased id's keyed hash.
+    CustomerErased,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 6] = [
+    pub const ALL: [EventType; 7] = [
         EventType::TierChanged,
         EventType::TierWillDowngrade,
         EventType::ChurnRiskChanged,
         EventType::SegmentChanged,
         EventType::PointsChanged,
         EventType::PointsWillExpire,
+        EventType::CustomerErased,
     ];
 
     /// The CloudEvents `type` (`ce_type` on Kafka).
@@ -38,6 +41,7 @@ impl EventType {
             EventType::SegmentChanged => ce_type::SEGMENT_CHANGED,
             EventType::PointsChanged => ce_type::POINTS_CHANGED,
             EventType::PointsWillExpire => ce_type::POINTS_WILL_EXPIRE,
+            EventType::CustomerErased => ce_type::CUSTOMER_ERASED,
         }
     }
 
@@ -190,7 +194,10 @@ impl Filter {
                     .any(|s| s == field("previousSegment") || s == field("newSegment"))
             }),
             // No filter applies to points events: a subscription to them gets them all.
-            EventType::PointsChanged | EventType::PointsWillExpire => true,
+            // Nor to erasure receipts: a subscriber to them must get every one.
+            EventType::PointsChanged | EventType::PointsWillExpire | EventType::CustomerErased => {
+                true
+            }
         }
     }
 }

@@ -11,13 +11,14 @@ use kizuna_e2e::{Broker, TestEnv, wait_for};
 pub use kizuna_e2e::webhooks::{CHURN_RISK_CHANGED as CHURN, TIER_CHANGED};
 
 pub const WAIT: Duration = Duration::from_secs(60);
-pub const ALL_TYPES: [&str; 6] = [
+pub const ALL_TYPES: [&str; 7] = [
     "kizuna.v1.TierChanged",
     "kizuna.v1.TierWillDowngrade",
     "kizuna.v1.ChurnRiskChanged",
     "kizuna.v1.SegmentChanged",
     "kizuna.v1.PointsChanged",
     "kizuna.v1.PointsWillExpire",
+    "kizuna.v1.CustomerErased",
 ];
 
 /// A fresh environment on `broker`, the receiver, and the delivery service with the test

@@ -20,6 +20,7 @@ mod helpers;
 
 mod admin;
 mod delivery;
+mod erasure_receipts;
 mod failures;
 mod filters;
 mod points_events;
