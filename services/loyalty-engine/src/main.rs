@@ -94,6 +94,17 @@ enum Command {
         /// The customer id.
         customer_id: String,
     },
+    /// Read a bearer token on stdin and print its SHA-256 as an `http.tokens` entry; the
+    /// engine stores only the hash. E.g. `openssl rand -hex 32 | tee token | kizuna hash-token
+    /// --name desk --role viewer`.
+    HashToken {
+        /// The token's name (a-z, 0-9, _ and -): what the audit records.
+        #[arg(long, default_value = "desk")]
+        name: String,
+        /// The token's role.
+        #[arg(long, value_enum, default_value_t = kizuna::config::access::Role::Viewer)]
+        role: kizuna::config::access::Role,
+    },
     /// Follow the output topics and print each event as one line.
     Watch {
         /// Start from the oldest retained event instead of now.
@@ -122,12 +133,17 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Needs no configuration (nor a database): it only reads stdin.
+    if let Some(Command::HashToken { name, role }) = &cli.command {
+        return hash_token(name, *role);
+    }
     let mut settings = Settings::load(cli.config.as_deref())?;
     if let Some(clock) = cli.clock {
         settings.clock = clock;
     }
     telemetry::init(settings.log.format, &settings.log.level, std::io::stderr);
     match cli.command.unwrap_or(Command::Run) {
+        Command::HashToken { name, role } => hash_token(&name, role),
         Command::Run => {
             let app = Application::build(settings).await?;
             kizuna::startup::stop_on_shutdown_signal(app.stop_token());
@@ -328,6 +344,30 @@ async fn backfill(
         "{:.0} events/s over {elapsed:.1}s; time by stage: {}",
         report.applied as f64 / elapsed.max(1e-9),
         stages.join(", ")
+    );
+    Ok(())
+}
+
+/// `kizuna hash-token`: the token on stdin (its first line) as an `http.tokens` table.
+fn hash_token(name: &str, role: kizuna::config::access::Role) -> anyhow::Result<()> {
+    use kizuna::config::access::valid_token_name;
+    if !valid_token_name(name) {
+        anyhow::bail!("a token name is 1 to 64 of a-z, 0-9, _ and -");
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the token on stdin")?;
+    let token = line.trim_end_matches(['\n', '\r']);
+    if token.chars().count() < 16 {
+        anyhow::bail!(
+            "give a token of at least 16 characters on stdin (e.g. openssl rand -hex 32)"
+        );
+    }
+    println!(
+        "[http.tokens.{name}]\nrole = \"{}\"\nsha256 = \"{}\"",
+        role.as_str(),
+        kizuna::http::auth::hash_token(token)
     );
     Ok(())
 }

@@ -333,13 +333,9 @@ impl Application {
             console_figures.clone(),
             limits.max_id_len,
         );
-        let app_state = AppState::new(
-            core.clone(),
-            health.clone(),
-            limits,
-            settings.http.admin_token.clone(),
-        )
-        .with_console(console);
+        let app_state = AppState::new(core.clone(), health.clone(), limits, &settings.http)?
+            .with_console(console);
+        log_access(&settings, &app_state);
 
         let stop = CancellationToken::new();
         let background = CancellationToken::new();
@@ -451,5 +447,22 @@ impl Application {
             result = result.and(task.join().await);
         }
         result
+    }
+}
+
+/// Says at start-up who may call the API, and warns when nobody can or a deprecated setting
+/// is used (names and roles only, never a token).
+fn log_access(settings: &Settings, state: &AppState) {
+    if !state.access.configured() {
+        tracing::warn!(
+            "no HTTP access is configured: every /v1/ endpoint answers 403; set http.tokens (kizuna hash-token) or http.jwt"
+        );
+    } else {
+        tracing::info!(access = state.access.describe(), "HTTP access");
+    }
+    if settings.http.admin_token.is_some() {
+        tracing::warn!(
+            "http.admin_token is deprecated: it is the admin token named \"admin\"; configure http.tokens with its hash instead"
+        );
     }
 }

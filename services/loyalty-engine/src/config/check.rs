@@ -59,6 +59,14 @@ impl Settings {
         {
             bail!("console.viewer_token and console.admin_token must differ");
         }
+        super::access::check(
+            &self.http.tokens,
+            self.http.jwt.as_ref(),
+            self.http.admin_token.is_some(),
+        )?;
+        if self.http.max_body_bytes < 1024 || self.http.request_timeout_ms == 0 {
+            bail!("http.max_body_bytes must be at least 1024 and http.request_timeout_ms positive");
+        }
         if self.relay.batch_size < 1 {
             bail!("relay.batch_size must be at least 1");
         }

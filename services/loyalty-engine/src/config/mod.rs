@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+pub mod access;
 mod check;
 mod layers;
 mod serialise;
@@ -253,10 +254,25 @@ pub struct MetricsSettings {
 pub struct HttpSettings {
     /// Address of `/metrics`, the health probes and the customer API. Port 0 picks a free port.
     pub bind: SocketAddr,
-    /// Bearer token of the admin endpoints (manual tier override, recompute). Unset: they are
-    /// disabled. Like every secret, it may be given as `file:/path`.
+    /// Deprecated: an admin bearer token given in clear, the token named `admin`. Prefer
+    /// `tokens`. Like every secret, it may be given as `file:/path`.
     #[serde(default, serialize_with = "serialise::redacted_option")]
     pub admin_token: Option<SecretString>,
+    /// Bearer tokens by name (`a-z 0-9 _ -`), each with its role and the token's SHA-256
+    /// (`kizuna hash-token`). The name is what the audit records.
+    #[serde(default)]
+    pub tokens: BTreeMap<String, access::TokenSettings>,
+    /// JWTs from an identity provider, checked against its JWKS. Unset: bearer tokens only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<access::JwtSettings>,
+    /// Largest request body; a larger one is answered 413.
+    pub max_body_bytes: usize,
+    /// A request not answered within this is answered 503.
+    pub request_timeout_ms: u64,
+    /// Requests per minute each caller (by token or JWT name) may make to the admin endpoints;
+    /// beyond it (and `admin_burst`) 429 with `Retry-After`. 0: no limit.
+    pub admin_requests_per_minute: u32,
+    pub admin_burst: u32,
     /// A separate address for `/metrics` and the probes. Unset: they share `bind`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_bind: Option<SocketAddr>,

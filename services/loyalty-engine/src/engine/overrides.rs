@@ -22,7 +22,9 @@ pub struct OverrideRequest {
     pub reason: String,
     /// When the customer returns to the rules; in the future.
     pub expires_at: DateTime<Utc>,
-    /// Who sets it (an operator's name or email, for the audit trail).
+    /// Who sets it (an operator's name or email, for the audit trail). Over HTTP it is
+    /// optional: the audit records the caller's token name, then this.
+    #[serde(default)]
     pub set_by: String,
 }
 

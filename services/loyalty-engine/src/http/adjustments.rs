@@ -1,5 +1,6 @@
 //! `POST /v1/customers/{id}/points/adjustments`: points granted (goodwill) or taken back (a
-//! grant made by mistake) by an operator, behind the admin token.
+//! grant made by mistake) by an operator, behind the admin role. The movement records the
+//! caller's name, then the `X-Kizuna-Operator` header if given.
 //!
 //! The request becomes an input event (`adjustment:<key>`, [`EventBody::Adjustment`]) handled in
 //! the same transaction as a redemption (`redemptions::run`: the key claimed, the customer's row
@@ -16,16 +17,13 @@ use axum::response::Response;
 use chrono::{DateTime, Utc};
 
 use super::AppState;
-use super::admin::Admin;
-use super::problem::{AdminTokenProblems, ApiJson, ApiPath, DatabaseUnavailable, Problem};
+use super::auth::Admin;
+use super::problem::{AdminRoleProblems, ApiJson, ApiPath, DatabaseUnavailable, Problem};
 use super::redemptions::{self, AdjustmentAnswer, InsufficientPoints, Operation};
 use crate::domain::event::{Adjustment, EventBody};
 
-/// The header that names who made the adjustment (optional; `operator` without it).
+/// The header that names who made the adjustment, after the caller's name (optional).
 pub const OPERATOR: &str = "X-Kizuna-Operator";
-
-/// Who made an adjustment when [`OPERATOR`] is not given.
-const DEFAULT_OPERATOR: &str = "operator";
 
 /// Longest operator name, in characters.
 const MAX_OPERATOR_LEN: usize = 100;
@@ -91,10 +89,10 @@ fn check(req: &AdjustmentRequest) -> Result<(), Problem> {
     Ok(())
 }
 
-/// The [`OPERATOR`] header, or `operator`.
-fn operator(headers: &HeaderMap) -> Result<String, Problem> {
+/// The [`OPERATOR`] header, if given.
+fn operator(headers: &HeaderMap) -> Result<Option<String>, Problem> {
     let Some(value) = headers.get(OPERATOR) else {
-        return Ok(DEFAULT_OPERATOR.to_owned());
+        return Ok(None);
     };
     let bad = || {
         Problem::malformed(format!(
@@ -106,11 +104,12 @@ fn operator(headers: &HeaderMap) -> Result<String, Problem> {
     if name.is_empty() || name.chars().count() > MAX_OPERATOR_LEN {
         return Err(bad());
     }
-    Ok(name.to_owned())
+    Ok(Some(name.to_owned()))
 }
 
-/// Grants or takes back points by hand, with a reason. Needs the admin token and an
-/// `Idempotency-Key`: the same key again returns the first answer unchanged.
+/// Grants or takes back points by hand, with a reason. Needs the admin role and an
+/// `Idempotency-Key`: the same key again returns the first answer unchanged. The movement
+/// records the caller's name, then `X-Kizuna-Operator` if given.
 #[utoipa::path(
     post,
     path = "/v1/customers/{id}/points/adjustments",
@@ -118,14 +117,14 @@ fn operator(headers: &HeaderMap) -> Result<String, Problem> {
     params(
         ("id" = String, Path, description = "The customer id"),
         ("Idempotency-Key" = String, Header, description = "Names this adjustment (1 to 128 visible ASCII characters); a retry with the same key gets the first answer"),
-        ("X-Kizuna-Operator" = Option<String>, Header, description = "Who makes the adjustment (recorded in its reason; `operator` without it)"),
+        ("X-Kizuna-Operator" = Option<String>, Header, description = "Who makes the adjustment, recorded in its reason after the caller's token name"),
     ),
     request_body = AdjustmentRequest,
-    security(("adminToken" = [])),
+    security(("bearerToken" = []), ("jwt" = [])),
     responses(
         (status = 201, description = "Adjusted: the points granted or taken back and the balance after", body = AdjustmentAnswer),
         (status = 400, description = "No or an invalid Idempotency-Key or X-Kizuna-Operator, invalid customer id, a body that is not JSON", body = Problem, content_type = "application/problem+json"),
-        AdminTokenProblems,
+        AdminRoleProblems,
         (status = 404, description = "Unknown customer", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`insufficient-points`: more taken back than is spendable (with the balance), or `points-disabled`", body = InsufficientPoints, content_type = "application/problem+json"),
         (status = 422, description = "A body of the wrong shape (unknown fields included), `points_zero`, `points_too_large`, `invalid_reason`, `expires_at_with_deduction`, `expires_before_grant` (the problem's `reason`), or `idempotency-key-reused`: the key was used for a different request", body = Problem, content_type = "application/problem+json"),
@@ -133,7 +132,7 @@ fn operator(headers: &HeaderMap) -> Result<String, Problem> {
     ),
 )]
 pub async fn adjust(
-    _: Admin,
+    Admin(caller): Admin,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
@@ -142,7 +141,7 @@ pub async fn adjust(
     let customer = redemptions::customer_id(&state, &id)?;
     let key = redemptions::idempotency_key(&headers)?;
     check(&req)?;
-    let by = operator(&headers)?;
+    let by = caller.audit_name(operator(&headers)?.as_deref());
     let request = serde_json::to_value(&req).unwrap_or_default();
     let points = req.points;
     let body = EventBody::Adjustment(Adjustment {

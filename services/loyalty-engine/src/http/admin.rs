@@ -1,33 +1,23 @@
-//! Admin endpoints, behind a bearer token (`http.admin_token`).
+//! Admin endpoints, behind the admin role (`auth::Admin`).
 //!
 //! `POST /v1/customers/{id}/tier-override` `{"tier", "reason", "expires_at", "set_by"}` sets a
-//! manual tier until `expires_at`; it is audited (`tier_overrides`), published as a
-//! `TierChanged` of kind OVERRIDE, and the customer returns to the rules when it expires.
+//! manual tier until `expires_at`; it is audited (`tier_overrides`, `set_by` recording the
+//! caller's name, then the body's `set_by` if given), published as a `TierChanged` of kind
+//! OVERRIDE, and the customer returns to the rules when it expires.
+//!
+//! [`check_admin_token`] is the single-token check kizuna-webhooks guards its admin API with.
 
-use axum::extract::{FromRequestParts, State};
-use axum::http::request::Parts;
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::problem::{AdminTokenProblems, ApiJson, ApiPath, DatabaseUnavailable, Problem};
+use super::auth::Admin;
+use super::problem::{AdminRoleProblems, ApiJson, ApiPath, DatabaseUnavailable, Problem};
 use super::{AppState, view};
 use crate::domain::ids::CustomerId;
 use crate::engine::overrides::{OverrideError, OverrideRequest, set_override};
-
-/// An extractor that admits only requests with the admin bearer token; it runs before the
-/// body is read, so an unauthenticated request learns nothing about its body.
-#[derive(Debug, Clone, Copy)]
-pub struct Admin;
-
-impl FromRequestParts<AppState> for Admin {
-    type Rejection = Problem;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
-        check_admin_token(state.admin_token.as_ref(), &parts.headers).map(|()| Admin)
-    }
-}
 
 /// Checks the bearer token in constant time: 403 when no token is configured, 401 with
 /// `WWW-Authenticate: Bearer realm="kizuna"` when it is missing or wrong.
@@ -61,29 +51,31 @@ pub struct Overridden<'a> {
     pub customer: view::CustomerView<'a>,
 }
 
-/// Sets a manual tier until `expires_at`: audited, published as a `TierChanged` of kind
-/// OVERRIDE; the customer returns to the rules when it expires.
+/// Sets a manual tier until `expires_at`: audited (`set_by` records the caller's name, then the
+/// body's `set_by` if given), published as a `TierChanged` of kind OVERRIDE; the customer
+/// returns to the rules when it expires. Needs the admin role.
 #[utoipa::path(
     post,
     path = "/v1/customers/{id}/tier-override",
     tag = "admin",
     params(("id" = String, Path, description = "The customer id")),
     request_body = OverrideRequest,
-    security(("adminToken" = [])),
+    security(("bearerToken" = []), ("jwt" = [])),
     responses(
         (status = 200, description = "The override is set", body = Overridden),
-        (status = 400, description = "Unknown tier, missing reason or set_by, expires_at in the past, invalid id", body = Problem, content_type = "application/problem+json"),
-        AdminTokenProblems,
+        (status = 400, description = "Unknown tier, missing reason, expires_at in the past, invalid id", body = Problem, content_type = "application/problem+json"),
+        AdminRoleProblems,
         (status = 404, description = "Unknown customer", body = Problem, content_type = "application/problem+json"),
         DatabaseUnavailable,
     ),
 )]
 pub async fn set_tier_override(
-    _: Admin,
+    Admin(caller): Admin,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
-    ApiJson(req): ApiJson<OverrideRequest>,
+    ApiJson(mut req): ApiJson<OverrideRequest>,
 ) -> Result<Response, Problem> {
+    req.set_by = caller.audit_name(Some(&req.set_by));
     let Ok(customer) = CustomerId::parse(&id, state.limits.max_id_len) else {
         return Err(Problem::malformed("invalid customer id").field("id"));
     };
@@ -103,7 +95,7 @@ pub async fn set_tier_override(
         }
         Err(OverrideError::UnknownTier) => Err(Problem::malformed("unknown tier").field("tier")),
         Err(OverrideError::MissingReason) => {
-            Err(Problem::malformed("reason and set_by are required").field("reason"))
+            Err(Problem::malformed("a reason is required").field("reason"))
         }
         Err(OverrideError::UnknownCustomer) => Err(Problem::not_found("unknown customer")),
         Err(OverrideError::InThePast) => {
@@ -140,15 +132,16 @@ fn job_answer(status: StatusCode, job: RecomputeJob) -> Response {
 }
 
 /// Starts `kizuna recompute` in the background (202), or says a run is already going (409).
+/// Needs the admin role.
 #[utoipa::path(
     post,
     path = "/v1/admin/recompute",
     tag = "admin",
-    security(("adminToken" = [])),
+    security(("bearerToken" = []), ("jwt" = [])),
     responses(
         (status = 202, description = "Started", body = RecomputeStatus),
         (status = 409, description = "A recompute is already running (its state)", body = RecomputeStatus),
-        AdminTokenProblems,
+        AdminRoleProblems,
     ),
 )]
 pub async fn start_recompute(_: Admin, State(state): State<AppState>) -> Result<Response, Problem> {
@@ -202,15 +195,15 @@ pub async fn start_recompute(_: Admin, State(state): State<AppState>) -> Result<
     Ok(job_answer(StatusCode::ACCEPTED, job))
 }
 
-/// The last recompute's state.
+/// The last recompute's state. Needs the admin role.
 #[utoipa::path(
     get,
     path = "/v1/admin/recompute",
     tag = "admin",
-    security(("adminToken" = [])),
+    security(("bearerToken" = []), ("jwt" = [])),
     responses(
         (status = 200, description = "The last recompute's state", body = RecomputeStatus),
-        AdminTokenProblems,
+        AdminRoleProblems,
     ),
 )]
 pub async fn recompute_status(

@@ -5,7 +5,8 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 
-use super::problem::{ApiJson, ApiPath, ApiQuery, DatabaseUnavailable, Problem};
+use super::auth::Viewer;
+use super::problem::{ApiJson, ApiPath, ApiQuery, DatabaseUnavailable, Problem, RoleProblems};
 use super::{AppState, view};
 use crate::domain::metrics::Metrics;
 use crate::store::customers;
@@ -24,14 +25,17 @@ pub struct AsOf {
     path = "/v1/customers/{id}",
     tag = "customers",
     params(("id" = String, Path, description = "The customer id"), AsOf),
+    security(("bearerToken" = []), ("jwt" = [])),
     responses(
         (status = 200, description = "The customer's state", body = view::CustomerView),
         (status = 400, description = "Invalid customer id or `as_of`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown customer", body = Problem, content_type = "application/problem+json"),
+        RoleProblems,
         DatabaseUnavailable,
     ),
 )]
 pub async fn get_customer(
+    _: Viewer,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<AsOf>,

@@ -1,4 +1,4 @@
-//! `DELETE /v1/customers/{id}`: erases a customer (`engine::erasure`), behind the admin token.
+//! `DELETE /v1/customers/{id}`: erases a customer (`engine::erasure`), behind the admin role.
 //! The answer is the receipt: what went, and the keyed hash that stands for the id from now on.
 
 use axum::Json;
@@ -6,8 +6,8 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 
 use super::AppState;
-use super::admin::Admin;
-use super::problem::{AdminTokenProblems, ApiPath, DatabaseUnavailable, Problem};
+use super::auth::Admin;
+use super::problem::{AdminRoleProblems, ApiPath, DatabaseUnavailable, Problem};
 use super::redemptions;
 use crate::engine::erasure::{self, Receipt};
 
@@ -59,11 +59,11 @@ impl From<Receipt> for ErasureReceipt {
     path = "/v1/customers/{id}",
     tag = "admin",
     params(("id" = String, Path, description = "The customer id")),
-    security(("adminToken" = [])),
+    security(("bearerToken" = []), ("jwt" = [])),
     responses(
         (status = 200, description = "Erased: the receipt", body = ErasureReceipt),
         (status = 400, description = "Invalid customer id", body = Problem, content_type = "application/problem+json"),
-        AdminTokenProblems,
+        AdminRoleProblems,
         (status = 404, description = "Unknown customer, never erased: nothing done", body = Problem, content_type = "application/problem+json"),
         DatabaseUnavailable,
     ),

@@ -3,7 +3,8 @@
 
 use axum::extract::State;
 
-use super::problem::{ApiJson, DatabaseUnavailable, Problem};
+use super::auth::Viewer;
+use super::problem::{ApiJson, DatabaseUnavailable, Problem, RoleProblems};
 use super::{AppState, view};
 use crate::domain::apply::{Changes, apply};
 use crate::domain::ids::CustomerId;
@@ -48,14 +49,17 @@ pub struct DryRunResult<'a> {
     path = "/v1/evaluate",
     tag = "customers",
     request_body = DryRun,
+    security(("bearerToken" = []), ("jwt" = [])),
     responses(
         (status = 200, description = "What the event would do", body = DryRunResult),
         (status = 400, description = "Invalid customer_id or a body that is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The event would be dead-lettered (`reason` names why)", body = Problem, content_type = "application/problem+json"),
+        RoleProblems,
         DatabaseUnavailable,
     ),
 )]
 pub async fn evaluate(
+    _: Viewer,
     State(state): State<AppState>,
     ApiJson(req): ApiJson<DryRun>,
 ) -> Result<axum::response::Response, Problem> {

@@ -1,5 +1,5 @@
 //! `GET /v1/customers/{id}/export`: everything Kizuna keeps about one customer, as one JSON
-//! document (an access request under GDPR or APPI), behind the admin token.
+//! document (an access request under GDPR or APPI), behind the admin role.
 
 use axum::extract::State;
 use axum::http::header;
@@ -7,8 +7,8 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 
 use super::AppState;
-use super::admin::Admin;
-use super::problem::{AdminTokenProblems, ApiPath, DatabaseUnavailable, Problem};
+use super::auth::Admin;
+use super::problem::{AdminRoleProblems, ApiPath, DatabaseUnavailable, Problem};
 use super::redemptions;
 use crate::store::export;
 
@@ -21,11 +21,11 @@ use crate::store::export;
     path = "/v1/customers/{id}/export",
     tag = "admin",
     params(("id" = String, Path, description = "The customer id")),
-    security(("adminToken" = [])),
+    security(("bearerToken" = []), ("jwt" = [])),
     responses(
         (status = 200, description = "Everything kept about the customer", body = Object),
         (status = 400, description = "Invalid customer id", body = Problem, content_type = "application/problem+json"),
-        AdminTokenProblems,
+        AdminRoleProblems,
         (status = 404, description = "Nothing is kept about this id", body = Problem, content_type = "application/problem+json"),
         DatabaseUnavailable,
     ),

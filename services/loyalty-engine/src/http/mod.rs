@@ -2,14 +2,19 @@
 //! its OpenAPI 3.1 description at `/v1/openapi.json`. Every error is an RFC 9457 problem
 //! ([`problem`]), the framework's own rejections included. The marketer console (`/console/`)
 //! answers in HTML, its own refusals included, so it sits outside the problem mapping.
+//! Every `/v1/` endpoint but the description needs a role ([`auth`]); every request meets the
+//! body and time limits and gets the security headers of [`hygiene`].
 
 mod adjustments;
 mod admin;
+pub mod auth;
 pub mod console;
 mod customers;
 mod erasure;
 mod evaluate;
 mod export;
+pub mod hygiene;
+mod jwks;
 pub mod openapi;
 pub mod points;
 pub mod probes;
@@ -25,20 +30,21 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
 use chrono::{DateTime, Utc};
-use secrecy::SecretString;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::config::HttpSettings;
 use crate::engine::Core;
 use crate::health::Health;
 use crate::inputs::validate::Limits;
 
 pub use admin::check_admin_token;
+pub use auth::Principal;
 pub use problem::Problem;
 
 #[derive(Debug, Clone)]
@@ -46,7 +52,10 @@ pub struct AppState {
     pub core: Core,
     pub health: Health,
     pub limits: Limits,
-    pub admin_token: Option<SecretString>,
+    /// Who may call what (`http.tokens`, `http.jwt`, `http.admin_token`).
+    pub access: Arc<auth::Access>,
+    /// Body and time limits of every request.
+    pub http_limits: hygiene::HttpLimits,
     /// The last recompute started through the admin API.
     pub recompute: Arc<std::sync::Mutex<admin::RecomputeJob>>,
     /// The console, served under `/console/` when set.
@@ -54,20 +63,22 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The state of the HTTP server, with the access rules and limits of `http`.
     pub fn new(
         core: Core,
         health: Health,
         limits: Limits,
-        admin_token: Option<SecretString>,
-    ) -> Self {
-        Self {
+        http: &HttpSettings,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
             core,
             health,
             limits,
-            admin_token,
+            access: Arc::new(auth::Access::new(http)?),
+            http_limits: hygiene::HttpLimits::new(http),
             recompute: Arc::default(),
             console: None,
-        }
+        })
     }
 
     /// Serves the console too.
@@ -127,16 +138,23 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
             .route("/healthz", get(probes::healthz))
             .route("/readyz", get(probes::readyz))
     };
+    let limits = state.http_limits;
     // The console's pages are timed like the API's; its refusals stay HTML (not problems).
-    let console = state
-        .console
-        .clone()
-        .map(|c| console::router(c).layer(middleware::from_fn_with_state(state.clone(), track)));
+    let console = state.console.clone().map(|c| {
+        console::router(c)
+            .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+            .layer(middleware::from_fn_with_state(state.clone(), track))
+            .layer(middleware::from_fn_with_state(limits, hygiene::timeout))
+            .layer(middleware::map_response(hygiene::console_headers))
+    });
     let app = base
         .merge(api)
         .fallback(problem::not_found)
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(middleware::from_fn_with_state(limits, hygiene::timeout))
         .layer(middleware::map_response(problem::errors_as_problems))
+        .layer(middleware::map_response(hygiene::api_headers))
         .with_state(state);
     match console {
         Some(c) => app.merge(c),

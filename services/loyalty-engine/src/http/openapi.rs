@@ -16,8 +16,14 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use super::problem;
 
-/// Name of the security scheme of endpoints behind `http.admin_token`.
+/// Name of the security scheme of endpoints behind `http.admin_token` (kizuna-webhooks).
 pub const ADMIN_TOKEN: &str = "adminToken";
+
+/// Name of the engine's security scheme of bearer tokens (`http.tokens`).
+pub const BEARER_TOKEN: &str = "bearerToken";
+
+/// Name of the engine's security scheme of JWTs (`http.jwt`).
+pub const JWT: &str = "jwt";
 
 /// The engine's document: its header, the routes' operations, the admin scheme, and a
 /// problem as the `default` response of every operation.
@@ -31,15 +37,35 @@ pub fn document(paths: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
                 "points",
                 "A customer's points and why, redemptions without double spend, the programme's liability",
             ),
-            (
-                "admin",
-                "Operators' endpoints, behind the bearer token http.admin_token",
-            ),
+            ("admin", "Operators' endpoints, behind the admin role"),
         ],
     );
     let mut doc = assemble(header, paths);
-    add_admin_token_scheme(&mut doc);
+    add_role_schemes(&mut doc);
     doc
+}
+
+/// Adds [`BEARER_TOKEN`] and [`JWT`], the engine's two ways of showing a role. The role each
+/// operation needs is in its description; `/metrics`, the probes and this document are open.
+pub fn add_role_schemes(doc: &mut utoipa::openapi::OpenApi) {
+    add_bearer_scheme(
+        doc,
+        BEARER_TOKEN,
+        "A bearer token of http.tokens (stored as its SHA-256, with a name and a role: viewer < operator < admin), or the deprecated http.admin_token (an admin named `admin`). Customer reads need viewer, redemptions operator, tier overrides, adjustments and recomputes admin. No or an unknown token: 401 with `WWW-Authenticate: Bearer realm=\"kizuna\"`; a role too low: 403 `role-required` naming the role (`required_role`); nothing configured: 403 `access-not-configured`; admin calls over http.admin_requests_per_minute: 429 with `Retry-After`.",
+    );
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        JWT,
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("JWT")
+                .description(Some(
+                    "A JWT of the identity provider of http.jwt, checked against its JWKS (iss, aud, exp required); its role claim (http.jwt.role_claim) names viewer, operator or admin, its name claim is what the audit records.",
+                ))
+                .build(),
+        ),
+    );
 }
 
 /// A service's document header: its title and description, the Apache-2.0 licence, the
@@ -230,9 +256,22 @@ mod tests {
         }
         let override_op = &paths["/v1/customers/{id}/tier-override"]["post"];
         assert_eq!(
-            override_op["security"][0][ADMIN_TOKEN],
+            override_op["security"][0][BEARER_TOKEN],
             serde_json::json!([])
         );
-        assert!(override_op["responses"]["401"].is_object());
+        assert_eq!(override_op["security"][1][JWT], serde_json::json!([]));
+        for status in ["401", "403", "429"] {
+            assert!(override_op["responses"][status].is_object(), "{status}");
+        }
+        // Every /v1/ operation but this document needs a role; the probes are open.
+        for (path, item) in paths {
+            for (method, op) in item.as_object().expect("path item") {
+                let open = !path.starts_with("/v1/") || path == "/v1/openapi.json";
+                assert_eq!(op["security"].is_array(), !open, "{method} {path}");
+                assert_eq!(op["responses"]["403"].is_object(), !open, "{method} {path}");
+            }
+        }
+        let schemes = &json["components"]["securitySchemes"];
+        assert_eq!(schemes[JWT]["bearerFormat"], "JWT");
     }
 }

@@ -7,8 +7,9 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 
 use super::AppState;
+use super::auth::Viewer;
 use super::customers::AsOf;
-use super::problem::{ApiJson, ApiPath, ApiQuery, DatabaseUnavailable, Problem};
+use super::problem::{ApiJson, ApiPath, ApiQuery, DatabaseUnavailable, Problem, RoleProblems};
 use super::view::Balances;
 use crate::domain::money::Currency;
 use crate::domain::points::{Folded, Lot, Movement, PointsBook, PointsRules};
@@ -122,14 +123,17 @@ pub fn points_disabled(status: axum::http::StatusCode) -> Problem {
     path = "/v1/customers/{id}/points",
     tag = "points",
     params(("id" = String, Path, description = "The customer id"), AsOf),
+    security(("bearerToken" = []), ("jwt" = [])),
     responses(
         (status = 200, description = "The customer's points", body = PointsView),
         (status = 400, description = "Invalid customer id or `as_of`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown customer, or the programme has no points (`points-disabled`)", body = Problem, content_type = "application/problem+json"),
+        RoleProblems,
         DatabaseUnavailable,
     ),
 )]
 pub async fn get_points(
+    _: Viewer,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<AsOf>,
@@ -209,13 +213,18 @@ pub struct Liability<'a> {
     get,
     path = "/v1/programme/liability",
     tag = "points",
+    security(("bearerToken" = []), ("jwt" = [])),
     responses(
         (status = 200, description = "The liability", body = Liability),
         (status = 404, description = "The programme has no points (`points-disabled`)", body = Problem, content_type = "application/problem+json"),
+        RoleProblems,
         DatabaseUnavailable,
     ),
 )]
-pub async fn liability(State(state): State<AppState>) -> Result<axum::response::Response, Problem> {
+pub async fn liability(
+    _: Viewer,
+    State(state): State<AppState>,
+) -> Result<axum::response::Response, Problem> {
     use axum::response::IntoResponse;
     let programme = &state.core.programme;
     let Some(rules) = programme.points_rules() else {

@@ -2,8 +2,8 @@
 //! HTTP API (the engine's, the gateway's and kizuna-webhooks'), the framework's own rejections
 //! included.
 //!
-//! - [`Problem`]: `type`, `title`, `status`, `detail`, plus the extensions `field`, `reason` and
-//!   `line`; a 401 carries `WWW-Authenticate`, a 429 or 503 may carry `Retry-After`.
+//! - [`Problem`]: `type`, `title`, `status`, `detail`, plus the extensions `field`, `reason`,
+//!   `line` and `required_role`; a 401 carries `WWW-Authenticate`, a 429 or 503 may carry `Retry-After`.
 //! - [`ApiJson`], [`ApiQuery`], [`ApiPath`]: axum's extractors with their rejections answered
 //!   as problems (bad JSON, wrong content type, bad path or query parameters).
 //! - [`not_found`] and [`method_not_allowed`]: the routers' fallbacks.
@@ -11,7 +11,8 @@
 //!   response that is neither a problem nor JSON (axum's plain-text rejections, an empty 405,
 //!   a body-limit 413) is rewritten as a problem of its status, keeping its headers.
 //! - [`add_default_problem_responses`]: documents the same in an OpenAPI document.
-//! - [`AdminTokenProblems`], [`DatabaseUnavailable`], [`AdminProblems`]: the responses many operations share, for
+//! - [`AdminTokenProblems`], [`RoleProblems`], [`AdminRoleProblems`], [`DatabaseUnavailable`],
+//!   [`AdminProblems`]: the responses many operations share, for
 //!   `#[utoipa::path(responses(...))]`.
 //!
 //! `type` is a URI into the README's table of problem types ([`TYPE_BASE`] + slug).
@@ -72,6 +73,47 @@ pub enum AdminTokenProblems {
     Disabled(Problem),
 }
 
+/// The 401 and 403 of an endpoint behind a role (`http::auth`), for
+/// `#[utoipa::path(responses(..., RoleProblems))]`.
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum RoleProblems {
+    #[response(status = 401, description = "No bearer token, or one that is not valid", content_type = "application/problem+json",
+        headers(("WWW-Authenticate" = String, description = "Bearer realm=\"kizuna\" (with error=\"invalid_token\" for a token that is not valid)")))]
+    Unauthorized(Problem),
+    #[response(
+        status = 403,
+        description = "`role-required`: the caller's role is below the endpoint's (`required_role` names it); `access-not-configured`: no token and no JWT issuer is configured",
+        content_type = "application/problem+json"
+    )]
+    Forbidden(Problem),
+}
+
+/// [`RoleProblems`] and the 429 of an admin endpoint (rate limited per caller), for
+/// `#[utoipa::path(responses(..., AdminRoleProblems))]`.
+#[derive(Debug)]
+pub struct AdminRoleProblems;
+
+/// The 429 of an admin endpoint.
+#[derive(Debug, utoipa::IntoResponses)]
+#[response(
+    status = 429,
+    description = "Over http.admin_requests_per_minute for this caller",
+    content_type = "application/problem+json",
+    headers(("Retry-After" = u64, description = "Seconds to wait"))
+)]
+pub struct AdminRateLimited(pub Problem);
+
+impl utoipa::IntoResponses for AdminRoleProblems {
+    fn responses() -> std::collections::BTreeMap<
+        String,
+        utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+    > {
+        let mut responses = RoleProblems::responses();
+        responses.extend(AdminRateLimited::responses());
+        responses
+    }
+}
+
 /// The 503 of an endpoint that needs the database, for
 /// `#[utoipa::path(responses(..., DatabaseUnavailable))]`.
 #[derive(Debug, utoipa::IntoResponses)]
@@ -130,6 +172,9 @@ pub struct Details {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1)]
     pub line: Option<u64>,
+    /// Extension (403 `role-required`): the role the endpoint needs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub required_role: Option<&'static str>,
     #[serde(skip)]
     www_authenticate: Option<Cow<'static, str>>,
     #[serde(skip)]
@@ -173,6 +218,7 @@ impl Problem {
             field: None,
             reason: None,
             line: None,
+            required_role: None,
             www_authenticate: None,
             retry_after_secs: None,
         }))
@@ -258,6 +304,12 @@ impl Problem {
 
     pub fn line(mut self, line: usize) -> Self {
         self.0.line = Some(line as u64);
+        self
+    }
+
+    /// The role an endpoint needs (a 403 `role-required`).
+    pub fn required_role(mut self, role: &'static str) -> Self {
+        self.0.required_role = Some(role);
         self
     }
 

@@ -28,7 +28,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::problem::{ApiJson, ApiPath, DatabaseUnavailable, PROBLEM_JSON, Problem};
+use super::auth::Operator;
+use super::problem::{ApiJson, ApiPath, DatabaseUnavailable, PROBLEM_JSON, Problem, RoleProblems};
 use crate::domain::event::{DomainEvent, EventBody, EventMeta, Redemption, RedemptionCancel};
 use crate::domain::ids::{CustomerId, EventId};
 use crate::domain::points::redeem::RedeemError;
@@ -248,16 +249,19 @@ fn valid_key(key: &str) -> Result<(), Problem> {
         ("Idempotency-Key" = String, Header, description = "Names this redemption (1 to 128 visible ASCII characters); a retry with the same key gets the first answer"),
     ),
     request_body = RedemptionRequest,
+    security(("bearerToken" = []), ("jwt" = [])),
     responses(
         (status = 201, description = "Redeemed: the points taken and the balance after", body = RedemptionAnswer),
         (status = 400, description = "No or an invalid Idempotency-Key, invalid customer id, malformed body", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown customer", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`insufficient-points` (with the balance), or `points-disabled`", body = InsufficientPoints, content_type = "application/problem+json"),
         (status = 422, description = "`unknown_reward`, `reward_cost_mismatch`, `tier_too_low`, `points_not_positive` (the problem's `reason`), or `idempotency-key-reused`: the key was used for a different request", body = Problem, content_type = "application/problem+json"),
+        RoleProblems,
         DatabaseUnavailable,
     ),
 )]
 pub async fn redeem(
+    _: Operator,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
@@ -289,15 +293,18 @@ pub async fn redeem(
         ("id" = String, Path, description = "The customer id"),
         ("key" = String, Path, description = "The redemption's Idempotency-Key"),
     ),
+    security(("bearerToken" = []), ("jwt" = [])),
     responses(
         (status = 200, description = "Cancelled: the points given back and the balance after", body = RedemptionAnswer),
         (status = 400, description = "Invalid customer id or key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown customer, or no such redemption (`unknown_redemption`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`points-disabled`", body = Problem, content_type = "application/problem+json"),
+        RoleProblems,
         DatabaseUnavailable,
     ),
 )]
 pub async fn cancel(
+    _: Operator,
     State(state): State<AppState>,
     ApiPath((id, key)): ApiPath<(String, String)>,
 ) -> Result<Response, Problem> {

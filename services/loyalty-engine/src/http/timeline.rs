@@ -6,7 +6,8 @@ use axum::extract::State;
 use serde_json::json;
 
 use super::AppState;
-use super::problem::{ApiJson, ApiPath, ApiQuery, DatabaseUnavailable, Problem};
+use super::auth::Viewer;
+use super::problem::{ApiJson, ApiPath, ApiQuery, DatabaseUnavailable, Problem, RoleProblems};
 use crate::store::customers;
 use crate::store::timeline::{self, PointsItem};
 
@@ -40,13 +41,16 @@ pub struct TimelinePage {
     path = "/v1/customers/{id}/timeline",
     tag = "customers",
     params(("id" = String, Path, description = "The customer id"), Page),
+    security(("bearerToken" = []), ("jwt" = [])),
     responses(
         (status = 200, description = "A page of the timeline", body = TimelinePage),
         (status = 400, description = "Invalid cursor or limit", body = Problem, content_type = "application/problem+json"),
+        RoleProblems,
         DatabaseUnavailable,
     ),
 )]
 pub async fn timeline(
+    _: Viewer,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(page): ApiQuery<Page>,
