@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use kizuna::config::Settings;
+use kizuna::config::access::{Role, TokenSettings};
 use kizuna::startup::Application;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -106,7 +107,23 @@ impl TestEnv {
         settings.metrics.refresh_secs = 1;
         settings.metrics.population_refresh_secs = 1;
         settings.metrics.model_refresh_secs = 1;
-        settings.http.admin_token = Some(SecretString::from(format!("admin-{id}")));
+        // One bearer token per role (`TestEnv::tokens`): the viewer and the operator stored as
+        // hashes, the admin as the deprecated http.admin_token (so it keeps being tested).
+        let tokens = Tokens::of(&id);
+        settings.http.admin_token = Some(SecretString::from(tokens.admin.clone()));
+        settings.http.tokens = [
+            ("viewer", Role::Viewer, &tokens.viewer),
+            ("operator", Role::Operator, &tokens.operator),
+        ]
+        .into_iter()
+        .map(|(name, role, token)| {
+            let sha256 = kizuna::http::auth::hash_token(token);
+            (name.to_owned(), TokenSettings { role, sha256 })
+        })
+        .collect();
+        // Tests poll admin endpoints (a recompute's state): a limit no test reaches.
+        settings.http.admin_requests_per_minute = 6_000;
+        settings.http.admin_burst = 1_000;
         configure(&mut settings.kafka);
         kizuna_testkit::topics::create(&settings.kafka).await?;
         Ok(Self {
@@ -116,6 +133,11 @@ impl TestEnv {
             database_url,
             settings,
         })
+    }
+
+    /// The API's bearer tokens of this environment.
+    pub fn tokens(&self) -> Tokens {
+        Tokens::of(&self.id)
     }
 
     pub async fn pool(&self) -> anyhow::Result<PgPool> {
@@ -128,11 +150,14 @@ impl TestEnv {
         let port = app.port();
         let stop = app.stop_token();
         let handle = tokio::spawn(app.run_until_stopped());
+        let tokens = self.tokens();
         Ok(TestApp {
             port,
             stop,
             handle,
             http: reqwest::Client::new(),
+            operator: bearer_client(&tokens.operator)?,
+            tokens,
         })
     }
 
@@ -187,13 +212,52 @@ pub fn client_config(kafka: &kizuna::config::KafkaSettings) -> ClientConfig {
     config
 }
 
+/// The API's bearer tokens of a test environment, one per role.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub viewer: String,
+    pub operator: String,
+    pub admin: String,
+}
+
+impl Tokens {
+    fn of(id: &str) -> Self {
+        Self {
+            viewer: format!("viewer-{id}"),
+            operator: format!("operator-{id}"),
+            admin: format!("admin-{id}"),
+        }
+    }
+}
+
+/// A client that sends `Authorization: Bearer <token>` with every request.
+pub fn bearer_client(token: &str) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .default_headers(bearer_headers(token)?)
+        .build()?)
+}
+
+/// `Authorization: Bearer <token>`, as default headers of a client.
+pub fn bearer_headers(token: &str) -> anyhow::Result<reqwest::header::HeaderMap> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse()?,
+    );
+    Ok(headers)
+}
+
 /// A running engine.
 #[derive(Debug)]
 pub struct TestApp {
     pub port: u16,
     pub stop: CancellationToken,
     pub handle: JoinHandle<anyhow::Result<()>>,
+    /// A client without a token.
     pub http: reqwest::Client,
+    /// A client with the operator's token (reads and redemptions).
+    pub operator: reqwest::Client,
+    pub tokens: Tokens,
 }
 
 impl TestApp {
@@ -201,9 +265,14 @@ impl TestApp {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    /// `GET path`: status and JSON body (Null when the body is not JSON).
+    /// `GET path` as the viewer: status and JSON body (Null when the body is not JSON).
     pub async fn get(&self, path: &str) -> anyhow::Result<(u16, serde_json::Value)> {
-        let resp = self.http.get(self.url(path)).send().await?;
+        let resp = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(&self.tokens.viewer)
+            .send()
+            .await?;
         let status = resp.status().as_u16();
         let text = resp.text().await?;
         Ok((

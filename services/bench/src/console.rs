@@ -185,6 +185,12 @@ pub async fn run(ctx: &Ctx, stack: &Stack, opts: ConsoleOptions) -> anyhow::Resu
     let viewer = format!("bench-{}", env.id);
     let mut extra = ctx.engine_env.clone();
     extra.push(("KIZUNA_CONSOLE__VIEWER_TOKEN".into(), viewer.clone()));
+    // The same token as the API's viewer (the reference row reads /v1/customers/…).
+    extra.push(("KIZUNA_HTTP__TOKENS__BENCH__ROLE".into(), "viewer".into()));
+    extra.push((
+        "KIZUNA_HTTP__TOKENS__BENCH__SHA256".into(),
+        kizuna::http::auth::hash_token(&viewer),
+    ));
     extra.push(("KIZUNA_CONSOLE__REFRESH_SECS".into(), "60".into()));
     let mut engine = Engine::spawn(&ctx.kizuna, stack, &env, &extra, &ctx.log_dir, "console")?;
     let result = measure(&mut engine, &viewer, opts).await;
@@ -314,6 +320,7 @@ async fn measure(
             let resp = http
                 .get(&url)
                 .header(reqwest::header::COOKIE, &cookie)
+                .bearer_auth(token)
                 .send()
                 .await?;
             status = resp.status().as_u16();

@@ -25,6 +25,7 @@ mod points_adjust;
 mod points_http;
 mod points_referral;
 mod redemptions;
+mod roles;
 mod secured_kafka;
 mod segments;
 mod subscribers;

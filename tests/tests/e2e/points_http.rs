@@ -125,11 +125,17 @@ async fn concurrent_redemptions_never_spend_more_than_the_balance(
     assert_eq!(before["lots"].as_array().map(Vec::len), Some(5), "{before}");
 
     // Refusals that do not depend on the balance.
-    let (status, text) = post(&app.http, &redeem_url, None, Some(&json!({"points": 10}))).await?;
+    let (status, text) = post(
+        &app.operator,
+        &redeem_url,
+        None,
+        Some(&json!({"points": 10})),
+    )
+    .await?;
     assert_eq!(status, 400, "{text}");
     assert_eq!(parse(&text)["field"], json!("Idempotency-Key"));
     let (status, text) = post(
-        &app.http,
+        &app.operator,
         &redeem_url,
         Some("bad-cost"),
         Some(&json!({"points": 200, "reward": "coffee"})),
@@ -138,7 +144,7 @@ async fn concurrent_redemptions_never_spend_more_than_the_balance(
     assert_eq!(status, 422, "{text}");
     assert_eq!(parse(&text)["reason"], json!("reward_cost_mismatch"));
     let (status, text) = post(
-        &app.http,
+        &app.operator,
         &redeem_url,
         Some("bad-reward"),
         Some(&json!({"points": 300, "reward": "yacht"})),
@@ -147,7 +153,7 @@ async fn concurrent_redemptions_never_spend_more_than_the_balance(
     assert_eq!(status, 422, "{text}");
     assert_eq!(parse(&text)["reason"], json!("unknown_reward"));
     let (status, text) = post(
-        &app.http,
+        &app.operator,
         &redeem_url,
         Some("bad-tier"),
         Some(&json!({"points": 100, "reward": "lounge"})),
@@ -156,7 +162,7 @@ async fn concurrent_redemptions_never_spend_more_than_the_balance(
     assert_eq!(status, 422, "{text}");
     assert_eq!(parse(&text)["reason"], json!("tier_too_low"));
     let (status, text) = post(
-        &app.http,
+        &app.operator,
         &redeem_url,
         Some("zero"),
         Some(&json!({"points": 0})),
@@ -165,7 +171,7 @@ async fn concurrent_redemptions_never_spend_more_than_the_balance(
     assert_eq!(status, 422, "{text}");
     assert_eq!(parse(&text)["reason"], json!("points_not_positive"));
     let (status, _) = post(
-        &app.http,
+        &app.operator,
         &app.url("/v1/customers/nobody/redemptions"),
         Some("k"),
         Some(&json!({"points": 10})),
@@ -176,6 +182,7 @@ async fn concurrent_redemptions_never_spend_more_than_the_balance(
     // The attack: 1,000 redemptions of 10 points (10,000 asked for, 1,000 held), 50 at a time,
     // while 10 more purchases of 1,000 JPY (10 points each) go through ingest.
     let http = reqwest::Client::builder()
+        .default_headers(kizuna_e2e::bearer_headers(&app.tokens.operator)?)
         .pool_max_idle_per_host(64)
         .timeout(Duration::from_secs(60))
         .build()?;
@@ -278,7 +285,7 @@ async fn concurrent_redemptions_never_spend_more_than_the_balance(
     // Retries return the first answer, byte for byte: an acceptance and a refusal.
     let (i, first) = &accepted[0];
     let again = post(
-        &app.http,
+        &app.operator,
         &redeem_url,
         Some(&format!("attack-{i}")),
         Some(&json!({"points": EACH})),
@@ -287,7 +294,7 @@ async fn concurrent_redemptions_never_spend_more_than_the_balance(
     assert_eq!(again, (201, first.clone()));
     let (j, first) = &refused[0];
     let again = post(
-        &app.http,
+        &app.operator,
         &redeem_url,
         Some(&format!("attack-{j}")),
         Some(&json!({"points": EACH})),
@@ -300,7 +307,7 @@ async fn concurrent_redemptions_never_spend_more_than_the_balance(
     );
     // The same key for another request is refused.
     let (status, text) = post(
-        &app.http,
+        &app.operator,
         &redeem_url,
         Some(&format!("attack-{i}")),
         Some(&json!({"points": EACH + 1})),
@@ -313,17 +320,17 @@ async fn concurrent_redemptions_never_spend_more_than_the_balance(
     let cancel_url = app.url(&format!(
         "/v1/customers/{CUSTOMER}/redemptions/attack-{i}/cancel"
     ));
-    let (status, cancelled) = post(&app.http, &cancel_url, None, None).await?;
+    let (status, cancelled) = post(&app.operator, &cancel_url, None, None).await?;
     assert_eq!(status, 200, "{cancelled}");
     let body = parse(&cancelled);
     assert_eq!(body["points"], json!(EACH));
     assert_eq!(body["available"], json!(1_100 - spent + EACH));
     assert_eq!(
-        post(&app.http, &cancel_url, None, None).await?,
+        post(&app.operator, &cancel_url, None, None).await?,
         (200, cancelled)
     );
     let (status, _) = post(
-        &app.http,
+        &app.operator,
         &app.url(&format!(
             "/v1/customers/{CUSTOMER}/redemptions/never/cancel"
         )),
