@@ -7,8 +7,8 @@
 //! `kizuna hash-token`.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -77,25 +77,35 @@ fn jwt(key: &SigningKey, kid: &str, claims: Value) -> anyhow::Result<String> {
     )?)
 }
 
-/// Serves `{"keys": [jwk]}` at `/jwks.json` on a free port; counts the fetches.
-async fn serve_jwks(jwk: Value) -> anyhow::Result<(SocketAddr, Arc<AtomicUsize>)> {
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counted = hits.clone();
-    let set = json!({ "keys": [jwk] });
+/// The JWKS this test serves: its keys (the test may rotate them) and how often it was fetched.
+#[derive(Clone)]
+struct Jwks {
+    keys: Arc<Mutex<Vec<Value>>>,
+    fetches: Arc<AtomicUsize>,
+}
+
+/// Serves `{"keys": [...]}` at `/jwks.json` on a free port.
+async fn serve_jwks(jwk: Value) -> anyhow::Result<(SocketAddr, Jwks)> {
+    let jwks = Jwks {
+        keys: Arc::new(Mutex::new(vec![jwk])),
+        fetches: Arc::new(AtomicUsize::new(0)),
+    };
+    let served = jwks.clone();
     let app = axum::Router::new().route(
         "/jwks.json",
         axum::routing::get(move || {
-            let (set, counted) = (set.clone(), counted.clone());
+            let served = served.clone();
             async move {
-                counted.fetch_add(1, Ordering::SeqCst);
-                axum::Json(set)
+                served.fetches.fetch_add(1, Ordering::SeqCst);
+                let keys = served.keys.lock().map(|k| k.clone()).unwrap_or_default();
+                axum::Json(json!({ "keys": keys }))
             }
         }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok((addr, hits))
+    Ok((addr, jwks))
 }
 
 fn token(role: Role, secret: &str) -> TokenSettings {
@@ -245,13 +255,13 @@ async fn every_endpoint_answers_by_role_and_limits_hold(broker: Broker) -> anyho
     let mut env = TestEnv::on(broker).await?;
     points_kit::add_points(&mut env)?;
     let key = signing_key("k1")?;
-    let (jwks, fetches) = serve_jwks(key.jwk.clone()).await?;
+    let (jwks_addr, jwks) = serve_jwks(key.jwk.clone()).await?;
     let ops = format!("ops-{}", env.id);
     let http = &mut env.settings.http;
     http.tokens.insert("ops".into(), token(Role::Admin, &ops));
     http.max_body_bytes = 4096;
     http.jwt = Some(JwtSettings {
-        jwks_url: format!("http://{jwks}/jwks.json"),
+        jwks_url: format!("http://{jwks_addr}/jwks.json"),
         issuer: ISSUER.into(),
         audience: AUDIENCE.into(),
         role_claim: "kizuna_role".into(),
@@ -426,7 +436,11 @@ async fn every_endpoint_answers_by_role_and_limits_hold(broker: Broker) -> anyho
         reasons.contains(&"adjustment by ops: role test"),
         "{reasons:?}"
     );
-    assert_eq!(fetches.load(Ordering::SeqCst), 1, "the keys are cached");
+    assert_eq!(
+        jwks.fetches.load(Ordering::SeqCst),
+        1,
+        "the keys are cached"
+    );
 
     // Refused JWTs: signed by another key under the same id, expired, for another audience,
     // or naming no role.
@@ -484,17 +498,21 @@ async fn every_endpoint_answers_by_role_and_limits_hold(broker: Broker) -> anyho
             );
         }
     }
-    // An unknown key id fetches the keys again, once; another right after does not.
-    for kid in ["k2", "k3"] {
+    // Unknown key ids right after a fetch do not reach the provider (at most one fetch every
+    // 10 s)…
+    let rotated = signing_key("k2")?;
+    let rotated_jwt = jwt(
+        &rotated,
+        "k2",
+        json!({"sub": "rita", "kizuna_role": "viewer"}),
+    )?;
+    for kid in ["k3", "k4"] {
+        let unknown = jwt(&key, kid, json!({"sub": "a", "kizuna_role": "admin"}))?;
         let a = call(
             &app.http,
             Method::GET,
             &customer_url,
-            Some(&jwt(
-                &key,
-                kid,
-                json!({"sub": "a", "kizuna_role": "admin"}),
-            )?),
+            Some(&unknown),
             None,
             None,
         )
@@ -507,9 +525,31 @@ async fn every_endpoint_answers_by_role_and_limits_hold(broker: Broker) -> anyho
         );
     }
     assert_eq!(
-        fetches.load(Ordering::SeqCst),
+        jwks.fetches.load(Ordering::SeqCst),
+        1,
+        "no fetch for a flood of key ids"
+    );
+    // …and a key the provider rotates in is found once that time has passed.
+    if let Ok(mut keys) = jwks.keys.lock() {
+        keys.push(rotated.jwk.clone());
+    }
+    kizuna_e2e::wait_for("the rotated key to be fetched", WAIT, || async {
+        let a = call(
+            &app.http,
+            Method::GET,
+            &customer_url,
+            Some(&rotated_jwt),
+            None,
+            None,
+        )
+        .await?;
+        Ok((a.status == 200).then_some(()))
+    })
+    .await?;
+    assert_eq!(
+        jwks.fetches.load(Ordering::SeqCst),
         2,
-        "one fetch for an unknown key id"
+        "one more fetch for the new key"
     );
 
     // Body limit: 413, a problem, after the role is checked.
