@@ -48,6 +48,12 @@ export KIZUNA_PROGRAMME_FILE="${KIZUNA_PROGRAMME_FILE:-$repo/services/loyalty-en
 export KIZUNA_CONSOLE__VIEWER_TOKEN="${KIZUNA_CONSOLE__VIEWER_TOKEN:-$(openssl rand -hex 16)}"
 export KIZUNA_CONSOLE__ADMIN_TOKEN="${KIZUNA_CONSOLE__ADMIN_TOKEN:-$(openssl rand -hex 16)}"
 export KIZUNA_CONSOLE__REFRESH_SECS="${KIZUNA_CONSOLE__REFRESH_SECS:-2}"
+# The API needs a role (README, "Roles and tokens"): a viewer token named "demo", fresh per run
+# unless given, configured as its SHA-256 like any token (`kizuna hash-token` prints the same).
+api_token="${KIZUNA_DEMO_API_TOKEN:-$(openssl rand -hex 32)}"
+export KIZUNA_HTTP__TOKENS__DEMO__ROLE=viewer
+KIZUNA_HTTP__TOKENS__DEMO__SHA256="$(printf '%s' "$api_token" | sha256sum | cut -d' ' -f1)"
+export KIZUNA_HTTP__TOKENS__DEMO__SHA256
 # Each run replays its own year: its own topics, consumer group (and so event-time clock) and
 # customers, so runs never mix.
 run="demo-$(date +%Y%m%d-%H%M%S)"
@@ -127,7 +133,7 @@ cat >&2 <<GATEWAY
 
 curl -sS http://$gateway_bind/webhooks/shopify -H 'Content-Type: application/json' -H 'X-Shopify-Topic: orders/paid' -H 'X-Shopify-Webhook-Id: $run' -H 'X-Shopify-Hmac-Sha256: $order_sig' --data-binary @$order_file
 
-  Then: curl -s $api/v1/customers/$order_customer | python3 -m json.tool
+  Then: curl -s -H 'Authorization: Bearer $api_token' $api/v1/customers/$order_customer | python3 -m json.tool
   Pasting it again resends the same delivery (same X-Shopify-Webhook-Id): the engine counts it once.
   (The demo engine runs on the event-time clock and this order is dated now: pasted before the
   replay ends, it moves the demo's clock to now.)
@@ -160,7 +166,7 @@ cat >&2 <<INFO
       log in as viewer  $api/console/login?token=$KIZUNA_CONSOLE__VIEWER_TOKEN
     metrics       $api/metrics
     readiness     $api/readyz
-    customer API  $api/v1/customers/${prefix}00003
+    customer API  $api/v1/customers/${prefix}00003   (viewer token: $api_token)
     engine log    $engine_log
     topics        $run.*  (follow them yourself: KIZUNA_KAFKA__TOPIC_PREFIX=$run. kizuna watch)
   The simulator now replays a year of ${KIZUNA_DEMO_CUSTOMERS:-40} customers; output events appear below:
@@ -171,7 +177,7 @@ cat >&2 <<INFO
                     earns, has released and loses to expiry, with the balances after
     EXPIRING        points of ${featured} that expire soon (PointsWillExpire)
                     (KIZUNA_DEMO_POINTS=all: every customer's points lines)
-  Try:  curl -s $api/v1/customers/${prefix}00003 | python3 -m json.tool
+  Try:  curl -s -H 'Authorization: Bearer $api_token' $api/v1/customers/${prefix}00003 | python3 -m json.tool
   Ctrl-C to stop.
 
 INFO

@@ -94,7 +94,7 @@ async fn dry_run_timeline_and_audited_override(broker: Broker) -> anyhow::Result
     let (_, state) = app.get("/v1/customers/cust-d").await?;
     assert_eq!(state["tier"], json!("gold"));
     // The audit records the token's name, then what the body said.
-    assert_eq!(state["override"]["set_by"], json!("admin: ops-lead"));
+    assert_eq!(state["override"]["set_by"], json!("admin (ops-lead)"));
     let pool = env.pool().await?;
     let (audited,): (i64,) = sqlx::query_as(
         "SELECT count(*) FROM tier_overrides WHERE customer_id = 'cust-d' AND tier = 'gold'",
@@ -108,7 +108,7 @@ async fn dry_run_timeline_and_audited_override(broker: Broker) -> anyhow::Result
         .await?;
     let changed: v1::TierChanged = serde_json::from_slice(&out[0].payload)?;
     assert_eq!(changed.kind(), v1::TierChangeKind::Override);
-    assert_eq!(changed.caused_by, "operator:ops-lead");
+    assert_eq!(changed.caused_by, "operator:admin (ops-lead)");
 
     // A second purchase, then the timeline: newest first, with the outputs each event caused.
     s.feed.buy("cust-d", "evt-d3", "ord-d3", 1_000).await?;

@@ -138,7 +138,7 @@ async fn adjustments_grant_and_take_back_points_once_and_recompute_keeps_them(
     assert_eq!(m["amount"], json!(500));
     assert_eq!(
         m["reason"],
-        json!("adjustment by admin: ops-aiko: sorry for the late parcel")
+        json!("adjustment by admin (ops-aiko): sorry for the late parcel")
     );
     assert_eq!(m["source_event"], json!("adjustment:adj-1"));
     // Rolling 12 months: the granted lot expires about a year from now.

@@ -42,10 +42,10 @@ pub struct Principal {
 
 impl Principal {
     /// What an audit entry records as its author: the caller's name, then what the request
-    /// says on its own (`set_by`, `X-Kizuna-Operator`) if anything.
+    /// says on its own (`set_by`, `X-Kizuna-Operator`) in brackets, if anything.
     pub fn audit_name(&self, declared: Option<&str>) -> String {
         match declared.map(str::trim).filter(|d| !d.is_empty()) {
-            Some(d) => format!("{}: {d}", self.name),
+            Some(d) => format!("{} ({d})", self.name),
             None => self.name.clone(),
         }
     }
@@ -368,7 +368,7 @@ mod tests {
             .await
             .expect("the legacy admin token");
         assert_eq!(admin.name, "admin");
-        assert_eq!(admin.audit_name(Some(" ops-lead ")), "admin: ops-lead");
+        assert_eq!(admin.audit_name(Some(" ops-lead ")), "admin (ops-lead)");
         assert_eq!(admin.audit_name(Some("")), "admin");
         for h in [headers(None), headers(Some("nope"))] {
             let p = a.authorize(&h, Role::Viewer).await.expect_err("401");
