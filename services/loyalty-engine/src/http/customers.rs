@@ -19,7 +19,7 @@ pub struct AsOf {
 }
 
 /// A customer's loyalty state: tier, segment, motive, churn risk, and the metrics as of now or
-/// the time asked.
+/// the time asked. Needs the viewer role.
 #[utoipa::path(
     get,
     path = "/v1/customers/{id}",

@@ -43,7 +43,8 @@ pub struct DryRunResult<'a> {
 
 /// A dry run: the state and the outputs a hypothetical event would produce. Writes nothing.
 ///
-/// An event the engine would dead-letter is answered 422 with the dead-letter `reason`.
+/// An event the engine would dead-letter is answered 422 with the dead-letter `reason`. Needs
+/// the viewer role.
 #[utoipa::path(
     post,
     path = "/v1/evaluate",

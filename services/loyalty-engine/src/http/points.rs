@@ -117,7 +117,7 @@ pub fn points_disabled(status: axum::http::StatusCode) -> Problem {
 }
 
 /// A customer's points: balances, open lots and every movement with its reason — the answer
-/// to "why is my balance X?".
+/// to "why is my balance X?". Needs the viewer role.
 #[utoipa::path(
     get,
     path = "/v1/customers/{id}/points",
@@ -208,7 +208,7 @@ pub struct Liability<'a> {
 /// The points outstanding over all customers, available and pending, as counts and as money
 /// at the programme's cost per point, and the expiries due in the next 30/90/365 days. Each
 /// customer counts as of their last evaluation (the sweeper re-evaluates at every release and
-/// expiry).
+/// expiry). Needs the viewer role.
 #[utoipa::path(
     get,
     path = "/v1/programme/liability",

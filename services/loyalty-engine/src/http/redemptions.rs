@@ -239,7 +239,7 @@ fn valid_key(key: &str) -> Result<(), Problem> {
 
 /// Spends points: on a reward of the catalogue (its cost, the customer's tier at least its
 /// lowest tier) or at the till. Needs an `Idempotency-Key`: the same key again returns the
-/// first answer unchanged, whatever happened since.
+/// first answer unchanged, whatever happened since. Needs the operator role.
 #[utoipa::path(
     post,
     path = "/v1/customers/{id}/redemptions",
@@ -285,6 +285,7 @@ pub async fn redeem(
 
 /// Cancels a redemption: its points go back to the lots they came from (or expire at once if
 /// those lots have expired since). Idempotent: cancelling twice answers the first cancel.
+/// Needs the operator role.
 #[utoipa::path(
     post,
     path = "/v1/customers/{id}/redemptions/{key}/cancel",

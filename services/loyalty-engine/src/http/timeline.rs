@@ -35,7 +35,7 @@ pub struct TimelinePage {
     pub next: Option<String>,
 }
 
-/// A customer's events and the outputs they caused, newest first.
+/// A customer's events and the outputs they caused, newest first. Needs the viewer role.
 #[utoipa::path(
     get,
     path = "/v1/customers/{id}/timeline",
