@@ -114,7 +114,7 @@ def numbers(page, table):
 
 
 def api(page, path):
-    r = page.request.get(BASE + path)
+    r = page.request.get(BASE + path, headers={"Authorization": "Bearer " + expected["api_token"]})
     return r.status, (r.json() if r.ok else None)
 
 

@@ -302,6 +302,8 @@ async fn the_console_in_a_real_browser(broker: Broker) -> anyhow::Result<()> {
         "base": app.url(""),
         "viewer_token": viewer,
         "admin_token": admin,
+        // The API's viewer token (the page checks compare the console with the API).
+        "api_token": env.tokens().viewer,
         "tiers": counts(&pool, "tier").await?,
         "segments": counts(&pool, "segment").await?,
         "levels": counts(&pool, "churn_level").await?,

@@ -18,7 +18,6 @@ use serde::{Deserialize, Serialize};
     Eq,
     PartialOrd,
     Ord,
-    Hash,
     Deserialize,
     Serialize,
     clap::ValueEnum,

@@ -171,6 +171,7 @@ pub fn metrics_only(state: AppState) -> Router {
     metrics_router()
         .fallback(problem::not_found)
         .layer(middleware::map_response(problem::errors_as_problems))
+        .layer(middleware::map_response(hygiene::api_headers))
         .with_state(state)
 }
 
