@@ -242,6 +242,21 @@ fn endpoints() -> Vec<Endpoint> {
             200,
         ),
         e(
+            Method::GET,
+            format!("/v1/customers/{c}/export"),
+            None,
+            Role::Admin,
+            200,
+        ),
+        // An id never seen: admitted, then 404 (erasing the test's customer would end the test).
+        e(
+            Method::DELETE,
+            "/v1/customers/cust-never-seen".into(),
+            None,
+            Role::Admin,
+            404,
+        ),
+        e(
             Method::POST,
             "/v1/admin/recompute".into(),
             None,

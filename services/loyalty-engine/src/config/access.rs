@@ -11,16 +11,7 @@ use serde::{Deserialize, Serialize};
 /// also redeems points for customers, an admin also overrides tiers, adjusts points and runs
 /// recomputes.
 #[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Deserialize,
-    Serialize,
-    clap::ValueEnum,
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, clap::ValueEnum,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Role {

@@ -243,6 +243,7 @@ mod tests {
             "/v1/customers/{id}/tier-override",
             "/v1/evaluate",
             "/v1/admin/recompute",
+            "/v1/customers/{id}/export",
             "/v1/openapi.json",
             "/metrics",
             "/healthz",

@@ -158,6 +158,8 @@ async fn every_endpoint_challenges_for_a_bearer_token() {
         (Method::POST, "/v1/customers/c1/tier-override"),
         (Method::POST, "/v1/admin/recompute"),
         (Method::GET, "/v1/admin/recompute"),
+        (Method::GET, "/v1/customers/c1/export"),
+        (Method::DELETE, "/v1/customers/c1"),
     ];
     for (method, path) in endpoints {
         for (auth, challenge) in [
@@ -227,6 +229,20 @@ async fn a_role_below_the_endpoints_is_refused_naming_the_role() {
             p["detail"].as_str().is_some_and(|d| d.contains(needed)),
             "{p}"
         );
+    }
+    // The access request and the erasure are the admin's.
+    for (method, path) in [
+        (Method::GET, "/v1/customers/c1/export"),
+        (Method::DELETE, "/v1/customers/c1"),
+    ] {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::AUTHORIZATION, OPERATOR)
+            .body(Body::empty())
+            .expect("a request");
+        let (_, p) = problem(app(), req, 403, "role-required").await;
+        assert_eq!(p["required_role"], "admin", "{path}: {p}");
     }
     // With the role, the body's problem.
     let req = Request::post("/v1/customers/c1/tier-override")
