@@ -225,8 +225,10 @@ async fn an_erased_customer_is_found_nowhere_and_the_referrer_keeps_the_count(
             "{table} holds the id ({found}) but its export section is empty: {doc}"
         );
     }
-    let (status, _) = s.app.get("/v1/customers/cust-never-seen/export").await?;
-    assert_eq!(status, 401, "the export needs the admin token");
+    // `get` is the viewer's: the export is the admin's.
+    let (status, p) = s.app.get("/v1/customers/cust-never-seen/export").await?;
+    assert_eq!(status, 403, "the export needs the admin role: {p}");
+    assert_eq!(p["required_role"], json!("admin"), "{p}");
 
     // Without the admin token: 401, nothing erased.
     let (status, _) = delete(&s, erased, None).await?;
