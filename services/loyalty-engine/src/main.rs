@@ -141,8 +141,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(clock) = cli.clock {
         settings.clock = clock;
     }
-    telemetry::init(settings.log.format, &settings.log.level, std::io::stderr);
-    match cli.command.unwrap_or(Command::Run) {
+    let traces = telemetry::init_with_traces(
+        settings.log.format,
+        &settings.log.level,
+        std::io::stderr,
+        &settings.telemetry,
+    )?;
+    let result = command(cli.command.unwrap_or(Command::Run), settings).await;
+    // The last spans are sent before the process exits.
+    traces.shutdown().await;
+    result
+}
+
+async fn command(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
         Command::HashToken { name, role } => hash_token(&name, role),
         Command::Run => {
             let app = Application::build(settings).await?;

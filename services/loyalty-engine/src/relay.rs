@@ -25,6 +25,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::config::{KafkaSettings, RelaySettings, Topics};
 use crate::engine::outputs::{OUTPUT_MESSAGES, output_protobuf};
@@ -34,6 +35,8 @@ use crate::kafka::base_config;
 use crate::metrics::Metrics;
 use crate::registry::{SchemaRegistry, value_subject};
 use crate::store::outbox::{self, NOTIFY_CHANNEL, OutboxMessage};
+use crate::telemetry::traceparent::HEADER as TRACEPARENT;
+use crate::telemetry::{TraceParent, spans, traces_on};
 
 /// `content-type` of outputs in Schema Registry framing.
 pub const CONTENT_TYPE_FRAMED: &str = "application/x-protobuf";
@@ -332,12 +335,17 @@ impl Relay {
                 None => None,
             });
         }
+        let messages = rows.iter().flat_map(|row| &row.messages);
+        let span = spans::relay(
+            messages.clone().count(),
+            messages.clone().filter_map(stored_traceparent),
+        );
         let deliveries = join_all(
-            rows.iter()
-                .flat_map(|row| &row.messages)
+            messages
                 .zip(&framed)
                 .map(|(m, framed)| self.send(m, framed.as_deref())),
         )
+        .instrument(span.clone())
         .await;
         let mut deliveries = deliveries.into_iter();
         let mut done = Vec::with_capacity(rows.len());
@@ -367,10 +375,12 @@ impl Relay {
         // delete or the commit fails, e.g. the database goes away; a send reported a failure
         // for a message the broker did write; a bundle went in part): whatever fails, the next
         // round scans the topics first.
-        let deleted = match outbox::delete(&mut tx, &done, self.backlog).await {
-            Ok(()) => tx.commit().await,
-            Err(e) => Err(e),
-        };
+        let deleted = async {
+            outbox::delete(&mut tx, &done, self.backlog).await?;
+            tx.commit().instrument(spans::commit()).await
+        }
+        .instrument(span)
+        .await;
         if let Err(e) = deleted {
             self.recovered = None;
             anyhow::bail!("could not delete published outbox rows: {e}");
@@ -401,11 +411,22 @@ impl Relay {
 
     /// Publishes `m`; with `framed`, that payload in place of the JSON (and its
     /// `content-type`).
+    /// While traces are on, a message that carries a `traceparent` is published in a
+    /// `kizuna.publish` span (a child of it), whose own context it goes out with.
     async fn send(&self, m: &OutboxMessage, framed: Option<&[u8]>) -> Result<(), String> {
+        // While traces are off, a stored traceparent goes out as it is.
+        let (span, traceparent) = match stored_traceparent(m).filter(|_| traces_on()) {
+            Some(tp) => {
+                let (span, own) = spans::publish(tp, &m.topic);
+                (span, Some(own.to_header()))
+            }
+            None => (tracing::Span::none(), None),
+        };
         let mut headers = OwnedHeaders::new_with_capacity(m.headers.len());
         for (k, v) in &m.headers {
-            let value: &[u8] = match framed {
-                Some(_) if k == "content-type" => CONTENT_TYPE_FRAMED.as_bytes(),
+            let value: &[u8] = match (framed, &traceparent) {
+                (Some(_), _) if k == "content-type" => CONTENT_TYPE_FRAMED.as_bytes(),
+                (_, Some(tp)) if k == TRACEPARENT => tp.as_bytes(),
                 _ => v,
             };
             headers = headers.insert(Header {
@@ -421,10 +442,19 @@ impl Relay {
         }
         self.producer
             .send(record, Duration::from_secs(30))
+            .instrument(span)
             .await
             .map(|_| ())
             .map_err(|(e, _)| e.to_string())
     }
+}
+
+/// The `traceparent` stored with an outbox message (the input's that caused it).
+fn stored_traceparent(m: &OutboxMessage) -> Option<TraceParent> {
+    m.headers
+        .iter()
+        .find(|(k, _)| k == TRACEPARENT)
+        .and_then(|(_, v)| TraceParent::parse(v))
 }
 
 /// Reads `topics` from the first message at or after `since` to their current end and returns

@@ -70,6 +70,7 @@ pub async fn run(
                     payload: line.into_bytes(),
                     content_type: Some(b"application/json".to_vec()),
                     ce_headers: CeHeaders::default(),
+                    traceparent: None,
                 },
                 content: Content::Event(Box::new(event)),
             }),

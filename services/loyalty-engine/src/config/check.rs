@@ -70,7 +70,30 @@ impl Settings {
         if self.relay.batch_size < 1 {
             bail!("relay.batch_size must be at least 1");
         }
+        self.check_telemetry()?;
         self.check_registry()
+    }
+
+    fn check_telemetry(&self) -> anyhow::Result<()> {
+        let t = &self.telemetry;
+        if !(0.0..=1.0).contains(&t.sampling_ratio) {
+            bail!("telemetry.sampling_ratio must be between 0 and 1");
+        }
+        if t.export_timeout_ms == 0 {
+            bail!("telemetry.export_timeout_ms must be positive");
+        }
+        if t.service_name.trim().is_empty() {
+            bail!("telemetry.service_name must not be empty");
+        }
+        if let Some(endpoint) = &t.otlp_endpoint {
+            let ok = endpoint.split_once("://").is_some_and(|(scheme, rest)| {
+                matches!(scheme, "http" | "https") && !rest.is_empty()
+            });
+            if !ok {
+                bail!("telemetry.otlp_endpoint {endpoint:?} is not an http(s) URL");
+            }
+        }
+        Ok(())
     }
 
     fn check_registry(&self) -> anyhow::Result<()> {

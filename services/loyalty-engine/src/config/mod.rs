@@ -37,6 +37,8 @@ pub struct Settings {
     #[serde(default)]
     pub privacy: PrivacySettings,
     pub log: LogSettings,
+    #[serde(default)]
+    pub telemetry: TelemetrySettings,
     pub registry: RegistrySettings,
     pub outputs: OutputsSettings,
     /// Path of the tier programme file (TOML). Unset: the built-in example programme
@@ -359,6 +361,35 @@ pub struct LogSettings {
     pub format: LogFormat,
     /// An `EnvFilter` directive, e.g. `info,kizuna=debug`. `RUST_LOG` overrides it.
     pub level: String,
+}
+
+/// OpenTelemetry traces (README, "Traces"): off unless `otlp_endpoint` is set.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct TelemetrySettings {
+    /// Base URL of an OTLP/HTTP receiver (an OpenTelemetry Collector, Jaeger), e.g.
+    /// `http://127.0.0.1:4318`; spans are posted to `<endpoint>/v1/traces` as protobuf. Unset:
+    /// no exporter and no spans.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the spans.
+    pub service_name: String,
+    /// Share of the traces this engine starts that are kept (0 to 1). A span continuing an
+    /// input's or a request's `traceparent` follows the producer's sampled flag instead.
+    pub sampling_ratio: f64,
+    /// Timeout of one export request.
+    pub export_timeout_ms: u64,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: "kizuna-loyalty-engine".to_owned(),
+            sampling_ratio: 1.0,
+            export_timeout_ms: 10_000,
+        }
+    }
 }
 
 /// A Schema Registry with the Confluent-compatible REST API (Confluent Schema Registry, or

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use tracing::Instrument as _;
 
 use crate::domain::event::DomainEvent;
 use crate::domain::output::Output;
@@ -19,6 +20,7 @@ use crate::partitioner::partition_for;
 use crate::store::ledger::LedgerRow;
 use crate::store::offsets::Positions;
 use crate::store::{dead_letters, ledger, offsets};
+use crate::telemetry::{TraceParent, spans};
 
 /// A consumed message after decoding, with its raw bytes (a refused message goes to the
 /// dead-letter topic as it came).
@@ -31,7 +33,7 @@ pub struct Incoming {
     pub content: Content,
 }
 
-/// A message as it came: key, payload, content type and `ce_*` headers.
+/// A message as it came: key, payload, content type, `ce_*` headers and `traceparent`.
 #[derive(Debug, Clone, Default)]
 pub struct Raw {
     pub key: Option<Vec<u8>>,
@@ -39,6 +41,9 @@ pub struct Raw {
     pub content_type: Option<Vec<u8>>,
     /// Its `ce_*` headers, carried as extensions by its dead letter.
     pub ce_headers: CeHeaders,
+    /// Its `traceparent` (the engine's receive span's while traces are on), set on every
+    /// output it causes, its dead letter included.
+    pub traceparent: Option<TraceParent>,
 }
 
 #[derive(Debug, Clone)]
@@ -98,8 +103,17 @@ pub struct Processor {
 
 impl Processor {
     /// Applies `batch` in one transaction. On error nothing is written and the whole batch can
-    /// be retried.
+    /// be retried. Traced as `kizuna.batch`, continuing the first traced message's trace.
     pub async fn process(
+        &self,
+        batch: &[Incoming],
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<BatchReport> {
+        let span = spans::batch(batch.len(), batch.iter().filter_map(|m| m.raw.traceparent));
+        self.process_traced(batch, now).instrument(span).await
+    }
+
+    async fn process_traced(
         &self,
         batch: &[Incoming],
         now: DateTime<Utc>,
@@ -251,10 +265,15 @@ impl Processor {
                 e.outputs.clear();
             }
         }
-        write::write_outputs(&mut tx, core, &evaluated, messages).await?;
+        let traced = write::Traced::of(
+            fresh
+                .iter()
+                .filter_map(|(m, e)| Some((e.meta.event_id.as_str(), m.raw.traceparent?))),
+        );
+        write::write_outputs_traced(&mut tx, core, &evaluated, messages, &traced).await?;
         clock.lap("write");
         offsets::advance(&mut tx, group_id, &next).await?;
-        tx.commit().await?;
+        tx.commit().instrument(spans::commit()).await?;
         clock.lap("commit");
 
         for e in evaluated {
@@ -301,13 +320,17 @@ fn dead_letter(
     };
     core.metrics.dead_lettered(&m.topic, rejection.reason);
     core.metrics.consumed(&m.topic, Outcome::DeadLettered, 1);
-    outputs::dead_letter(
+    let mut letter = outputs::dead_letter(
         &origin,
         &m.raw.payload,
         rejection,
         &core.topics.dead_letter,
         now,
-    )
+    );
+    if let Some(tp) = m.raw.traceparent {
+        outputs::set_traceparent(&mut letter, tp);
+    }
+    letter
 }
 
 /// Offsets to mirror to Kafka: only the partitions a batch touched.

@@ -14,6 +14,8 @@ use crate::domain::segment::Segment;
 use crate::domain::tier::TierChangeKind;
 use crate::inputs::ce_headers::{CE_PREFIX, CeHeaders};
 use crate::store::outbox::OutboxMessage;
+use crate::telemetry::TraceParent;
+use crate::telemetry::traceparent::HEADER as TRACEPARENT;
 
 /// `ce_source` of every output.
 pub const CE_SOURCE: &str = "kizuna/loyalty-engine";
@@ -130,6 +132,15 @@ fn headers(
         ),
         ("content-type".into(), CONTENT_TYPE_JSON.as_bytes().to_vec()),
     ]
+}
+
+/// Sets the `traceparent` header of `message` (replacing one it has): the trace of the input
+/// that caused it, which the relay continues when it publishes it.
+pub fn set_traceparent(message: &mut OutboxMessage, tp: TraceParent) {
+    message.headers.retain(|(k, _)| k != TRACEPARENT);
+    message
+        .headers
+        .push((TRACEPARENT.to_owned(), tp.to_header().into_bytes()));
 }
 
 /// Encodes a domain output as an outbox message.

@@ -1,15 +1,18 @@
 //! Writing evaluated customers: their rows, their outputs to the outbox and the output log, in
 //! the caller's transaction. Shared by ingest, the sweeper, overrides and recompute.
 
+use std::collections::HashMap;
+
 use sqlx::PgConnection;
 
 use crate::domain::metrics::Metrics;
-use crate::domain::output::Output;
+use crate::domain::output::{Cause, Output};
 use crate::domain::state::CustomerState;
 use crate::store::audit::{self, LoggedOutput};
 use crate::store::customers::{self, Row};
 use crate::store::outbox::{self, OutboxMessage};
 use crate::store::points;
+use crate::telemetry::TraceParent;
 
 use super::Core;
 use super::outputs::{self, Encoded};
@@ -74,15 +77,47 @@ pub async fn write_outputs(
     evaluated: &[Evaluated],
     extra: Vec<OutboxMessage>,
 ) -> anyhow::Result<Vec<Encoded>> {
+    write_outputs_traced(conn, core, evaluated, extra, &Traced::default()).await
+}
+
+/// The `traceparent`s of a batch's input events, by event id: each output an event caused
+/// carries its event's (`engine::outputs::set_traceparent`). Empty (no allocation, no lookup)
+/// when no input was traced.
+#[derive(Debug, Default)]
+pub struct Traced<'a>(HashMap<&'a str, TraceParent>);
+
+impl<'a> Traced<'a> {
+    pub fn of(events: impl Iterator<Item = (&'a str, TraceParent)>) -> Self {
+        Self(events.collect())
+    }
+
+    fn of_cause(&self, cause: &Cause) -> Option<TraceParent> {
+        if self.0.is_empty() {
+            return None;
+        }
+        match cause {
+            Cause::Event(id) => self.0.get(id.as_str()).copied(),
+            Cause::Sweep | Cause::Operator(_) => None,
+        }
+    }
+}
+
+/// [`write_outputs`], each output carrying the `traceparent` of the event that caused it.
+pub async fn write_outputs_traced(
+    conn: &mut PgConnection,
+    core: &Core,
+    evaluated: &[Evaluated],
+    extra: Vec<OutboxMessage>,
+    traced: &Traced<'_>,
+) -> anyhow::Result<Vec<Encoded>> {
     let mut encoded = Vec::new();
     for e in evaluated {
         for out in &e.outputs {
-            encoded.push(outputs::encode(
-                out,
-                e.home_partition,
-                &core.topics,
-                &core.programme,
-            )?);
+            let mut enc = outputs::encode(out, e.home_partition, &core.topics, &core.programme)?;
+            if let Some(tp) = traced.of_cause(&out.cause) {
+                outputs::set_traceparent(&mut enc.message, tp);
+            }
+            encoded.push(enc);
         }
     }
     outbox::insert(conn, extra.iter().chain(encoded.iter().map(|e| &e.message))).await?;

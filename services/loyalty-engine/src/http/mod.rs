@@ -35,6 +35,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
 use chrono::{DateTime, Utc};
+use tracing::Instrument as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -175,15 +176,24 @@ pub fn metrics_only(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Records request durations by route template (never by raw path: ids are not labels).
+/// Records request durations by route template (never by raw path: ids are not labels), and
+/// traces each request (`kizuna.http`, continuing its `traceparent`) while traces are on.
 async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".into());
+    let span = crate::telemetry::spans::http(
+        req.method().as_str(),
+        &route,
+        req.headers()
+            .get(crate::telemetry::traceparent::HEADER)
+            .map(|v| v.as_bytes()),
+    );
     let started = Instant::now();
-    let response = next.run(req).await;
+    let response = next.run(req).instrument(span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
     state.core.metrics.http_request(
         &route,
         response.status().as_u16(),

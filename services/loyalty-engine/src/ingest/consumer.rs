@@ -29,6 +29,7 @@ use crate::inputs::frame;
 use crate::inputs::validate::{Limits, validate};
 use crate::metrics::Metrics;
 use crate::registry::{LookupError, Registered, RegistryUnavailable, SchemaRegistry};
+use crate::telemetry::spans;
 
 /// Where batches are applied: the database in production, a fake in the loop's unit tests.
 pub trait Sink: Send + Sync + 'static {
@@ -84,6 +85,9 @@ impl Decoder {
             Ok(content) => content,
             Err(rejection) => self.refused(&msg.topic, msg.partition, msg.offset, rejection),
         };
+        let traceparent = msg
+            .traceparent
+            .map(|tp| spans::received(tp, &msg.topic, msg.partition, msg.offset));
         Incoming {
             topic: msg.topic,
             partition: msg.partition,
@@ -93,6 +97,7 @@ impl Decoder {
                 payload: msg.payload.unwrap_or_default(),
                 content_type: msg.content_type,
                 ce_headers: msg.ce_headers,
+                traceparent,
             },
             content,
         }

@@ -11,6 +11,8 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::rebalance::IngestContext;
 use crate::inputs::ce_headers::CeHeaders;
+use crate::telemetry::TraceParent;
+use crate::telemetry::traceparent::HEADER as TRACEPARENT;
 
 /// A consumed message, owned.
 #[derive(Debug, Clone, Default)]
@@ -28,6 +30,8 @@ pub struct RawMessage {
     pub timestamp_ms: Option<i64>,
     /// Its `ce_*` headers (`ce_type` included), kept for a dead letter.
     pub ce_headers: CeHeaders,
+    /// Its W3C `traceparent`, continued by the engine and carried to the outputs it causes.
+    pub traceparent: Option<TraceParent>,
 }
 
 /// A stream of messages with a place to mirror offsets to.
@@ -72,6 +76,7 @@ impl Source for KafkaSource {
                         raw.content_type = h.value.map(<[u8]>::to_vec)
                     }
                     "ce_type" | "kizuna-schema" => raw.schema = h.value.map(<[u8]>::to_vec),
+                    TRACEPARENT => raw.traceparent = h.value.and_then(TraceParent::parse),
                     _ => {}
                 }
                 raw.ce_headers.keep(h.key, h.value);
