@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 pub mod brokers;
 pub mod cloudevents;
 pub mod guarantees;
+pub mod jaeger;
 pub mod logs;
 pub mod secured;
 pub mod webhooks;

@@ -30,3 +30,4 @@ mod secured_kafka;
 mod segments;
 mod subscribers;
 mod tiers;
+mod traces;

@@ -1,0 +1,243 @@
+//! Traces through the outbox (README, "Traces"): a producer's `traceparent` on an input is
+//! continued by the engine, stored with the outbox message and set on the output it caused, so a
+//! subscriber's trace joins the producer's. With OTLP export on, the engine's spans (receive,
+//! batch, commit, relay, publish, and one per HTTP request) land in that same trace in a real
+//! Jaeger (`deploy/local/jaeger.sh`, started here if it is not running); with it off, the
+//! output carries the producer's `traceparent` as it came.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use kizuna_e2e::jaeger::{Jaeger, Span};
+use kizuna_e2e::process::{EngineProcess, Launch, engine_binary};
+use kizuna_e2e::{Broker, Received, TestEnv, wait_for};
+
+use crate::helpers::{Scene, WAIT};
+use crate::inputs::purchase;
+
+kizuna_e2e::on_each_broker! {
+    a_producers_trace_runs_through_the_engine_to_the_output,
+    without_export_the_output_carries_the_producers_traceparent,
+}
+
+/// The engine's spans that the trace of one traced purchase must hold.
+const ENGINE_SPANS: [&str; 5] = [
+    "kizuna.receive",
+    "kizuna.batch",
+    "kizuna.commit",
+    "kizuna.relay",
+    "kizuna.publish",
+];
+
+/// A fresh trace id (32 hex digits) and producer span id (16), as a producer's tracer makes them.
+fn producer_context() -> (String, String) {
+    let trace = uuid::Uuid::new_v4().simple().to_string();
+    let span = uuid::Uuid::new_v4().simple().to_string()[..16].to_owned();
+    (trace, span)
+}
+
+/// Produces a purchase by `customer` with `traceparent`, as a traced producer does.
+async fn traced_purchase(
+    env: &TestEnv,
+    customer: &str,
+    event_id: &str,
+    traceparent: &str,
+) -> anyhow::Result<()> {
+    let payload = serde_json::to_vec(&purchase(event_id, customer, "ord-t1", 30_000))?;
+    env.producer()?
+        .send(
+            &env.settings.kafka.topics.purchases,
+            Some(customer),
+            &payload,
+            &[
+                ("content-type", b"application/json"),
+                ("traceparent", traceparent.as_bytes()),
+            ],
+        )
+        .await
+}
+
+/// The first output keyed by `customer` on the points topic (every purchase makes one).
+async fn points_output(env: &TestEnv, customer: &str) -> anyhow::Result<Received> {
+    let topic = &env.settings.kafka.topics.points;
+    let of_customer = |m: &Received| m.key.as_deref() == Some(customer);
+    let got = env
+        .reader(topic)?
+        .collect_until(WAIT, |got| got.iter().any(of_customer))
+        .await?;
+    got.into_iter()
+        .find(of_customer)
+        .ok_or_else(|| anyhow::anyhow!("no output of {customer} on {topic}"))
+}
+
+/// `traceparent`'s trace id and parent span id.
+fn parts(traceparent: &str) -> (&str, &str) {
+    let mut fields = traceparent.split('-');
+    let (_, trace, span) = (fields.next(), fields.next(), fields.next());
+    (trace.unwrap_or_default(), span.unwrap_or_default())
+}
+
+fn by_operation<'a>(spans: &'a [Span], operation: &str) -> Vec<&'a Span> {
+    spans.iter().filter(|s| s.operation == operation).collect()
+}
+
+async fn a_producers_trace_runs_through_the_engine_to_the_output(
+    broker: Broker,
+) -> anyhow::Result<()> {
+    let jaeger = Jaeger::start().await?;
+    let env = TestEnv::on(broker).await?;
+    let service = format!("kizuna-test-{}", env.id);
+    let binary = engine_binary()?;
+    let logs = std::env::temp_dir()
+        .join("kizuna-traces")
+        .join(env.id.clone());
+    let extra = [
+        (
+            "KIZUNA_TELEMETRY__OTLP_ENDPOINT".to_owned(),
+            jaeger.otlp_http.clone(),
+        ),
+        ("KIZUNA_TELEMETRY__SERVICE_NAME".to_owned(), service.clone()),
+        // The SDK's batch processor exports every 5 s by default.
+        ("OTEL_BSP_SCHEDULE_DELAY".to_owned(), "200".to_owned()),
+    ];
+    let mut engine = EngineProcess::launch(Launch {
+        binary: &binary,
+        name: "traced",
+        settings: &env.settings,
+        extra_env: &extra,
+        log_path: logs.join("traced.log"),
+    })?;
+    engine.wait_ready(WAIT).await?;
+
+    let (trace, producer_span) = producer_context();
+    let customer = format!("cust-trace-{}", env.id);
+    traced_purchase(
+        &env,
+        &customer,
+        "evt-t1",
+        &format!("00-{trace}-{producer_span}-01"),
+    )
+    .await?;
+
+    // The output carries the producer's trace, its parent the engine's publish span.
+    let out = points_output(&env, &customer).await?;
+    let carried = out
+        .header("traceparent")
+        .ok_or_else(|| anyhow::anyhow!("the output carries no traceparent: {out:?}"))?
+        .to_owned();
+    let (out_trace, out_parent) = parts(&carried);
+    assert_eq!(
+        out_trace, trace,
+        "the output continues the producer's trace"
+    );
+    assert_ne!(
+        out_parent, producer_span,
+        "the output's parent is the engine's publish span, not the producer's"
+    );
+    assert!(carried.ends_with("-01"), "sampled: {carried}");
+
+    // A customer read with a traceparent of the same trace (another span of the producer).
+    let (_, reader_span) = producer_context();
+    let answer = reqwest::Client::new()
+        .get(engine.url(&format!("/v1/customers/{customer}")))
+        .header("traceparent", format!("00-{trace}-{reader_span}-01"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await?;
+    assert!(
+        answer.status().as_u16() < 500,
+        "GET /v1/customers answered {}",
+        answer.status()
+    );
+
+    // Jaeger holds the engine's spans in the producer's trace.
+    let wanted: HashSet<&str> = ENGINE_SPANS
+        .into_iter()
+        .chain(["GET /v1/customers/{id}"])
+        .collect();
+    let spans = wait_for(
+        &format!("Jaeger to hold the engine's spans of trace {trace}"),
+        WAIT,
+        || {
+            let jaeger = jaeger.clone();
+            let (trace, wanted) = (trace.clone(), wanted.clone());
+            async move {
+                let spans = jaeger.trace(&trace).await?;
+                let seen: HashSet<&str> = spans.iter().map(|s| s.operation.as_str()).collect();
+                Ok(wanted.is_subset(&seen).then_some(spans))
+            }
+        },
+    )
+    .await
+    .map_err(|e| e.context(format!("engine log tail:\n{}", engine.log_tail(30))))?;
+
+    for s in &spans {
+        assert_eq!(s.service, service, "{s:?}");
+    }
+    let receive = by_operation(&spans, "kizuna.receive");
+    assert_eq!(receive.len(), 1, "{spans:#?}");
+    assert_eq!(
+        receive[0].parents,
+        [producer_span.as_str()],
+        "receive is a child of the producer's span"
+    );
+    let batch = by_operation(&spans, "kizuna.batch");
+    assert_eq!(batch.len(), 1, "{spans:#?}");
+    assert_eq!(batch[0].parents, [receive[0].span_id.clone()]);
+    let commit = by_operation(&spans, "kizuna.commit");
+    assert!(
+        commit
+            .iter()
+            .any(|c| c.parents == [batch[0].span_id.clone()]),
+        "the batch's commit is its child: {spans:#?}"
+    );
+    let relay = by_operation(&spans, "kizuna.relay");
+    assert!(
+        relay
+            .iter()
+            .all(|r| r.parents == [receive[0].span_id.clone()]),
+        "{spans:#?}"
+    );
+    let publish = by_operation(&spans, "kizuna.publish");
+    assert!(
+        publish
+            .iter()
+            .all(|p| p.parents == [receive[0].span_id.clone()]),
+        "{spans:#?}"
+    );
+    assert!(
+        publish.iter().any(|p| p.span_id == out_parent),
+        "the output's traceparent names a publish span of the trace ({out_parent}): {spans:#?}"
+    );
+    let http = by_operation(&spans, "GET /v1/customers/{id}");
+    assert_eq!(http.len(), 1, "{spans:#?}");
+    assert_eq!(http[0].parents, [reader_span.as_str()]);
+    assert_eq!(
+        http[0].tags.get("http.route").and_then(|v| v.as_str()),
+        Some("/v1/customers/{id}"),
+        "{:?}",
+        http[0]
+    );
+
+    let status = engine.terminate(Duration::from_secs(30)).await?;
+    assert!(status.success(), "the engine stopped cleanly: {status}");
+    env.cleanup().await
+}
+
+async fn without_export_the_output_carries_the_producers_traceparent(
+    broker: Broker,
+) -> anyhow::Result<()> {
+    // In-process, without telemetry.otlp_endpoint (the default): no exporter, no spans.
+    let s = Scene::start(broker).await?;
+    let (trace, producer_span) = producer_context();
+    let traceparent = format!("00-{trace}-{producer_span}-01");
+    traced_purchase(&s.env, "cust-untraced", "evt-u1", &traceparent).await?;
+    // An input without one: its output has none.
+    s.feed.buy("cust-plain", "evt-u2", "ord-u2", 30_000).await?;
+
+    let out = points_output(&s.env, "cust-untraced").await?;
+    assert_eq!(out.header("traceparent"), Some(traceparent.as_str()));
+    let plain = points_output(&s.env, "cust-plain").await?;
+    assert_eq!(plain.header("traceparent"), None, "{plain:?}");
+    s.finish().await
+}
