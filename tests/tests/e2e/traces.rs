@@ -36,38 +36,51 @@ fn producer_context() -> (String, String) {
     (trace, span)
 }
 
-/// Produces a purchase by `customer` with `traceparent`, as a traced producer does.
-async fn traced_purchase(
+/// Two purchases by `customer` that together lift them to silver (30,000 JPY in two orders):
+/// the first without a `traceparent`, the second (which causes the tier change) with
+/// `traceparent` if given, as a traced producer sends it.
+async fn buy_to_silver(
     env: &TestEnv,
     customer: &str,
-    event_id: &str,
-    traceparent: &str,
+    traceparent: Option<&str>,
 ) -> anyhow::Result<()> {
-    let payload = serde_json::to_vec(&purchase(event_id, customer, "ord-t1", 30_000))?;
-    env.producer()?
-        .send(
-            &env.settings.kafka.topics.purchases,
-            Some(customer),
-            &payload,
-            &[
-                ("content-type", b"application/json"),
-                ("traceparent", traceparent.as_bytes()),
-            ],
-        )
-        .await
+    let producer = env.producer()?;
+    for (i, tp) in [None, traceparent].into_iter().enumerate() {
+        let event = purchase(
+            &format!("evt-{customer}-{i}"),
+            customer,
+            &format!("ord-{i}"),
+            15_000,
+        );
+        let mut headers: Vec<(&str, &[u8])> = vec![("content-type", b"application/json")];
+        if let Some(tp) = tp {
+            headers.push(("traceparent", tp.as_bytes()));
+        }
+        producer
+            .send(
+                &env.settings.kafka.topics.purchases,
+                Some(customer),
+                &serde_json::to_vec(&event)?,
+                &headers,
+            )
+            .await?;
+    }
+    Ok(())
 }
 
-/// The first output keyed by `customer` on the points topic (every purchase makes one).
-async fn points_output(env: &TestEnv, customer: &str) -> anyhow::Result<Received> {
-    let topic = &env.settings.kafka.topics.points;
-    let of_customer = |m: &Received| m.key.as_deref() == Some(customer);
+/// The tier change of `customer` (caused by their second purchase).
+async fn tier_change(env: &TestEnv, customer: &str) -> anyhow::Result<Received> {
+    let topic = &env.settings.kafka.topics.tier_changed;
+    let of_customer = |m: &Received| {
+        m.key.as_deref() == Some(customer) && m.header("ce_type") == Some("kizuna.v1.TierChanged")
+    };
     let got = env
         .reader(topic)?
         .collect_until(WAIT, |got| got.iter().any(of_customer))
         .await?;
     got.into_iter()
         .find(of_customer)
-        .ok_or_else(|| anyhow::anyhow!("no output of {customer} on {topic}"))
+        .ok_or_else(|| anyhow::anyhow!("no tier change of {customer} on {topic}"))
 }
 
 /// `traceparent`'s trace id and parent span id.
@@ -111,16 +124,11 @@ async fn a_producers_trace_runs_through_the_engine_to_the_output(
 
     let (trace, producer_span) = producer_context();
     let customer = format!("cust-trace-{}", env.id);
-    traced_purchase(
-        &env,
-        &customer,
-        "evt-t1",
-        &format!("00-{trace}-{producer_span}-01"),
-    )
-    .await?;
+    let traceparent = format!("00-{trace}-{producer_span}-01");
+    buy_to_silver(&env, &customer, Some(&traceparent)).await?;
 
     // The output carries the producer's trace, its parent the engine's publish span.
-    let out = points_output(&env, &customer).await?;
+    let out = tier_change(&env, &customer).await?;
     let carried = out
         .header("traceparent")
         .ok_or_else(|| anyhow::anyhow!("the output carries no traceparent: {out:?}"))?
@@ -231,13 +239,13 @@ async fn without_export_the_output_carries_the_producers_traceparent(
     let s = Scene::start(broker).await?;
     let (trace, producer_span) = producer_context();
     let traceparent = format!("00-{trace}-{producer_span}-01");
-    traced_purchase(&s.env, "cust-untraced", "evt-u1", &traceparent).await?;
-    // An input without one: its output has none.
-    s.feed.buy("cust-plain", "evt-u2", "ord-u2", 30_000).await?;
+    buy_to_silver(&s.env, "cust-traced", Some(&traceparent)).await?;
+    // Inputs without one: their output has none.
+    buy_to_silver(&s.env, "cust-plain", None).await?;
 
-    let out = points_output(&s.env, "cust-untraced").await?;
+    let out = tier_change(&s.env, "cust-traced").await?;
     assert_eq!(out.header("traceparent"), Some(traceparent.as_str()));
-    let plain = points_output(&s.env, "cust-plain").await?;
+    let plain = tier_change(&s.env, "cust-plain").await?;
     assert_eq!(plain.header("traceparent"), None, "{plain:?}");
     s.finish().await
 }
