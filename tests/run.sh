@@ -6,7 +6,8 @@
 # `name::on_tansu`), and a test a broker cannot run is listed as ignored with the reason:
 #   - the end-to-end suite and the webhook gateway suite; the suite's secured_kafka tests run
 #     the engine and the gateway on a third broker, Apache Kafka with a SASL_SSL listener
-#     (deploy/local/kafka-secure.sh, started before the suite and stopped after it);
+#     (deploy/local/kafka-secure.sh, started before the suite and stopped after it); its traces
+#     tests export to a real Jaeger (deploy/local/jaeger.sh, started if it is not running);
 #   - the webhook-delivery suite: kizuna-webhooks posting to a real HTTP receiver
 #     (tests/receivers/webhook_receiver.py) that verifies every delivery with the Standard
 #     Webhooks reference library (installed by deploy/local/prereqs.sh);
@@ -66,11 +67,24 @@ done <<<"$settings"
 # SASL_SSL listener (SCRAM-SHA-512, a CA of its own) on 127.0.0.1:9096; stopped after the suite.
 step "the secured Apache Kafka for the end-to-end suite (deploy/local/kafka-secure.sh, SASL_SSL)"
 "$local_dir/kafka-secure.sh" start >/dev/null
-trap '"$local_dir/kafka-secure.sh" stop >/dev/null 2>&1 || true' EXIT
+# The traces tests export to a real Jaeger (deploy/local/jaeger.sh: OTLP on 127.0.0.1:4318, query
+# API on 127.0.0.1:16686; built from the Go module proxy on a fresh machine, once, then cached).
+# Started here unless it runs already, and then stopped after the suite.
+jaeger_started=0
+if ! "$local_dir/jaeger.sh" status >/dev/null 2>&1; then
+  step "Jaeger for the end-to-end suite's traces tests (deploy/local/jaeger.sh)"
+  "$local_dir/jaeger.sh" start >/dev/null
+  jaeger_started=1
+fi
+after_e2e() {
+  "$local_dir/kafka-secure.sh" stop >/dev/null 2>&1 || true
+  if ((jaeger_started)); then "$local_dir/jaeger.sh" stop >/dev/null 2>&1 || true; fi
+}
+trap after_e2e EXIT
 
 step "end-to-end suite"
 cargo test --locked -p kizuna-e2e --test e2e -- --test-threads 2
-"$local_dir/kafka-secure.sh" stop
+after_e2e
 step "webhook gateway suite"
 cargo test --locked -p kizuna-e2e --test gateway -- --test-threads 2
 step "webhook delivery suite"

@@ -2,7 +2,8 @@
 # Stop what the kizuna-stack scripts started, and nothing else:
 #   down.sh          both brokers (kafka and tansu, by pid file; and the secured
 #                    Kafka of kafka-secure.sh if it runs), the Schema
-#                    Registry (registry.sh) and PostgreSQL (only if postgres.sh
+#                    Registry (registry.sh), Jaeger (jaeger.sh, if it runs)
+#                    and PostgreSQL (only if postgres.sh
 #                    started the cluster); restores the kernel writeback
 #                    settings up.sh changed
 #   down.sh broker   just the brokers (all three)
@@ -26,6 +27,7 @@ rm -f "$KIZUNA_STATE_DIR/broker"
 [[ "$what" == broker ]] && exit 0
 
 "$KIZUNA_LOCAL_DIR/registry.sh" stop
+"$KIZUNA_LOCAL_DIR/jaeger.sh" stop
 
 marker="$KIZUNA_STATE_DIR/postgres.started"
 if [[ -f "$marker" ]]; then
