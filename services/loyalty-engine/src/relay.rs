@@ -415,7 +415,7 @@ impl Relay {
     /// `kizuna.publish` span (a child of it), whose own context it goes out with.
     async fn send(&self, m: &OutboxMessage, framed: Option<&[u8]>) -> Result<(), String> {
         // While traces are off, a stored traceparent goes out as it is.
-        let (span, traceparent) = match stored_traceparent(m).filter(|_| traces_on()) {
+        let (span, traceparent) = match traces_on().then(|| stored_traceparent(m)).flatten() {
             Some(tp) => {
                 let (span, own) = spans::publish(tp, &m.topic);
                 (span, Some(own.to_header()))

@@ -723,4 +723,28 @@ mod tests {
         let m = letter(Some(b""), None, &none);
         assert_eq!(header(&m, "ce_subject"), None, "an empty key is no subject");
     }
+
+    #[test]
+    fn a_traceparent_is_set_once_and_replaces_one_there() {
+        let tp = |span: u8| TraceParent {
+            trace_id: [7; 16],
+            span_id: [span; 8],
+            flags: 1,
+        };
+        let mut m = letter(None, None, &CeHeaders::default());
+        let before = m.headers.len();
+        set_traceparent(&mut m, tp(1));
+        set_traceparent(&mut m, tp(2));
+        let carried: Vec<&[u8]> = m
+            .headers
+            .iter()
+            .filter(|(k, _)| k == TRACEPARENT)
+            .map(|(_, v)| v.as_slice())
+            .collect();
+        assert_eq!(m.headers.len(), before + 1);
+        assert_eq!(
+            carried,
+            [b"00-07070707070707070707070707070707-0202020202020202-01".as_slice()]
+        );
+    }
 }

@@ -140,3 +140,25 @@ pub async fn write_outputs_traced(
     audit::log_outputs(conn, &logged).await?;
     Ok(encoded)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ids::EventId;
+
+    #[test]
+    fn an_output_carries_the_traceparent_of_the_event_that_caused_it() {
+        let tp = TraceParent {
+            trace_id: [1; 16],
+            span_id: [2; 8],
+            flags: 1,
+        };
+        let traced = Traced::of([("evt-1", tp)].into_iter());
+        let event = |id: &str| Cause::Event(EventId::parse(id, 64).expect("an id"));
+        assert_eq!(traced.of_cause(&event("evt-1")), Some(tp));
+        assert_eq!(traced.of_cause(&event("evt-2")), None);
+        assert_eq!(traced.of_cause(&Cause::Sweep), None);
+        assert_eq!(traced.of_cause(&Cause::Operator("ops".into())), None);
+        assert_eq!(Traced::default().of_cause(&event("evt-1")), None);
+    }
+}
