@@ -5,8 +5,6 @@
 //! addresses it prints; [`Jaeger::trace`] reads one trace back through Jaeger's query API.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -50,29 +48,12 @@ impl Jaeger {
         if let Some(j) = started.as_ref() {
             return Ok(j.clone());
         }
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/local/jaeger.sh");
-        let out = Command::new(&script)
-            .arg("start")
-            .output()
-            .with_context(|| format!("running {}", script.display()))?;
-        if !out.status.success() {
-            bail!(
-                "{} start failed ({}):\n{}",
-                script.display(),
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let printed: HashMap<String, String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
+        let printed = crate::stack_script("jaeger.sh", "start")?;
         let get = |key: &str| {
             printed
                 .get(key)
                 .cloned()
-                .with_context(|| format!("{} start printed no {key}", script.display()))
+                .with_context(|| format!("jaeger.sh start printed no {key}"))
         };
         let jaeger = Self {
             otlp_http: get("KIZUNA_JAEGER_OTLP_HTTP")?,

@@ -587,3 +587,28 @@ impl TestEnv {
         })
     }
 }
+
+/// Runs `deploy/local/<script> <arg>` (a local-stack script) and returns the `NAME=value` lines
+/// it prints on stdout; fails with its stderr when it fails.
+pub fn stack_script(script: &str, arg: &str) -> anyhow::Result<HashMap<String, String>> {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/local")
+        .join(script);
+    let out = std::process::Command::new(&path)
+        .arg(arg)
+        .output()
+        .with_context(|| format!("running {}", path.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} {arg} failed ({}):\n{}",
+            path.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect())
+}

@@ -8,11 +8,9 @@
 //! prints; [`SecuredKafka::apply`] puts them into the engine's Kafka settings, the way an
 //! operator writes them in the configuration file.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::Command;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use kizuna::config::KafkaSettings;
 use secrecy::SecretString;
 
@@ -47,30 +45,12 @@ impl SecuredKafka {
         if let Some(s) = started.as_ref() {
             return Ok(s.clone());
         }
-        let script =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/local/kafka-secure.sh");
-        let out = Command::new(&script)
-            .arg("start")
-            .output()
-            .with_context(|| format!("running {}", script.display()))?;
-        if !out.status.success() {
-            bail!(
-                "{} start failed ({}):\n{}",
-                script.display(),
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let printed: HashMap<String, String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
+        let printed = crate::stack_script("kafka-secure.sh", "start")?;
         let get = |key: &str| {
             printed
                 .get(key)
                 .cloned()
-                .with_context(|| format!("{} start printed no {key}", script.display()))
+                .with_context(|| format!("kafka-secure.sh start printed no {key}"))
         };
         let secured = Self {
             bootstrap: get("KIZUNA_SECURE_KAFKA")?,

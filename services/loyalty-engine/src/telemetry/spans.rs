@@ -29,6 +29,22 @@ fn own(span: &Span) -> Option<TraceParent> {
     TraceParent::of(span.context().span().span_context())
 }
 
+/// A Kafka messaging span named `name` (`otel.name`), a child of `tp`'s span.
+fn messaging(name: &str, kind: &str, operation: &str, topic: &str, tp: TraceParent) -> Span {
+    let span = tracing::info_span!(
+        target: TRACE_TARGET,
+        "kizuna.messaging",
+        otel.name = name,
+        otel.kind = kind,
+        messaging.system = "kafka",
+        messaging.operation.type = operation,
+        messaging.destination.name = topic,
+        messaging.destination.partition.id = tracing::field::Empty,
+        messaging.kafka.offset = tracing::field::Empty,
+    );
+    child_of(span, tp)
+}
+
 /// A consumed message with a `traceparent`: records `kizuna.receive` (a consumer span, child of
 /// the producer's) and returns its context, which the message carries on; the producer's as it
 /// came while traces are off.
@@ -36,19 +52,9 @@ pub fn received(tp: TraceParent, topic: &str, partition: i32, offset: i64) -> Tr
     if !traces_on() {
         return tp;
     }
-    let span = child_of(
-        tracing::info_span!(
-            target: TRACE_TARGET,
-            "kizuna.receive",
-            otel.kind = "consumer",
-            messaging.system = "kafka",
-            messaging.operation.type = "receive",
-            messaging.destination.name = topic,
-            messaging.destination.partition.id = partition,
-            messaging.kafka.offset = offset,
-        ),
-        tp,
-    );
+    let span = messaging("kizuna.receive", "consumer", "receive", topic, tp);
+    span.record("messaging.destination.partition.id", partition);
+    span.record("messaging.kafka.offset", offset);
     own(&span).unwrap_or(tp)
 }
 
@@ -103,17 +109,7 @@ pub fn publish(tp: TraceParent, topic: &str) -> (Span, TraceParent) {
     if !traces_on() {
         return (Span::none(), tp);
     }
-    let span = child_of(
-        tracing::info_span!(
-            target: TRACE_TARGET,
-            "kizuna.publish",
-            otel.kind = "producer",
-            messaging.system = "kafka",
-            messaging.operation.type = "send",
-            messaging.destination.name = topic,
-        ),
-        tp,
-    );
+    let span = messaging("kizuna.publish", "producer", "send", topic, tp);
     let own = own(&span).unwrap_or(tp);
     (span, own)
 }
