@@ -150,6 +150,11 @@ def ce_headers(ce_type):
                 "enum": ["application/json", "application/x-protobuf"],
                 "description": "application/json (the protobuf JSON mapping) by default; application/x-protobuf in Schema Registry framing with outputs.format = \"confluent-protobuf\" (the engine's outputs).",
             },
+            "traceparent": {
+                "type": "string",
+                "pattern": "^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
+                "description": "W3C Trace Context, when the input that caused the output carried one: the producer's trace, so a subscriber's trace joins it (README: Traces).",
+            },
         },
     }
 
@@ -169,6 +174,10 @@ INPUT_HEADERS = {
         "kizuna-schema": {
             "type": "string",
             "description": "Optional: the schema version, kizuna.v1.",
+        },
+        "traceparent": {
+            "type": "string",
+            "description": "Optional W3C Trace Context: continued by the engine and set on every output the message causes (README: Traces).",
         },
     },
 }
@@ -218,6 +227,11 @@ DEAD_LETTER_HEADERS = {
         "content-type": {
             "type": "string",
             "description": "The input's own content-type (the CloudEvent's datacontenttype), when it had one, it is UTF-8 and it is not an application/cloudevents type.",
+        },
+        "traceparent": {
+            "type": "string",
+            "pattern": "^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
+            "description": "W3C Trace Context, when the input carried one (README: Traces).",
         },
         "kizuna-dlq-content-type": {
             "type": "string",

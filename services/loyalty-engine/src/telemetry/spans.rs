@@ -114,10 +114,13 @@ pub fn publish(tp: TraceParent, topic: &str) -> (Span, TraceParent) {
     (span, own)
 }
 
+/// Routes never traced: probes and scrapes, many a minute, of no interest in a trace.
+const UNTRACED_ROUTES: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
 /// An HTTP request, named by its route template (never the raw path), a child of the
-/// request's `traceparent` if it has a valid one.
+/// request's `traceparent` if it has a valid one. Probes and `/metrics` are not traced.
 pub fn http(method: &str, route: &str, traceparent: Option<&[u8]>) -> Span {
-    if !traces_on() {
+    if !traces_on() || UNTRACED_ROUTES.contains(&route) {
         return Span::none();
     }
     let span = tracing::info_span!(
