@@ -17,6 +17,7 @@ use crate::inputs::purchase;
 
 kizuna_e2e::on_each_broker! {
     a_producers_trace_runs_through_the_engine_to_the_output,
+    an_unreachable_receiver_is_logged_and_changes_nothing_else,
     without_export_the_output_carries_the_producers_traceparent,
 }
 
@@ -100,27 +101,7 @@ async fn a_producers_trace_runs_through_the_engine_to_the_output(
     let jaeger = Jaeger::start().await?;
     let env = TestEnv::on(broker).await?;
     let service = format!("kizuna-test-{}", env.id);
-    let binary = engine_binary()?;
-    let logs = std::env::temp_dir()
-        .join("kizuna-traces")
-        .join(env.id.clone());
-    let extra = [
-        (
-            "KIZUNA_TELEMETRY__OTLP_ENDPOINT".to_owned(),
-            jaeger.otlp_http.clone(),
-        ),
-        ("KIZUNA_TELEMETRY__SERVICE_NAME".to_owned(), service.clone()),
-        // The SDK's batch processor exports every 5 s by default.
-        ("OTEL_BSP_SCHEDULE_DELAY".to_owned(), "200".to_owned()),
-    ];
-    let mut engine = EngineProcess::launch(Launch {
-        binary: &binary,
-        name: "traced",
-        settings: &env.settings,
-        extra_env: &extra,
-        log_path: logs.join("traced.log"),
-    })?;
-    engine.wait_ready(WAIT).await?;
+    let mut engine = exporting_engine(&env, &jaeger.otlp_http, &service).await?;
 
     let (trace, producer_span) = producer_context();
     let customer = format!("cust-trace-{}", env.id);
@@ -227,6 +208,70 @@ async fn a_producers_trace_runs_through_the_engine_to_the_output(
         http[0]
     );
 
+    let status = engine.terminate(Duration::from_secs(30)).await?;
+    assert!(status.success(), "the engine stopped cleanly: {status}");
+    env.cleanup().await
+}
+
+/// The `kizuna` binary on `env`, exporting traces to `endpoint` as `service`.
+async fn exporting_engine(
+    env: &TestEnv,
+    endpoint: &str,
+    service: &str,
+) -> anyhow::Result<EngineProcess> {
+    let binary = engine_binary()?;
+    let extra = [
+        (
+            "KIZUNA_TELEMETRY__OTLP_ENDPOINT".to_owned(),
+            endpoint.to_owned(),
+        ),
+        (
+            "KIZUNA_TELEMETRY__SERVICE_NAME".to_owned(),
+            service.to_owned(),
+        ),
+        // The SDK's batch processor exports every 5 s by default.
+        ("OTEL_BSP_SCHEDULE_DELAY".to_owned(), "200".to_owned()),
+    ];
+    let mut engine = EngineProcess::launch(Launch {
+        binary: &binary,
+        name: "traced",
+        settings: &env.settings,
+        extra_env: &extra,
+        log_path: std::env::temp_dir()
+            .join("kizuna-traces")
+            .join(&env.id)
+            .join("traced.log"),
+    })?;
+    engine.wait_ready(WAIT).await?;
+    Ok(engine)
+}
+
+async fn an_unreachable_receiver_is_logged_and_changes_nothing_else(
+    broker: Broker,
+) -> anyhow::Result<()> {
+    let env = TestEnv::on(broker).await?;
+    // Nothing listens there.
+    let closed = format!("http://127.0.0.1:{}", kizuna_e2e::process::free_port()?);
+    let mut engine = exporting_engine(&env, &closed, "kizuna-unreachable").await?;
+    let (trace, producer_span) = producer_context();
+    buy_to_silver(
+        &env,
+        "cust-unreachable",
+        Some(&format!("00-{trace}-{producer_span}-01")),
+    )
+    .await?;
+    let out = tier_change(&env, "cust-unreachable").await?;
+    let carried = out.header("traceparent").unwrap_or_default();
+    assert_eq!(parts(carried).0, trace, "{out:?}");
+    wait_for("the SDK to log the failed export", WAIT, || {
+        let tail = engine.log_tail(200);
+        async move {
+            Ok(tail
+                .contains("BatchSpanProcessor.ExportError")
+                .then_some(()))
+        }
+    })
+    .await?;
     let status = engine.terminate(Duration::from_secs(30)).await?;
     assert!(status.success(), "the engine stopped cleanly: {status}");
     env.cleanup().await
