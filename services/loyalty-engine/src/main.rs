@@ -240,28 +240,21 @@ async fn command(command: Command, settings: Settings) -> anyhow::Result<()> {
                 kizuna::domain::ids::CustomerId::parse(&customer_id, settings.ingest.max_id_len)
                     .map_err(|e| anyhow::anyhow!("not a customer id: {e}"))?;
             let core = commands::open(&settings).await?;
-            let receipt = kizuna::engine::erasure::erase(
-                &core.pool,
-                &core.erasure_key,
-                &core.privacy,
-                &core.topics,
-                core.partitions,
-                id.as_str(),
-                chrono::Utc::now(),
-            )
-            .await?;
+            let receipt =
+                kizuna::engine::erasure::erase(&core, id.as_str(), chrono::Utc::now()).await?;
             let Some(receipt) = receipt else {
                 anyhow::bail!(
                     "no customer {customer_id} is known, nor was one erased: nothing done"
                 );
             };
-            println!("{}", serde_json::to_string_pretty(&receipt)?);
+            // The receipt as published (the protobuf JSON mapping).
+            println!("{}", serde_json::to_string_pretty(&receipt.to_proto())?);
             eprintln!(
                 "erased: {} ledger events, {} output log entries, {} outbox messages, {} other rows; {} records of other customers kept under a pseudonym; the receipt is queued for {}",
-                receipt.ledger_events,
-                receipt.output_log_entries,
+                receipt.deleted.ledger_events,
+                receipt.deleted.output_log_entries,
                 receipt.outbox_messages,
-                receipt.other_rows,
+                receipt.deleted.other_rows,
                 receipt.pseudonymised,
                 core.topics.privacy
             );

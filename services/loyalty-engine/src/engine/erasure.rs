@@ -10,7 +10,7 @@ use kizuna_proto::v1;
 use secrecy::ExposeSecret;
 use sqlx::{PgConnection, PgPool};
 
-use crate::config::{AfterErasure, PrivacySettings, Topics};
+use crate::config::{AfterErasure, PrivacySettings};
 use crate::domain::erasure::{
     pseudonym, pseudonymise_referred, pseudonymise_referrer, subject_hash,
 };
@@ -18,10 +18,38 @@ use crate::domain::ids::{CustomerId, DEFAULT_MAX_ID_LEN};
 use crate::partitioner::partition_for;
 use crate::store::{customers, erasure, ledger, outbox};
 
-use super::outputs;
+use super::{Core, outputs};
 
-/// What an erasure did; `None` from [`erase`] when the id was never known.
-pub type Receipt = v1::CustomerErased;
+/// What an erasure did (published as `CustomerErased`, [`Receipt::to_proto`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Receipt {
+    /// HMAC-SHA256 of the id under the erasure key, lowercase hex.
+    pub subject_hash: String,
+    pub erased_at: DateTime<Utc>,
+    pub deleted: erasure::Deleted,
+    /// Messages about the customer removed from the outbox before they were published.
+    pub outbox_messages: i64,
+    /// Other customers' records that named this one, kept under a pseudonym.
+    pub pseudonymised: i64,
+    /// Until when events for the id are refused; `None` when they start a new customer.
+    pub refuse_until: Option<DateTime<Utc>>,
+}
+
+impl Receipt {
+    /// The receipt as published.
+    pub fn to_proto(&self) -> v1::CustomerErased {
+        v1::CustomerErased {
+            subject_hash: self.subject_hash.clone(),
+            erased_at: Some(outputs::timestamp(self.erased_at)),
+            ledger_events: self.deleted.ledger_events,
+            output_log_entries: self.deleted.output_log_entries,
+            outbox_messages: self.outbox_messages,
+            other_rows: self.deleted.other_rows,
+            pseudonymised: self.pseudonymised,
+            refuse_until: self.refuse_until.map(outputs::timestamp),
+        }
+    }
+}
 
 /// The erasure key: the configured one, or the one kept in the database (made at the first
 /// erasure; kept for the process's life once read).
@@ -65,17 +93,14 @@ impl ErasureKey {
 /// Erases `customer_id` at `now`. Returns the receipt, or `None` (and changes nothing) when the
 /// id has no data and was never erased. Erasing again returns a receipt with nothing deleted.
 pub async fn erase(
-    pool: &PgPool,
-    key: &ErasureKey,
-    settings: &PrivacySettings,
-    topics: &Topics,
-    partitions: i32,
+    core: &Core,
     customer_id: &str,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Option<Receipt>> {
-    let mut tx = pool.begin().await?;
+    let settings = &core.privacy;
+    let mut tx = core.pool.begin().await?;
     erasure::lock_out_ingest(&mut tx).await?;
-    let key = key.get_or_make(&mut tx).await?;
+    let key = core.erasure_key.get_or_make(&mut tx).await?;
     let hash = subject_hash(&key, customer_id);
     let alias = pseudonym(&hash);
     let alias_id = CustomerId::parse(&alias, DEFAULT_MAX_ID_LEN)?;
@@ -120,18 +145,16 @@ pub async fn erase(
         AfterErasure::NewCustomer => None,
     };
     erasure::record(&mut tx, &hash, now, refuse_until).await?;
-    let receipt = v1::CustomerErased {
+    let receipt = Receipt {
         subject_hash: hash,
-        erased_at: Some(outputs::timestamp(now)),
-        ledger_events: deleted.ledger_events,
-        output_log_entries: deleted.output_log_entries,
+        erased_at: now,
+        deleted,
         outbox_messages,
-        other_rows: deleted.other_rows,
         pseudonymised,
-        refuse_until: refuse_until.map(outputs::timestamp),
+        refuse_until,
     };
-    let partition = partition_for(customer_id.as_bytes(), partitions);
-    let message = outputs::customer_erased(&receipt, now, partition, topics)?;
+    let partition = partition_for(customer_id.as_bytes(), core.partitions);
+    let message = outputs::customer_erased(&receipt.to_proto(), now, partition, &core.topics)?;
     outbox::insert(&mut tx, [&message]).await?;
     tx.commit().await?;
     Ok(Some(receipt))

@@ -32,21 +32,17 @@ pub struct ErasureReceipt {
     pub refuse_until: Option<DateTime<Utc>>,
 }
 
-fn time(t: Option<&kizuna_proto::Timestamp>) -> Option<DateTime<Utc>> {
-    t.and_then(|t| DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)))
-}
-
 impl From<Receipt> for ErasureReceipt {
     fn from(r: Receipt) -> Self {
         Self {
-            erased_at: time(r.erased_at.as_ref()).unwrap_or_default(),
-            refuse_until: time(r.refuse_until.as_ref()),
             subject_hash: r.subject_hash,
-            ledger_events: r.ledger_events,
-            output_log_entries: r.output_log_entries,
+            erased_at: r.erased_at,
+            ledger_events: r.deleted.ledger_events,
+            output_log_entries: r.deleted.output_log_entries,
             outbox_messages: r.outbox_messages,
-            other_rows: r.other_rows,
+            other_rows: r.deleted.other_rows,
             pseudonymised: r.pseudonymised,
+            refuse_until: r.refuse_until,
         }
     }
 }
@@ -74,21 +70,12 @@ pub async fn erase_customer(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ErasureReceipt>, Problem> {
     let customer = redemptions::customer_id(&state, &id)?;
-    let core = &state.core;
-    let receipt = erasure::erase(
-        &core.pool,
-        &core.erasure_key,
-        &core.privacy,
-        &core.topics,
-        core.partitions,
-        customer.as_str(),
-        Utc::now(),
-    )
-    .await
-    .map_err(|e| {
-        tracing::warn!(error = format!("{e:#}"), "erasure failed");
-        Problem::unavailable("the erasure failed: the database is unavailable").retry_after(1)
-    })?;
+    let receipt = erasure::erase(&state.core, customer.as_str(), Utc::now())
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = format!("{e:#}"), "erasure failed");
+            Problem::unavailable("the erasure failed: the database is unavailable").retry_after(1)
+        })?;
     match receipt {
         Some(r) => {
             tracing::info!(subject_hash = r.subject_hash.as_str(), "customer erased");

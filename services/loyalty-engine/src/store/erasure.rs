@@ -153,32 +153,34 @@ pub struct Deleted {
 
 /// Deletes every row about `customer_id` (the outbox aside: `outbox::remove_customer`).
 pub async fn delete_rows(conn: &mut PgConnection, customer_id: &str) -> sqlx::Result<Deleted> {
-    let mut deleted = Deleted::default();
-    for (table, into) in [
-        ("event_ledger", 0),
-        ("output_log", 1),
-        ("customers", 2),
-        ("tier_overrides", 2),
-        ("points_redemptions", 2),
-        ("webhook_deliveries", 2),
-        ("webhook_attempts", 2),
-        ("webhook_dead_letters", 2),
+    let mut other_rows = 0;
+    for table in [
+        "customers",
+        "tier_overrides",
+        "points_redemptions",
+        "webhook_deliveries",
+        "webhook_attempts",
+        "webhook_dead_letters",
         // Crypto-shredding: sealed comments in copies of the ledger cannot be opened any more.
-        ("customer_keys", 2),
+        "customer_keys",
     ] {
-        let n = sqlx::query(&format!("DELETE FROM {table} WHERE customer_id = $1"))
-            .bind(customer_id)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
-        let n = i64::try_from(n).unwrap_or(i64::MAX);
-        match into {
-            0 => deleted.ledger_events += n,
-            1 => deleted.output_log_entries += n,
-            _ => deleted.other_rows += n,
-        }
+        other_rows += delete_from(conn, table, customer_id).await?;
     }
-    Ok(deleted)
+    Ok(Deleted {
+        ledger_events: delete_from(conn, "event_ledger", customer_id).await?,
+        output_log_entries: delete_from(conn, "output_log", customer_id).await?,
+        other_rows,
+    })
+}
+
+/// Deletes the rows of `customer_id` from `table` (one of the names above); returns how many.
+async fn delete_from(conn: &mut PgConnection, table: &str, customer_id: &str) -> sqlx::Result<i64> {
+    let n = sqlx::query(&format!("DELETE FROM {table} WHERE customer_id = $1"))
+        .bind(customer_id)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    Ok(i64::try_from(n).unwrap_or(i64::MAX))
 }
 
 /// Whether this subject hash was ever erased.

@@ -60,23 +60,15 @@ pub async fn customer_data(pool: &PgPool, customer_id: &str) -> anyhow::Result<O
     )
     .await?;
     let mut webhooks = serde_json::Map::new();
-    for table in [
-        "webhook_deliveries",
-        "webhook_attempts",
-        "webhook_dead_letters",
+    // (table, the row as JSON): deliveries and dead letters hold the event's body as bytes.
+    let with_body = "to_jsonb(t) - 'customer_id' - 'body'
+                     || jsonb_build_object('body', convert_from(t.body, 'UTF8'))";
+    for (table, row) in [
+        ("webhook_deliveries", with_body),
+        ("webhook_attempts", "to_jsonb(t) - 'customer_id'"),
+        ("webhook_dead_letters", with_body),
     ] {
-        let sql = format!(
-            "SELECT to_jsonb(t) - 'customer_id' - 'body'
-                    || jsonb_build_object('body', convert_from(t.body, 'UTF8'))
-               FROM {table} t WHERE customer_id = $1 ORDER BY id"
-        );
-        let sql = if table == "webhook_attempts" {
-            format!(
-                "SELECT to_jsonb(t) - 'customer_id' FROM {table} t WHERE customer_id = $1 ORDER BY id"
-            )
-        } else {
-            sql
-        };
+        let sql = format!("SELECT {row} FROM {table} t WHERE customer_id = $1 ORDER BY id");
         webhooks.insert(
             table.to_owned(),
             Value::Array(rows(&mut tx, &sql, customer_id).await?),
