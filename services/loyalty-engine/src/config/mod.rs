@@ -203,6 +203,9 @@ pub struct IngestSettings {
     pub max_amount_minor: i64,
     /// Events dated further than this into the future are refused.
     pub max_future_skew_secs: i64,
+    /// Events dated before this are refused (`invalid_timestamp`): an unset timestamp decodes
+    /// to 1970. The default, 1980-01-01, accepts any plausible commerce history.
+    pub earliest_event_time: chrono::DateTime<chrono::Utc>,
     /// Parallel database writers; each commits the batches of its share of the partitions.
     pub writers: usize,
     /// How long a partition revocation waits for the batch being committed. Unset: a third of
