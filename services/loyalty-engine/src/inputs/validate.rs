@@ -63,8 +63,9 @@ pub fn check_age(
         Some(max_age) if occurred_at < reference - max_age => Err(Rejection::new(
             RejectReason::TooOld,
             format!(
-                "occurred_at {occurred_at} is older than the ledger retention ({} days before {reference}): it could not be deduplicated; set ledger.retention_days (0 keeps everything), or load history with `kizuna backfill`, which judges age against the newest event time of its input",
-                max_age.num_days()
+                "occurred_at {occurred_at} is over ledger.retention_days ({}) before {}: set ledger.retention_days = 0 (keep all) or load it with `kizuna backfill` (judged against its newest event); older events could not be deduplicated",
+                max_age.num_days(),
+                reference.format("%Y-%m-%d %H:%M:%S UTC")
             ),
         )),
         _ => Ok(()),

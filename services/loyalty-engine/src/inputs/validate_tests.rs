@@ -209,7 +209,9 @@ fn hostile_purchases_are_refused_with_their_reason() {
 }
 
 fn day(y: i32, m: u32, d: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(y, m, d, 0, 0, 0).single().expect("date")
+    Utc.with_ymd_and_hms(y, m, d, 0, 0, 0)
+        .single()
+        .expect("date")
 }
 
 #[test]
@@ -230,8 +232,13 @@ fn old_history_is_accepted_down_to_the_earliest_event_time() {
         occurred_at: ts(day(1979, 12, 31)),
         ..good_purchase()
     };
-    let refused = validate(&WireEvent::Purchase(too_early.clone()), None, &keep_all, now())
-        .expect_err("1979 refused");
+    let refused = validate(
+        &WireEvent::Purchase(too_early.clone()),
+        None,
+        &keep_all,
+        now(),
+    )
+    .expect_err("1979 refused");
     assert_eq!(refused.reason, RejectReason::InvalidTimestamp);
     assert!(
         refused.detail.contains("ingest.earliest_event_time"),
