@@ -8,7 +8,7 @@
 # computed in the same run. Exit 1 when a Kizuna model is off its lifetimes counterpart.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
-venv="${KIZUNA_CDNOW_VENV:-/var/cache/kizuna/venv-cdnow}"
+venv="${KIZUNA_CDNOW_VENV:-${KIZUNA_CACHE_DIR:-/var/cache/kizuna}/venv-cdnow}"
 admin_url="${KIZUNA_TEST_DATABASE_URL:-postgres://kizuna:kizuna@127.0.0.1:5432/kizuna}"
 
 if ! "$venv/bin/python" -c 'import lifetimes' 2>/dev/null; then
@@ -19,7 +19,7 @@ fi
 
 if [[ -z "${KIZUNA_BIN:-}" ]]; then
     (cd "$root" && cargo build -q --bin kizuna)
-    KIZUNA_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/kizuna"
+    KIZUNA_BIN="$(cd "$root" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/debug/kizuna"
 fi
 
 db="kizuna_cdnow_$(date +%s)_$$"
@@ -28,6 +28,7 @@ cleanup() { psql -q "$admin_url" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >
 trap cleanup EXIT
 
 # Only the database matters here: every other KIZUNA_* variable of the caller is dropped.
-env -u KIZUNA_CONFIG $(env | sed -n 's/^\(KIZUNA_[A-Z0-9_]*\)=.*/-u \1/p' | grep -v -e KIZUNA_BIN -e KIZUNA_CDNOW) \
+# shellcheck disable=SC2046
+env $(env | sed -n 's/^\(KIZUNA_[A-Z0-9_]*\)=.*/-u \1/p') \
     KIZUNA_DATABASE__URL="${admin_url%/*}/$db" KIZUNA_LOG__LEVEL=warn \
     "$venv/bin/python" "$root/tests/cdnow/cdnow.py" --kizuna "$KIZUNA_BIN" "$@"
