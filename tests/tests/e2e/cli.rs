@@ -13,6 +13,22 @@ kizuna_e2e::on_each_broker! {
     old_history_is_judged_against_the_backfills_own_clock,
 }
 
+/// Runs a kizuna command that must succeed; returns what it printed on stderr.
+fn succeeds(env: &TestEnv, args: &[&str], stdin: Option<&[u8]>) -> anyhow::Result<String> {
+    let (ok, _, err) = kizuna_cli(env, args, stdin)?;
+    anyhow::ensure!(ok, "kizuna {} failed: {err}", args.join(" "));
+    Ok(err)
+}
+
+/// `kizuna backfill PATH` on the event-time clock without outputs; returns its stderr.
+fn quiet_backfill(env: &TestEnv, path: &str) -> anyhow::Result<String> {
+    succeeds(
+        env,
+        &["backfill", path, "--clock", "event-time", "--no-outputs"],
+        None,
+    )
+}
+
 /// A year of purchases for `customers` customers, as InputEvent JSON lines: each buys on
 /// their own rhythm; every fifth stops after a few months.
 fn history(customers: usize, end: chrono::DateTime<chrono::Utc>) -> Vec<String> {
@@ -67,12 +83,7 @@ async fn backfill_fit_model_export_scores_and_recompute_from_the_cli(
     std::fs::write(&file, lines.join("\n"))?;
     let path = file.to_string_lossy().into_owned();
 
-    let (ok, _, err) = kizuna_cli(
-        &env,
-        &["backfill", &path, "--clock", "event-time", "--no-outputs"],
-        None,
-    )?;
-    assert!(ok, "{err}");
+    let err = quiet_backfill(&env, &path)?;
     assert!(
         err.contains("line 11: unparseable"),
         "bad lines are reported by number: {err}"
@@ -91,19 +102,17 @@ async fn backfill_fit_model_export_scores_and_recompute_from_the_cli(
     assert!(states > 0, "the backfill wrote no customer");
     assert_eq!((queued, logged), (0, 0), "--no-outputs queued outputs");
     // Running it again applies nothing twice.
-    let (ok, _, err) = kizuna_cli(&env, &["backfill", &path, "--clock", "event-time"], None)?;
-    assert!(ok, "{err}");
+    let err = succeeds(&env, &["backfill", &path, "--clock", "event-time"], None)?;
     assert!(
         err.contains("0 events applied") && err.contains(&format!("{valid} already applied")),
         "{err}"
     );
     // The same events from stdin, under another source name: deduplicated by event id.
-    let (ok, _, err) = kizuna_cli(
+    let err = succeeds(
         &env,
         &["backfill", "-", "--clock", "event-time"],
         Some(lines.join("\n").as_bytes()),
     )?;
-    assert!(ok, "{err}");
     assert!(err.contains(&format!("{valid} duplicates")), "{err}");
 
     let pool = env.pool().await?;
@@ -112,8 +121,7 @@ async fn backfill_fit_model_export_scores_and_recompute_from_the_cli(
         .await?;
     assert_eq!(customers, 300);
 
-    let (ok, _, err) = kizuna_cli(&env, &["fit-model", "--clock", "event-time"], None)?;
-    assert!(ok, "{err}");
+    let err = succeeds(&env, &["fit-model", "--clock", "event-time"], None)?;
     assert!(err.contains("stored as model version 1"), "{err}");
     let (r, converged_customers): (f64, f64) =
         sqlx::query_as("SELECT r, customers FROM churn_models WHERE version = 1")
@@ -167,11 +175,9 @@ async fn backfill_fit_model_export_scores_and_recompute_from_the_cli(
         assert!((0.0..=1.0).contains(&p_alive), "{r:?}");
     }
 
-    let (ok, _, err) = kizuna_cli(&env, &["recompute", "--clock", "event-time"], None)?;
-    assert!(ok, "{err}");
+    let err = succeeds(&env, &["recompute", "--clock", "event-time"], None)?;
     assert!(err.contains("recomputed 300 customers"), "{err}");
-    let (ok, _, err) = kizuna_cli(&env, &["recompute", "--clock", "event-time"], None)?;
-    assert!(ok, "{err}");
+    let err = succeeds(&env, &["recompute", "--clock", "event-time"], None)?;
     assert!(
         err.contains("0 tier changes, 0 with different points, 0 output events"),
         "a second recompute finds no difference: {err}"
@@ -226,7 +232,7 @@ async fn old_history_is_judged_against_the_backfills_own_clock(
     let path = file.to_string_lossy().into_owned();
 
     // Against the wall clock, as the engine judges: everything is too old.
-    let (ok, _, err) = kizuna_cli(
+    let err = succeeds(
         &env,
         &[
             "backfill",
@@ -240,7 +246,6 @@ async fn old_history_is_judged_against_the_backfills_own_clock(
         ],
         None,
     )?;
-    assert!(ok, "{err}");
     assert!(err.contains("0 events applied"), "{err}");
     assert!(
         err.contains("line 1: too_old") && err.contains("ledger.retention_days"),
@@ -248,12 +253,7 @@ async fn old_history_is_judged_against_the_backfills_own_clock(
     );
 
     // Against its own clock (the default): loads, except the two.
-    let (ok, _, err) = kizuna_cli(
-        &env,
-        &["backfill", &path, "--clock", "event-time", "--no-outputs"],
-        None,
-    )?;
-    assert!(ok, "{err}");
+    let err = quiet_backfill(&env, &path)?;
     assert!(
         err.contains(&format!("{} events applied", valid + 1)),
         "{err}"
@@ -287,12 +287,11 @@ async fn old_history_is_judged_against_the_backfills_own_clock(
     assert_eq!(pruner.prune_once().await?, Some(u64::try_from(valid + 1)?));
     // The same history again, from stdin: it may have been applied, so it is refused, not
     // applied twice.
-    let (ok, _, err) = kizuna_cli(
+    let err = succeeds(
         &env,
         &["backfill", "-", "--clock", "event-time"],
         Some(lines.join("\n").as_bytes()),
     )?;
-    assert!(ok, "{err}");
     assert!(err.contains("0 events applied"), "{err}");
     assert!(err.contains("up to which the ledger was pruned"), "{err}");
     pool.close().await;
