@@ -238,7 +238,9 @@ pub struct SweepSettings {
 pub struct LedgerSettings {
     /// Days of events kept in the event ledger (the event-id deduplication, the timeline and
     /// `recompute`'s source). Older rows are pruned by a job, and events older than this are
-    /// refused (reason too_old): they could not be deduplicated. 0 keeps everything.
+    /// refused (reason too_old): they could not be deduplicated. The engine judges age against
+    /// the wall clock, `kizuna backfill` against its input's newest event time. 0 keeps
+    /// everything.
     pub retention_days: u32,
     /// How often the pruning job runs (on one instance at a time).
     pub prune_interval_secs: u64,
