@@ -16,8 +16,7 @@ use std::io::BufRead;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::rejection::RejectReason;
-use crate::domain::rejection::Rejection;
+use crate::domain::rejection::{RejectReason, Rejection};
 use crate::engine::batch::{Content, Incoming, Processor, Raw};
 use crate::inputs::ce_headers::CeHeaders;
 use crate::inputs::decode::decode_input_line;
