@@ -227,6 +227,11 @@ def export(binary: str, customers: list[str]):
     return p_alive, expected, scored_by
 
 
+def same_name(model: str) -> str:
+    """A model's name without case or separators: `pareto-nbd`, `pareto_nbd`, `Pareto/NBD`."""
+    return re.sub(r"[-_/ ]", "", model.lower())
+
+
 def fitted_line(out: str) -> str:
     for line in out.splitlines():
         if "log-likelihood" in line:
@@ -279,9 +284,9 @@ def main() -> int:
     for label, extra in runs:
         _, out = kizuna(args.kizuna, ["fit-model", "--as-of", AS_OF, *extra])
         p_alive, expected, scored_by = export(args.kizuna, customers)
-        name = label if label != "chosen" else (sorted(scored_by)[0] if len(scored_by) == 1 else "bgnbd")
-        norm = lambda v: re.sub(r"[-_/ ]", "", v.lower())  # noqa: E731
-        if scored_by and extra and label in REFERENCES and {norm(v) for v in scored_by} != {norm(label)}:
+        # Without a `model` column (fit-model fits BG/NBD only), the model is BG/NBD.
+        name = label if label != "chosen" else (",".join(sorted(scored_by)) or "bgnbd")
+        if scored_by and extra and label in REFERENCES and {same_name(v) for v in scored_by} != {same_name(label)}:
             raise SystemExit(f"fit-model --model {label}, but export-scores says {sorted(scored_by)} scored")
         kizuna_results[label] = {
             "model": name,
