@@ -92,6 +92,10 @@ cargo test --locked -p kizuna-e2e --test webhooks -- --test-threads 2
 # Schema Registry framing: needs the registry up.sh starts (Apicurio, 127.0.0.1:8081).
 step "schema registry framing suite"
 cargo test --locked -p kizuna-e2e --test registry -- --test-threads 2
+# Issue 17: Kizuna's churn models on the CDNOW sample (lifetimes' package data), 39/39 weeks,
+# through backfill, fit-model and export-scores; fails when a model is off lifetimes by > 1e-3.
+step "the CDNOW benchmark (tests/cdnow/run.sh): each model against lifetimes, in the same run"
+KIZUNA_BIN="$CARGO_TARGET_DIR/debug/kizuna" "$repo/tests/cdnow/run.sh"
 step "console in a real browser (Debian's Chromium, Playwright, axe-core)"
 cargo test --locked -p kizuna-e2e --test console -- --test-threads 1
 

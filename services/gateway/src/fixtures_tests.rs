@@ -43,6 +43,7 @@ fn usd_limits() -> Limits {
         max_line_items: 1000,
         // The samples are dated 2018–2025: no ledger retention, as in the end-to-end test.
         max_age: None,
+        earliest: chrono::DateTime::UNIX_EPOCH,
     }
 }
 

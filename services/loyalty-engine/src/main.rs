@@ -72,6 +72,11 @@ enum Command {
         /// Update states only; publish no output events.
         #[arg(long)]
         no_outputs: bool,
+        /// What "older than ledger.retention_days" is judged against: the newest event time of
+        /// the input (backfill: old history loads with the default retention) or the wall
+        /// clock, as the engine does.
+        #[arg(long, value_enum, default_value_t)]
+        retention_clock: commands::backfill::RetentionClock,
     },
     /// Write one CSV row of scores per customer to stdout.
     ExportScores {
@@ -200,7 +205,17 @@ async fn command(command: Command, settings: Settings) -> anyhow::Result<()> {
             source,
             batch,
             no_outputs,
-        } => backfill(&settings, &file, source, batch, !no_outputs).await,
+            retention_clock,
+        } => {
+            let options = commands::backfill::BackfillOptions {
+                source: source.unwrap_or_default(),
+                batch: batch.max(1),
+                partitions: settings.kafka.partitions,
+                retention_clock,
+                newest: None,
+            };
+            backfill(&settings, &file, options, !no_outputs).await
+        }
         Command::ExportScores {
             as_of,
             horizon_days,
@@ -292,8 +307,7 @@ async fn command(command: Command, settings: Settings) -> anyhow::Result<()> {
 async fn backfill(
     settings: &Settings,
     file: &str,
-    source: Option<String>,
-    batch: usize,
+    mut options: commands::backfill::BackfillOptions,
     publish: bool,
 ) -> anyhow::Result<()> {
     let core = commands::open(settings).await?;
@@ -311,18 +325,23 @@ async fn backfill(
         let name = std::path::Path::new(file)
             .file_name()
             .map_or_else(|| file.to_owned(), |n| n.to_string_lossy().into_owned());
+        if options.retention_clock == commands::backfill::RetentionClock::Backfill
+            && limits.max_age.is_some()
+        {
+            // A first read: the backfill's clock is the newest event time of the whole file.
+            let first = std::fs::File::open(file).with_context(|| format!("opening {file}"))?;
+            options.newest = commands::backfill::newest_event_time(&limits, BufReader::new(first))?;
+        }
         (Box::new(BufReader::new(f)), total, name)
     };
-    let options = commands::backfill::BackfillOptions {
-        source: source.unwrap_or(name),
-        batch: batch.max(1),
-        partitions: settings.kafka.partitions,
-    };
+    if options.source.is_empty() {
+        options.source = name;
+    }
     let started = std::time::Instant::now();
     let report = commands::backfill::run(&processor, &limits, reader, total, &options).await?;
     let elapsed = started.elapsed().as_secs_f64();
     for (line, rejection) in report.bad.iter().take(50) {
-        let detail: String = rejection.detail.chars().take(160).collect();
+        let detail: String = rejection.detail.chars().take(240).collect();
         eprintln!("line {line}: {}: {detail}", rejection.reason);
     }
     if report.bad.len() > 50 {

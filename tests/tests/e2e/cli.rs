@@ -1,5 +1,6 @@
 //! The command line: backfill a year of history from a file or stdin, fit the churn model,
-//! export the scores and recompute every customer.
+//! export the scores and recompute every customer; backfill ten-year-old history with the
+//! default ledger retention.
 
 use kizuna_e2e::{Broker, TestEnv};
 use serde_json::json;
@@ -9,6 +10,23 @@ use crate::inputs::purchase_at;
 
 kizuna_e2e::on_each_broker! {
     backfill_fit_model_export_scores_and_recompute_from_the_cli,
+    old_history_is_judged_against_the_backfills_own_clock,
+}
+
+/// Runs a kizuna command that must succeed; returns what it printed on stderr.
+fn succeeds(env: &TestEnv, args: &[&str], stdin: Option<&[u8]>) -> anyhow::Result<String> {
+    let (ok, _, err) = kizuna_cli(env, args, stdin)?;
+    anyhow::ensure!(ok, "kizuna {} failed: {err}", args.join(" "));
+    Ok(err)
+}
+
+/// `kizuna backfill PATH` on the event-time clock without outputs; returns its stderr.
+fn quiet_backfill(env: &TestEnv, path: &str) -> anyhow::Result<String> {
+    succeeds(
+        env,
+        &["backfill", path, "--clock", "event-time", "--no-outputs"],
+        None,
+    )
 }
 
 /// A year of purchases for `customers` customers, as InputEvent JSON lines: each buys on
@@ -65,12 +83,7 @@ async fn backfill_fit_model_export_scores_and_recompute_from_the_cli(
     std::fs::write(&file, lines.join("\n"))?;
     let path = file.to_string_lossy().into_owned();
 
-    let (ok, _, err) = kizuna_cli(
-        &env,
-        &["backfill", &path, "--clock", "event-time", "--no-outputs"],
-        None,
-    )?;
-    assert!(ok, "{err}");
+    let err = quiet_backfill(&env, &path)?;
     assert!(
         err.contains("line 11: unparseable"),
         "bad lines are reported by number: {err}"
@@ -89,19 +102,17 @@ async fn backfill_fit_model_export_scores_and_recompute_from_the_cli(
     assert!(states > 0, "the backfill wrote no customer");
     assert_eq!((queued, logged), (0, 0), "--no-outputs queued outputs");
     // Running it again applies nothing twice.
-    let (ok, _, err) = kizuna_cli(&env, &["backfill", &path, "--clock", "event-time"], None)?;
-    assert!(ok, "{err}");
+    let err = succeeds(&env, &["backfill", &path, "--clock", "event-time"], None)?;
     assert!(
         err.contains("0 events applied") && err.contains(&format!("{valid} already applied")),
         "{err}"
     );
     // The same events from stdin, under another source name: deduplicated by event id.
-    let (ok, _, err) = kizuna_cli(
+    let err = succeeds(
         &env,
         &["backfill", "-", "--clock", "event-time"],
         Some(lines.join("\n").as_bytes()),
     )?;
-    assert!(ok, "{err}");
     assert!(err.contains(&format!("{valid} duplicates")), "{err}");
 
     let pool = env.pool().await?;
@@ -110,8 +121,7 @@ async fn backfill_fit_model_export_scores_and_recompute_from_the_cli(
         .await?;
     assert_eq!(customers, 300);
 
-    let (ok, _, err) = kizuna_cli(&env, &["fit-model", "--clock", "event-time"], None)?;
-    assert!(ok, "{err}");
+    let err = succeeds(&env, &["fit-model", "--clock", "event-time"], None)?;
     assert!(err.contains("stored as model version 1"), "{err}");
     let (r, converged_customers): (f64, f64) =
         sqlx::query_as("SELECT r, customers FROM churn_models WHERE version = 1")
@@ -165,16 +175,126 @@ async fn backfill_fit_model_export_scores_and_recompute_from_the_cli(
         assert!((0.0..=1.0).contains(&p_alive), "{r:?}");
     }
 
-    let (ok, _, err) = kizuna_cli(&env, &["recompute", "--clock", "event-time"], None)?;
-    assert!(ok, "{err}");
+    let err = succeeds(&env, &["recompute", "--clock", "event-time"], None)?;
     assert!(err.contains("recomputed 300 customers"), "{err}");
-    let (ok, _, err) = kizuna_cli(&env, &["recompute", "--clock", "event-time"], None)?;
-    assert!(ok, "{err}");
+    let err = succeeds(&env, &["recompute", "--clock", "event-time"], None)?;
     assert!(
         err.contains("0 tier changes, 0 with different points, 0 output events"),
         "a second recompute finds no difference: {err}"
     );
 
+    std::fs::remove_file(&file).ok();
+    env.cleanup().await
+}
+
+fn utc(y: i32, m: u32, d: u32) -> chrono::DateTime<chrono::Utc> {
+    use chrono::TimeZone;
+    chrono::Utc
+        .with_ymd_and_hms(y, m, d, 12, 0, 0)
+        .single()
+        .unwrap_or_else(|| panic!("{y}-{m}-{d} is a date"))
+}
+
+/// History from 2016 to 2018, ten years before the wall clock, with the default retention
+/// (3 years): judged against the wall clock it is all too old; against the backfill's own
+/// clock (its newest event, 2018-12-20) it loads, except a 2015 event (older than 3 years
+/// before it) and a 1979 one (before `ingest.earliest_event_time`), each refused with what to
+/// set. Once the pruning job has deleted events, older ones are refused whatever the clock.
+async fn old_history_is_judged_against_the_backfills_own_clock(
+    broker: Broker,
+) -> anyhow::Result<()> {
+    let env = TestEnv::on(broker).await?;
+    assert_eq!(env.settings.ledger.retention_days, 1095, "the default");
+    let mut lines = Vec::new();
+    for c in 0..20 {
+        let id = format!("old-{c:02}");
+        let days = [(2016, 1, 10), (2016, 9, 1), (2017, 5, 20), (2018, 2, 2)];
+        for (n, (y, m, d)) in days.iter().enumerate() {
+            let p = purchase_at(
+                &format!("{id}-e{n}"),
+                &id,
+                &format!("{id}-o{n}"),
+                2_000,
+                utc(*y, *m, 1 + (*d + c) % 28),
+            );
+            lines.push(json!({ "purchase": p }).to_string());
+        }
+    }
+    let valid = lines.len();
+    let newest = purchase_at("newest", "old-00", "o-newest", 3_000, utc(2018, 12, 20));
+    lines.push(json!({ "purchase": newest }).to_string());
+    let stale = purchase_at("stale", "old-01", "o-stale", 3_000, utc(2015, 12, 1));
+    lines.insert(5, json!({ "purchase": stale }).to_string());
+    let ancient = purchase_at("ancient", "old-02", "o-ancient", 3_000, utc(1979, 6, 1));
+    lines.insert(7, json!({ "purchase": ancient }).to_string());
+    let file = std::env::temp_dir().join(format!("kizuna-old-history-{}.jsonl", env.id));
+    std::fs::write(&file, lines.join("\n"))?;
+    let path = file.to_string_lossy().into_owned();
+
+    // Against the wall clock, as the engine judges: everything is too old.
+    let err = succeeds(
+        &env,
+        &[
+            "backfill",
+            &path,
+            "--clock",
+            "event-time",
+            "--retention-clock",
+            "wall",
+            "--source",
+            "wall",
+        ],
+        None,
+    )?;
+    assert!(err.contains("0 events applied"), "{err}");
+    assert!(
+        err.contains("line 1: too_old") && err.contains("ledger.retention_days"),
+        "{err}"
+    );
+
+    // Against its own clock (the default): loads, except the two.
+    let err = quiet_backfill(&env, &path)?;
+    assert!(
+        err.contains(&format!("{} events applied", valid + 1)),
+        "{err}"
+    );
+    assert!(err.contains("2 bad lines skipped"), "{err}");
+    assert!(err.contains("line 6: too_old"), "the 2015 event: {err}");
+    assert!(
+        err.contains("line 8: invalid_timestamp") && err.contains("ingest.earliest_event_time"),
+        "the 1979 event: {err}"
+    );
+    let pool = env.pool().await?;
+    let (customers, events, oldest): (i64, i64, Option<chrono::DateTime<chrono::Utc>>) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM customers), (SELECT count(*) FROM event_ledger), (SELECT min(occurred_at) FROM event_ledger)",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!((customers, events), (20, i64::try_from(valid + 1)?));
+    assert_eq!(
+        oldest,
+        Some(utc(2016, 1, 1)),
+        "ten-year-old history is in the ledger"
+    );
+
+    // The engine's pruning job (wall clock, 3 years) deletes them all and records how far.
+    let pruner = kizuna::pruner::Pruner {
+        pool: pool.clone(),
+        retention: chrono::Duration::days(1095),
+        every: std::time::Duration::from_secs(3600),
+        metrics: kizuna::metrics::Metrics::new(),
+    };
+    assert_eq!(pruner.prune_once().await?, Some(u64::try_from(valid + 1)?));
+    // The same history again, from stdin: it may have been applied, so it is refused, not
+    // applied twice.
+    let err = succeeds(
+        &env,
+        &["backfill", "-", "--clock", "event-time"],
+        Some(lines.join("\n").as_bytes()),
+    )?;
+    assert!(err.contains("0 events applied"), "{err}");
+    assert!(err.contains("up to which the ledger was pruned"), "{err}");
+    pool.close().await;
     std::fs::remove_file(&file).ok();
     env.cleanup().await
 }

@@ -199,8 +199,10 @@ fn hostile_corpus(
                            "ticketId": "t", "status": "TICKET_STATUS_OPENED"});
             (json_msg(Input::Tickets, Some(c), &v), "future_timestamp")
         }),
-        ("year 1990", |_, id, c, _| {
-            let v = json!({"eventId": id, "customerId": c, "occurredAt": "1990-01-01T00:00:00Z",
+        // Before ingest.earliest_event_time (1980-01-01); 1990 is welcome history (too_old
+        // live, against the ledger retention).
+        ("year 1979", |_, id, c, _| {
+            let v = json!({"eventId": id, "customerId": c, "occurredAt": "1979-12-31T00:00:00Z",
                            "kind": "SURVEY_KIND_CES", "score": 2});
             (json_msg(Input::Surveys, Some(c), &v), "invalid_timestamp")
         }),

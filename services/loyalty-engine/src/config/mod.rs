@@ -203,6 +203,9 @@ pub struct IngestSettings {
     pub max_amount_minor: i64,
     /// Events dated further than this into the future are refused.
     pub max_future_skew_secs: i64,
+    /// Events dated before this are refused (`invalid_timestamp`): an unset timestamp decodes
+    /// to 1970. The default, 1980-01-01, accepts any plausible commerce history.
+    pub earliest_event_time: chrono::DateTime<chrono::Utc>,
     /// Parallel database writers; each commits the batches of its share of the partitions.
     pub writers: usize,
     /// How long a partition revocation waits for the batch being committed. Unset: a third of
@@ -235,7 +238,9 @@ pub struct SweepSettings {
 pub struct LedgerSettings {
     /// Days of events kept in the event ledger (the event-id deduplication, the timeline and
     /// `recompute`'s source). Older rows are pruned by a job, and events older than this are
-    /// refused (reason too_old): they could not be deduplicated. 0 keeps everything.
+    /// refused (reason too_old): they could not be deduplicated. The engine judges age against
+    /// the wall clock, `kizuna backfill` against its input's newest event time. 0 keeps
+    /// everything.
     pub retention_days: u32,
     /// How often the pruning job runs (on one instance at a time).
     pub prune_interval_secs: u64,

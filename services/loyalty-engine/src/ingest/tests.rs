@@ -176,6 +176,7 @@ fn start(db: FakeDb, writers: usize) -> anyhow::Result<Harness> {
         max_text_len: 256,
         max_line_items: 100,
         max_age: None,
+        earliest: settings.ingest.earliest_event_time,
     };
     let (send, messages) = mpsc::unbounded_channel();
     let mirrored = Arc::new(Mutex::new(HashMap::new()));

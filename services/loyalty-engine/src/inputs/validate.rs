@@ -1,7 +1,7 @@
 //! From a decoded wire message to a domain event: parse, don't validate. Every field is checked
 //! here, once; the domain receives only values that make sense.
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, Utc};
 use kizuna_proto::v1;
 
 use super::decode::WireEvent;
@@ -27,6 +27,9 @@ pub struct Limits {
     /// The event ledger's retention: older events could no longer be deduplicated, so they
     /// are refused (None: kept forever).
     pub max_age: Option<Duration>,
+    /// Events dated before this are refused as nonsense (`ingest.earliest_event_time`; an
+    /// unset timestamp decodes to 1970).
+    pub earliest: DateTime<Utc>,
 }
 
 impl Limits {
@@ -43,15 +46,30 @@ impl Limits {
             max_text_len: settings.ingest.max_text_len,
             max_line_items: settings.ingest.max_line_items,
             max_age: settings.ledger_retention(),
+            earliest: settings.ingest.earliest_event_time,
         }
     }
 }
 
-/// Events dated before this are refused as nonsense (unset timestamps decode to 1970).
-fn earliest() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
-        .single()
-        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+/// Refuses an event older than the ledger retention `max_age` before `reference` (the
+/// engine's "now"; for a backfill, its own event-time clock): a resend of it could no longer
+/// be deduplicated once the ledger has pruned it.
+pub fn check_age(
+    occurred_at: DateTime<Utc>,
+    max_age: Option<Duration>,
+    reference: DateTime<Utc>,
+) -> Result<(), Rejection> {
+    match max_age {
+        Some(max_age) if occurred_at < reference - max_age => Err(Rejection::new(
+            RejectReason::TooOld,
+            format!(
+                "occurred_at {occurred_at} is over ledger.retention_days ({}) before {}: set ledger.retention_days = 0 (keep all) or load it with `kizuna backfill` (judged against its newest event); older events could not be deduplicated",
+                max_age.num_days(),
+                reference.format("%Y-%m-%d %H:%M:%S UTC")
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn id_rejection(err: IdError, reason: RejectReason) -> Rejection {
@@ -113,23 +131,16 @@ fn meta(
             ),
         ));
     }
-    if occurred_at < earliest() {
+    if occurred_at < limits.earliest {
         return Err(Rejection::new(
             RejectReason::InvalidTimestamp,
-            format!("occurred_at {occurred_at} is before 2000-01-01"),
-        ));
-    }
-    if let Some(max_age) = limits.max_age
-        && occurred_at < now - max_age
-    {
-        return Err(Rejection::new(
-            RejectReason::TooOld,
             format!(
-                "occurred_at {occurred_at} is older than the ledger retention ({} days): it could not be deduplicated",
-                max_age.num_days()
+                "occurred_at {occurred_at} is before ingest.earliest_event_time ({}): set it earlier (KIZUNA_INGEST__EARLIEST_EVENT_TIME) to accept older history",
+                limits.earliest
             ),
         ));
     }
+    check_age(occurred_at, limits.max_age, now)?;
     Ok(EventMeta {
         event_id,
         customer_id,

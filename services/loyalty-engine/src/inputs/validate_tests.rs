@@ -1,6 +1,7 @@
 //! Validation of each input message: what is accepted, and each refusal with its reason.
 
 use super::*;
+use chrono::TimeZone;
 
 fn limits() -> Limits {
     Limits {
@@ -11,6 +12,10 @@ fn limits() -> Limits {
         max_text_len: 64,
         max_line_items: 3,
         max_age: Some(Duration::days(3650)),
+        earliest: Utc
+            .with_ymd_and_hms(1980, 1, 1, 0, 0, 0)
+            .single()
+            .expect("date"),
     }
 }
 
@@ -201,6 +206,72 @@ fn hostile_purchases_are_refused_with_their_reason() {
         ),
         RejectReason::InvalidField
     );
+}
+
+fn day(y: i32, m: u32, d: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, m, d, 0, 0, 0)
+        .single()
+        .expect("date")
+}
+
+#[test]
+fn old_history_is_accepted_down_to_the_earliest_event_time() {
+    // 1997 (CDNOW) with a ledger that keeps everything: accepted by default.
+    let keep_all = Limits {
+        max_age: None,
+        ..limits()
+    };
+    let cdnow = v1::Purchase {
+        occurred_at: ts(day(1997, 1, 1)),
+        ..good_purchase()
+    };
+    let e = validate(&WireEvent::Purchase(cdnow), None, &keep_all, now()).expect("1997 accepted");
+    assert_eq!(e.meta.occurred_at, day(1997, 1, 1));
+    // Before the setting: refused, and the message names the setting.
+    let too_early = v1::Purchase {
+        occurred_at: ts(day(1979, 12, 31)),
+        ..good_purchase()
+    };
+    let refused = validate(
+        &WireEvent::Purchase(too_early.clone()),
+        None,
+        &keep_all,
+        now(),
+    )
+    .expect_err("1979 refused");
+    assert_eq!(refused.reason, RejectReason::InvalidTimestamp);
+    assert!(
+        refused.detail.contains("ingest.earliest_event_time"),
+        "{}",
+        refused.detail
+    );
+    // The setting moves the bound.
+    let earlier = Limits {
+        earliest: day(1970, 1, 2),
+        ..keep_all
+    };
+    assert!(validate(&WireEvent::Purchase(too_early), None, &earlier, now()).is_ok());
+}
+
+#[test]
+fn age_is_judged_against_the_reference_given() {
+    let retention = Some(Duration::days(1095));
+    let at = day(2016, 3, 1);
+    // Ten years before the wall clock: too old for a 3-year ledger…
+    let refused = check_age(at, retention, now()).expect_err("too old against now");
+    assert_eq!(refused.reason, RejectReason::TooOld);
+    assert!(
+        refused.detail.contains("ledger.retention_days")
+            && refused.detail.contains("kizuna backfill"),
+        "{}",
+        refused.detail
+    );
+    // …but not against a backfill's clock two years later, nor without retention.
+    assert!(check_age(at, retention, day(2018, 3, 1)).is_ok());
+    assert!(check_age(at, None, now()).is_ok());
+    // The bound is strict: exactly the retention is still kept.
+    assert!(check_age(at, retention, at + Duration::days(1095)).is_ok());
+    assert!(check_age(at, retention, at + Duration::days(1096)).is_err());
 }
 
 #[test]

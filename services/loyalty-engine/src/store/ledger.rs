@@ -134,7 +134,8 @@ pub async fn referred_orders(
     rows.into_iter().map(|(b,)| decode(&b)).collect()
 }
 
-/// Deletes up to `limit` events that occurred before `horizon`; returns how many.
+/// Deletes up to `limit` events that occurred before `horizon`; returns how many. When it
+/// deleted any, it records the horizon (`ledger_pruned`) in the same transaction.
 pub async fn prune(
     conn: &mut PgConnection,
     horizon: DateTime<Utc>,
@@ -146,7 +147,26 @@ pub async fn prune(
     )
     .bind(horizon)
     .bind(limit)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    if done.rows_affected() > 0 {
+        sqlx::query(
+            "INSERT INTO ledger_pruned (id, before) VALUES (1, $1)
+             ON CONFLICT (id) DO UPDATE SET before = GREATEST(ledger_pruned.before, EXCLUDED.before)",
+        )
+        .bind(horizon)
+        .execute(conn)
+        .await?;
+    }
     Ok(done.rows_affected())
+}
+
+/// The horizon before which the pruning job has deleted events (None: it never deleted any).
+/// An event older than this may have been applied and pruned: it could not be deduplicated.
+pub async fn pruned_before<'e, E: sqlx::PgExecutor<'e>>(
+    executor: E,
+) -> sqlx::Result<Option<DateTime<Utc>>> {
+    sqlx::query_scalar("SELECT before FROM ledger_pruned WHERE id = 1")
+        .fetch_optional(executor)
+        .await
 }
