@@ -106,7 +106,33 @@ pub struct Encoded {
     pub message: OutboxMessage,
     pub ce_id: String,
     pub ce_type: &'static str,
-    pub json: serde_json::Value,
+    /// The payload as a JSON tree, for the output log; `None` for the points outputs, which
+    /// are not logged (see `engine::write`): every purchase makes one, so their payload is
+    /// written straight to bytes.
+    pub json: Option<serde_json::Value>,
+}
+
+impl Encoded {
+    /// The payload as JSON (parsed back from the bytes when no tree was kept).
+    pub fn data(&self) -> serde_json::Value {
+        self.json.clone().unwrap_or_else(|| {
+            serde_json::from_slice(&self.message.payload).unwrap_or(serde_json::Value::Null)
+        })
+    }
+}
+
+/// The JSON of an output: a tree to log and its bytes, or (`logged` false) only the bytes.
+fn json_of<T: serde::Serialize>(
+    msg: &T,
+    logged: bool,
+) -> anyhow::Result<(Option<serde_json::Value>, Vec<u8>)> {
+    if logged {
+        let json = serde_json::to_value(msg)?;
+        let bytes = serde_json::to_vec(&json)?;
+        Ok((Some(json), bytes))
+    } else {
+        Ok((None, serde_json::to_vec(msg)?))
+    }
 }
 
 fn headers(
@@ -151,14 +177,18 @@ pub fn encode(
     programme: &Programme,
 ) -> anyhow::Result<Encoded> {
     let customer_id = output.customer_id.as_str().to_owned();
-    let metrics = Some(snapshot(
-        &output.metrics,
-        output.churn.as_deref(),
-        programme,
-    ));
+    // The points outputs carry no metrics snapshot: only build it for the others.
+    let metrics = || {
+        Some(snapshot(
+            &output.metrics,
+            output.churn.as_deref(),
+            programme,
+        ))
+    };
+    let logged = !output.kind.is_points();
     let caused_by = output.cause.as_str().to_owned();
     let effective_at = Some(timestamp(output.effective_at));
-    let (topic, ty, json, new_value) = match &output.kind {
+    let (topic, ty, (json, payload), new_value) = match &output.kind {
         OutputKind::TierChanged {
             previous,
             new,
@@ -171,14 +201,14 @@ pub fn encode(
                 new_tier: new.clone(),
                 kind: change_kind(*change) as i32,
                 reason: reason.clone(),
-                metrics,
+                metrics: metrics(),
                 caused_by,
                 effective_at,
             };
             (
                 &topics.tier_changed,
                 ce_type::TIER_CHANGED,
-                serde_json::to_value(&msg)?,
+                json_of(&msg, logged)?,
                 new.clone(),
             )
         }
@@ -196,14 +226,14 @@ pub fn encode(
                 downgrade_at: Some(timestamp(*downgrade_at)),
                 to_keep_tier: to_keep.clone(),
                 reason: reason.clone(),
-                metrics,
+                metrics: metrics(),
                 caused_by,
                 effective_at,
             };
             (
                 &topics.tier_changed,
                 ce_type::TIER_WILL_DOWNGRADE,
-                serde_json::to_value(&msg)?,
+                json_of(&msg, logged)?,
                 format!("{to}@{}", downgrade_at.timestamp()),
             )
         }
@@ -234,14 +264,14 @@ pub fn encode(
                     .unwrap_or_default(),
                 play: play_of(*play) as i32,
                 reason: reason.clone(),
-                metrics,
+                metrics: metrics(),
                 caused_by,
                 effective_at,
             };
             (
                 &topics.churn_risk,
                 ce_type::CHURN_RISK_CHANGED,
-                serde_json::to_value(&msg)?,
+                json_of(&msg, logged)?,
                 new.as_str().to_owned(),
             )
         }
@@ -255,14 +285,14 @@ pub fn encode(
                 previous_segment: segment(*previous) as i32,
                 new_segment: segment(Some(*new)) as i32,
                 reason: reason.clone(),
-                metrics,
+                metrics: metrics(),
                 caused_by,
                 effective_at,
             };
             (
                 &topics.segment_changed,
                 ce_type::SEGMENT_CHANGED,
-                serde_json::to_value(&msg)?,
+                json_of(&msg, logged)?,
                 new.as_str().to_owned(),
             )
         }
@@ -292,7 +322,7 @@ pub fn encode(
             (
                 &topics.points,
                 ce_type::POINTS_CHANGED,
-                serde_json::to_value(&msg)?,
+                json_of(&msg, logged)?,
                 format!("{available}/{pending}/{debt}"),
             )
         }
@@ -312,7 +342,7 @@ pub fn encode(
             (
                 &topics.points,
                 ce_type::POINTS_WILL_EXPIRE,
-                serde_json::to_value(&msg)?,
+                json_of(&msg, logged)?,
                 format!("{lot}@{}", expires_at.timestamp()),
             )
         }
@@ -331,7 +361,7 @@ pub fn encode(
             customer_id: Some(customer_id.clone()),
             topic: topic.clone(),
             key: Some(customer_id.into_bytes()),
-            payload: serde_json::to_vec(&json)?,
+            payload,
             headers,
         },
         ce_id,

@@ -127,14 +127,14 @@ pub async fn write_outputs_traced(
         .zip(&encoded)
         // Points outputs are not logged: every purchase makes one, and the customer's points
         // book keeps each movement with its reason (the timeline and the console read it there).
-        .filter(|(out, _)| !out.kind.is_points())
-        .map(|(out, enc)| LoggedOutput {
+        .filter_map(|(out, enc)| enc.json.as_ref().map(|json| (out, enc, json)))
+        .map(|(out, enc, json)| LoggedOutput {
             customer_id: out.customer_id.as_str(),
             ce_id: uuid::Uuid::parse_str(&enc.ce_id).unwrap_or_default(),
             ce_type: enc.ce_type,
             caused_by: out.cause.as_str(),
             effective_at: out.effective_at,
-            payload: &enc.json,
+            payload: json,
         })
         .collect();
     audit::log_outputs(conn, &logged).await?;

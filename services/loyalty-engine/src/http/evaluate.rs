@@ -111,8 +111,8 @@ pub async fn evaluate(
             .map_err(|_| Problem::internal("could not encode an output"))?;
         encoded.push(DryRunOutput {
             ce_type: e.ce_type,
+            data: e.data(),
             topic: e.message.topic,
-            data: e.json,
         });
     }
     let result = DryRunResult {
