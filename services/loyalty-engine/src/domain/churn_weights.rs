@@ -212,9 +212,9 @@ pub fn fit(samples: &[Sample], prior: &[f64; N_FEATURES], ridge: f64) -> Fitted 
     }
 }
 
-/// An isotonic (non-decreasing) map from raw scores to the observed lapse rate: pooled
-/// adjacent violators over (up to) 100 quantile bins, the knots at each pooled block's mean
-/// score, kept inside [0.001, 0.999].
+/// An isotonic map from raw scores to the observed lapse rate: pooled adjacent violators over
+/// (up to) 100 quantile bins, a knot at each pooled block's mean score, straight lines between
+/// them and to (0, 0) and (1, 1).
 pub fn isotonic(raw: &[f64], lapsed: &[bool]) -> Calibration {
     let mut idx: Vec<usize> = (0..raw.len()).collect();
     idx.sort_by(|a, b| raw[*a].total_cmp(&raw[*b]));
@@ -243,12 +243,22 @@ pub fn isotonic(raw: &[f64], lapsed: &[bool]) -> Calibration {
             blocks.push((a.0 + b.0, a.1 + b.1, a.2 + b.2));
         }
     }
-    Calibration {
-        knots: blocks
-            .iter()
-            .map(|(s, y, n)| (s / n, (y / n).clamp(0.001, 0.999)))
-            .collect(),
+    // Knots at the blocks' mean scores, strictly increasing (a hair of slope where two
+    // blocks have the same rate), from (0, 0) to (1, 1): a strictly increasing map keeps the
+    // ranking, so calibration changes no AUC.
+    let mut knots: Vec<(f64, f64)> = vec![(0.0, 0.0)];
+    for (s, y, n) in &blocks {
+        let (x, y) = (s / n, y / n);
+        let Some(&(px, py)) = knots.last() else { break };
+        if x <= px {
+            continue;
+        }
+        knots.push((x, y.max(py + 1e-6).min(1.0 - 1e-6)));
     }
+    if knots.last().is_some_and(|(x, _)| *x < 1.0) {
+        knots.push((1.0, 1.0));
+    }
+    Calibration { knots }
 }
 
 /// Area under the ROC curve (Mann-Whitney, ties counted half); NaN without both classes.

@@ -103,7 +103,10 @@ fn isotonic_calibration_is_monotone_and_matches_observed_rates() {
     // The true probability is the square of the raw score: the raw score overstates it.
     let lapsed: Vec<bool> = raw.iter().map(|r| rng.next() < r * r).collect();
     let cal = isotonic(&raw, &lapsed);
-    assert!(cal.knots.windows(2).all(|w| w[0].1 <= w[1].1 && w[0].0 <= w[1].0));
+    assert!(cal.knots.windows(2).all(|w| w[0].1 < w[1].1 && w[0].0 < w[1].0));
+    // Strictly increasing: the ranking, and so the AUC, is unchanged.
+    let calibrated: Vec<f64> = raw.iter().map(|r| cal.apply(*r)).collect();
+    assert_eq!(auc(&calibrated, &lapsed), auc(&raw, &lapsed));
     let before = worst_decile_gap(&reliability(&raw, &lapsed));
     let p: Vec<f64> = raw.iter().map(|r| cal.apply(*r)).collect();
     let after = worst_decile_gap(&reliability(&p, &lapsed));
