@@ -301,7 +301,7 @@ impl Customer {
         // stays what it was.
         if let Some(c) = self.churned_at
             && !matches!(self.persona, Persona::Hostage | Persona::QuietChurner)
-            && fnv1a(self.id.as_bytes()) % 2 == 0
+            && fnv1a(self.id.as_bytes()).is_multiple_of(2)
         {
             self.fade_from = Some(part_way(self.join, c, 0.6));
         }

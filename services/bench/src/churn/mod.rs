@@ -27,8 +27,8 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use kizuna::domain::apply::{Changes, apply, sweep};
 use kizuna::domain::churn::{self, Level, Model, summary};
 use kizuna::domain::churn_weights::{Decile, brier, reliability, worst_decile_gap};
-use kizuna::domain::facts::Facts;
 use kizuna::domain::event::{DomainEvent, EventBody};
+use kizuna::domain::facts::Facts;
 use kizuna::domain::ids::CustomerId;
 use kizuna::domain::metrics::Metrics;
 use kizuna::domain::model::{CustomerSummary, FitOptions, Weighted, fit_bgnbd_weighted};
@@ -476,10 +476,7 @@ pub fn run(opts: &ChurnOptions) -> anyhow::Result<ChurnReport> {
                 .as_ref()
                 .map_or(Level::Low, |c| c.level);
             levels.push((t, level));
-            scores.push((
-                t,
-                updated.status.churn.as_ref().map_or(0.0, |c| c.score),
-            ));
+            scores.push((t, updated.status.churn.as_ref().map_or(0.0, |c| c.score)));
             if t == obs {
                 let m = Metrics::derive(&updated.facts, &programme, obs);
                 if m.first_purchase_at.is_some() {
@@ -640,6 +637,14 @@ pub fn run(opts: &ChurnOptions) -> anyhow::Result<ChurnReport> {
             "rhythm lapse alone (fallback base)".to_owned(),
             scored.iter().map(|s| s.rhythm).collect(),
         ),
+        (
+            "F alone (fewer orders = riskier)".to_owned(),
+            scored.iter().map(|s| -s.orders).collect(),
+        ),
+        (
+            "churn_risk, hand-set weights".to_owned(),
+            scored.iter().map(|s| s.handset).collect(),
+        ),
     ]);
     let sub_labels: Vec<bool> = prospective.iter().map(|i| labels[*i]).collect();
     let auc_rows = score_sets
@@ -655,9 +660,15 @@ pub fn run(opts: &ChurnOptions) -> anyhow::Result<ChurnReport> {
     let column = |f: fn(&Scored) -> f64| scored.iter().map(f).collect::<Vec<f64>>();
     let heldout: Vec<(String, f64, f64)> = [
         ("hand-set weights, raw score", column(|s| s.handset)),
-        ("hand-set weights, calibrated", column(|s| s.handset_calibrated)),
+        (
+            "hand-set weights, calibrated",
+            column(|s| s.handset_calibrated),
+        ),
         ("learned weights, calibrated", column(|s| s.learned)),
-        ("as deployed (the weights fit-model stores)", column(|s| s.risk_forced)),
+        (
+            "as deployed (the weights fit-model stores)",
+            column(|s| s.risk_forced),
+        ),
     ]
     .into_iter()
     .map(|(n, p)| (n.to_owned(), auc(&p, &lapsed), brier(&p, &lapsed)))
@@ -691,13 +702,8 @@ pub fn run(opts: &ChurnOptions) -> anyhow::Result<ChurnReport> {
             "no weights learned".to_owned(),
         )),
     }
-    let active = |name: &str| {
-        auc_rows_ref(&score_sets, &prospective, &sub_labels, name)
-    };
-    let (risk_active, rfm_active) = (
-        active("churn_risk"),
-        active("RFM score"),
-    );
+    let active = |name: &str| auc_rows_ref(&score_sets, &prospective, &sub_labels, name);
+    let (risk_active, rfm_active) = (active("churn_risk"), active("RFM score"));
     criteria.push((
         "among customers active at observation, the score beats RFM by >= 0.05 AUC".to_owned(),
         risk_active - rfm_active >= 0.05,

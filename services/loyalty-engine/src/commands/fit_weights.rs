@@ -23,13 +23,7 @@ pub fn learn(
     model: Option<&Model>,
     as_of: DateTime<Utc>,
 ) -> (Option<Learned>, String) {
-    match churn_weights::learn(
-        customers,
-        programme,
-        model,
-        as_of,
-        &LearnOptions::default(),
-    ) {
+    match churn_weights::learn(customers, programme, model, as_of, &LearnOptions::default()) {
         Ok(l) => {
             let report = churn_weights::report(&l);
             (Some(l), report)
@@ -56,7 +50,7 @@ pub async fn run(
     let mut seen = 0usize;
     customers::for_each_page(pool, 5_000, async |page| {
         for (state, _) in page {
-            if seen % every == 0 {
+            if seen.is_multiple_of(every) {
                 facts.push(state.facts.clone());
             }
             seen += 1;

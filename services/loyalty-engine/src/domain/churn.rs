@@ -96,11 +96,14 @@ pub struct Model {
 /// - `inactivity`: `−ln(1 − base)`, base = 1 − P(alive) or the rhythm fallback (λ = 1 by hand);
 /// - `rhythm`: `−ln(1 − e^(−H/E))`, a quiet spell of H days for an active customer buying every
 ///   E days (learned only);
+/// - `few_purchases`: `1 / (1 + x)` with x repeat purchase days: new and occasional
+///   customers lapse more often (learned only);
 /// - the drivers: 1 when present.
-pub const FEATURES: [&str; 11] = [
+pub const FEATURES: [&str; 12] = [
     "baseline",
     "inactivity",
     "rhythm",
+    "few_purchases",
     "detractor_nps",
     "low_csat",
     "high_ces",
@@ -194,6 +197,7 @@ pub fn default_lambda(rules: &ChurnRules) -> [f64; N_FEATURES] {
         0.0,
         1.0,
         0.0,
+        0.0,
         log_survival(rules.detractor),
         log_survival(rules.low_csat),
         log_survival(rules.high_ces),
@@ -208,8 +212,7 @@ pub fn default_lambda(rules: &ChurnRules) -> [f64; N_FEATURES] {
 /// Whether the customer drifts away against their own rhythm (see `ChurnRules::drift`).
 pub fn drifting(m: &Metrics, rules: &ChurnRules) -> bool {
     m.gap_trend.is_some_and(|g| g >= rules.drift_gap_ratio)
-        || m
-            .frequency_trend
+        || m.frequency_trend
             .is_some_and(|f| f <= rules.drift_frequency_below)
 }
 
@@ -244,16 +247,18 @@ pub fn features(m: &Metrics, rules: &ChurnRules, base: f64) -> [f64; N_FEATURES]
         } else {
             0.0
         },
+        if m.first_purchase_at.is_some() {
+            1.0 / (1.0 + f64::from(m.repeat_purchases))
+        } else {
+            0.0
+        },
         flag(m.nps_category == NpsCategory::Detractor),
         flag(m.csat_avg.is_some_and(|v| v <= rules.low_csat_max)),
         flag(m.ces_avg.is_some_and(|v| v >= rules.high_ces_min)),
         flag(m.bad_experiences == 1),
         flag(m.bad_experiences >= 2),
         flag(aging),
-        flag(
-            m.spend_trend
-                .is_some_and(|t| t < rules.falling_trend_below),
-        ),
+        flag(m.spend_trend.is_some_and(|t| t < rules.falling_trend_below)),
         flag(drifting(m, rules)),
     ]
 }
@@ -385,13 +390,17 @@ pub fn assess(m: &Metrics, rules: &ChurnRules, model: Option<&Model>) -> Assessm
             continue;
         }
         let detail = match *name {
-            "baseline" => format!(
-                "the shop's baseline: some customers buy nothing in any {horizon} days"
-            ),
+            "baseline" => {
+                format!("the shop's baseline: some customers buy nothing in any {horizon} days")
+            }
             "inactivity" => inactivity_detail.clone(),
             "rhythm" => format!(
                 "buys about every {:.0} days: {horizon} quiet days are likely even while active",
                 m.expected_interval_days
+            ),
+            "few_purchases" => format!(
+                "{} purchase days so far: new and occasional customers lapse more often",
+                m.repeat_purchases + 1
             ),
             "detractor_nps" => format!("NPS {} (detractor)", m.nps.unwrap_or(0)),
             "low_csat" => format!("CSAT average {:.1}", m.csat_avg.unwrap_or(0.0)),

@@ -102,14 +102,14 @@ fn objective(
             ll -= e;
             (-1.0, 0.0)
         };
-        for j in 0..N_FEATURES {
-            if s.x[j] == 0.0 {
+        for (j, xj) in s.x.iter().enumerate() {
+            if *xj == 0.0 {
                 continue;
             }
-            g[j] += d1 * s.x[j];
+            g[j] += d1 * xj;
             if d2 > 0.0 {
-                for k in 0..N_FEATURES {
-                    h[j][k] += d2 * s.x[j] * s.x[k];
+                for (hjk, xk) in h[j].iter_mut().zip(&s.x) {
+                    *hjk += d2 * xj * xk;
                 }
             }
         }
@@ -314,8 +314,7 @@ pub fn reliability(p: &[f64], labels: &[bool]) -> Vec<Decile> {
             (!group.is_empty()).then(|| Decile {
                 customers: group.len(),
                 predicted: group.iter().map(|i| p[*i]).sum::<f64>() / group.len() as f64,
-                observed: group.iter().filter(|i| labels[**i]).count() as f64
-                    / group.len() as f64,
+                observed: group.iter().filter(|i| labels[**i]).count() as f64 / group.len() as f64,
             })
         })
         .collect()
@@ -382,9 +381,10 @@ pub fn score_at(
     let rules = &programme.churn;
     let m = Metrics::derive(facts, programme, t);
     let (_, base) = churn::base(&m, rules, model);
-    weights
-        .calibration
-        .apply(raw_score(&weights.vector(), &churn::features(&m, rules, base)))
+    weights.calibration.apply(raw_score(
+        &weights.vector(),
+        &churn::features(&m, rules, base),
+    ))
 }
 
 /// See [`LeadTimes`]. At most `limit` churners are followed (the first ones in `customers`).
@@ -403,8 +403,10 @@ pub fn lead_times(
         if out.churners >= limit {
             break;
         }
-        let (Some(last), Some(due)) = (last_purchase(facts, as_of), due_date(facts, programme, as_of))
-        else {
+        let (Some(last), Some(due)) = (
+            last_purchase(facts, as_of),
+            due_date(facts, programme, as_of),
+        ) else {
             continue;
         };
         if due > as_of - h {
@@ -555,14 +557,24 @@ pub fn learn(
     let y = labels(&validation);
     let evaluate = |w: &DriverWeights| {
         let lambda = w.vector();
-        let raw: Vec<f64> = validation.iter().map(|s| raw_score(&lambda, &s.x)).collect();
+        let raw: Vec<f64> = validation
+            .iter()
+            .map(|s| raw_score(&lambda, &s.x))
+            .collect();
         let cal: Vec<f64> = raw.iter().map(|r| w.calibration.apply(*r)).collect();
         Evaluation {
             auc: auc(&raw, &y),
             brier_raw: brier(&raw, &y),
             brier: brier(&cal, &y),
             reliability: reliability(&cal, &y),
-            lead: lead_times(customers, programme, model, w, as_of, options.lead_customers),
+            lead: lead_times(
+                customers,
+                programme,
+                model,
+                w,
+                as_of,
+                options.lead_customers,
+            ),
         }
     };
     let default_eval = evaluate(&default);
@@ -620,7 +632,9 @@ pub fn report(l: &Learned) -> String {
     out.push_str("\n  on the validation split        hand-set   learned");
     let (a, b) = (&l.default_eval, &l.learned_eval);
     let lead = |e: &Evaluation| {
-        e.lead.median().map_or("-".to_owned(), |m| format!("{m:.0} d"))
+        e.lead
+            .median()
+            .map_or("-".to_owned(), |m| format!("{m:.0} d"))
     };
     for (name, x, y) in [
         ("ROC AUC", format!("{:.3}", a.auc), format!("{:.3}", b.auc)),
