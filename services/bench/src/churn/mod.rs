@@ -26,7 +26,7 @@ use anyhow::Context;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use kizuna::domain::apply::{Changes, apply, sweep};
 use kizuna::domain::churn::{self, Level, Model, summary};
-use kizuna::domain::churn_weights::{Decile, brier, reliability, worst_decile_gap};
+use kizuna::domain::churn_weights::{Decile, auc, brier, reliability, worst_decile_gap};
 use kizuna::domain::event::{DomainEvent, EventBody};
 use kizuna::domain::facts::Facts;
 use kizuna::domain::ids::CustomerId;
@@ -179,38 +179,6 @@ fn changes(items: &[Item]) -> Changes<'_> {
         }
     }
     c
-}
-
-/// Area under the ROC curve (Mann-Whitney, ties counted half): the chance that a random
-/// positive scores above a random negative.
-pub fn auc(scores: &[f64], labels: &[bool]) -> f64 {
-    let mut idx: Vec<usize> = (0..scores.len()).collect();
-    idx.sort_by(|a, b| scores[*a].total_cmp(&scores[*b]));
-    let mut ranks = vec![0.0; scores.len()];
-    let mut i = 0;
-    while i < idx.len() {
-        let mut j = i;
-        while j + 1 < idx.len() && scores[idx[j + 1]] == scores[idx[i]] {
-            j += 1;
-        }
-        let mid = (i + j) as f64 / 2.0 + 1.0;
-        for k in &idx[i..=j] {
-            ranks[*k] = mid;
-        }
-        i = j + 1;
-    }
-    let pos = labels.iter().filter(|l| **l).count() as f64;
-    let neg = labels.len() as f64 - pos;
-    if pos == 0.0 || neg == 0.0 {
-        return f64::NAN;
-    }
-    let rank_sum: f64 = ranks
-        .iter()
-        .zip(labels)
-        .filter(|(_, l)| **l)
-        .map(|(r, _)| r)
-        .sum();
-    (rank_sum - pos * (pos + 1.0) / 2.0) / (pos * neg)
 }
 
 /// The AUC among the customers active at observation of the first score set whose name
@@ -786,16 +754,6 @@ pub fn run(opts: &ChurnOptions) -> anyhow::Result<ChurnReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn auc_of_a_perfect_a_reversed_and_a_tied_ranking() {
-        let labels = [false, false, true, true];
-        assert_eq!(auc(&[0.1, 0.2, 0.8, 0.9], &labels), 1.0);
-        assert_eq!(auc(&[0.9, 0.8, 0.2, 0.1], &labels), 0.0);
-        assert_eq!(auc(&[0.5, 0.5, 0.5, 0.5], &labels), 0.5);
-        // One positive below one negative: 3 of 4 pairs right.
-        assert_eq!(auc(&[0.1, 0.6, 0.5, 0.9], &labels), 0.75);
-    }
 
     #[test]
     fn quintiles_by_rank_with_shared_ties() {

@@ -162,20 +162,21 @@ fn at(day: i64) -> DateTime<Utc> {
         + Duration::days(day)
 }
 
+fn order(day: i64) -> OrderRec {
+    OrderRec {
+        at: at(day),
+        amount: 1_000,
+        discount: 0,
+        coupon: None,
+        channel: String::new(),
+        category: String::new(),
+    }
+}
+
 fn weekly_until(last_day: i64) -> Facts {
     let mut f = Facts::default();
     for d in (0..=last_day).step_by(7) {
-        f.orders.insert(
-            format!("o{d}"),
-            OrderRec {
-                at: at(d),
-                amount: 1_000,
-                discount: 0,
-                coupon: None,
-                channel: String::new(),
-                category: String::new(),
-            },
-        );
+        f.orders.insert(format!("o{d}"), order(d));
     }
     f
 }
@@ -209,17 +210,7 @@ fn gaps_that_lengthen_raise_the_drift_driver() {
     let mut f = weekly_until(70);
     // Then gaps of 20 and 30 days.
     for d in [90, 120] {
-        f.orders.insert(
-            format!("late{d}"),
-            OrderRec {
-                at: at(d),
-                amount: 1_000,
-                discount: 0,
-                coupon: None,
-                channel: String::new(),
-                category: String::new(),
-            },
-        );
+        f.orders.insert(format!("late{d}"), order(d));
     }
     let m = Metrics::derive(&f, &programme, at(121));
     let g = m.gap_trend.expect("gap trend");
