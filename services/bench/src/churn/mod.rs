@@ -376,8 +376,14 @@ pub fn run(opts: &ChurnOptions) -> anyhow::Result<ChurnReport> {
     // The driver weights, learned by the very function `kizuna fit-model` calls, over the
     // customers' facts at the observation time.
     let refs: Vec<&Facts> = obs_facts.iter().collect();
-    let (learned, weights_report) =
+    let learning = std::time::Instant::now();
+    let (learned, mut weights_report) =
         kizuna::commands::fit_weights::learn(&refs, &programme, Some(&forced), obs);
+    weights_report.push_str(&format!(
+        "\n  ({} customers, learned in {:.1} s)",
+        refs.len(),
+        learning.elapsed().as_secs_f64()
+    ));
     drop(refs);
     drop(obs_facts);
     let handset_model = forced.clone();
