@@ -77,6 +77,9 @@ pub struct Customer {
     /// No event at or after this: the churn time or the end of the history.
     stop_at: Secs,
     streak: Option<Streak>,
+    /// A churner who drifts away slowly: from here to the churn time the gaps between their
+    /// purchases stretch, up to three times their usual length.
+    fade_from: Option<Secs>,
     next_ticket_at: Option<Secs>,
     next_wave_at: Option<Secs>,
     planned: Vec<Planned>,
@@ -85,6 +88,13 @@ pub struct Customer {
     tickets: u32,
     purchased: bool,
     emitted: u64,
+}
+
+/// FNV-1a: a stable hash of an id (not the random stream).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 fn uniform(rng: &mut SimRng, (lo, hi): (f64, f64)) -> f64 {
@@ -154,6 +164,7 @@ impl Customer {
             churned_at: None,
             stop_at: end,
             streak: None,
+            fade_from: None,
             next_ticket_at: None,
             next_wave_at: None,
             planned: Vec::new(),
@@ -190,6 +201,11 @@ impl Customer {
     /// When the customer left; they emit nothing at or after it.
     pub fn churned_at(&self) -> Option<Secs> {
         self.churned_at
+    }
+
+    /// When a slowly fading churner starts to drift away (None: not one).
+    pub fn fade_from(&self) -> Option<Secs> {
+        self.fade_from
     }
 
     pub fn streak(&self) -> Option<Streak> {
@@ -279,6 +295,16 @@ impl Customer {
         }
         self.churned_at = self.churned_at.filter(|c| *c < ctx.end);
         self.stop_at = self.churned_at.unwrap_or(ctx.end).min(ctx.end);
+        // Half of the churners who leave without a reason the data shows (neither the
+        // hostage's streak nor the quiet churner's sudden stop) fade over the last 40% of their
+        // time. Chosen from the id, not the random stream, so every other customer's history
+        // stays what it was.
+        if let Some(c) = self.churned_at
+            && !matches!(self.persona, Persona::Hostage | Persona::QuietChurner)
+            && fnv1a(self.id.as_bytes()).is_multiple_of(2)
+        {
+            self.fade_from = Some(part_way(self.join, c, 0.6));
+        }
 
         if profile.sure_nps && self.persona != Persona::Hostage {
             let share = uniform(&mut self.rng, (0.1, 0.6));
@@ -480,6 +506,12 @@ impl Customer {
             .map_or(mean, |g| g.sample(&mut self.rng))
             .max(0.2 * mean)
             .max((12 * HOUR) as f64);
+        let gap = match (self.fade_from, self.churned_at) {
+            (Some(from), Some(to)) if at > from && to > from => {
+                gap * (1.0 + 2.0 * ((at - from) as f64 / (to - from) as f64).min(1.0))
+            }
+            _ => gap,
+        };
         let mut due = at + gap as Secs;
         if self.rng.random_bool(profile.sale_seeking) {
             let earliest = at + 12 * HOUR;

@@ -123,6 +123,13 @@ async fn backfill_fit_model_export_scores_and_recompute_from_the_cli(
 
     let err = succeeds(&env, &["fit-model", "--clock", "event-time"], None)?;
     assert!(err.contains("stored as model version 1"), "{err}");
+    // The churn driver weights step reports, and stores a row exactly when it learned them.
+    assert!(err.contains("churn driver weights"), "{err}");
+    let (weight_rows,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM churn_weights WHERE model_version = 1")
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(weight_rows == 1, !err.contains("not learned"), "{err}");
     let (r, converged_customers): (f64, f64) =
         sqlx::query_as("SELECT r, customers FROM churn_models WHERE version = 1")
             .fetch_one(&pool)

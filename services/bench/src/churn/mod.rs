@@ -26,7 +26,9 @@ use anyhow::Context;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use kizuna::domain::apply::{Changes, apply, sweep};
 use kizuna::domain::churn::{self, Level, Model, summary};
+use kizuna::domain::churn_weights::{Decile, auc, brier, reliability, worst_decile_gap};
 use kizuna::domain::event::{DomainEvent, EventBody};
+use kizuna::domain::facts::Facts;
 use kizuna::domain::ids::CustomerId;
 use kizuna::domain::metrics::Metrics;
 use kizuna::domain::model::{CustomerSummary, FitOptions, Weighted, fit_bgnbd_weighted};
@@ -73,6 +75,13 @@ struct Scored {
     spend: f64,
     one_minus_p_alive: f64,
     rhythm: f64,
+    /// No own purchase within H days after the observation time (H = [churn] window_days).
+    lapsed_h: bool,
+    /// The score with the hand-set weights (uncalibrated), the hand-set weights calibrated,
+    /// and the learned weights calibrated.
+    handset: f64,
+    handset_calibrated: f64,
+    learned: f64,
 }
 
 /// A churned customer's alert.
@@ -102,6 +111,22 @@ pub struct ChurnReport {
     pub false_alerts_window: usize,
     pub high_at_end_non_churners: usize,
     pub personas: Vec<PersonaLine>,
+    /// What the weights step of `kizuna fit-model` reported (the same function).
+    pub weights_report: String,
+    /// Held out at the observation time, "no purchase within H days": (name, AUC, Brier).
+    pub heldout: Vec<(String, f64, f64)>,
+    pub window_days: u32,
+    /// Reliability of the deployed (calibrated) score on the held-out split.
+    pub reliability: Vec<Decile>,
+    /// Slowly fading churners: (alerted, eligible) at the threshold giving at most 10% false
+    /// alerts, the threshold and the false-alert share it gives.
+    pub fading: (usize, usize),
+    pub fading_threshold: f64,
+    pub fading_false_share: f64,
+    /// Fading churners alerted at the configured high level (the lead-time rule), of eligible.
+    pub fading_high: (usize, usize),
+    /// The pass/fail criteria of issue 17: (criterion, passed, figures).
+    pub criteria: Vec<(String, bool, String)>,
     pub elapsed_secs: f64,
 }
 
@@ -156,36 +181,20 @@ fn changes(items: &[Item]) -> Changes<'_> {
     c
 }
 
-/// Area under the ROC curve (Mann-Whitney, ties counted half): the chance that a random
-/// positive scores above a random negative.
-pub fn auc(scores: &[f64], labels: &[bool]) -> f64 {
-    let mut idx: Vec<usize> = (0..scores.len()).collect();
-    idx.sort_by(|a, b| scores[*a].total_cmp(&scores[*b]));
-    let mut ranks = vec![0.0; scores.len()];
-    let mut i = 0;
-    while i < idx.len() {
-        let mut j = i;
-        while j + 1 < idx.len() && scores[idx[j + 1]] == scores[idx[i]] {
-            j += 1;
-        }
-        let mid = (i + j) as f64 / 2.0 + 1.0;
-        for k in &idx[i..=j] {
-            ranks[*k] = mid;
-        }
-        i = j + 1;
-    }
-    let pos = labels.iter().filter(|l| **l).count() as f64;
-    let neg = labels.len() as f64 - pos;
-    if pos == 0.0 || neg == 0.0 {
-        return f64::NAN;
-    }
-    let rank_sum: f64 = ranks
-        .iter()
-        .zip(labels)
-        .filter(|(_, l)| **l)
-        .map(|(r, _)| r)
-        .sum();
-    (rank_sum - pos * (pos + 1.0) / 2.0) / (pos * neg)
+/// The AUC among the customers active at observation of the first score set whose name
+/// starts with `prefix` (NaN if none).
+fn auc_rows_ref(
+    sets: &[(String, Vec<f64>)],
+    prospective: &[usize],
+    labels: &[bool],
+    prefix: &str,
+) -> f64 {
+    sets.iter()
+        .find(|(n, _)| n.starts_with(prefix))
+        .map_or(f64::NAN, |(_, scores)| {
+            let sub: Vec<f64> = prospective.iter().map(|i| scores[*i]).collect();
+            auc(&sub, labels)
+        })
 }
 
 /// Quintile (1–5) of each value by rank, ties sharing the quintile of their first rank.
@@ -296,6 +305,11 @@ pub fn run(opts: &ChurnOptions) -> anyhow::Result<ChurnReport> {
         .into_iter()
         .map(|t| (t.customer_id, (t.persona, t.churned_at)))
         .collect();
+    let fading: HashMap<String, DateTime<Utc>> = world
+        .customers()
+        .iter()
+        .filter_map(|c| c.fade_from().map(|f| (c.id().to_owned(), secs_to_time(f))))
+        .collect();
     for t in &mut timelines {
         t.sort_by_key(Item::at);
     }
@@ -304,6 +318,7 @@ pub fn run(opts: &ChurnOptions) -> anyhow::Result<ChurnReport> {
 
     // Calibration: everyone's (x, t_x, T) at the observation time, pooled as fit-model does.
     let mut pooled: BTreeMap<(u32, i64, i64), f64> = BTreeMap::new();
+    let mut obs_facts: Vec<Facts> = Vec::new();
     for (i, items) in timelines.iter().enumerate() {
         let upto: Vec<Item> = items.iter().filter(|e| e.at() <= obs).cloned().collect();
         if upto.is_empty() {
@@ -312,6 +327,7 @@ pub fn run(opts: &ChurnOptions) -> anyhow::Result<ChurnReport> {
         let id = CustomerId::parse(&ids[i], 128).context("customer id")?;
         let (state, _, _) = apply(&id, None, &changes(&upto), &programme, None, obs);
         let m = Metrics::derive(&state.facts, &programme, obs);
+        obs_facts.push(state.facts);
         if let Some(s) = summary(&m) {
             let key = (
                 s.x(),
@@ -351,11 +367,34 @@ pub fn run(opts: &ChurnOptions) -> anyhow::Result<ChurnReport> {
     // As the engine: `kizuna fit-model` refuses to store a fit that did not converge, and the
     // engine then runs without a model (the rhythm fallback). The best parameters found are
     // still used for the "forced" rows, to show what the model would have said.
-    let forced = Model {
+    let mut forced = Model {
         version: 1,
         purchases: fit.params,
         spend: None,
+        weights: None,
     };
+    // The driver weights, learned by the very function `kizuna fit-model` calls, over the
+    // customers' facts at the observation time.
+    let refs: Vec<&Facts> = obs_facts.iter().collect();
+    let learning = std::time::Instant::now();
+    let (learned, mut weights_report) =
+        kizuna::commands::fit_weights::learn(&refs, &programme, Some(&forced), obs);
+    weights_report.push_str(&format!(
+        "\n  ({} customers, learned in {:.1} s)",
+        refs.len(),
+        learning.elapsed().as_secs_f64()
+    ));
+    drop(refs);
+    drop(obs_facts);
+    let handset_model = forced.clone();
+    let with_weights = |w: Option<&churn::DriverWeights>| Model {
+        weights: w.cloned(),
+        ..forced.clone()
+    };
+    let handset_calibrated = with_weights(learned.as_ref().map(|l| &l.default));
+    let learned_model = with_weights(learned.as_ref().map(|l| &l.learned));
+    forced.weights = learned.as_ref().map(|l| l.chosen().clone());
+    let window = Duration::days(i64::from(programme.churn.window_days));
     let deployed: Option<&Model> = fit.converged.then_some(&forced);
 
     // Replay with weekly sweeps.
@@ -364,6 +403,9 @@ pub fn run(opts: &ChurnOptions) -> anyhow::Result<ChurnReport> {
     let mut scored: Vec<Scored> = Vec::new();
     let mut alerts: Vec<Alert> = Vec::new();
     let (mut non_churners, mut false_alerts, mut high_at_end) = (0, 0, 0);
+    let mut fading_max: Vec<f64> = Vec::new();
+    let mut non_churner_max: Vec<f64> = Vec::new();
+    let mut fading_high = (0, 0);
     for (i, items) in timelines.iter().enumerate() {
         if items.is_empty() {
             continue;
@@ -386,6 +428,7 @@ pub fn run(opts: &ChurnOptions) -> anyhow::Result<ChurnReport> {
         let mut state: Option<CustomerState> = None;
         let mut next = 0;
         let mut levels: Vec<(DateTime<Utc>, Level)> = Vec::with_capacity(grid.len());
+        let mut scores: Vec<(DateTime<Utc>, f64)> = Vec::with_capacity(grid.len());
         let mut at_obs: Option<Scored> = None;
         for t in grid {
             let from = next;
@@ -407,12 +450,23 @@ pub fn run(opts: &ChurnOptions) -> anyhow::Result<ChurnReport> {
                 .as_ref()
                 .map_or(Level::Low, |c| c.level);
             levels.push((t, level));
+            scores.push((t, updated.status.churn.as_ref().map_or(0.0, |c| c.score)));
             if t == obs {
                 let m = Metrics::derive(&updated.facts, &programme, obs);
                 if m.first_purchase_at.is_some() {
                     let a = churn::assess(&m, &programme.churn, deployed);
                     let with_model = churn::assess(&m, &programme.churn, Some(&forced));
                     let p_alive = summary(&m).map_or(1.0, |s| forced.purchases.p_alive(&s));
+                    let bought = items.iter().any(|it| match it {
+                        Item::Own(e) => {
+                            matches!(e.body, EventBody::Purchase(_))
+                                && e.meta.occurred_at > obs
+                                && e.meta.occurred_at <= obs + window
+                        }
+                        Item::Referral(..) => false,
+                    });
+                    let score_with =
+                        |model: &Model| churn::assess(&m, &programme.churn, Some(model)).score;
                     at_obs = Some(Scored {
                         persona,
                         churned: churned_at.is_some_and(|c| c <= end),
@@ -425,6 +479,10 @@ pub fn run(opts: &ChurnOptions) -> anyhow::Result<ChurnReport> {
                         spend: m.lifetime_spend_minor as f64,
                         one_minus_p_alive: 1.0 - p_alive,
                         rhythm: churn::rhythm_lapse(&m, programme.churn.lapse_prior),
+                        lapsed_h: !bought,
+                        handset: score_with(&handset_model),
+                        handset_calibrated: score_with(&handset_calibrated),
+                        learned: score_with(&learned_model),
                     });
                 }
             }
@@ -446,6 +504,21 @@ pub fn run(opts: &ChurnOptions) -> anyhow::Result<ChurnReport> {
                 }
                 _ => {}
             }
+        }
+        let max_score = |from: DateTime<Utc>, to: DateTime<Utc>| {
+            scores
+                .iter()
+                .filter(|(t, _)| *t >= from && *t <= to)
+                .map(|(_, s)| *s)
+                .fold(0.0, f64::max)
+        };
+        if let Some(c) = churned_at.filter(|c| *c <= end - Duration::days(opts.late_grace_days))
+            && let Some(from) = fading.get(&ids[i])
+        {
+            fading_max.push(max_score(*from, c + Duration::days(60)));
+        }
+        if churned_at.is_none_or(|c| c > end) {
+            non_churner_max.push(max_score(window_start, end));
         }
         match churned_at.filter(|c| *c <= end) {
             Some(_) => {
@@ -475,6 +548,10 @@ pub fn run(opts: &ChurnOptions) -> anyhow::Result<ChurnReport> {
                     .iter()
                     .find(|(on, off)| *on <= due && off.is_none_or(|o| o > due))
                     .or_else(|| episodes.iter().find(|(on, _)| *on > due));
+                if fading.contains_key(&ids[i]) {
+                    fading_high.1 += 1;
+                    fading_high.0 += usize::from(covering.is_some());
+                }
                 alerts.push(Alert {
                     persona,
                     lead_days: covering.map(|(on, _)| (due - *on).num_seconds() as f64 / 86_400.0),
@@ -534,6 +611,14 @@ pub fn run(opts: &ChurnOptions) -> anyhow::Result<ChurnReport> {
             "rhythm lapse alone (fallback base)".to_owned(),
             scored.iter().map(|s| s.rhythm).collect(),
         ),
+        (
+            "F alone (fewer orders = riskier)".to_owned(),
+            scored.iter().map(|s| -s.orders).collect(),
+        ),
+        (
+            "churn_risk, hand-set weights".to_owned(),
+            scored.iter().map(|s| s.handset).collect(),
+        ),
     ]);
     let sub_labels: Vec<bool> = prospective.iter().map(|i| labels[*i]).collect();
     let auc_rows = score_sets
@@ -543,6 +628,80 @@ pub fn run(opts: &ChurnOptions) -> anyhow::Result<ChurnReport> {
             (name.clone(), auc(scores, &labels), auc(&sub, &sub_labels))
         })
         .collect();
+
+    // Held out at the observation time: "no purchase within H days".
+    let lapsed: Vec<bool> = scored.iter().map(|s| s.lapsed_h).collect();
+    let column = |f: fn(&Scored) -> f64| scored.iter().map(f).collect::<Vec<f64>>();
+    let heldout: Vec<(String, f64, f64)> = [
+        ("hand-set weights, raw score", column(|s| s.handset)),
+        (
+            "hand-set weights, calibrated",
+            column(|s| s.handset_calibrated),
+        ),
+        ("learned weights, calibrated", column(|s| s.learned)),
+        (
+            "as deployed (the weights fit-model stores)",
+            column(|s| s.risk_forced),
+        ),
+    ]
+    .into_iter()
+    .map(|(n, p)| (n.to_owned(), auc(&p, &lapsed), brier(&p, &lapsed)))
+    .collect();
+    let table = reliability(&column(|s| s.risk_forced), &lapsed);
+
+    // The operating point with at most 10% false alerts: a non-churner is falsely alerted when
+    // their score reached the threshold at some sweep in the last 365 days; a fading churner
+    // is alerted when theirs did between the start of the fade and 60 days after they left.
+    let mut desc = non_churner_max.clone();
+    desc.sort_by(|a, b| b.total_cmp(a));
+    let allowed = desc.len() / 10;
+    let threshold = desc.get(allowed).map_or(0.0, |v| v.next_up());
+    let false_share = non_churner_max.iter().filter(|v| **v >= threshold).count() as f64
+        / non_churner_max.len().max(1) as f64;
+    let fading_alerted = fading_max.iter().filter(|v| **v >= threshold).count();
+
+    let mut criteria = Vec::new();
+    match &learned {
+        Some(l) => criteria.push((
+            "learned weights beat the hand-set ones on the later split".to_owned(),
+            l.learned_wins,
+            format!(
+                "validation AUC {:.3} vs {:.3}, calibrated Brier {:.4} vs {:.4}",
+                l.learned_eval.auc, l.default_eval.auc, l.learned_eval.brier, l.default_eval.brier
+            ),
+        )),
+        None => criteria.push((
+            "learned weights beat the hand-set ones on the later split".to_owned(),
+            false,
+            "no weights learned".to_owned(),
+        )),
+    }
+    let active = |name: &str| auc_rows_ref(&score_sets, &prospective, &sub_labels, name);
+    let (risk_active, rfm_active) = (active("churn_risk"), active("RFM score"));
+    criteria.push((
+        "among customers active at observation, the score beats RFM by >= 0.05 AUC".to_owned(),
+        risk_active - rfm_active >= 0.05,
+        format!(
+            "churn_risk {risk_active:.3} vs RFM {rfm_active:.3} (+{:.3})",
+            risk_active - rfm_active
+        ),
+    ));
+    criteria.push((
+        ">= half of the slowly fading churners alerted at <= 10% false alerts".to_owned(),
+        !fading_max.is_empty() && fading_alerted * 2 >= fading_max.len(),
+        format!(
+            "{fading_alerted}/{} alerted at score >= {threshold:.3}, false alerts {:.1}%",
+            fading_max.len(),
+            false_share * 100.0
+        ),
+    ));
+    let gap = worst_decile_gap(&table);
+    criteria.push((
+        "calibration: every decile's observed rate within 0.05 of its prediction (held out)"
+            .to_owned(),
+        !table.is_empty() && gap <= 0.05,
+        format!("worst decile gap {gap:.3}"),
+    ));
 
     let mut leads: Vec<f64> = alerts.iter().filter_map(|a| a.lead_days).collect();
     leads.sort_by(f64::total_cmp);
@@ -585,6 +744,15 @@ pub fn run(opts: &ChurnOptions) -> anyhow::Result<ChurnReport> {
         false_alerts_window: false_alerts,
         high_at_end_non_churners: high_at_end,
         personas,
+        weights_report,
+        heldout,
+        window_days: programme.churn.window_days,
+        reliability: table,
+        fading: (fading_alerted, fading_max.len()),
+        fading_threshold: threshold,
+        fading_false_share: false_share,
+        fading_high,
+        criteria,
         elapsed_secs: started.elapsed().as_secs_f64(),
     })
 }
@@ -592,16 +760,6 @@ pub fn run(opts: &ChurnOptions) -> anyhow::Result<ChurnReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn auc_of_a_perfect_a_reversed_and_a_tied_ranking() {
-        let labels = [false, false, true, true];
-        assert_eq!(auc(&[0.1, 0.2, 0.8, 0.9], &labels), 1.0);
-        assert_eq!(auc(&[0.9, 0.8, 0.2, 0.1], &labels), 0.0);
-        assert_eq!(auc(&[0.5, 0.5, 0.5, 0.5], &labels), 0.5);
-        // One positive below one negative: 3 of 4 pairs right.
-        assert_eq!(auc(&[0.1, 0.6, 0.5, 0.9], &labels), 0.75);
-    }
 
     #[test]
     fn quintiles_by_rank_with_shared_ties() {

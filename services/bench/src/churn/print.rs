@@ -1,6 +1,7 @@
 //! The churn-quality report, printed.
 
 use super::{ChurnReport, median, quantile};
+use kizuna::domain::churn_weights::worst_decile_gap;
 
 fn pct(a: usize, b: usize) -> String {
     if b == 0 {
@@ -106,6 +107,51 @@ pub fn print(r: &ChurnReport) {
         println!(
             "{:<22} {:>9} {:>8} {:>10.2} {:>12} {:>9} {:>12}",
             p.persona, p.customers, p.churned, p.mean_risk, p.high_at_obs, p.alerted, p.median_lead
+        );
+    }
+    println!();
+    println!("driver weights, learned by kizuna fit-model's own function at the observation time");
+    println!("{}", "-".repeat(108));
+    println!("{}", r.weights_report);
+    println!();
+    println!(
+        "held out: scored at the observation time, outcome \"no purchase within {} days\" after it",
+        r.window_days
+    );
+    println!("{:<56} {:>10} {:>10}", "score", "ROC AUC", "Brier");
+    println!("{}", "-".repeat(108));
+    for (name, auc, brier) in &r.heldout {
+        println!("{name:<56} {auc:>10.3} {brier:>10.4}");
+    }
+    println!(
+        "reliability of the deployed score (held out): decile, predicted, observed, customers; worst gap {:.3}",
+        worst_decile_gap(&r.reliability)
+    );
+    for (i, d) in r.reliability.iter().enumerate() {
+        println!(
+            "  {:>2} {:>9.3} {:>9.3} {:>9}",
+            i + 1,
+            d.predicted,
+            d.observed,
+            d.customers
+        );
+    }
+    println!(
+        "slowly fading churners (simulated drift: gaps stretching up to 3x before leaving): {} of {} alerted at the 10%-false-alert threshold {:.3} (false alerts {:.1}%); at the configured high level (the lead-time rule): {} of {}",
+        r.fading.0,
+        r.fading.1,
+        r.fading_threshold,
+        r.fading_false_share * 100.0,
+        r.fading_high.0,
+        r.fading_high.1
+    );
+    println!();
+    println!("issue 17 criteria");
+    println!("{}", "-".repeat(108));
+    for (name, passed, figures) in &r.criteria {
+        println!(
+            "  {} {name}: {figures}",
+            if *passed { "PASS" } else { "FAIL" }
         );
     }
 }

@@ -113,5 +113,14 @@ pub async fn run(
         }
     };
     let version = models::store(pool, as_of, &bg, gg.as_ref(), &report).await?;
+    let model = crate::domain::churn::Model {
+        version,
+        purchases: bg.params,
+        spend: gg.map(|g| g.params),
+        weights: None,
+    };
+    let weights = super::fit_weights::run(pool, programme, &model, as_of).await?;
+    report.push('\n');
+    report.push_str(&weights);
     Ok(FitOutcome { version, report })
 }

@@ -5,6 +5,7 @@
 pub mod backfill;
 pub mod export_scores;
 pub mod fit_model;
+pub mod fit_weights;
 pub mod recompute;
 pub mod schemas;
 

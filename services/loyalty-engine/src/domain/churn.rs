@@ -84,6 +84,197 @@ pub struct Model {
     pub version: i64,
     pub purchases: BgNbdParams,
     pub spend: Option<GammaGammaParams>,
+    /// Driver weights and calibration learned by `kizuna fit-model` (None: the hand-set
+    /// weights of the programme's `[churn]` section, uncalibrated).
+    pub weights: Option<DriverWeights>,
+}
+
+/// The score's terms, in order. Each is a non-negative feature `xᵢ` with a weight `λᵢ ≥ 0` in
+/// log-survival form: `score = 1 − exp(−Σ λᵢ·xᵢ)`, a noisy OR in which a present driver with
+/// weight `w` has `λ = −ln(1 − w)`.
+/// - `baseline`: 1 for everyone (learned only; 0 by hand);
+/// - `inactivity`: `−ln(1 − base)`, base = 1 − P(alive) or the rhythm fallback (λ = 1 by hand);
+/// - `rhythm`: `−ln(1 − e^(−H/E))`, a quiet spell of H days for an active customer buying every
+///   E days (learned only);
+/// - `few_purchases`: `1 / (1 + x)` with x repeat purchase days: new and occasional
+///   customers lapse more often (learned only);
+/// - the drivers: 1 when present.
+pub const FEATURES: [&str; 12] = [
+    "baseline",
+    "inactivity",
+    "rhythm",
+    "few_purchases",
+    "detractor_nps",
+    "low_csat",
+    "high_ces",
+    "bad_experience_1",
+    "bad_experience_2",
+    "aging_ticket",
+    "falling_spend",
+    "drift",
+];
+
+/// Number of features.
+pub const N_FEATURES: usize = FEATURES.len();
+
+/// A monotone map from the raw score to a calibrated probability: straight lines between
+/// `(raw, calibrated)` knots, flat outside them. No knots: the identity.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Calibration {
+    pub knots: Vec<(f64, f64)>,
+}
+
+impl Calibration {
+    pub fn apply(&self, raw: f64) -> f64 {
+        let k = &self.knots;
+        let (Some(first), Some(last)) = (k.first(), k.last()) else {
+            return raw;
+        };
+        if raw <= first.0 {
+            return first.1;
+        }
+        if raw >= last.0 {
+            return last.1;
+        }
+        let i = k.partition_point(|(x, _)| *x <= raw).clamp(1, k.len() - 1);
+        let ((x0, y0), (x1, y1)) = (k[i - 1], k[i]);
+        if x1 <= x0 {
+            return y1;
+        }
+        y0 + (y1 - y0) * (raw - x0) / (x1 - x0)
+    }
+}
+
+/// Driver weights learned from the shop's own history, with the calibration of the score
+/// they give (see `churn_weights`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DriverWeights {
+    /// λ by feature name (see [`FEATURES`]); a missing name is 0.
+    pub lambda: std::collections::BTreeMap<String, f64>,
+    pub calibration: Calibration,
+    /// H: the score is the probability of no purchase within this many days.
+    pub window_days: u32,
+    /// Learned (true) or the hand-set defaults, calibrated (false).
+    pub learned: bool,
+}
+
+impl DriverWeights {
+    pub fn vector(&self) -> [f64; N_FEATURES] {
+        let mut v = [0.0; N_FEATURES];
+        for (i, name) in FEATURES.iter().enumerate() {
+            v[i] = self.lambda.get(*name).copied().unwrap_or(0.0).max(0.0);
+        }
+        v
+    }
+
+    pub fn from_vector(
+        v: &[f64; N_FEATURES],
+        calibration: Calibration,
+        window_days: u32,
+        learned: bool,
+    ) -> Self {
+        Self {
+            lambda: FEATURES
+                .iter()
+                .zip(v)
+                .map(|(n, l)| ((*n).to_owned(), *l))
+                .collect(),
+            calibration,
+            window_days,
+            learned,
+        }
+    }
+}
+
+/// `−ln(1 − w)`, with `w` kept below 1.
+fn log_survival(w: f64) -> f64 {
+    -(1.0 - w.clamp(0.0, 0.999_999)).ln()
+}
+
+/// The hand-set weights of the programme's `[churn]` section as λ.
+pub fn default_lambda(rules: &ChurnRules) -> [f64; N_FEATURES] {
+    [
+        0.0,
+        1.0,
+        0.0,
+        0.0,
+        log_survival(rules.detractor),
+        log_survival(rules.low_csat),
+        log_survival(rules.high_ces),
+        log_survival(rules.bad_experience[0]),
+        log_survival(rules.bad_experience[1]),
+        log_survival(rules.aging_ticket),
+        log_survival(rules.falling_trend),
+        log_survival(rules.drift),
+    ]
+}
+
+/// Whether the customer drifts away against their own rhythm (see `ChurnRules::drift`).
+pub fn drifting(m: &Metrics, rules: &ChurnRules) -> bool {
+    m.gap_trend.is_some_and(|g| g >= rules.drift_gap_ratio)
+        || m.frequency_trend
+            .is_some_and(|f| f <= rules.drift_frequency_below)
+}
+
+fn drift_detail(m: &Metrics) -> String {
+    let mut parts = Vec::new();
+    if let Some(g) = m.gap_trend {
+        parts.push(format!("recent gaps {g:.1}× the earlier ones"));
+    }
+    if let Some(f) = m.frequency_trend {
+        parts.push(format!(
+            "purchase days at {:.0}% of the previous period",
+            f * 100.0
+        ));
+    }
+    format!("drifting away: {}", parts.join(", "))
+}
+
+/// The feature vector of a customer with behavioural base `base` (see [`FEATURES`]).
+pub fn features(m: &Metrics, rules: &ChurnRules, base: f64) -> [f64; N_FEATURES] {
+    let h = f64::from(rules.window_days);
+    let quiet = (-(h / m.expected_interval_days.max(1.0))).exp();
+    let flag = |b: bool| if b { 1.0 } else { 0.0 };
+    let aging = m
+        .bad_experience_kinds
+        .contains(&super::metrics::BadExperience::AgingOpenTicket)
+        && m.oldest_open_ticket_days.is_some();
+    [
+        1.0,
+        log_survival(base),
+        if m.first_purchase_at.is_some() {
+            log_survival(quiet)
+        } else {
+            0.0
+        },
+        if m.first_purchase_at.is_some() {
+            1.0 / (1.0 + f64::from(m.repeat_purchases))
+        } else {
+            0.0
+        },
+        flag(m.nps_category == NpsCategory::Detractor),
+        flag(m.csat_avg.is_some_and(|v| v <= rules.low_csat_max)),
+        flag(m.ces_avg.is_some_and(|v| v >= rules.high_ces_min)),
+        flag(m.bad_experiences == 1),
+        flag(m.bad_experiences >= 2),
+        flag(aging),
+        flag(m.spend_trend.is_some_and(|t| t < rules.falling_trend_below)),
+        flag(drifting(m, rules)),
+    ]
+}
+
+/// BG/NBD P(alive) (when a model is fitted and the customer has bought again) and the
+/// behavioural base: 1 − P(alive), or the rhythm fallback.
+pub fn base(m: &Metrics, rules: &ChurnRules, model: Option<&Model>) -> (Option<f64>, f64) {
+    let p_alive = match (model, summary(m)) {
+        (Some(model), Some(s)) if s.x() > 0 => Some(model.purchases.p_alive(&s)),
+        _ => None,
+    };
+    let base = match p_alive {
+        Some(p) => (1.0 - p).clamp(0.0, 1.0),
+        None => rhythm_lapse(m, rules.lapse_prior),
+    };
+    (p_alive, base)
 }
 
 /// A churn assessment at one moment.
@@ -130,14 +321,7 @@ pub fn rhythm_lapse(m: &Metrics, prior: f64) -> f64 {
 /// Assesses churn risk from the metrics (and the model, when one is fitted).
 pub fn assess(m: &Metrics, rules: &ChurnRules, model: Option<&Model>) -> Assessment {
     let summary = summary(m);
-    let p_alive = match (model, &summary) {
-        (Some(model), Some(s)) if s.x() > 0 => Some(model.purchases.p_alive(s)),
-        _ => None,
-    };
-    let base = match p_alive {
-        Some(p) => (1.0 - p).clamp(0.0, 1.0),
-        None => rhythm_lapse(m, rules.lapse_prior),
-    };
+    let (p_alive, base) = base(m, rules, model);
     let horizon_weeks = f64::from(rules.horizon_days) / 7.0;
     let (expected_purchases, clv_minor) = match (model, &summary) {
         (Some(model), Some(s)) => {
@@ -161,34 +345,25 @@ pub fn assess(m: &Metrics, rules: &ChurnRules, model: Option<&Model>) -> Assessm
         _ => (None, None),
     };
 
-    let mut candidates: Vec<(String, f64, String)> = Vec::new();
-    if m.nps_category == NpsCategory::Detractor {
-        candidates.push((
-            "detractor_nps".into(),
-            rules.detractor,
-            format!("NPS {} (detractor)", m.nps.unwrap_or(0)),
-        ));
-    }
-    if let Some(avg) = m.csat_avg.filter(|v| *v <= rules.low_csat_max) {
-        candidates.push((
-            "low_csat".into(),
-            rules.low_csat,
-            format!("CSAT average {avg:.1}"),
-        ));
-    }
-    if let Some(avg) = m.ces_avg.filter(|v| *v >= rules.high_ces_min) {
-        candidates.push((
-            "high_ces".into(),
-            rules.high_ces,
-            format!("CES average {avg:.1} (high effort)"),
-        ));
-    }
-    if m.bad_experiences > 0 {
-        let w = if m.bad_experiences >= 2 {
-            rules.bad_experience[1]
-        } else {
-            rules.bad_experience[0]
-        };
+    let x = features(m, rules, base);
+    let lambda = model
+        .and_then(|m| m.weights.as_ref())
+        .map_or_else(|| default_lambda(rules), DriverWeights::vector);
+    let horizon = model
+        .and_then(|m| m.weights.as_ref())
+        .map_or(rules.window_days, |w| w.window_days);
+    let inactivity_detail = match (p_alive, m.days_since_last_purchase) {
+        (Some(p), Some(d)) => format!(
+            "P(alive) {:.2}: {d:.0} days since the last purchase, usually every {:.0} days",
+            p, m.expected_interval_days
+        ),
+        (None, Some(d)) => format!(
+            "{d:.0} days since the last purchase, usually every {:.0} days",
+            m.expected_interval_days
+        ),
+        (_, None) => "no purchase yet".to_owned(),
+    };
+    let bad_kinds = || {
         let kinds: Vec<&str> = m
             .bad_experience_kinds
             .iter()
@@ -201,54 +376,59 @@ pub fn assess(m: &Metrics, rules: &ChurnRules, model: Option<&Model>) -> Assessm
                 super::metrics::BadExperience::AgingOpenTicket => "aging open ticket",
             })
             .collect();
-        candidates.push((
-            "bad_experiences".into(),
-            w,
-            format!(
-                "{} bad service experiences ({})",
-                m.bad_experiences,
-                kinds.join(", ")
-            ),
-        ));
-    }
-    if m.bad_experience_kinds
-        .contains(&super::metrics::BadExperience::AgingOpenTicket)
-        && let Some(days) = m.oldest_open_ticket_days
-    {
-        candidates.push((
-            "aging_ticket".into(),
-            rules.aging_ticket,
-            format!("a ticket open for {days:.0} days"),
-        ));
-    }
-    if let Some(trend) = m.spend_trend.filter(|t| *t < rules.falling_trend_below) {
-        candidates.push((
-            "falling_spend".into(),
-            rules.falling_trend,
-            format!("spend down to {:.0}% of the previous period", trend * 100.0),
-        ));
-    }
-
-    let inactivity_detail = match (p_alive, m.days_since_last_purchase) {
-        (Some(p), Some(d)) => format!(
-            "P(alive) {:.2}: {d:.0} days since the last purchase, usually every {:.0} days",
-            p, m.expected_interval_days
-        ),
-        (None, Some(d)) => format!(
-            "{d:.0} days since the last purchase, usually every {:.0} days",
-            m.expected_interval_days
-        ),
-        (_, None) => "no purchase yet".to_owned(),
+        format!(
+            "{} bad service experiences ({})",
+            m.bad_experiences,
+            kinds.join(", ")
+        )
     };
-    let mut terms = vec![(
-        "inactivity".to_owned(),
-        base.min(0.999_999),
-        inactivity_detail,
-    )];
-    terms.extend(candidates);
-    let logs: Vec<f64> = terms.iter().map(|(_, w, _)| -(1.0 - w).ln()).collect();
+    // (name, log-survival term λ·x, detail), in feature order.
+    let mut terms: Vec<(String, f64, String)> = Vec::new();
+    for (i, name) in FEATURES.iter().enumerate() {
+        let l = lambda[i] * x[i];
+        if l <= 0.0 || !l.is_finite() {
+            continue;
+        }
+        let detail = match *name {
+            "baseline" => {
+                format!("the shop's baseline: some customers buy nothing in any {horizon} days")
+            }
+            "inactivity" => inactivity_detail.clone(),
+            "rhythm" => format!(
+                "buys about every {:.0} days: {horizon} quiet days are likely even while active",
+                m.expected_interval_days
+            ),
+            "few_purchases" => format!(
+                "{} purchase days so far: new and occasional customers lapse more often",
+                m.repeat_purchases + 1
+            ),
+            "detractor_nps" => format!("NPS {} (detractor)", m.nps.unwrap_or(0)),
+            "low_csat" => format!("CSAT average {:.1}", m.csat_avg.unwrap_or(0.0)),
+            "high_ces" => format!("CES average {:.1} (high effort)", m.ces_avg.unwrap_or(0.0)),
+            "bad_experience_1" | "bad_experience_2" => bad_kinds(),
+            "aging_ticket" => format!(
+                "a ticket open for {:.0} days",
+                m.oldest_open_ticket_days.unwrap_or(0.0)
+            ),
+            "falling_spend" => format!(
+                "spend down to {:.0}% of the previous period",
+                m.spend_trend.unwrap_or(0.0) * 100.0
+            ),
+            "drift" => drift_detail(m),
+            _ => String::new(),
+        };
+        let shown = match *name {
+            "bad_experience_1" | "bad_experience_2" => "bad_experiences",
+            other => other,
+        };
+        terms.push((shown.to_owned(), l, detail));
+    }
+    let logs: Vec<f64> = terms.iter().map(|(_, l, _)| *l).collect();
     let total_log: f64 = logs.iter().sum();
-    let score = 1.0 - (-total_log).exp();
+    let raw = 1.0 - (-total_log).exp();
+    let score = model
+        .and_then(|m| m.weights.as_ref())
+        .map_or(raw, |w| w.calibration.apply(raw));
     let mut drivers: Vec<Driver> = terms
         .into_iter()
         .zip(&logs)

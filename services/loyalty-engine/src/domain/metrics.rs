@@ -86,6 +86,15 @@ pub struct Metrics {
     pub previous_spend_minor: i64,
     /// Recent period's spend over the previous period's; None without a previous period.
     pub spend_trend: Option<f64>,
+    /// Drift against the customer's own rhythm: the mean of the last two completed gaps
+    /// between purchase days over the mean of the gaps before them (at least four gaps).
+    /// Above 1 the gaps are lengthening.
+    #[serde(default)]
+    pub gap_trend: Option<f64>,
+    /// Purchase days in the recent trend period over those in the previous one (with at least
+    /// two in the previous one). Below 1 the customer buys less often.
+    #[serde(default)]
+    pub frequency_trend: Option<f64>,
     pub discount_share: Option<f64>,
     pub programme_coupon_share: Option<f64>,
     pub top_channel: Option<String>,
@@ -288,6 +297,30 @@ impl Metrics {
         let spend_trend = (previous_spend_minor > 0)
             .then(|| recent_spend_minor as f64 / previous_spend_minor as f64);
 
+        let gaps: Vec<f64> = purchase_days
+            .windows(2)
+            .map(|w| w[1].signed_duration_since(w[0]).num_days() as f64)
+            .collect();
+        let gap_trend = (gaps.len() >= 4).then(|| {
+            let k = gaps.len();
+            let recent = (gaps[k - 1] + gaps[k - 2]) / 2.0;
+            let earlier = gaps[..k - 2].iter().sum::<f64>() / (k - 2) as f64;
+            recent / earlier.max(1.0)
+        });
+        let days_in = |p: &Period| {
+            let mut d: Vec<chrono::NaiveDate> = orders
+                .iter()
+                .filter(|o| o.fraction > 0.0 && in_period(o.at, p))
+                .map(|o| o.at.date_naive())
+                .collect();
+            d.sort_unstable();
+            d.dedup();
+            d.len()
+        };
+        let (recent_days, previous_days) = (days_in(&recent), days_in(&previous));
+        let frequency_trend =
+            (previous_days >= 2).then(|| recent_days as f64 / previous_days as f64);
+
         let gross: i64 = orders.iter().map(|o| o.net.max(0)).sum();
         let discount_share = (gross > 0).then(|| {
             orders
@@ -424,6 +457,8 @@ impl Metrics {
             recent_spend_minor,
             previous_spend_minor,
             spend_trend,
+            gap_trend,
+            frequency_trend,
             discount_share,
             programme_coupon_share,
             top_channel,

@@ -8,6 +8,7 @@
 
 pub mod apply;
 pub mod churn;
+pub mod churn_weights;
 pub mod erasure;
 pub mod evaluate;
 pub mod event;

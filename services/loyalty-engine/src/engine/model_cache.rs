@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::domain::churn::Model;
 use crate::metrics::Metrics;
-use crate::store::models;
+use crate::store::{churn_weights, models};
 
 #[derive(Debug, Clone, Default)]
 pub struct ModelCache {
@@ -29,7 +29,10 @@ impl ModelCache {
 
     /// Loads the latest model once.
     pub async fn refresh(&self, pool: &PgPool, metrics: &Metrics) -> anyhow::Result<()> {
-        let latest = models::latest(pool).await?;
+        let mut latest = models::latest(pool).await?;
+        if let Some((model, _)) = &mut latest {
+            model.weights = churn_weights::for_version(pool, model.version).await?;
+        }
         let before = self.get().map(|m| m.version);
         if let Some((model, fitted_at)) = &latest {
             metrics.model(model.version, *fitted_at);

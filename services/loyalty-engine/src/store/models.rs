@@ -37,6 +37,7 @@ pub async fn latest(pool: &PgPool) -> anyhow::Result<Option<(Model, DateTime<Utc
             version,
             purchases,
             spend,
+            weights: None,
         },
         fitted_at,
     )))

@@ -27,6 +27,15 @@ pub struct ChurnRules {
     /// Risk added by a spend trend below `falling_trend_below` (recent period over previous).
     pub falling_trend: f64,
     pub falling_trend_below: f64,
+    /// Risk added by drifting away against the customer's own rhythm: the last two gaps
+    /// between purchase days at least `drift_gap_ratio` times the earlier ones, or purchase
+    /// days in the recent trend period at most `drift_frequency_below` of the previous one.
+    pub drift: f64,
+    pub drift_gap_ratio: f64,
+    pub drift_frequency_below: f64,
+    /// H: once `kizuna fit-model` has stored driver weights, the score is the calibrated
+    /// probability of no purchase within this many days (the labels of the weights' fit).
+    pub window_days: u32,
     /// Horizon of expected purchases and CLV.
     pub horizon_days: u32,
     /// Prior probability that a customer has lapsed, for the rhythm-based base (used before a
@@ -49,6 +58,10 @@ impl Default for ChurnRules {
             aging_ticket: 0.15,
             falling_trend: 0.15,
             falling_trend_below: 0.6,
+            drift: 0.2,
+            drift_gap_ratio: 1.5,
+            drift_frequency_below: 0.5,
+            window_days: 90,
             horizon_days: 365,
             lapse_prior: 0.05,
         }
@@ -66,6 +79,8 @@ impl ChurnRules {
             ("bad_experience[1]", self.bad_experience[1]),
             ("aging_ticket", self.aging_ticket),
             ("falling_trend", self.falling_trend),
+            ("drift", self.drift),
+            ("drift_frequency_below", self.drift_frequency_below),
             ("hysteresis", self.hysteresis),
             ("lapse_prior", self.lapse_prior),
         ];
@@ -76,6 +91,12 @@ impl ChurnRules {
         }
         if !(0.0 < self.medium_at && self.medium_at < self.high_at && self.high_at < 1.0) {
             return Err("churn thresholds must satisfy 0 < medium_at < high_at < 1".into());
+        }
+        if self.drift_gap_ratio <= 1.0 {
+            return Err("churn.drift_gap_ratio must be above 1".into());
+        }
+        if self.window_days == 0 {
+            return Err("churn.window_days must be positive".into());
         }
         if self.horizon_days == 0 {
             return Err("churn.horizon_days must be positive".into());

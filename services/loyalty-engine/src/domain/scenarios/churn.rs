@@ -9,6 +9,7 @@ fn cdnow() -> Model {
         version: 1,
         purchases: BgNbdParams::new(0.243, 4.414, 0.793, 2.426).expect("valid params"),
         spend: None,
+        weights: None,
     }
 }
 

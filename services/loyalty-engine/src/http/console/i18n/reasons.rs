@@ -92,6 +92,25 @@ pub fn driver(lang: Lang, d: &Driver, a: &Assessment, m: &Metrics) -> String {
             "購入額が前期の{:.0}%に減少",
             m.spend_trend.unwrap_or(0.0) * 100.0
         ),
+        ("drift", Lang::Ja) => {
+            let mut parts = Vec::new();
+            if let Some(g) = m.gap_trend {
+                parts.push(format!("直近の購入間隔が以前の{g:.1}倍"));
+            }
+            if let Some(f) = m.frequency_trend {
+                parts.push(format!("購入日数が前期の{:.0}%", f * 100.0));
+            }
+            format!("離れつつある：{}", parts.join("、"))
+        }
+        ("rhythm", Lang::Ja) => format!(
+            "通常{:.0}日ごとの購入：利用中でも一定期間購入がないことがある",
+            m.expected_interval_days
+        ),
+        ("few_purchases", Lang::Ja) => format!(
+            "購入日はまだ{}日：新規・低頻度の顧客は離脱しやすい",
+            m.repeat_purchases + 1
+        ),
+        ("baseline", Lang::Ja) => "この店舗の基礎的な離脱率".to_owned(),
         // A driver this file does not know yet: the domain's own words.
         _ => d.detail.clone(),
     }
