@@ -196,7 +196,7 @@ async fn the_console_in_a_real_browser(broker: Broker) -> anyhow::Result<()> {
             .fetch_one(&pool)
             .await?;
     let programme = env.settings.load_programme()?;
-    kizuna::commands::fit_model::run(&pool, &programme, now.0).await?;
+    kizuna::commands::fit_model::run(&pool, &programme, now.0, Default::default()).await?;
     let some_buyer: (String,) = sqlx::query_as(
         "SELECT customer_id FROM customers WHERE orders >= 3 ORDER BY customer_id LIMIT 1",
     )

@@ -29,7 +29,10 @@ pub enum Scenario {
     /// The throughput scenario without and with a `[points]` programme, interleaved: the cost
     /// of points per event (not in quick).
     Points,
-    /// quick, memory, churn, gateway, console and points.
+    /// `kizuna fit-model`'s pooling, three fits and choice over simulated customers (no Kafka,
+    /// no PostgreSQL; not in quick): seconds.
+    Fit,
+    /// quick, memory, churn, gateway, console, points and fit.
     All,
     /// Remove databases and topics left by earlier runs (--keep, or a run killed by force).
     Clean,
@@ -137,6 +140,9 @@ pub struct Args {
     /// churn: simulated customers.
     #[arg(long, default_value_t = 4_000)]
     pub churn_customers: u32,
+    /// Customers of the fit scenario.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub fit_customers: u64,
     /// churn: days of simulated history.
     #[arg(long, default_value_t = 730)]
     pub churn_history_days: i64,

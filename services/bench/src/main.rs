@@ -11,6 +11,7 @@ mod cli;
 mod console;
 mod engine;
 mod env;
+mod fit;
 mod gateway;
 mod produce;
 mod report;
@@ -121,6 +122,13 @@ async fn main() -> anyhow::Result<()> {
         };
         let report = tokio::task::spawn_blocking(move || churn::run(&opts)).await??;
         churn::print(&report);
+    }
+    if wanted(&args, Scenario::Fit) {
+        println!();
+        let (customers, seed, as_of) = (args.fit_customers, args.seed, args.churn_end);
+        let report =
+            tokio::task::spawn_blocking(move || fit::run(customers, seed, as_of)).await??;
+        fit::print(&report);
     }
     match failed {
         Some(e) => Err(e),

@@ -52,12 +52,19 @@ enum Command {
     Config,
     /// Check the tier programme file and print it.
     CheckProgramme,
-    /// Fit the churn model (BG/NBD and Gamma-Gamma) over all customers and store it as a new
-    /// version; refuses to store a fit that did not converge.
+    /// Fit the churn model (BG/NBD, Pareto/NBD and MBG/NBD, one chosen by a time-split
+    /// holdout; Gamma-Gamma) over all customers and store it as a new version with the evidence;
+    /// refuses to store a fit that did not converge.
     FitModel {
         /// Fit as of this time (RFC 3339); default: the engine's clock.
         #[arg(long)]
         as_of: Option<DateTime<Utc>>,
+        /// auto (fit all three, choose by holdout), or force one: bgnbd, pareto-nbd, mbgnbd.
+        #[arg(long, default_value = "auto")]
+        model: String,
+        /// Holdout of the time split, in days (0: no split, the log-likelihood decides).
+        #[arg(long, default_value_t = commands::fit_model::DEFAULT_HOLDOUT_DAYS)]
+        holdout_days: u32,
     },
     /// Ingest InputEvent JSON lines (a file, or - for stdin) through the same pipeline.
     Backfill {
@@ -190,10 +197,23 @@ async fn command(command: Command, settings: Settings) -> anyhow::Result<()> {
             print!("{}", settings.redacted_toml()?);
             Ok(())
         }
-        Command::FitModel { as_of } => {
+        Command::FitModel {
+            as_of,
+            model,
+            holdout_days,
+        } => {
+            let model = match model.as_str() {
+                "auto" => None,
+                name => Some(name.parse::<kizuna::domain::model::ModelKind>()?),
+            };
             let core = commands::open(&settings).await?;
             let as_of = core.clock.as_of(&core.pool, as_of).await?;
-            let outcome = commands::fit_model::run(&core.pool, &core.programme, as_of).await?;
+            let options = commands::fit_model::FitModelOptions {
+                model,
+                holdout_days,
+            };
+            let outcome =
+                commands::fit_model::run(&core.pool, &core.programme, as_of, options).await?;
             eprintln!(
                 "{}\nstored as model version {}",
                 outcome.report, outcome.version

@@ -138,6 +138,55 @@ async fn backfill_fit_model_export_scores_and_recompute_from_the_cli(
         r > 0.0 && converged_customers >= 299.0,
         "r {r}, customers {converged_customers}"
     );
+    // Every model was fitted and one chosen by the time split, with its evidence stored.
+    for name in ["bgnbd", "pareto-nbd", "mbgnbd"] {
+        assert!(err.contains(name), "the report's table lists {name}: {err}");
+    }
+    assert!(err.contains("chosen: "), "{err}");
+    let (chosen, selection): (String, String) =
+        sqlx::query_as("SELECT model, selection FROM churn_models WHERE version = 1")
+            .fetch_one(&pool)
+            .await?;
+    let candidates: Vec<(String, bool, Option<f64>)> = sqlx::query_as(
+        "SELECT model, chosen, holdout_mae FROM churn_model_candidates WHERE version = 1 ORDER BY model",
+    )
+    .fetch_all(&pool)
+    .await?;
+    assert_eq!(candidates.len(), 3, "{candidates:?}");
+    assert_eq!(
+        candidates
+            .iter()
+            .filter(|c| c.1)
+            .map(|c| &c.0)
+            .collect::<Vec<_>>(),
+        vec![&chosen]
+    );
+    assert!(
+        selection.starts_with("time-split holdout")
+            && candidates.iter().all(|c| c.2.is_some_and(|m| m >= 0.0)),
+        "a year of history leaves room for the 91-day holdout: {selection} {candidates:?}"
+    );
+    // A harness may force one model.
+    let (ok, _, err) = kizuna_cli(
+        &env,
+        &[
+            "fit-model",
+            "--clock",
+            "event-time",
+            "--model",
+            "pareto-nbd",
+        ],
+        None,
+    )?;
+    assert!(ok, "{err}");
+    assert!(err.contains("stored as model version 2"), "{err}");
+    let (forced, s): (String, Option<f64>) =
+        sqlx::query_as("SELECT model, s FROM churn_models WHERE version = 2")
+            .fetch_one(&pool)
+            .await?;
+    assert!(forced == "pareto-nbd" && s.is_some(), "{forced} {s:?}");
+    let (ok, _, err) = kizuna_cli(&env, &["fit-model", "--model", "nope"], None)?;
+    assert!(!ok && err.contains("unknown purchase model"), "{err}");
 
     let as_of = end.to_rfc3339();
     let (ok, csv, err) = kizuna_cli(
@@ -150,7 +199,7 @@ async fn backfill_fit_model_export_scores_and_recompute_from_the_cli(
     assert_eq!(
         rows.next(),
         Some(
-            "customer_id,p_alive,expected_purchases,clv,churn_risk,churn_level,tier,segment,points_available,points_pending,points_debt,points_balance"
+            "customer_id,p_alive,expected_purchases,clv,churn_risk,churn_level,tier,segment,points_available,points_pending,points_debt,points_balance,model"
         )
     );
     let rows: Vec<Vec<&str>> = rows.map(|l| l.split(',').collect()).collect();
@@ -180,6 +229,8 @@ async fn backfill_fit_model_export_scores_and_recompute_from_the_cli(
     for r in &rows {
         let p_alive: f64 = r[1].parse()?;
         assert!((0.0..=1.0).contains(&p_alive), "{r:?}");
+        // The engine's cache loaded the latest version, the forced Pareto/NBD.
+        assert_eq!(r[12], "pareto-nbd", "{r:?}");
     }
 
     let err = succeeds(&env, &["recompute", "--clock", "event-time"], None)?;

@@ -369,7 +369,7 @@ pub fn run(opts: &ChurnOptions) -> anyhow::Result<ChurnReport> {
     // still used for the "forced" rows, to show what the model would have said.
     let mut forced = Model {
         version: 1,
-        purchases: fit.params,
+        purchases: fit.params.into(),
         spend: None,
         weights: None,
     };
@@ -456,7 +456,8 @@ pub fn run(opts: &ChurnOptions) -> anyhow::Result<ChurnReport> {
                 if m.first_purchase_at.is_some() {
                     let a = churn::assess(&m, &programme.churn, deployed);
                     let with_model = churn::assess(&m, &programme.churn, Some(&forced));
-                    let p_alive = summary(&m).map_or(1.0, |s| forced.purchases.p_alive(&s));
+                    let p_alive =
+                        summary(&m).map_or(1.0, |s| forced.purchases.p_alive(&s).unwrap_or(1.0));
                     let bought = items.iter().any(|it| match it {
                         Item::Own(e) => {
                             matches!(e.body, EventBody::Purchase(_))

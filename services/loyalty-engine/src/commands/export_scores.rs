@@ -1,7 +1,8 @@
 //! `kizuna export-scores --as-of TIME [--horizon-days N]`: one CSV row per customer with
 //! P(alive), expected purchases and CLV over the horizon, churn risk and level, tier and
 //! segment, and the points (available, pending, debt and the balance; empty when the programme
-//! has no points), computed as of the time given.
+//! has no points), and the purchase model that scored (`bgnbd`, `pareto-nbd`, `mbgnbd`; empty
+//! without a fitted model), computed as of the time given.
 
 use std::io::Write;
 
@@ -14,7 +15,7 @@ use crate::domain::programme::Programme;
 use crate::domain::segment::segment;
 use crate::store::customers;
 
-pub const HEADER: [&str; 12] = [
+pub const HEADER: [&str; 13] = [
     "customer_id",
     "p_alive",
     "expected_purchases",
@@ -27,6 +28,7 @@ pub const HEADER: [&str; 12] = [
     "points_pending",
     "points_debt",
     "points_balance",
+    "model",
 ];
 
 fn num(v: Option<f64>) -> String {
@@ -81,6 +83,7 @@ pub async fn run(
                 &pending,
                 &debt,
                 &balance,
+                a.model.as_deref().unwrap_or_default(),
             ])?;
             rows += 1;
         }

@@ -1,4 +1,5 @@
-//! Churn risk that says why: a behavioural base from BG/NBD (1 − P(alive)), raised by
+//! Churn risk that says why: a behavioural base from the fitted purchase model (BG/NBD,
+//! Pareto/NBD or MBG/NBD: 1 − P(alive)), raised by
 //! attitudinal and service drivers, each with its contribution, a level with hysteresis, and
 //! the play marketing should run.
 //!
@@ -10,7 +11,9 @@
 use chrono::{DateTime, Utc};
 
 use super::metrics::{Metrics, NpsCategory};
-use super::model::{BgNbdParams, ClvHorizon, CustomerSummary, GammaGammaParams, clv};
+use super::model::{
+    ClvHorizon, CustomerSummary, GammaGammaParams, PurchaseForecast, PurchaseModel, clv,
+};
 use super::segment::Segment;
 
 pub use super::programme::ChurnRules;
@@ -82,7 +85,8 @@ fn is_dissatisfaction(name: &str) -> bool {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Model {
     pub version: i64,
-    pub purchases: BgNbdParams,
+    /// The purchase model chosen by `kizuna fit-model` (BG/NBD, Pareto/NBD or MBG/NBD).
+    pub purchases: PurchaseModel,
     pub spend: Option<GammaGammaParams>,
     /// Driver weights and calibration learned by `kizuna fit-model` (None: the hand-set
     /// weights of the programme's `[churn]` section, uncalibrated).
@@ -263,11 +267,14 @@ pub fn features(m: &Metrics, rules: &ChurnRules, base: f64) -> [f64; N_FEATURES]
     ]
 }
 
-/// BG/NBD P(alive) (when a model is fitted and the customer has bought again) and the
+/// P(alive) of the fitted purchase model (for BG/NBD only once the customer has bought again) and the
 /// behavioural base: 1 − P(alive), or the rhythm fallback.
 pub fn base(m: &Metrics, rules: &ChurnRules, model: Option<&Model>) -> (Option<f64>, f64) {
     let p_alive = match (model, summary(m)) {
-        (Some(model), Some(s)) if s.x() > 0 => Some(model.purchases.p_alive(&s)),
+        // BG/NBD puts P(alive) at 1 without a repeat purchase; the others say more.
+        (Some(model), Some(s)) if s.x() > 0 || model.purchases.p_alive_without_repeat() => {
+            model.purchases.p_alive(&s).ok()
+        }
         _ => None,
     };
     let base = match p_alive {
@@ -290,6 +297,9 @@ pub struct Assessment {
     pub expected_purchases: Option<f64>,
     pub clv_minor: Option<f64>,
     pub model_version: Option<i64>,
+    /// The purchase model that scored (`bgnbd`, `pareto-nbd`, `mbgnbd`), when one is fitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 /// The BG/NBD statistics of a customer in weeks: (x, t_x, T).
@@ -456,6 +466,7 @@ pub fn assess(m: &Metrics, rules: &ChurnRules, model: Option<&Model>) -> Assessm
         expected_purchases,
         clv_minor,
         model_version: model.map(|m| m.version),
+        model: model.map(|m| m.purchases.kind().as_str().to_owned()),
     }
 }
 

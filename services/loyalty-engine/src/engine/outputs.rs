@@ -250,6 +250,7 @@ pub fn encode(
                 new_level: level(*new) as i32,
                 score: assessment.map_or(0.0, |a| a.score),
                 p_alive: assessment.and_then(|a| a.p_alive),
+                model: assessment.and_then(|a| a.model.clone()).unwrap_or_default(),
                 drivers: assessment
                     .map(|a| {
                         a.drivers

@@ -47,7 +47,7 @@ const RISING_SUM_TERMS: u32 = 256;
 const RISING_SUM_BELOW: f64 = 64.0;
 
 /// `Σ_{j=from}^{to−1} ln((v+j)/s)` = `ln[Γ(v+to)/Γ(v+from)] − (to−from) ln s`.
-fn ln_rising_ratio(v: f64, s: f64, from: u32, to: u32) -> f64 {
+pub(crate) fn ln_rising_ratio(v: f64, s: f64, from: u32, to: u32) -> f64 {
     if to - from <= RISING_SUM_TERMS || v >= RISING_SUM_BELOW {
         (from..to).map(|j| ((v + f64::from(j)) / s).ln()).sum()
     } else {
@@ -200,7 +200,7 @@ impl BgNbdParams {
 
     /// The first two factors of eq. (10) (eq. (7) when `x = 0`, `T = 0`), with the removable
     /// singularities at `a = 1` and `a + b + x − 1 = 0` handled by interpolation.
-    fn purchases_if_alive(&self, t: f64, x: u32, age: f64) -> Result<f64, ModelError> {
+    pub(crate) fn purchases_if_alive(&self, t: f64, x: u32, age: f64) -> Result<f64, ModelError> {
         if (self.a - 1.0).abs() < A_NEAR_ONE {
             let below = Self {
                 a: 1.0 - A_NEAR_ONE,

@@ -1,4 +1,5 @@
-//! Expected customer value over a finite horizon: BG/NBD purchases × Gamma-Gamma spend.
+//! Expected customer value over a finite horizon: purchases (BG/NBD, Pareto/NBD or MBG/NBD) ×
+//! Gamma-Gamma spend.
 //!
 //! `CLV = E[M | x, m_x] · Σₖ (E[Y(k·Δ)] − E[Y((k−1)·Δ)]) / (1 + d)ᵏ`, `k = 1..n`, `Δ = H/n`:
 //! the horizon `H` is cut into `n` equal periods, the purchases expected in period `k` (eq. 10
@@ -10,8 +11,8 @@
 //! With `d = 0` the sum telescopes to `E[Y(H)]`, so the result is the plain undiscounted value
 //! `E[Y(H)] · E[M]` whatever `n`. The value is revenue: apply a margin outside.
 
-use super::bgnbd::BgNbdParams;
 use super::gamma_gamma::GammaGammaParams;
+use super::purchase::PurchaseForecast;
 use super::{CustomerSummary, ModelError, duration};
 
 /// The forecast horizon and its discounting.
@@ -58,10 +59,10 @@ impl ClvHorizon {
 ///
 /// # Errors
 /// [`ModelError::InvalidInput`] for an invalid horizon or `m_x`; any error of
-/// [`BgNbdParams::expected_purchases_conditional`] or [`GammaGammaParams::expected_spend`]
+/// [`PurchaseForecast::expected_purchases_conditional`] or [`GammaGammaParams::expected_spend`]
 /// (e.g. `x = 0` with `q ≤ 1`).
 pub fn clv(
-    purchases: &BgNbdParams,
+    purchases: &(impl PurchaseForecast + ?Sized),
     spend: &GammaGammaParams,
     customer: &CustomerSummary,
     mean_spend: f64,
@@ -74,7 +75,7 @@ pub fn clv(
 
 /// `Σₖ (E[Y(kΔ)] − E[Y((k−1)Δ)]) / (1 + d)ᵏ`.
 fn discounted_purchases(
-    purchases: &BgNbdParams,
+    purchases: &(impl PurchaseForecast + ?Sized),
     customer: &CustomerSummary,
     horizon: &ClvHorizon,
 ) -> Result<f64, ModelError> {
@@ -97,6 +98,7 @@ fn discounted_purchases(
 
 #[cfg(test)]
 mod tests {
+    use super::super::bgnbd::BgNbdParams;
     use super::super::testkit::assert_rel;
     use super::*;
 

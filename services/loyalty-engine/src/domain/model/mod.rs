@@ -7,7 +7,12 @@
 //! - **Gamma-Gamma** spend model (Fader, Hardie & Lee 2005, "RFM and CLV: using iso-value
 //!   curves for customer base analysis", *JMR* 42(4); Fader & Hardie 2013, "The Gamma-Gamma
 //!   model of monetary value"): see [`gamma_gamma`].
-//! - Maximum-likelihood fitting of both: see [`fit`]; expected CLV over a horizon: see [`clv`].
+//! - **Pareto/NBD** (Schmittlein, Morrison & Colombo 1987; Fader, Hardie & Lee 2005 note):
+//!   dropout at any time, at an exponential rate `μ ~ Gamma(s, β)`: see [`pareto_nbd`].
+//! - **MBG/NBD** (Batislam, Denizel & Filiztekin 2007): BG/NBD with a possible dropout right
+//!   after the first purchase too: see [`mbgnbd`]. The three share one interface,
+//!   [`PurchaseModel`].
+//! - Maximum-likelihood fitting of all: see [`fit`]; expected CLV over a horizon: see [`clv`].
 //!
 //! # Assumptions (what the numbers mean only if they hold)
 //! - **Non-contractual** setting: customers never announce that they leave; dropout is latent.
@@ -36,20 +41,30 @@
 //! itself does not depend on the unit.
 
 pub mod bgnbd;
+pub mod choice;
 pub mod clv;
 pub mod fit;
 pub mod gamma_gamma;
+pub mod mbgnbd;
+pub mod pareto_nbd;
+pub mod purchase;
 pub mod special;
 
+#[cfg(test)]
+mod reference_tests;
 #[cfg(test)]
 mod testkit;
 
 pub use bgnbd::BgNbdParams;
 pub use clv::{ClvHorizon, clv};
 pub use fit::{
-    FitOptions, FitReport, fit_bgnbd, fit_bgnbd_weighted, fit_gamma_gamma, fit_gamma_gamma_weighted,
+    FitOptions, FitReport, fit_bgnbd, fit_bgnbd_weighted, fit_gamma_gamma,
+    fit_gamma_gamma_weighted, fit_mbgnbd_weighted, fit_pareto_nbd_weighted, fit_purchase_model,
 };
 pub use gamma_gamma::GammaGammaParams;
+pub use mbgnbd::MbgNbdParams;
+pub use pareto_nbd::ParetoNbdParams;
+pub use purchase::{ModelKind, PurchaseForecast, PurchaseModel};
 
 /// Why a model computation or fit could not be carried out.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -7,7 +7,9 @@ use crate::domain::model::BgNbdParams;
 fn cdnow() -> Model {
     Model {
         version: 1,
-        purchases: BgNbdParams::new(0.243, 4.414, 0.793, 2.426).expect("valid params"),
+        purchases: BgNbdParams::new(0.243, 4.414, 0.793, 2.426)
+            .expect("valid params")
+            .into(),
         spend: None,
         weights: None,
     }
@@ -53,7 +55,7 @@ fn the_base_is_one_minus_p_alive_and_drivers_add_up() {
     let model = cdnow();
     let a = churn::assess(&m, &p.churn, Some(&model));
     let s = churn::summary(&m).expect("a summary");
-    let p_alive = model.purchases.p_alive(&s);
+    let p_alive = model.purchases.p_alive(&s).expect("P(alive)");
     assert_eq!(a.p_alive, Some(p_alive));
     assert!((a.base - (1.0 - p_alive)).abs() < 1e-12);
     let total: f64 = a.drivers.iter().map(|d| d.contribution).sum();

@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// Rows above which a likelihood is summed on several threads.
+const PARALLEL_ABOVE: usize = 4_096;
+
 /// Rescaled observations grouped by `x`, so that the `x`-only terms of a likelihood (the
 /// `ln Γ` calls) are computed once per distinct `x` per evaluation.
 #[derive(Debug)]
@@ -30,10 +33,32 @@ impl<S> GroupedByX<S> {
         Ok(Self { xs, rows })
     }
 
-    /// The weighted sum of `ll(group, summary)` over the rows, divided by `total`.
-    pub(super) fn mean(&self, total: f64, ll: impl Fn(usize, &S) -> f64) -> f64 {
-        let sum: f64 = self.rows.iter().map(|(g, s, w)| w * ll(*g, s)).sum();
-        sum / total
+    /// The weighted sum of `ll(group, summary)` over the rows, divided by `total`. Large
+    /// inputs are summed on every available core, in fixed chunks added in order, so the
+    /// result does not depend on scheduling.
+    pub(super) fn mean(&self, total: f64, ll: impl Fn(usize, &S) -> f64 + Sync) -> f64
+    where
+        S: Sync,
+    {
+        let part =
+            |rows: &[(usize, S, f64)]| -> f64 { rows.iter().map(|(g, s, w)| w * ll(*g, s)).sum() };
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if self.rows.len() < PARALLEL_ABOVE || threads < 2 {
+            return part(&self.rows) / total;
+        }
+        let chunk = self.rows.len().div_ceil(threads);
+        let sums: Vec<f64> = std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .rows
+                .chunks(chunk)
+                .map(|rows| scope.spawn(move || part(rows)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or(f64::NAN))
+                .collect()
+        });
+        sums.iter().sum::<f64>() / total
     }
 }
 
@@ -84,6 +109,40 @@ pub(super) fn bgnbd_mean_ll(theta: &[f64], data: &GroupedByX<CustomerSummary>, t
     };
     let terms = params.x_terms_ascending(&data.xs);
     data.mean(total, |g, s| params.log_likelihood_with(&terms[g], s))
+}
+
+pub(super) fn mbgnbd_mean_ll(theta: &[f64], data: &GroupedByX<CustomerSummary>, total: f64) -> f64 {
+    let [r, alpha, a, b] = bgnbd_natural(theta);
+    let Ok(params) = MbgNbdParams::new(r, alpha, a, b) else {
+        return f64::NEG_INFINITY;
+    };
+    let terms: Vec<_> = data.xs.iter().map(|&x| params.x_terms(x)).collect();
+    data.mean(total, |g, s| params.log_likelihood_with(&terms[g], s))
+}
+
+/// `[r, α, s, β]` at the Pareto/NBD coordinates `ln r, ln(r/α), ln s, ln(s/β)`.
+pub(super) fn pareto_natural(theta: &[f64]) -> [f64; 4] {
+    let at = |i: usize| theta.get(i).copied().unwrap_or(f64::NAN);
+    [
+        at(0).exp(),
+        (at(0) - at(1)).exp(),
+        at(2).exp(),
+        (at(2) - at(3)).exp(),
+    ]
+}
+
+/// A row whose `₂F₁` cannot be summed makes the whole point `−∞`, which the simplex avoids.
+pub(super) fn pareto_mean_ll(theta: &[f64], data: &GroupedByX<CustomerSummary>, total: f64) -> f64 {
+    let [r, alpha, s, beta] = pareto_natural(theta);
+    let Ok(params) = ParetoNbdParams::new(r, alpha, s, beta) else {
+        return f64::NEG_INFINITY;
+    };
+    let terms: Vec<_> = data.xs.iter().map(|&x| params.x_terms(x)).collect();
+    data.mean(total, |g, s| {
+        params
+            .log_likelihood_with(&terms[g], s)
+            .unwrap_or(f64::NEG_INFINITY)
+    })
 }
 
 pub(super) fn gamma_gamma_mean_ll(

@@ -1,4 +1,5 @@
-//! Maximum-likelihood fitting of [`BgNbdParams`] and [`GammaGammaParams`].
+//! Maximum-likelihood fitting of [`BgNbdParams`], [`MbgNbdParams`] (same coordinates),
+//! [`ParetoNbdParams`] (see [`fit_pareto_nbd_weighted`]) and [`GammaGammaParams`].
 //!
 //! The mean log-likelihood per (weighted) customer is maximised with the Nelder-Mead simplex
 //! method of the [`argmin`] crate over unconstrained coordinates (logarithms, a logit), which
@@ -64,6 +65,9 @@ use argmin::solver::neldermead::NelderMead;
 
 use super::bgnbd::BgNbdParams;
 use super::gamma_gamma::GammaGammaParams;
+use super::mbgnbd::MbgNbdParams;
+use super::pareto_nbd::ParetoNbdParams;
+use super::purchase::{ModelKind, PurchaseModel};
 use super::{CustomerSummary, ModelError, SpendSummary, Weighted};
 
 mod hessian;
@@ -165,82 +169,224 @@ pub fn fit_bgnbd_weighted(
     customers: &[Weighted<CustomerSummary>],
     options: &FitOptions,
 ) -> Result<FitReport<BgNbdParams>, ModelError> {
-    let cap = options.max_concentration;
-    if !(cap.is_finite() && cap > 1.0) {
-        return Err(ModelError::InvalidParameter {
-            name: "max_concentration",
-            value: cap,
-            reason: "must be finite and above 1",
-        });
-    }
-    let total = total_weight(customers)?;
-    let repeat: f64 = customers
-        .iter()
-        .map(|c| c.weight * f64::from(c.value.x()))
-        .sum();
-    if repeat <= 0.0 {
-        return Err(ModelError::InsufficientData(
-            "no customer made a repeat purchase: purchase rates and dropout are not identified"
-                .to_owned(),
-        ));
-    }
-    let scale = customers
-        .iter()
-        .map(|c| c.weight * c.value.age())
-        .sum::<f64>()
-        / total;
-    if scale <= 0.0 {
-        return Err(ModelError::InsufficientData(
-            "every customer has T = 0: nothing has been observed yet".to_owned(),
-        ));
-    }
-    let data = GroupedByX::new(customers, |s| s.x(), |s| rescale_times(s, scale))?;
-    let mean_ll = |theta: &[f64]| bgnbd_mean_ll(theta, &data, total);
-    // Start at r = 1, a = b = 1 (mean dropout ½, a + b = 2) and the observed repeat-purchase
-    // rate as the mean purchase rate r/α.
-    let rate = repeat / (scale * total);
-    let start = vec![0.0, rate.ln(), 0.0, 2.0_f64.ln()];
-    let caps = [
-        Cap {
-            coordinate: SHAPE,
-            value: cap,
-            name: "r",
-        },
-        Cap {
-            coordinate: CONCENTRATION,
-            value: cap,
-            name: "a+b",
-        },
-    ];
-    let outcome = maximise(&mean_ll, start, &caps, total, options);
+    let prepared = Prepared::new(customers, options)?;
+    let mean_ll = |theta: &[f64]| bgnbd_mean_ll(theta, &prepared.data, prepared.total);
+    let outcome = prepared.maximise_bg_like(&mean_ll, options);
     let [r, alpha, a, b] = bgnbd_natural(&outcome.theta);
-    let params = BgNbdParams::new(r, alpha * scale, a, b)?;
+    let params = BgNbdParams::new(r, alpha * prepared.scale, a, b)?;
     let log_likelihood = customers
         .iter()
         .map(|c| c.weight * params.log_likelihood(&c.value))
         .sum();
+    Ok(prepared.report_bg_like(outcome, params, log_likelihood))
+}
+
+/// Fit MBG/NBD `(r, α, a, b)` by maximum likelihood, in the same coordinates, with the same
+/// caps and checks as BG/NBD ([`fit_bgnbd_weighted`]).
+///
+/// # Errors
+/// As for [`fit_bgnbd_weighted`].
+pub fn fit_mbgnbd_weighted(
+    customers: &[Weighted<CustomerSummary>],
+    options: &FitOptions,
+) -> Result<FitReport<MbgNbdParams>, ModelError> {
+    let prepared = Prepared::new(customers, options)?;
+    let mean_ll = |theta: &[f64]| mbgnbd_mean_ll(theta, &prepared.data, prepared.total);
+    let outcome = prepared.maximise_bg_like(&mean_ll, options);
+    let [r, alpha, a, b] = bgnbd_natural(&outcome.theta);
+    let params = MbgNbdParams::new(r, alpha * prepared.scale, a, b)?;
+    let log_likelihood = customers
+        .iter()
+        .map(|c| c.weight * params.log_likelihood(&c.value))
+        .sum();
+    Ok(prepared.report_bg_like(outcome, params, log_likelihood))
+}
+
+/// Fit Pareto/NBD `(r, α, s, β)` by maximum likelihood over the coordinates `ln r`, `ln(r/α)`
+/// (mean purchase rate), `ln s` and `ln(s/β)` (mean dropout rate), `r` and `s` capped at
+/// [`FitOptions::max_concentration`] as for BG/NBD.
+///
+/// # Errors
+/// As for [`fit_bgnbd_weighted`]; [`ModelError::Hypergeometric`] if the log-likelihood at the
+/// optimum cannot be evaluated.
+pub fn fit_pareto_nbd_weighted(
+    customers: &[Weighted<CustomerSummary>],
+    options: &FitOptions,
+) -> Result<FitReport<ParetoNbdParams>, ModelError> {
+    let prepared = Prepared::new(customers, options)?;
+    let (total, scale, cap) = (prepared.total, prepared.scale, prepared.cap);
+    let mean_ll = |theta: &[f64]| pareto_mean_ll(theta, &prepared.data, total);
+    // r = 1, s = 1, the observed repeat-purchase rate, and one dropout per mean age.
+    let start = vec![0.0, prepared.rate.ln(), 0.0, 0.0];
+    let caps = [
+        Cap {
+            coordinate: 0,
+            value: cap,
+            name: "r",
+        },
+        Cap {
+            coordinate: 2,
+            value: cap,
+            name: "s",
+        },
+    ];
+    let outcome = maximise(&mean_ll, start, &caps, total, options);
+    let [r, alpha, s, beta] = pareto_natural(&outcome.theta);
+    let params = ParetoNbdParams::new(r, alpha * scale, s, beta * scale)?;
+    let mut log_likelihood = 0.0;
+    for c in customers {
+        log_likelihood += c.weight * params.log_likelihood(&c.value)?;
+    }
     let describe = |coordinate: usize, theta: &[f64]| {
-        if coordinate == SHAPE {
+        if coordinate == 0 {
             format!(
                 "the purchase rate is the same for every customer (r capped at {cap:e}; r/α = {} \
                  purchases per time unit)",
-                significant(theta[MEAN_RATE].exp() / scale)
+                significant(theta[1].exp() / scale)
             )
         } else {
             format!(
-                "the dropout probability is the same for every customer (a+b capped at {cap:e}; \
-                 a/(a+b) = {})",
-                significant(ln_sigmoid(theta[MEAN_DROPOUT]).exp())
+                "the dropout rate is the same for every customer (s capped at {cap:e}; s/β = {} \
+                 per time unit)",
+                significant(theta[3].exp() / scale)
             )
         }
     };
     Ok(outcome.report(
         params,
         log_likelihood,
-        &["r", "r·T̄/α", "a/b", "a+b"],
+        &["r", "r·T̄/α", "s", "s·T̄/β"],
         total,
         &describe,
     ))
+}
+
+/// Fit the purchase model of `kind`. See [`fit_bgnbd_weighted`], [`fit_pareto_nbd_weighted`]
+/// and [`fit_mbgnbd_weighted`].
+///
+/// # Errors
+/// As for those.
+pub fn fit_purchase_model(
+    kind: ModelKind,
+    customers: &[Weighted<CustomerSummary>],
+    options: &FitOptions,
+) -> Result<FitReport<PurchaseModel>, ModelError> {
+    fn erase<P: Into<PurchaseModel>>(r: FitReport<P>) -> FitReport<PurchaseModel> {
+        FitReport {
+            params: r.params.into(),
+            log_likelihood: r.log_likelihood,
+            iterations: r.iterations,
+            converged: r.converged,
+            reason: r.reason,
+            customers: r.customers,
+        }
+    }
+    Ok(match kind {
+        ModelKind::BgNbd => erase(fit_bgnbd_weighted(customers, options)?),
+        ModelKind::ParetoNbd => erase(fit_pareto_nbd_weighted(customers, options)?),
+        ModelKind::MbgNbd => erase(fit_mbgnbd_weighted(customers, options)?),
+    })
+}
+
+/// What every purchase-model fit does first: validate, rescale time by the weighted mean age
+/// `T̄`, group by `x`.
+struct Prepared {
+    total: f64,
+    scale: f64,
+    /// Repeat purchases per customer per rescaled time unit.
+    rate: f64,
+    cap: f64,
+    data: GroupedByX<CustomerSummary>,
+}
+
+impl Prepared {
+    fn new(
+        customers: &[Weighted<CustomerSummary>],
+        options: &FitOptions,
+    ) -> Result<Self, ModelError> {
+        let cap = options.max_concentration;
+        if !(cap.is_finite() && cap > 1.0) {
+            return Err(ModelError::InvalidParameter {
+                name: "max_concentration",
+                value: cap,
+                reason: "must be finite and above 1",
+            });
+        }
+        let total = total_weight(customers)?;
+        let repeat: f64 = customers
+            .iter()
+            .map(|c| c.weight * f64::from(c.value.x()))
+            .sum();
+        if repeat <= 0.0 {
+            return Err(ModelError::InsufficientData(
+                "no customer made a repeat purchase: purchase rates and dropout are not identified"
+                    .to_owned(),
+            ));
+        }
+        let scale = customers
+            .iter()
+            .map(|c| c.weight * c.value.age())
+            .sum::<f64>()
+            / total;
+        if scale <= 0.0 {
+            return Err(ModelError::InsufficientData(
+                "every customer has T = 0: nothing has been observed yet".to_owned(),
+            ));
+        }
+        let data = GroupedByX::new(customers, |s| s.x(), |s| rescale_times(s, scale))?;
+        Ok(Self {
+            total,
+            scale,
+            rate: repeat / (scale * total),
+            cap,
+            data,
+        })
+    }
+
+    /// BG/NBD and MBG/NBD: start at r = 1, a = b = 1 (mean dropout ½, a + b = 2) and the
+    /// observed repeat-purchase rate as the mean purchase rate r/α; cap r and a + b.
+    fn maximise_bg_like(&self, mean_ll: &dyn Fn(&[f64]) -> f64, options: &FitOptions) -> Outcome {
+        let start = vec![0.0, self.rate.ln(), 0.0, 2.0_f64.ln()];
+        let caps = [
+            Cap {
+                coordinate: SHAPE,
+                value: self.cap,
+                name: "r",
+            },
+            Cap {
+                coordinate: CONCENTRATION,
+                value: self.cap,
+                name: "a+b",
+            },
+        ];
+        maximise(mean_ll, start, &caps, self.total, options)
+    }
+
+    fn report_bg_like<P>(&self, outcome: Outcome, params: P, log_likelihood: f64) -> FitReport<P> {
+        let (cap, scale) = (self.cap, self.scale);
+        let describe = |coordinate: usize, theta: &[f64]| {
+            if coordinate == SHAPE {
+                format!(
+                    "the purchase rate is the same for every customer (r capped at {cap:e}; r/α = {} \
+                     purchases per time unit)",
+                    significant(theta[MEAN_RATE].exp() / scale)
+                )
+            } else {
+                format!(
+                    "the dropout probability is the same for every customer (a+b capped at {cap:e}; \
+                     a/(a+b) = {})",
+                    significant(ln_sigmoid(theta[MEAN_DROPOUT]).exp())
+                )
+            }
+        };
+        outcome.report(
+            params,
+            log_likelihood,
+            &["r", "r·T̄/α", "a/b", "a+b"],
+            self.total,
+            &describe,
+        )
+    }
 }
 
 /// Fit Gamma-Gamma to unweighted customers. See [`fit_gamma_gamma_weighted`].
