@@ -60,7 +60,7 @@ enum Command {
         #[arg(long)]
         as_of: Option<DateTime<Utc>>,
         /// auto (fit all three, choose by holdout), or force one: bgnbd, pareto-nbd, mbgnbd.
-        #[arg(long, default_value = "auto")]
+        #[arg(long, default_value = "auto", value_parser = ["auto", "bgnbd", "pareto-nbd", "mbgnbd"])]
         model: String,
         /// Holdout of the time split, in days (0: no split, the log-likelihood decides).
         #[arg(long, default_value_t = commands::fit_model::DEFAULT_HOLDOUT_DAYS)]
