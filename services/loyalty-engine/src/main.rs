@@ -60,7 +60,9 @@ enum Command {
         #[arg(long)]
         as_of: Option<DateTime<Utc>>,
         /// auto (fit all three, choose by holdout), or force one: bgnbd, pareto-nbd, mbgnbd.
-        #[arg(long, default_value = "auto", value_parser = ["auto", "bgnbd", "pareto-nbd", "mbgnbd"])]
+        #[arg(long, default_value = "auto", value_parser = clap::builder::PossibleValuesParser::new(
+            std::iter::once("auto").chain(kizuna::domain::model::ModelKind::ALL.map(|k| k.as_str()))
+        ))]
         model: String,
         /// Holdout of the time split, in days (0: no split, the log-likelihood decides).
         #[arg(long, default_value_t = commands::fit_model::DEFAULT_HOLDOUT_DAYS)]
