@@ -9,6 +9,7 @@
 mod churn;
 mod cli;
 mod console;
+mod cost;
 mod engine;
 mod env;
 mod fit;

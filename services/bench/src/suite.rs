@@ -7,6 +7,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 
 use crate::cli::{Args, Scenario, wanted};
+use crate::cost::Cost;
 use crate::env::Stack;
 use crate::report::{self, Row, Target};
 use crate::scenarios::{self, Ctx};
@@ -199,7 +200,13 @@ pub async fn engine_scenarios(args: &Args, stack: &Stack) -> anyhow::Result<()> 
     }
     if wanted(args, Scenario::Points) {
         match points(&ctx, stack, args).await {
-            Ok((off, on, mut more)) => {
+            Ok(PointsRuns {
+                off,
+                on,
+                off_costs,
+                on_costs,
+                errors: mut more,
+            }) => {
                 let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
                 for (label, rates) in [("points off", &off), ("points on", &on)] {
                     rows.push(Row {
@@ -226,6 +233,16 @@ pub async fn engine_scenarios(args: &Args, stack: &Stack) -> anyhow::Result<()> 
                         b / a,
                         on.len(),
                         (1.0 / b - 1.0 / a) * 1e6
+                    ));
+                }
+                if let (Some(without), Some(with)) = (Cost::mean(&off_costs), Cost::mean(&on_costs))
+                    && let Some(summary) = points_summary.as_mut()
+                {
+                    summary.push_str(&format!(
+                        "\n  without points {}\n  with points    {}\n  points add     {}",
+                        without.note(),
+                        with.note(),
+                        with.added_to(&without)
                     ));
                 }
                 errors.append(&mut more);
@@ -489,13 +506,18 @@ months = 12
 warn_days = 30
 "#;
 
+/// The drains of the points scenario: rates and costs without and with points, and the errors
+/// of single drains.
+struct PointsRuns {
+    off: Vec<f64>,
+    on: Vec<f64>,
+    off_costs: Vec<Cost>,
+    on_costs: Vec<Cost>,
+    errors: Vec<String>,
+}
+
 /// Drains the same backlog without and with points, `points_rounds` times, interleaved.
-/// Returns the rates without, with, and errors of single drains.
-async fn points(
-    ctx: &Ctx,
-    stack: &Stack,
-    args: &Args,
-) -> anyhow::Result<(Vec<f64>, Vec<f64>, Vec<String>)> {
+async fn points(ctx: &Ctx, stack: &Stack, args: &Args) -> anyhow::Result<PointsRuns> {
     let programme = format!(
         "{}{POINTS_SECTION}",
         include_str!("../../loyalty-engine/config/programme.toml")
@@ -509,7 +531,13 @@ async fn points(
         "KIZUNA_PROGRAMME_FILE".to_owned(),
         file.display().to_string(),
     )];
-    let (mut off, mut on, mut errors) = (Vec::new(), Vec::new(), Vec::new());
+    let mut runs = PointsRuns {
+        off: Vec::new(),
+        on: Vec::new(),
+        off_costs: Vec::new(),
+        on_costs: Vec::new(),
+        errors: Vec::new(),
+    };
     for round in 1..=args.points_rounds.max(1) {
         for (label, extra) in [("points-off", &[][..]), ("points-on", &with[..])] {
             eprintln!("kizuna-bench: points: round {round}, {label}…");
@@ -517,7 +545,7 @@ async fn points(
                 Ok((d, env)) => {
                     stack.drop_env(&env).await;
                     if !d.complete {
-                        errors.push(format!(
+                        runs.errors.push(format!(
                             "points: {label}: the backlog was not drained in time"
                         ));
                     }
@@ -526,16 +554,18 @@ async fn points(
                         d.rate,
                         d.note()
                     );
-                    if label == "points-off" {
-                        off.push(d.rate);
+                    let (rates, costs) = if label == "points-off" {
+                        (&mut runs.off, &mut runs.off_costs)
                     } else {
-                        on.push(d.rate);
-                    }
+                        (&mut runs.on, &mut runs.on_costs)
+                    };
+                    rates.push(d.rate);
+                    costs.extend(d.cost);
                 }
-                Err(e) => errors.push(format!("points: {label}: {e:#}")),
+                Err(e) => runs.errors.push(format!("points: {label}: {e:#}")),
             }
         }
     }
     std::fs::remove_file(&file).ok();
-    Ok((off, on, errors))
+    Ok(runs)
 }

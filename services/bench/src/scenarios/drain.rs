@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 use super::Ctx;
+use crate::cost::{Cost, Meter};
 use crate::engine::Engine;
 use crate::env::BenchEnv;
 use crate::produce;
@@ -28,6 +29,8 @@ pub struct Drain {
     pub outputs: f64,
     /// Seconds spent in each batch stage, summed over the batches (`BATCH_STAGES` order).
     pub stage_seconds: Vec<(&'static str, f64)>,
+    /// What the steady part cost per event (CPU by process, WAL).
+    pub cost: Option<Cost>,
     pub complete: bool,
 }
 
@@ -57,6 +60,9 @@ impl Drain {
                 .map(|(s, sum)| format!("{s} {:.1}", sum / self.batches * 1000.0))
                 .collect();
             note.push_str(&format!("; ms per tx: {}", stages.join(", ")));
+        }
+        if let Some(c) = &self.cost {
+            note.push_str(&format!("; {}", c.note()));
         }
         if self.dead_lettered > 0.0 {
             note.push_str(&format!("; {} DEAD-LETTERED", self.dead_lettered));
@@ -98,7 +104,9 @@ pub async fn drain(
         engine.log().display()
     );
     let target = i64::try_from(n)?;
+    let meter = Meter::new(engine.pid(), &env.database);
     let mut first: Option<(Instant, i64)> = None;
+    let mut first_snapshot = None;
     let mut last_print = Instant::now();
     let mut done: Option<Instant> = None;
     let mut applied = 0;
@@ -108,6 +116,7 @@ pub async fn drain(
         let now = Instant::now();
         if applied > 0 && first.is_none() {
             first = Some((now, applied));
+            first_snapshot = Some(meter.snapshot(&pool).await);
         }
         if applied >= target {
             done = Some(now);
@@ -123,6 +132,7 @@ pub async fn drain(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let end = done.unwrap_or_else(Instant::now);
+    let last_snapshot = meter.snapshot(&pool).await;
     let metrics = engine.metrics().await.unwrap_or_default();
     let from_spawn_seconds = (end - engine.spawned()).as_secs_f64();
     engine.stop(Duration::from_secs(10)).await;
@@ -158,6 +168,7 @@ pub async fn drain(
                 )
             })
             .collect(),
+        cost: first_snapshot.map(|s| Cost::between(&s, &last_snapshot, steady_events)),
         complete: done.is_some(),
     };
     Ok((drain, env))
