@@ -6,6 +6,9 @@ src/*.cpp, read, not copied), fitted to the harness's 39/39-week split and to th
 
     /var/cache/kizuna/venv-models/bin/python tests/cdnow/cnbd_reference.py [--json FILE]
 
+(~5 minutes on 2 cores.) Its figures of 2026-12-08 are in tests/cdnow/cnbd_reference.json
+(`--json tests/cdnow/cnbd_reference.json` regenerates them).
+
 Needs numpy, scipy and lifetimes (for the CDNOW sample file and its BG/NBD, MBG/NBD and
 Pareto/NBD fits, printed alongside).
 
@@ -21,7 +24,6 @@ import datetime as dt
 import json
 import math
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -160,15 +162,9 @@ def fit(k, x, t_x, T, litt, mbg, start=(1.0, 3.0, 1.0, 3.0)):
 # ---------------------------------------------------------------- CDNOW summaries with litt
 
 
-def summaries(rows, start_end, cal_end, hold_end, noon=False):
+def summaries(rows, cal_end, hold_end):
     """(customers, x, t_x, T, litt, holdout) with times in weeks to `cal_end`."""
-    cal_days = defaultdict(set)
-    hold_days = defaultdict(set)
-    for customer, day, _ in rows:
-        if day <= cal_end:
-            cal_days[customer].add(day)
-        elif day <= hold_end:
-            hold_days[customer].add(day)
+    cal_days, hold_days = cdnow.purchase_days(rows, cal_end, hold_end)
     customers = sorted(cal_days)
     x, t_x, T, litt, holdout = [], [], [], [], []
     for c in customers:
@@ -230,20 +226,35 @@ def evaluate(label, x, t_x, T, litt, holdout, horizon, ks, out):
     out[label] = rows
 
 
+def self_check() -> None:
+    """BTYDplus's own unit values (src/*.cpp, after `xbgcnbd_exp_cpp`): k = 3, r = 0.5,
+    α = 2, a = 0.3, b = 0.6; BG/CNBD-3 log-likelihood of (x, t_x, T, litt) = (3, 12, 14, 3) and
+    (4, 12, 14, 3), P(X(10) = 2) for BG and MBG, Σ P = 1 and E[X(10)] = Σ i P(X(10) = i)."""
+    p, k = (0.5, 2.0, 0.3, 0.6), 3
+    got = ll(p, k, np.array([3.0, 4.0]), np.array([12.0, 12.0]), np.array([14.0, 14.0]), np.array([3.0, 3.0]), False)
+    assert np.allclose(got, [-10.42500, -12.22396], atol=5e-6), got
+    assert abs(pmf(p, k, 10, 2, False) - 0.05669) < 5e-6
+    assert abs(pmf(p, k, 10, 2, True) - 0.04548) < 5e-6
+    assert abs(sum(pmf(p, k, 10, i, False) for i in range(1001)) - 1.0) < 1e-9
+    assert abs(sum(i * pmf(p, k, 10, i, False) for i in range(1, 1001)) - expectation(p, k, 10, False)) < 5e-6
+    print("self-check: BTYDplus's unit values reproduced (LL -10.42500/-12.22396, pmf 0.05669/0.04548)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json")
     parser.add_argument("--k-max", type=int, default=4)
     args = parser.parse_args()
+    self_check()
     rows = cdnow.load_transactions(cdnow.sample_path())
     ks = range(1, args.k_max + 1)
     out = {}
     # 1. The harness: calibrate on 39 weeks, predict the next 39.
-    _, x, t_x, T, litt, holdout = summaries(rows, cdnow.START, cdnow.CAL_END, cdnow.HOLDOUT_END)
+    _, x, t_x, T, litt, holdout = summaries(rows, cdnow.CAL_END, cdnow.HOLDOUT_END)
     evaluate("harness 39/39", x, t_x, T, litt, holdout, cdnow.HORIZON_WEEKS, ks, out)
     # 2. fit-model's choice: as of 1997-09-30, holdout = the last 91 days of the history.
     split_end = cdnow.CAL_END - dt.timedelta(days=91)
-    _, x, t_x, T, litt, holdout = summaries(rows, cdnow.START, split_end, cdnow.CAL_END)
+    _, x, t_x, T, litt, holdout = summaries(rows, split_end, cdnow.CAL_END)
     evaluate(f"choice split (calibration ..{split_end}, holdout ..{cdnow.CAL_END})", x, t_x, T, litt, holdout, 13.0, ks, out)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
