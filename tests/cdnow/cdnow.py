@@ -83,15 +83,21 @@ def load_transactions(path: Path) -> list[tuple[str, dt.date, float]]:
     return rows
 
 
-def summaries(rows):
-    """Calibration (x, t_x, T) in weeks and holdout purchase days, per customer."""
+def purchase_days(rows, cal_end: dt.date, holdout_end: dt.date):
+    """Each customer's distinct purchase days up to `cal_end`, and after it up to `holdout_end`."""
     cal_days = defaultdict(set)
     hold_days = defaultdict(set)
     for customer, day, _ in rows:
-        if day <= CAL_END:
+        if day <= cal_end:
             cal_days[customer].add(day)
-        elif day <= HOLDOUT_END:
+        elif day <= holdout_end:
             hold_days[customer].add(day)
+    return cal_days, hold_days
+
+
+def summaries(rows):
+    """Calibration (x, t_x, T) in weeks and holdout purchase days, per customer."""
+    cal_days, hold_days = purchase_days(rows, CAL_END, HOLDOUT_END)
     customers = sorted(cal_days)
     x = np.array([len(cal_days[c]) - 1 for c in customers], dtype=float)
     t_x = np.array([(max(cal_days[c]) - min(cal_days[c])).days / 7.0 for c in customers])
