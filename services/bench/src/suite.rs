@@ -306,7 +306,8 @@ pub async fn engine_scenarios(args: &Args, stack: &Stack) -> anyhow::Result<()> 
                     });
                     latencies.push((rate, l.latency));
                     if let Some(b) = l.breakdown {
-                        breakdowns.push(format!("latency @ {rate:.0}/s: {b}"));
+                        let cost = l.cost.map_or(String::new(), |c| format!("; {}", c.note()));
+                        breakdowns.push(format!("latency @ {rate:.0}/s: {b}{cost}"));
                     }
                 }
                 Err(e) => errors.push(format!("latency at {rate:.0}/s: {e:#}")),

@@ -10,6 +10,7 @@ use chrono::Utc;
 use kizuna_testkit::Metrics;
 
 use super::{Ctx, start_engine};
+use crate::cost::{Cost, Meter};
 use crate::engine::Engine;
 use crate::env::BenchEnv;
 use crate::produce::{self, Arrival};
@@ -28,6 +29,9 @@ pub struct LatencyRun {
     pub drained: Option<Duration>,
     /// Where the time went, from the engine's own metrics at the end of the run.
     pub breakdown: Option<String>,
+    /// What each offered event cost (the warm-up at the rate and the measured part, until all
+    /// was applied and published): CPU by process, WAL.
+    pub cost: Option<Cost>,
 }
 
 /// The engine's view of a latency run: the broker's delivery (message timestamp → receipt), the
@@ -104,6 +108,13 @@ async fn latency_in(
     eprintln!(
         "kizuna-bench: {name}: offering {rate:.0} events/s for {warm_up:?}, then measuring for {duration:?}…"
     );
+    let meter = Meter::new(engine.pid(), &env.database);
+    let before = {
+        let pool = env.pool().await?;
+        let s = meter.snapshot(&pool).await;
+        pool.close().await;
+        s
+    };
     let paced = {
         let env = env.clone();
         let mut workload = Workload::new(
@@ -128,6 +139,7 @@ async fn latency_in(
     let sent = i64::try_from(WARM_UP_EVENTS + paced.unmeasured + paced.sent)?;
     let mut applied = 0;
     let mut drained = None;
+    let mut after = None;
     while Instant::now() < deadline {
         engine.check_alive()?;
         applied = env.applied(&pool).await?;
@@ -137,6 +149,7 @@ async fn latency_in(
             .await?;
         if applied >= sent && !pending {
             drained = Some(ended.elapsed());
+            after = Some(meter.snapshot(&pool).await);
             tokio::time::sleep(Duration::from_secs(1)).await;
             break;
         }
@@ -166,6 +179,7 @@ async fn latency_in(
         applied: applied - i64::try_from(WARM_UP_EVENTS + paced.unmeasured)?,
         drained,
         breakdown,
+        cost: after.map(|a| Cost::between(&before, &a, paced.unmeasured + paced.sent)),
     })
 }
 
