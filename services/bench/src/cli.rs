@@ -29,10 +29,13 @@ pub enum Scenario {
     /// The throughput scenario without and with a `[points]` programme, interleaved: the cost
     /// of points per event (not in quick).
     Points,
+    /// The throughput scenario with customers drawn uniformly and by a Zipf law (a few very
+    /// active customers), interleaved: the skewed rate against the uniform one (not in quick).
+    Zipf,
     /// `kizuna fit-model`'s pooling, three fits and choice over simulated customers (no Kafka,
     /// no PostgreSQL; not in quick): seconds.
     Fit,
-    /// quick, memory, churn, gateway, console, points and fit.
+    /// quick, memory, churn, gateway, console, points, zipf and fit.
     All,
     /// Remove databases and topics left by earlier runs (--keep, or a run killed by force).
     Clean,
@@ -84,6 +87,14 @@ pub struct Args {
     /// Rounds of the points scenario (each: one drain without points, one with).
     #[arg(long, default_value_t = 2)]
     pub points_rounds: u32,
+    /// The Zipf law's exponent of the zipf scenario: customer number k is drawn with a
+    /// probability proportional to 1/k^s (1.0: the most active of 100,000 customers sends 8% of
+    /// the events).
+    #[arg(long, default_value_t = 1.0)]
+    pub zipf_s: f64,
+    /// Rounds of the zipf scenario (each: one uniform drain, one skewed).
+    #[arg(long, default_value_t = 1)]
+    pub zipf_rounds: u32,
     /// Events of the naive baseline.
     #[arg(long, default_value_t = 20_000)]
     pub naive_events: u64,

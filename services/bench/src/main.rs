@@ -49,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Ceiling,
         Scenario::Console,
         Scenario::Points,
+        Scenario::Zipf,
     ]
     .into_iter()
     .any(|s| wanted(&args, s));

@@ -250,6 +250,48 @@ pub async fn engine_scenarios(args: &Args, stack: &Stack) -> anyhow::Result<()> 
             Err(e) => errors.push(format!("points: {e:#}")),
         }
     }
+    let mut zipf_summary: Option<String> = None;
+    if wanted(args, Scenario::Zipf) {
+        let (uniform, skewed, mut more) = zipf(&ctx, stack, args).await;
+        errors.append(&mut more);
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        for (label, rates) in [
+            ("uniform customers".to_owned(), &uniform),
+            (format!("zipf customers, s = {}", args.zipf_s), &skewed),
+        ] {
+            if rates.is_empty() {
+                continue;
+            }
+            rows.push(Row {
+                scenario: format!("throughput, {label}"),
+                events: args.events,
+                seconds: 0.0,
+                rate: mean(rates),
+                latency: None,
+                note: format!(
+                    "{} drains: {}",
+                    rates.len(),
+                    rates
+                        .iter()
+                        .map(|r| format!("{r:.0}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+        let (a, b) = (mean(&uniform), mean(&skewed));
+        if a > 0.0 && b > 0.0 {
+            let (top, top_percent) = crate::workload::zipf_shares(args.customers, args.zipf_s);
+            zipf_summary = Some(format!(
+                "zipf: skewed/uniform = {:.3} (mean of {} interleaved pairs; issue 19 asks >= 0.8); \
+                 the most active customer sends {:.1}% of the events, the most active 1% of customers {:.0}%",
+                b / a,
+                skewed.len().min(uniform.len()),
+                top * 100.0,
+                top_percent * 100.0
+            ));
+        }
+    }
     if wanted(args, Scenario::Latency) {
         let max = engine_rate.or(args.max_rate);
         for spec in &args.latency_rates {
@@ -372,6 +414,9 @@ pub async fn engine_scenarios(args: &Args, stack: &Stack) -> anyhow::Result<()> 
         vs_ceiling.map_or("-".into(), |r| format!("{r:.3}")),
         vs_naive.map_or("-".into(), |r| format!("{r:.2}"))
     );
+    if let Some(z) = &zipf_summary {
+        println!("{z}");
+    }
     if let Some(p) = &points_summary {
         println!("{p}");
     }
@@ -506,6 +551,39 @@ mode = "rolling"
 months = 12
 warn_days = 30
 "#;
+
+/// Drains the same number of events with uniform and with Zipf-distributed customers,
+/// `zipf_rounds` times, interleaved. Returns the uniform rates, the skewed ones, and errors.
+async fn zipf(ctx: &Ctx, stack: &Stack, args: &Args) -> (Vec<f64>, Vec<f64>, Vec<String>) {
+    let (mut uniform, mut skewed, mut errors) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=args.zipf_rounds.max(1) {
+        for (label, s) in [("uniform", None), ("zipf", Some(args.zipf_s))] {
+            eprintln!("kizuna-bench: zipf: round {round}, {label}…");
+            match scenarios::drain_mix(ctx, label, args.events, &[], s).await {
+                Ok((d, env)) => {
+                    stack.drop_env(&env).await;
+                    if !d.complete {
+                        errors.push(format!(
+                            "zipf: {label}: the backlog was not drained in time"
+                        ));
+                    }
+                    eprintln!(
+                        "kizuna-bench: zipf: {label}: {:.0} events/s; {}",
+                        d.rate,
+                        d.note()
+                    );
+                    if s.is_some() {
+                        skewed.push(d.rate);
+                    } else {
+                        uniform.push(d.rate);
+                    }
+                }
+                Err(e) => errors.push(format!("zipf: {label}: {e:#}")),
+            }
+        }
+    }
+    (uniform, skewed, errors)
+}
 
 /// The drains of the points scenario: rates and costs without and with points, and the errors
 /// of single drains.

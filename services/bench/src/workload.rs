@@ -16,6 +16,7 @@ use chrono::{DateTime, Duration, Utc};
 use kizuna_proto::v1;
 use kizuna_testkit::Rng as SeededRng;
 use rand::Rng;
+use rand_distr::Zipf;
 
 /// Amount of a marker purchase: above the grid's high-value threshold (100,000 JPY).
 pub const MARKER_AMOUNT_MINOR: i64 = 150_000;
@@ -59,6 +60,15 @@ const CATEGORIES: [(&str, i64, i64, u32); 6] = [
 
 const CHANNELS: [&str; 3] = ["web", "app", "store"];
 
+/// The shares of all events that go to the most active customer and to the most active 1% of
+/// customers, under a Zipf law of exponent `s` over `customers`.
+pub fn zipf_shares(customers: u32, s: f64) -> (f64, f64) {
+    let weight = |k: u32| f64::from(k).powf(-s);
+    let total: f64 = (1..=customers).map(weight).sum();
+    let top_percent: f64 = (1..=(customers / 100).max(1)).map(weight).sum();
+    (weight(1) / total, top_percent / total)
+}
+
 /// A deterministic stream of benchmark events.
 #[derive(Debug)]
 pub struct Workload {
@@ -68,6 +78,8 @@ pub struct Workload {
     customers: u32,
     marker_share: f64,
     dating: Dating,
+    /// Customers drawn by a Zipf law (number 0 the most active) instead of uniformly.
+    zipf: Option<Zipf<f64>>,
     seq: u64,
     markers: u64,
 }
@@ -80,8 +92,26 @@ impl Workload {
             customers: customers.max(1),
             marker_share: marker_share.clamp(0.0, 1.0),
             dating,
+            zipf: None,
             seq: 0,
             markers: 0,
+        }
+    }
+
+    /// Draws customers by a Zipf law of exponent `s` over the population: customer number k
+    /// (from 1) is picked with a probability proportional to 1/k^s, so a few are very active.
+    pub fn with_zipf(mut self, s: f64) -> anyhow::Result<Self> {
+        let zipf = Zipf::new(f64::from(self.customers), s)
+            .map_err(|e| anyhow::anyhow!("a Zipf exponent of {s}: {e}"))?;
+        self.zipf = Some(zipf);
+        Ok(self)
+    }
+
+    fn pick_customer(&mut self) -> u32 {
+        match self.zipf {
+            // Samples are whole numbers in 1..=customers.
+            Some(z) => (self.rng.sample(z) as u32).clamp(1, self.customers) - 1,
+            None => self.rng.random_range(0..self.customers),
         }
     }
 
@@ -106,7 +136,8 @@ impl Workload {
         if self.marker_share > 0.0 && self.rng.random_bool(self.marker_share) {
             return self.marker();
         }
-        let customer = Self::customer_id(&self.run, self.rng.random_range(0..self.customers));
+        let pick = self.pick_customer();
+        let customer = Self::customer_id(&self.run, pick);
         let event_id = format!("be-{}-{}", self.run, self.seq);
         let at = ts(self.occurred_at());
         let roll: f64 = self.rng.random();
@@ -314,6 +345,44 @@ mod tests {
         assert!((7_700..8_300).contains(&counts[0]), "{counts:?}");
         assert!((800..1_200).contains(&counts[1]), "{counts:?}");
         assert!((800..1_200).contains(&counts[2]), "{counts:?}");
+    }
+
+    #[test]
+    fn a_zipf_mix_gives_the_first_customers_their_share_and_covers_the_population() {
+        let customers = 1000;
+        let (top, top_percent) = zipf_shares(customers, 1.0);
+        // 1/H(1000) = 0.1336; the first 10 of 1000: H(10)/H(1000) = 0.3907.
+        assert!((top - 0.1336).abs() < 1e-3, "{top}");
+        assert!((top_percent - 0.3907).abs() < 1e-3, "{top_percent}");
+        let mut w = Workload::new(9, "t", customers, 0.0, Dating::Live)
+            .with_zipf(1.0)
+            .expect("a valid exponent");
+        let n = 50_000;
+        let mut counts = std::collections::HashMap::<String, u32>::new();
+        for _ in 0..n {
+            *counts.entry(w.next_msg().key).or_default() += 1;
+        }
+        let first = f64::from(counts[&Workload::customer_id("t", 0)]) / f64::from(n);
+        assert!(
+            (first - top).abs() < 0.01,
+            "customer 0 got {first}, expected {top}"
+        );
+        assert!(counts.len() > 500, "{} distinct customers", counts.len());
+        assert!(counts.keys().all(|k| {
+            let i: u32 = k
+                .rsplit('-')
+                .next()
+                .and_then(|d| d.parse().ok())
+                .expect("a number");
+            i < customers
+        }));
+        let uniform = Workload::new(9, "t", customers, 0.0, Dating::Live);
+        assert!(uniform.zipf.is_none());
+        assert!(
+            Workload::new(9, "t", customers, 0.0, Dating::Live)
+                .with_zipf(-1.0)
+                .is_err()
+        );
     }
 
     /// Decodes and validates a message as the engine does.

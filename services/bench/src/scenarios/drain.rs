@@ -82,6 +82,18 @@ pub async fn drain(
     n: u64,
     extra_env: &[(String, String)],
 ) -> anyhow::Result<(Drain, BenchEnv)> {
+    drain_mix(ctx, name, n, extra_env, None).await
+}
+
+/// [`drain`], with customers drawn by a Zipf law of exponent `zipf` when given (a few very
+/// active customers) instead of uniformly.
+pub async fn drain_mix(
+    ctx: &Ctx,
+    name: &str,
+    n: u64,
+    extra_env: &[(String, String)],
+    zipf: Option<f64>,
+) -> anyhow::Result<(Drain, BenchEnv)> {
     let env = ctx.stack.env(name, true, Some(&ctx.kizuna)).await?;
     eprintln!(
         "kizuna-bench: {name}: pre-loading {n} events into {}…",
@@ -90,6 +102,9 @@ pub async fn drain(
     let produce_seconds = {
         let env = env.clone();
         let mut workload = ctx.backlog(&env.id, Utc::now());
+        if let Some(s) = zipf {
+            workload = workload.with_zipf(s)?;
+        }
         tokio::task::spawn_blocking(move || produce::preload(&env, &mut workload, n))
             .await??
             .as_secs_f64()

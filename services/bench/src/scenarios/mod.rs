@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use ceiling::{ceiling, sample};
-pub use drain::drain;
+pub use drain::{drain, drain_mix};
 pub use latency::latency;
 pub use memory::memory;
 
