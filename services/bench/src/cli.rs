@@ -11,7 +11,8 @@ pub enum Scenario {
     Quick,
     /// Pre-loaded backlog drained by the engine: events/s.
     Throughput,
-    /// The engine's writes as raw batched upserts, no Kafka, no logic: events/s.
+    /// The engine's writes as raw batched upserts, no Kafka, no logic: events/s; and the physical
+    /// ceiling: one narrow row per event and per customer, batched, 2 writers.
     Ceiling,
     /// The engine with one event per transaction: events/s.
     Naive,
@@ -102,6 +103,9 @@ pub struct Args {
     /// produced in the throughput run of the same invocation.
     #[arg(long)]
     pub ceiling_output_share: Option<f64>,
+    /// Writers of the physical ceiling (one narrow row per event and per customer, batched).
+    #[arg(long, default_value_t = 2)]
+    pub physical_writers: usize,
     /// Events per transaction of the ceiling.
     #[arg(long, default_value_t = 5_000)]
     pub ceiling_batch: usize,

@@ -172,6 +172,37 @@ pub async fn engine_scenarios(args: &Args, stack: &Stack) -> anyhow::Result<()> 
             }
         }
     }
+    let mut physical_rate = None;
+    if wanted(args, Scenario::Ceiling) {
+        match scenarios::physical(&ctx, args.events, args.ceiling_batch, args.physical_writers)
+            .await
+        {
+            Ok(p) => {
+                rows.push(Row {
+                    scenario: "physical ceiling (2 narrow rows)".into(),
+                    events: p.events,
+                    seconds: p.seconds,
+                    rate: p.rate,
+                    latency: None,
+                    note: format!(
+                        "{} writers, {} txs of up to {} ev; {} customer rows; PostgreSQL per event: CPU {}, WAL {}",
+                        p.writers,
+                        p.transactions,
+                        args.ceiling_batch,
+                        p.customer_rows,
+                        p.cost
+                            .postgres_us
+                            .map_or("-".into(), |v| format!("{v:.1} µs")),
+                        p.cost
+                            .wal_bytes
+                            .map_or("-".into(), |v| format!("{:.2} kB", v / 1000.0)),
+                    ),
+                });
+                physical_rate = Some(p.rate);
+            }
+            Err(e) => errors.push(format!("physical ceiling: {e:#}")),
+        }
+    }
     if wanted(args, Scenario::Naive) {
         let one = [("KIZUNA_INGEST__BATCH_MAX_EVENTS".to_owned(), "1".to_owned())];
         match scenarios::drain(&ctx, "naive", args.naive_events, &one).await {
@@ -409,9 +440,11 @@ pub async fn engine_scenarios(args: &Args, stack: &Stack) -> anyhow::Result<()> 
     };
     let vs_ceiling = ratio(engine_rate, ceiling_rate);
     let vs_naive = ratio(engine_rate, naive_rate);
+    let vs_physical = ratio(engine_rate, physical_rate);
     println!(
-        "ratios: engine/ceiling = {}   engine/naive = {}",
+        "ratios: engine/ceiling = {}   engine/physical ceiling = {}   engine/naive = {}",
         vs_ceiling.map_or("-".into(), |r| format!("{r:.3}")),
+        vs_physical.map_or("-".into(), |r| format!("{r:.3}")),
         vs_naive.map_or("-".into(), |r| format!("{r:.2}"))
     );
     if let Some(z) = &zipf_summary {

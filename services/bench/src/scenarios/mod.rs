@@ -6,6 +6,7 @@ mod ceiling;
 mod drain;
 mod latency;
 mod memory;
+mod physical;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -14,6 +15,7 @@ pub use ceiling::{ceiling, sample};
 pub use drain::{drain, drain_mix};
 pub use latency::latency;
 pub use memory::memory;
+pub use physical::physical;
 
 use crate::engine::Engine;
 use chrono::{DateTime, Utc};
