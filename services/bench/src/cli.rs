@@ -36,7 +36,10 @@ pub enum Scenario {
     /// `kizuna fit-model`'s pooling, three fits and choice over simulated customers (no Kafka,
     /// no PostgreSQL; not in quick): seconds.
     Fit,
-    /// quick, memory, churn, gateway, console, points, zipf and fit.
+    /// `kizuna fit-model` itself over --fit-customers customers stored in PostgreSQL (seeded as
+    /// the console scenario seeds them): seconds (not in quick).
+    FitCommand,
+    /// quick, memory, churn, gateway, console, points, zipf, fit and fit-command.
     All,
     /// Remove databases and topics left by earlier runs (--keep, or a run killed by force).
     Clean,

@@ -63,6 +63,16 @@ fn wire(event: Event) -> WireEvent {
     }
 }
 
+/// `customers` customers `b000000…`, copies of `templates` simulated ones (a year of the
+/// simulator's personas applied by the domain), then `VACUUM ANALYZE`.
+pub async fn seed(pool: &sqlx::PgPool, customers: u32, templates_n: u32) -> anyhow::Result<()> {
+    if templates_n > 99_999 || customers > 999_999 + 1 {
+        bail!("at most 99,999 templates and 1,000,000 customers (ids have a fixed length)");
+    }
+    templates(pool, templates_n).await?;
+    fan_out(pool, customers, templates_n).await
+}
+
 /// Template customers `bx00000…`: the simulator's personas over a year ending now, applied by
 /// the domain and written with the engine's upsert.
 async fn templates(pool: &sqlx::PgPool, n: u32) -> anyhow::Result<()> {
@@ -147,7 +157,7 @@ async fn fan_out(pool: &sqlx::PgPool, n: u32, templates: u32) -> anyhow::Result<
         .execute(pool)
         .await?;
         from = to;
-        eprint!("\rkizuna-bench: console: {from} customers seeded   ");
+        eprint!("\rkizuna-bench: {from} customers seeded   ");
     }
     eprintln!();
     sqlx::query("DELETE FROM customers WHERE customer_id LIKE 'bx%'")
@@ -171,14 +181,10 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 }
 
 pub async fn run(ctx: &Ctx, stack: &Stack, opts: ConsoleOptions) -> anyhow::Result<ConsoleRun> {
-    if opts.templates > 99_999 || opts.customers > 999_999 + 1 {
-        bail!("at most 99,999 templates and 1,000,000 customers (ids have a fixed length)");
-    }
     let env = stack.env("console", true, Some(&ctx.kizuna)).await?;
     let pool = env.pool().await?;
     let seeding = Instant::now();
-    templates(&pool, opts.templates).await?;
-    fan_out(&pool, opts.customers, opts.templates).await?;
+    seed(&pool, opts.customers, opts.templates).await?;
     let seed_seconds = seeding.elapsed().as_secs_f64();
     let customers = customers::count(&pool).await?;
 

@@ -13,6 +13,7 @@ mod cost;
 mod engine;
 mod env;
 mod fit;
+mod fit_command;
 mod gateway;
 mod produce;
 mod report;
@@ -50,6 +51,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Console,
         Scenario::Points,
         Scenario::Zipf,
+        Scenario::FitCommand,
     ]
     .into_iter()
     .any(|s| wanted(&args, s));

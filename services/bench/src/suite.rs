@@ -11,7 +11,7 @@ use crate::cost::Cost;
 use crate::env::Stack;
 use crate::report::{self, Row, Target};
 use crate::scenarios::{self, Ctx};
-use crate::{console, engine, gateway};
+use crate::{console, engine, fit_command, gateway};
 
 pub async fn engine_scenarios(args: &Args, stack: &Stack) -> anyhow::Result<()> {
     let kizuna = engine::locate(args.kizuna.as_deref())?;
@@ -86,6 +86,14 @@ pub async fn engine_scenarios(args: &Args, stack: &Stack) -> anyhow::Result<()> 
         match console::run(&ctx, stack, opts).await {
             Ok(run) => console::print(&run, opts),
             Err(e) => errors.push(format!("console: {e:#}")),
+        }
+        println!();
+    }
+    if wanted(args, Scenario::FitCommand) {
+        let customers = u32::try_from(args.fit_customers).unwrap_or(u32::MAX);
+        match fit_command::run(&ctx, stack, customers, args.console_templates.max(1)).await {
+            Ok(run) => fit_command::print(&run),
+            Err(e) => errors.push(format!("fit-command: {e:#}")),
         }
         println!();
     }

@@ -215,9 +215,13 @@ pub async fn run(
     let total = customers::count(pool).await?;
     let bar = super::progress(u64::try_from(total).unwrap_or(0), "reading customers");
     let mut pooled = Pooled::default();
+    // One read of every customer feeds both steps: the purchase models' pool and the churn
+    // weights' sample.
+    let mut sample = super::fit_weights::Sample::new(usize::try_from(total).unwrap_or(0));
     customers::for_each_page(pool, 5_000, async |page| {
         for (state, _) in page {
             pooled.add(&state.facts, programme, as_of, calibration_end);
+            sample.offer(&state.facts);
         }
         bar.inc(page.len() as u64);
         Ok(())
@@ -236,7 +240,7 @@ pub async fn run(
         spend: gg.map(|g| g.params),
         weights: None,
     };
-    let weights = super::fit_weights::run(pool, programme, &model, as_of).await?;
+    let weights = super::fit_weights::run(pool, programme, &model, as_of, sample).await?;
     report.push('\n');
     report.push_str(&weights);
     Ok(FitOutcome { version, report })

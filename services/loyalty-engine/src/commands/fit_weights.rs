@@ -1,5 +1,5 @@
-//! The churn driver weights step of `kizuna fit-model` (issue 17, item 2): reads the customers'
-//! facts, learns the weights with `domain::churn_weights` against the model just fitted, and
+//! The churn driver weights step of `kizuna fit-model` (issue 17, item 2): takes a sample of
+//! the customers' facts while the command reads them for the purchase models, learns the weights with `domain::churn_weights` against the model just fitted, and
 //! stores the winner (the learned weights, or the hand-set ones calibrated) with the model
 //! version. `kizuna-bench churn` calls [`learn`], the same path without the database.
 
@@ -10,7 +10,7 @@ use crate::domain::churn::{DriverWeights, Model};
 use crate::domain::churn_weights::{self, LearnOptions, Learned};
 use crate::domain::facts::Facts;
 use crate::domain::programme::Programme;
-use crate::store::{churn_weights as stored, customers};
+use crate::store::churn_weights as stored;
 
 /// Customers whose facts the learner reads at most (an even sample by customer id beyond).
 pub const MAX_CUSTOMERS: usize = 50_000;
@@ -35,31 +35,52 @@ pub fn learn(
     }
 }
 
-/// Reads a sample of the customers' facts, learns, and stores the chosen weights with model
-/// `model.version`. Returns the report.
+/// An even sample of the customers' facts for the learner, taken while `fit-model` reads every
+/// customer once for the purchase models: every `every`th customer, at most about
+/// [`MAX_CUSTOMERS`].
+#[derive(Debug)]
+pub struct Sample {
+    facts: Vec<Facts>,
+    every: usize,
+    total: usize,
+    seen: usize,
+}
+
+impl Sample {
+    /// A sample of `total` customers (the count before the read).
+    pub fn new(total: usize) -> Self {
+        Self {
+            facts: Vec::with_capacity(total.min(MAX_CUSTOMERS)),
+            every: total.div_ceil(MAX_CUSTOMERS).max(1),
+            total,
+            seen: 0,
+        }
+    }
+
+    /// Offers the next customer read; keeps a copy of their facts when they are in the sample.
+    pub fn offer(&mut self, facts: &Facts) {
+        if self.seen.is_multiple_of(self.every) {
+            self.facts.push(facts.clone());
+        }
+        self.seen += 1;
+    }
+}
+
+/// Learns over `sample`, and stores the chosen weights with model `model.version`. Returns the
+/// report.
 pub async fn run(
     pool: &PgPool,
     programme: &Programme,
     model: &Model,
     as_of: DateTime<Utc>,
+    sample: Sample,
 ) -> anyhow::Result<String> {
-    let total = usize::try_from(customers::count(pool).await?).unwrap_or(0);
-    let every = total.div_ceil(MAX_CUSTOMERS).max(1);
-    let bar = super::progress(total as u64, "reading customers for the churn weights");
-    let mut facts: Vec<Facts> = Vec::with_capacity(total.min(MAX_CUSTOMERS));
-    let mut seen = 0usize;
-    customers::for_each_page(pool, 5_000, async |page| {
-        for (state, _) in page {
-            if seen.is_multiple_of(every) {
-                facts.push(state.facts.clone());
-            }
-            seen += 1;
-        }
-        bar.inc(page.len() as u64);
-        Ok(())
-    })
-    .await?;
-    bar.finish_and_clear();
+    let Sample {
+        facts,
+        every,
+        total,
+        ..
+    } = sample;
     let programme = programme.clone();
     let model_owned = model.clone();
     let (learned, mut report) = tokio::task::spawn_blocking(move || {
@@ -78,4 +99,27 @@ pub async fn run(
         stored::store(pool, model.version, chosen, &report).await?;
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sample_takes_every_nth_customer_up_to_the_limit() {
+        let facts = Facts::default();
+        let mut small = Sample::new(10);
+        for _ in 0..10 {
+            small.offer(&facts);
+        }
+        assert_eq!((small.every, small.facts.len()), (1, 10));
+        let total = MAX_CUSTOMERS * 2 + 1;
+        let mut big = Sample::new(total);
+        for _ in 0..total {
+            big.offer(&facts);
+        }
+        assert_eq!(big.every, 3);
+        assert_eq!(big.facts.len(), total.div_ceil(3));
+        assert!(big.facts.len() <= MAX_CUSTOMERS);
+    }
 }
