@@ -239,42 +239,19 @@ pub async fn engine_scenarios(args: &Args, stack: &Stack) -> anyhow::Result<()> 
     }
     if wanted(args, Scenario::Points) {
         match points(&ctx, stack, args).await {
-            Ok(PointsRuns {
-                off,
-                on,
-                off_costs,
-                on_costs,
-                errors: mut more,
-            }) => {
-                let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-                for (label, rates) in [("points off", &off), ("points on", &on)] {
-                    rows.push(Row {
-                        scenario: format!("throughput, {label}"),
-                        events: args.events,
-                        seconds: 0.0,
-                        rate: mean(rates),
-                        latency: None,
-                        note: format!(
-                            "{} drains: {}",
-                            rates.len(),
-                            rates
-                                .iter()
-                                .map(|r| format!("{r:.0}"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    });
-                }
-                let (a, b) = (mean(&off), mean(&on));
+            Ok(([off, on], mut more)) => {
+                rows.push(off.row("throughput, points off", args.events));
+                rows.push(on.row("throughput, points on", args.events));
+                let (a, b) = (off.mean(), on.mean());
                 if a > 0.0 && b > 0.0 {
                     points_summary = Some(format!(
                         "points: with/without = {:.3} (mean of {} interleaved pairs); cost per event = {:.1} µs",
                         b / a,
-                        on.len(),
+                        on.rates.len(),
                         (1.0 / b - 1.0 / a) * 1e6
                     ));
                 }
-                if let (Some(without), Some(with)) = (Cost::mean(&off_costs), Cost::mean(&on_costs))
+                if let (Some(without), Some(with)) = (Cost::mean(&off.costs), Cost::mean(&on.costs))
                     && let Some(summary) = points_summary.as_mut()
                 {
                     summary.push_str(&format!(
@@ -291,41 +268,24 @@ pub async fn engine_scenarios(args: &Args, stack: &Stack) -> anyhow::Result<()> 
     }
     let mut zipf_summary: Option<String> = None;
     if wanted(args, Scenario::Zipf) {
-        let (uniform, skewed, mut more) = zipf(&ctx, stack, args).await;
+        let ([uniform, skewed], mut more) = zipf(&ctx, stack, args).await;
         errors.append(&mut more);
-        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-        for (label, rates) in [
+        for (label, drains) in [
             ("uniform customers".to_owned(), &uniform),
             (format!("zipf customers, s = {}", args.zipf_s), &skewed),
         ] {
-            if rates.is_empty() {
-                continue;
+            if !drains.rates.is_empty() {
+                rows.push(drains.row(&format!("throughput, {label}"), args.events));
             }
-            rows.push(Row {
-                scenario: format!("throughput, {label}"),
-                events: args.events,
-                seconds: 0.0,
-                rate: mean(rates),
-                latency: None,
-                note: format!(
-                    "{} drains: {}",
-                    rates.len(),
-                    rates
-                        .iter()
-                        .map(|r| format!("{r:.0}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            });
         }
-        let (a, b) = (mean(&uniform), mean(&skewed));
+        let (a, b) = (uniform.mean(), skewed.mean());
         if a > 0.0 && b > 0.0 {
             let (top, top_percent) = crate::workload::zipf_shares(args.customers, args.zipf_s);
             zipf_summary = Some(format!(
                 "zipf: skewed/uniform = {:.3} (mean of {} interleaved pairs; issue 19 asks >= 0.8); \
                  the most active customer sends {:.1}% of the events, the most active 1% of customers {:.0}%",
                 b / a,
-                skewed.len().min(uniform.len()),
+                skewed.rates.len().min(uniform.rates.len()),
                 top * 100.0,
                 top_percent * 100.0
             ));
@@ -593,51 +553,110 @@ months = 12
 warn_days = 30
 "#;
 
-/// Drains the same number of events with uniform and with Zipf-distributed customers,
-/// `zipf_rounds` times, interleaved. Returns the uniform rates, the skewed ones, and errors.
-async fn zipf(ctx: &Ctx, stack: &Stack, args: &Args) -> (Vec<f64>, Vec<f64>, Vec<String>) {
-    let (mut uniform, mut skewed, mut errors) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 1..=args.zipf_rounds.max(1) {
-        for (label, s) in [("uniform", None), ("zipf", Some(args.zipf_s))] {
-            eprintln!("kizuna-bench: zipf: round {round}, {label}…");
-            match scenarios::drain_mix(ctx, label, args.events, &[], s).await {
+/// The drains of one side of an interleaved comparison: their rates and their costs.
+#[derive(Debug, Default)]
+struct Drains {
+    rates: Vec<f64>,
+    costs: Vec<Cost>,
+}
+
+impl Drains {
+    fn mean(&self) -> f64 {
+        self.rates.iter().sum::<f64>() / self.rates.len().max(1) as f64
+    }
+
+    /// A table row: the mean rate, and each drain's in the note.
+    fn row(&self, scenario: &str, events: u64) -> Row {
+        Row {
+            scenario: scenario.to_owned(),
+            events,
+            seconds: 0.0,
+            rate: self.mean(),
+            latency: None,
+            note: format!(
+                "{} drains: {}",
+                self.rates.len(),
+                self.rates
+                    .iter()
+                    .map(|r| format!("{r:.0}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+}
+
+/// One side of an interleaved comparison: its label, extra engine settings and, for a skewed
+/// mix, the Zipf exponent of its customers.
+struct Side<'a> {
+    label: &'a str,
+    extra: &'a [(String, String)],
+    zipf: Option<f64>,
+}
+
+/// Drains `events` events for each of the two sides in turn, `rounds` times. Returns each
+/// side's drains and the errors of single drains.
+async fn interleaved(
+    ctx: &Ctx,
+    stack: &Stack,
+    scenario: &str,
+    rounds: u32,
+    events: u64,
+    sides: [Side<'_>; 2],
+) -> ([Drains; 2], Vec<String>) {
+    let mut out = [Drains::default(), Drains::default()];
+    let mut errors = Vec::new();
+    for round in 1..=rounds.max(1) {
+        for (side, drains) in sides.iter().zip(out.iter_mut()) {
+            let label = side.label;
+            eprintln!("kizuna-bench: {scenario}: round {round}, {label}…");
+            match scenarios::drain_mix(ctx, label, events, side.extra, side.zipf).await {
                 Ok((d, env)) => {
                     stack.drop_env(&env).await;
                     if !d.complete {
                         errors.push(format!(
-                            "zipf: {label}: the backlog was not drained in time"
+                            "{scenario}: {label}: the backlog was not drained in time"
                         ));
                     }
                     eprintln!(
-                        "kizuna-bench: zipf: {label}: {:.0} events/s; {}",
+                        "kizuna-bench: {scenario}: {label}: {:.0} events/s; {}",
                         d.rate,
                         d.note()
                     );
-                    if s.is_some() {
-                        skewed.push(d.rate);
-                    } else {
-                        uniform.push(d.rate);
-                    }
+                    drains.rates.push(d.rate);
+                    drains.costs.extend(d.cost);
                 }
-                Err(e) => errors.push(format!("zipf: {label}: {e:#}")),
+                Err(e) => errors.push(format!("{scenario}: {label}: {e:#}")),
             }
         }
     }
-    (uniform, skewed, errors)
+    (out, errors)
 }
 
-/// The drains of the points scenario: rates and costs without and with points, and the errors
-/// of single drains.
-struct PointsRuns {
-    off: Vec<f64>,
-    on: Vec<f64>,
-    off_costs: Vec<Cost>,
-    on_costs: Vec<Cost>,
-    errors: Vec<String>,
+/// Drains the same number of events with uniform and with Zipf-distributed customers,
+/// `zipf_rounds` times, interleaved.
+async fn zipf(ctx: &Ctx, stack: &Stack, args: &Args) -> ([Drains; 2], Vec<String>) {
+    let sides = [
+        Side {
+            label: "uniform",
+            extra: &[],
+            zipf: None,
+        },
+        Side {
+            label: "zipf",
+            extra: &[],
+            zipf: Some(args.zipf_s),
+        },
+    ];
+    interleaved(ctx, stack, "zipf", args.zipf_rounds, args.events, sides).await
 }
 
 /// Drains the same backlog without and with points, `points_rounds` times, interleaved.
-async fn points(ctx: &Ctx, stack: &Stack, args: &Args) -> anyhow::Result<PointsRuns> {
+async fn points(
+    ctx: &Ctx,
+    stack: &Stack,
+    args: &Args,
+) -> anyhow::Result<([Drains; 2], Vec<String>)> {
     let programme = format!(
         "{}{POINTS_SECTION}",
         include_str!("../../loyalty-engine/config/programme.toml")
@@ -651,41 +670,19 @@ async fn points(ctx: &Ctx, stack: &Stack, args: &Args) -> anyhow::Result<PointsR
         "KIZUNA_PROGRAMME_FILE".to_owned(),
         file.display().to_string(),
     )];
-    let mut runs = PointsRuns {
-        off: Vec::new(),
-        on: Vec::new(),
-        off_costs: Vec::new(),
-        on_costs: Vec::new(),
-        errors: Vec::new(),
-    };
-    for round in 1..=args.points_rounds.max(1) {
-        for (label, extra) in [("points-off", &[][..]), ("points-on", &with[..])] {
-            eprintln!("kizuna-bench: points: round {round}, {label}…");
-            match scenarios::drain(ctx, label, args.events, extra).await {
-                Ok((d, env)) => {
-                    stack.drop_env(&env).await;
-                    if !d.complete {
-                        runs.errors.push(format!(
-                            "points: {label}: the backlog was not drained in time"
-                        ));
-                    }
-                    eprintln!(
-                        "kizuna-bench: points: {label}: {:.0} events/s; {}",
-                        d.rate,
-                        d.note()
-                    );
-                    let (rates, costs) = if label == "points-off" {
-                        (&mut runs.off, &mut runs.off_costs)
-                    } else {
-                        (&mut runs.on, &mut runs.on_costs)
-                    };
-                    rates.push(d.rate);
-                    costs.extend(d.cost);
-                }
-                Err(e) => runs.errors.push(format!("points: {label}: {e:#}")),
-            }
-        }
-    }
+    let sides = [
+        Side {
+            label: "points-off",
+            extra: &[],
+            zipf: None,
+        },
+        Side {
+            label: "points-on",
+            extra: &with,
+            zipf: None,
+        },
+    ];
+    let runs = interleaved(ctx, stack, "points", args.points_rounds, args.events, sides).await;
     std::fs::remove_file(&file).ok();
     Ok(runs)
 }
