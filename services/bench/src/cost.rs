@@ -4,10 +4,12 @@
 //! - CPU comes from `/proc/<pid>/stat` (user + system time of every thread), so it is measured
 //!   only for processes on this machine: the engine always; PostgreSQL's processes that serve
 //!   the scenario's database plus its background processes (WAL writer, checkpointer,
-//!   autovacuum…), found in `pg_stat_activity`; the broker whose pid `deploy/local` recorded
-//!   (`$KIZUNA_STATE_DIR`, default `/var/lib/kizuna-local`).
-//! - WAL comes from `pg_stat_wal`: bytes, records and full-page images, cluster-wide (other
-//!   databases' writes in the same window count too).
+//!   autovacuum…), found in `pg_stat_activity`; the broker listening on the scenario's bootstrap
+//!   address, among those whose pids `deploy/local` recorded (`$KIZUNA_STATE_DIR`, default
+//!   `/var/lib/kizuna-local`).
+//! - WAL bytes come from the WAL position (`pg_current_wal_lsn`), records and full-page images
+//!   from `pg_stat_wal`; both are cluster-wide (other databases' writes in the same window count
+//!   too).
 //!
 //! A figure that cannot be read is left out (`None`) rather than guessed.
 
@@ -41,23 +43,60 @@ fn cpu_seconds(pid: u32, ticks: f64) -> Option<f64> {
     Some((utime + stime) / ticks)
 }
 
-/// The pids of the broker `deploy/local` started, from its pid files.
-fn broker_pids() -> Vec<u32> {
+/// The inodes of the sockets listening on TCP `port` (`/proc/net/tcp` and `tcp6`).
+fn listening_inodes(port: u16) -> Vec<String> {
+    let local = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter_map(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    // local_address is field 1, st field 3 (0A: LISTEN), inode field 9.
+                    let listening = fields.get(1)?.ends_with(&local) && *fields.get(3)? == "0A";
+                    listening.then(|| fields.get(9).map(|i| (*i).to_owned()))?
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The pid of the broker that listens on `brokers`' first address, among those `deploy/local`
+/// started (its pid files in `$KIZUNA_STATE_DIR`, default `/var/lib/kizuna-local`), or None.
+fn broker_pid(brokers: &str) -> Option<u32> {
+    let port: u16 = brokers
+        .split(',')
+        .next()?
+        .rsplit(':')
+        .next()?
+        .parse()
+        .ok()?;
+    let inodes = listening_inodes(port);
     let dir = PathBuf::from(
         std::env::var("KIZUNA_STATE_DIR").unwrap_or_else(|_| "/var/lib/kizuna-local".into()),
     );
-    let kind = std::fs::read_to_string(dir.join("broker")).unwrap_or_default();
-    let names: &[&str] = match kind.trim() {
-        "kafka" => &["kafka"],
-        "tansu" => &["tansu"],
-        "both" => &["kafka", "tansu"],
-        _ => &[],
+    let listens = |pid: u32| {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .into_iter()
+            .flatten()
+            .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+            .any(|link| {
+                inodes
+                    .iter()
+                    .any(|i| link.to_string_lossy() == format!("socket:[{i}]"))
+            })
     };
-    names
-        .iter()
-        .filter_map(|n| std::fs::read_to_string(dir.join(format!("{n}.pid"))).ok())
-        .filter_map(|s| s.trim().parse().ok())
-        .collect()
+    std::fs::read_dir(&dir)
+        .ok()?
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.ends_with(".pid").then(|| dir.join(name))
+        })
+        .filter_map(|f| std::fs::read_to_string(f).ok()?.trim().parse::<u32>().ok())
+        .find(|&pid| listens(pid))
 }
 
 /// The figures at one moment.
@@ -67,7 +106,7 @@ pub struct Snapshot {
     /// CPU seconds per PostgreSQL pid.
     postgres: Option<HashMap<u32, f64>>,
     broker: Option<f64>,
-    /// (bytes, records, full-page images) since the statistics were reset.
+    /// (WAL position in bytes, records and full-page images since the statistics were reset).
     wal: Option<(f64, f64, f64)>,
 }
 
@@ -76,14 +115,18 @@ pub struct Snapshot {
 pub struct Meter {
     engine_pid: u32,
     database: String,
+    /// Found once: the broker does not change during a scenario.
+    broker_pid: Option<u32>,
     ticks: f64,
 }
 
 impl Meter {
-    pub fn new(engine_pid: u32, database: &str) -> Self {
+    /// `brokers`: the bootstrap addresses the scenario uses; empty for a scenario without one.
+    pub fn new(engine_pid: u32, database: &str, brokers: &str) -> Self {
         Self {
             engine_pid,
             database: database.to_owned(),
+            broker_pid: broker_pid(brokers),
             ticks: clock_ticks(),
         }
     }
@@ -94,16 +137,13 @@ impl Meter {
                 .filter_map(|p| cpu_seconds(p, self.ticks).map(|c| (p, c)))
                 .collect::<HashMap<_, _>>()
         });
-        let broker = {
-            let pids = broker_pids();
-            let cpu: Vec<f64> = pids
-                .iter()
-                .filter_map(|&p| cpu_seconds(p, self.ticks))
-                .collect();
-            (!cpu.is_empty()).then(|| cpu.iter().sum())
-        };
+        let broker = self.broker_pid.and_then(|p| cpu_seconds(p, self.ticks));
+        // Bytes from the WAL position itself (exact at any moment); records and full-page images
+        // from pg_stat_wal, which backends update when they flush their statistics (at most about
+        // once a second), so over short windows those two lag.
         let wal = sqlx::query_as::<_, (f64, f64, f64)>(
-            "SELECT wal_bytes::float8, wal_records::float8, wal_fpi::float8 FROM pg_stat_wal",
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8, \
+                    wal_records::float8, wal_fpi::float8 FROM pg_stat_wal",
         )
         .fetch_one(pool)
         .await
@@ -318,6 +358,17 @@ mod tests {
             (None, None, None, None)
         );
         assert!(c.note().contains("PostgreSQL -"), "{}", c.note());
+    }
+
+    #[test]
+    fn a_listening_socket_is_found_by_its_port_and_no_broker_without_an_address() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let port = listener.local_addr().expect("bound").port();
+        assert_eq!(listening_inodes(port).len(), 1, "port {port}");
+        drop(listener);
+        assert!(listening_inodes(port).is_empty(), "port {port} closed");
+        assert_eq!(broker_pid(""), None);
+        assert_eq!(broker_pid("no-port-here"), None);
     }
 
     #[test]

@@ -119,7 +119,7 @@ pub async fn drain_mix(
         engine.log().display()
     );
     let target = i64::try_from(n)?;
-    let meter = Meter::new(engine.pid(), &env.database);
+    let meter = Meter::new(engine.pid(), &env.database, &env.brokers);
     let mut first: Option<(Instant, i64)> = None;
     let mut first_snapshot = None;
     let mut last_print = Instant::now();

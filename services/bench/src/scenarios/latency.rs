@@ -108,7 +108,7 @@ async fn latency_in(
     eprintln!(
         "kizuna-bench: {name}: offering {rate:.0} events/s for {warm_up:?}, then measuring for {duration:?}…"
     );
-    let meter = Meter::new(engine.pid(), &env.database);
+    let meter = Meter::new(engine.pid(), &env.database, &env.brokers);
     let before = {
         let pool = env.pool().await?;
         let s = meter.snapshot(&pool).await;

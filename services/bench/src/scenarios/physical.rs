@@ -139,7 +139,7 @@ async fn physical_in(
     eprintln!(
         "kizuna-bench: physical ceiling: {transactions} transactions of up to {batch} events, {writers} writers; writing…"
     );
-    let meter = Meter::new(std::process::id(), &env.database);
+    let meter = Meter::new(std::process::id(), &env.database, "");
     let before = meter.snapshot(&pool).await;
     let started = Instant::now();
     let tasks: Vec<_> = work
