@@ -109,12 +109,8 @@ async fn latency_in(
         "kizuna-bench: {name}: offering {rate:.0} events/s for {warm_up:?}, then measuring for {duration:?}…"
     );
     let meter = Meter::new(engine.pid(), &env.database, &env.brokers);
-    let before = {
-        let pool = env.pool().await?;
-        let s = meter.snapshot(&pool).await;
-        pool.close().await;
-        s
-    };
+    let pool = env.pool().await?;
+    let before = meter.snapshot(&pool).await;
     let paced = {
         let env = env.clone();
         let mut workload = Workload::new(
@@ -132,7 +128,6 @@ async fn latency_in(
     };
     // Wait until every event is applied and the outbox is empty (the relay published every
     // output), up to 60 s after producing ends; then give the reader a moment to receive.
-    let pool = env.pool().await?;
     let ended = Instant::now();
     let deadline = ended + DRAIN_WAIT;
     // Every message on the input topics: the warm-up's, the producer's first and the paced.
